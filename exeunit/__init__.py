@@ -1,0 +1,1 @@
+"""exeunit package (see docs/ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""market package (see docs/ARCHITECTURE.md)."""

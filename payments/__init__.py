@@ -1,0 +1,1 @@
+"""payments package (see docs/ARCHITECTURE.md)."""

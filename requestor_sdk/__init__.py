@@ -1,0 +1,1 @@
+"""requestor_sdk package (see docs/ARCHITECTURE.md)."""
