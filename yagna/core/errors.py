@@ -8,7 +8,8 @@
     │                          bad signature. The *peer* broke the rules.
     ├── EncodeError            we tried to encode a value that has no canonical CBOR
     │                          form. *We* broke the rules (a bug, not bad input).
-    └── IdentityError          the node key file is missing, unreadable or corrupt.
+    ├── IdentityError          the node key file is missing, unreadable or corrupt.
+    └── DataDirError           the data directory cannot be used.
 
 Other packages (``market``, ``payments``, ``exeunit``, the daemon) root their own
 trees in :class:`YagnaError` so a caller can catch "anything we raise on purpose".
@@ -29,3 +30,7 @@ class EncodeError(YagnaError):
 
 class IdentityError(YagnaError):
     """The node key file is missing, unreadable or corrupt."""
+
+
+class DataDirError(YagnaError):
+    """The node's data directory cannot be used (the message says why and what to do)."""

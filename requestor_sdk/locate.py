@@ -1,0 +1,74 @@
+"""Finding the local daemon: the same conventions as Golem's tools.
+
+Order: an explicit data dir; else ``YAGNA_API_URL`` + ``YAGNA_APPKEY``; else
+``YAGNA_DATA_DIR``; else the default data dir. A data dir gives the API URL
+(``node.json``, written by the running daemon) and the local app key
+(``app-key``), so scripts need no other settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from requestor_sdk.errors import DaemonNotFound
+from yagna.core.paths import DataDir, default_data_dir
+
+
+@dataclass(frozen=True)
+class DaemonLocation:
+    api_url: str
+    app_key: str
+    data_dir: Path | None = None
+    node_id: str | None = None
+    pid: int | None = None
+
+
+def locate(data_dir: Path | str | None = None) -> DaemonLocation:
+    if data_dir is None:
+        url, key = os.environ.get("YAGNA_API_URL"), os.environ.get("YAGNA_APPKEY")
+        if url and key:
+            return DaemonLocation(api_url=url.rstrip("/"), app_key=key)
+    return locate_in(DataDir(data_dir if data_dir is not None else default_data_dir()))
+
+
+def locate_in(data: DataDir) -> DaemonLocation:
+    start = f"start one with: yagna service run --data-dir {data.path}"
+    try:
+        info = json.loads(data.node_file.read_text())
+    except FileNotFoundError:
+        raise DaemonNotFound(f"no node is running with data dir {data.path}; {start}") from None
+    except (OSError, ValueError) as exc:
+        raise DaemonNotFound(f"cannot read {data.node_file}: {exc}; {start}") from None
+    pid = info.get("pid")
+    if not isinstance(pid, int) or not _alive(pid):
+        raise DaemonNotFound(
+            f"the node of data dir {data.path} is not running (pid {pid} is gone); {start}"
+        )
+    try:
+        key = data.app_key_file.read_text().strip()
+    except OSError as exc:
+        raise DaemonNotFound(f"cannot read the app key {data.app_key_file}: {exc.strerror}") from None
+    return DaemonLocation(
+        api_url=str(info["api_url"]).rstrip("/"),
+        app_key=key,
+        data_dir=data.path,
+        node_id=info.get("node_id"),
+        pid=pid,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is not running
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

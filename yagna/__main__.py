@@ -1,0 +1,3 @@
+from yagna.cli.main import main
+
+main()

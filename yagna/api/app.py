@@ -1,0 +1,210 @@
+"""The REST API: FastAPI routes under ``/api/v1`` with bearer app-key auth.
+
+Golem's API prefixes (``/market-api/v1``, ``/activity-api/v1``,
+``/payment-api/v1``, ``/me``) are left free for a later compatibility layer.
+Only the OpenAPI document and the health probe answer without a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Protocol
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from yagna import __version__
+from yagna.core.errors import YagnaError
+from yagna.net.errors import GossipError
+from yagna.store.repos import AppKeyInfo, AppKeys
+from yagna.store.errors import AppKeyExists
+from yagna.user_topics import TopicNameError, UserTopics
+
+PREFIX = "/api/v1"
+
+
+class NodeFacade(Protocol):
+    """What the API needs from the running node."""
+
+    node_id: str
+    role: str
+    app_keys: AppKeys
+    user_topics: UserTopics
+
+    def net_status(self) -> dict: ...  # type: ignore[type-arg]
+    def net_peers(self) -> list[dict]: ...  # type: ignore[type-arg]
+
+
+# -- models (they make the OpenAPI document useful) ----------------------------
+class Identity(BaseModel):
+    node_id: str
+    role: str
+    version: str
+
+
+class NetStatus(BaseModel):
+    node_id: str
+    listen_addrs: list[str] = Field(description="multiaddrs with /p2p/<node id>, for --bootstrap")
+    connected: int
+    known: int
+    gossip_topics: list[str]
+
+
+class Peer(BaseModel):
+    node_id: str
+    connected: bool
+    addrs: list[str] = Field(description="advertised listen addresses")
+    remote_addrs: list[str] = Field(description="transport addresses of the live connection")
+    direction: str | None
+    bootstrap: bool
+    connected_since: float | None
+    failures: int
+
+
+class AppKeyOut(BaseModel):
+    id: str
+    name: str
+    created_at: int
+    last_used_at: int | None
+
+
+class AppKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class AppKeyCreated(AppKeyOut):
+    key: str = Field(description="the bearer token; shown only once")
+
+
+class PublishIn(BaseModel):
+    data: str = Field(description="the message (UTF-8 text, or base64 with encoding=base64)")
+    encoding: str = Field(default="utf-8", pattern="^(utf-8|base64)$")
+
+
+class GossipOut(BaseModel):
+    seq: int
+    origin: str
+    data: str
+    encoding: str
+    received_at: float
+
+
+class Error(BaseModel):
+    error: str
+    message: str
+
+
+def _key_out(info: AppKeyInfo) -> AppKeyOut:
+    return AppKeyOut(id=info.id, name=info.name, created_at=info.created_at, last_used_at=info.last_used_at)
+
+
+async def require_key(request: Request) -> AppKeyInfo:
+    """Bearer app-key check: 401 for a missing or unknown key."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "missing bearer app key", headers={"WWW-Authenticate": "Bearer"})
+    info = await request.app.state.node.app_keys.check(token.strip())
+    if info is None:
+        raise HTTPException(401, "invalid app key", headers={"WWW-Authenticate": "Bearer"})
+    return info  # type: ignore[no-any-return]
+
+
+Auth = Annotated[AppKeyInfo, Depends(require_key)]
+
+
+def create_app(node: NodeFacade) -> FastAPI:
+    app = FastAPI(
+        title="yagna node API",
+        version=__version__,
+        description="Local control API of a yagna node. Authenticate with `Authorization: Bearer <app key>`.",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.node = node
+
+    unauthorized = {401: {"model": Error, "description": "missing or invalid app key"}}
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 404: "not_found", 409: "conflict"}.get(exc.status_code, "error")
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.get(f"{PREFIX}/health", tags=["node"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(f"{PREFIX}/id", tags=["node"], responses=unauthorized)
+    async def identity(_: Auth) -> Identity:
+        return Identity(node_id=node.node_id, role=node.role, version=__version__)
+
+    @app.get(f"{PREFIX}/net/status", tags=["net"], responses=unauthorized)
+    async def net_status(_: Auth) -> NetStatus:
+        return NetStatus(**node.net_status())
+
+    @app.get(f"{PREFIX}/net/peers", tags=["net"], responses=unauthorized)
+    async def net_peers(_: Auth, all: bool = False) -> list[Peer]:
+        peers = [Peer(**p) for p in node.net_peers()]
+        return peers if all else [p for p in peers if p.connected]
+
+    @app.put(f"{PREFIX}/net/gossip/{{topic:path}}/subscription", tags=["net"], responses=unauthorized)
+    async def gossip_subscribe(topic: str, _: Auth) -> dict[str, str]:
+        try:
+            await node.user_topics.subscribe(topic)
+        except TopicNameError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"topic": topic, "status": "subscribed"}
+
+    @app.post(f"{PREFIX}/net/gossip/{{topic:path}}/messages", tags=["net"], responses=unauthorized, status_code=202)
+    async def gossip_publish(topic: str, body: PublishIn, _: Auth) -> dict[str, str]:
+        try:
+            data = base64.b64decode(body.data, validate=True) if body.encoding == "base64" else body.data.encode()
+            await node.user_topics.publish(topic, data)
+        except binascii.Error:
+            raise HTTPException(400, "data is not valid base64") from None
+        except (TopicNameError, GossipError) as exc:
+            raise HTTPException(400, str(exc)) from None
+        return {"topic": topic, "status": "queued"}
+
+    @app.get(f"{PREFIX}/net/gossip/{{topic:path}}/messages", tags=["net"], responses=unauthorized)
+    async def gossip_messages(topic: str, _: Auth, after: int = 0) -> list[GossipOut]:
+        try:
+            msgs = node.user_topics.messages(topic, after)
+        except TopicNameError as exc:
+            raise HTTPException(400, str(exc)) from None
+        out = []
+        for m in msgs:
+            try:
+                text, enc = m.data.decode(), "utf-8"
+            except UnicodeDecodeError:
+                text, enc = base64.b64encode(m.data).decode(), "base64"
+            out.append(GossipOut(seq=m.seq, origin=m.origin, data=text, encoding=enc, received_at=m.received_at))
+        return out
+
+    @app.get(f"{PREFIX}/app-keys", tags=["app-keys"], responses=unauthorized)
+    async def list_keys(_: Auth) -> list[AppKeyOut]:
+        return [_key_out(k) for k in await node.app_keys.list()]
+
+    @app.post(f"{PREFIX}/app-keys", tags=["app-keys"], responses=unauthorized, status_code=201)
+    async def create_key(body: AppKeyCreate, _: Auth) -> AppKeyCreated:
+        try:
+            info, token = await node.app_keys.create(body.name)
+        except AppKeyExists:
+            raise HTTPException(409, f"an app key named {body.name!r} exists; drop it first or pick another name") from None
+        return AppKeyCreated(**_key_out(info).model_dump(), key=token)
+
+    @app.delete(f"{PREFIX}/app-keys/{{name}}", tags=["app-keys"], responses=unauthorized, status_code=204)
+    async def drop_key(name: str, _: Auth) -> None:
+        if not await node.app_keys.drop(name):
+            raise HTTPException(404, f"no app key named {name!r}")
+
+    @app.exception_handler(YagnaError)
+    async def yagna_error(request: Request, exc: YagnaError) -> JSONResponse:
+        return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=400)
+
+    return app

@@ -1,0 +1,1 @@
+"""The ``yagna`` command line."""

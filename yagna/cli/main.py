@@ -1,0 +1,301 @@
+"""``yagna``: run a node and talk to it.
+
+Every client command finds its node through ``--data-dir`` (or
+``YAGNA_DATA_DIR``, or ``YAGNA_API_URL`` + ``YAGNA_APPKEY``); every read
+command takes ``--json``. Errors are one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from yagna import __version__
+from yagna.core.errors import YagnaError
+
+# Heavy modules (libp2p, FastAPI) are imported inside the commands that need
+# them: `yagna net peers` should not pay half a second of libp2p import.
+
+
+def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(text if text is not None else data)
+
+
+class Ctx:
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from yagna.cli.client import NodeClient
+
+        return NodeClient.for_data_dir(self.data_dir)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="YAGNA_DATA_DIR",
+    help="The node's data directory [env YAGNA_DATA_DIR; default ~/.local/share/yagna/node].",
+)
+@click.version_option(__version__, prog_name="yagna")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
+    """A peer-to-peer compute network node."""
+    ctx.obj = Ctx(data_dir)
+
+
+# -- service ----------------------------------------------------------------------
+@cli.group()
+def service() -> None:
+    """Run the node daemon."""
+
+
+@service.command("run")
+@click.option("--role", type=click.Choice(["requestor", "provider", "both"]), default="both", show_default=True)
+@click.option("--api-port", type=int, default=7465, show_default=True, envvar="YAGNA_API_PORT",
+              help="REST API port on 127.0.0.1 (0 = any free port).")
+@click.option("--listen", "listen", multiple=True, metavar="MULTIADDR",
+              help="libp2p listen address (repeatable) [default /ip4/127.0.0.1/tcp/<last port or any>].")
+@click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
+              help="Peer to join through, /ip4/.../tcp/.../p2p/<node id> (repeatable).")
+@click.option("--px-interval", type=float, default=5.0, show_default=True, help="Seconds between peer exchanges.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
+                px_interval: float, log_level: str, log_format: str) -> None:
+    """Start a node in the foreground; Ctrl-C or SIGTERM stops it."""
+    import trio
+
+    from yagna.config import NodeConfig
+    from yagna.core.paths import default_data_dir
+    from yagna.logs import setup_logging
+    from yagna.net.host import parse_multiaddr, parse_peer_addr
+
+    setup_logging(log_level, log_format)
+    for addr in listen:
+        parse_multiaddr(addr)
+    for addr in bootstrap:
+        parse_peer_addr(addr)
+    config = NodeConfig(
+        data_dir=obj.data_dir or default_data_dir(),
+        role=role,
+        api_port=api_port,
+        listen=list(listen),
+        bootstrap=list(bootstrap),
+        px_interval=px_interval,
+    )
+    trio.run(_serve, config)
+
+
+async def _serve(config: Any) -> None:
+    import logging
+
+    import trio
+
+    from yagna.node import Node
+
+    log = logging.getLogger("yagna")
+    node = Node(config)
+
+    async def run_node(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await node.run(task_status=task_status)
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            info = await nursery.start(run_node)
+            click.echo(f"yagna node {info.node_id} (role {info.role})")
+            for addr in info.p2p_addrs:
+                click.echo(f"  p2p:      {addr}")
+            click.echo(f"  api:      {info.api_url}")
+            click.echo(f"  data dir: {info.data_dir}")
+            click.echo("Press Ctrl-C to stop.")
+            sys.stdout.flush()
+            async for signum in signals:
+                log.info("%s received; shutting down", signal.Signals(signum).name)
+                break
+            nursery.cancel_scope.cancel()
+    log.info("stopped")
+
+
+# -- id -------------------------------------------------------------------------------
+@cli.group("id")
+def id_group() -> None:
+    """The node's identity."""
+
+
+@id_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def id_show(obj: Ctx, as_json: bool) -> None:
+    """Show the node id (works whether or not the node is running)."""
+    from requestor_sdk.errors import DaemonNotFound
+    from yagna.core.identity import NodeKey
+    from yagna.core.paths import DataDir, default_data_dir
+
+    try:
+        data = obj.client().call("GET", "/id")
+        data["running"] = True
+    except DaemonNotFound:
+        path = DataDir(obj.data_dir or default_data_dir())
+        if not path.key_file.exists():
+            raise YagnaError(
+                f"no node identity in {path.path}; start a node once with: yagna service run --data-dir {path.path}"
+            ) from None
+        key, _ = NodeKey.load_or_create(path.key_file)  # exists: only read
+        data = {"node_id": key.node_id, "running": False}
+    _emit(data, as_json, data["node_id"])
+
+
+# -- net --------------------------------------------------------------------------------
+@cli.group()
+def net() -> None:
+    """Peers, addresses and gossip topics."""
+
+
+@net.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def net_status(obj: Ctx, as_json: bool) -> None:
+    """Listen addresses and peer counts."""
+    data = obj.client().call("GET", "/net/status")
+    text = "\n".join(
+        [f"node id:   {data['node_id']}"]
+        + [f"listening: {a}" for a in data["listen_addrs"]]
+        + [f"peers:     {data['connected']} connected, {data['known']} known"]
+    )
+    _emit(data, as_json, text)
+
+
+@net.command("peers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--all", "show_all", is_flag=True, help="Also list known peers that are not connected.")
+@click.pass_obj
+def net_peers(obj: Ctx, as_json: bool, show_all: bool) -> None:
+    """Connected peers with the addresses in use."""
+    peers = obj.client().call("GET", "/net/peers", params={"all": show_all})
+    lines = [f"{'NODE ID':54} {'STATE':12} ADDRESS"]
+    for p in peers:
+        state = ("connected" + (f"/{p['direction'][:3]}" if p["direction"] else "")) if p["connected"] else f"down({p['failures']})"
+        addr = (p["remote_addrs"] or p["addrs"] or ["-"])[0]
+        lines.append(f"{p['node_id']:54} {state:12} {addr}")
+    _emit(peers, as_json, "\n".join(lines) if peers else "no peers")
+
+
+@net.command("subscribe")
+@click.argument("topic")
+@click.pass_obj
+def net_subscribe(obj: Ctx, topic: str) -> None:
+    """Start collecting messages of a user/<name> topic."""
+    obj.client().call("PUT", f"/net/gossip/{topic}/subscription")
+    click.echo(f"subscribed to {topic}")
+
+
+@net.command("publish")
+@click.argument("topic")
+@click.argument("message")
+@click.pass_obj
+def net_publish(obj: Ctx, topic: str, message: str) -> None:
+    """Broadcast a text message on a user/<name> topic."""
+    obj.client().call("POST", f"/net/gossip/{topic}/messages", json={"data": message})
+    click.echo(f"published to {topic}")
+
+
+@net.command("messages")
+@click.argument("topic")
+@click.option("--after", type=int, default=0, help="Only messages with a sequence number above this.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def net_messages(obj: Ctx, topic: str, after: int, as_json: bool) -> None:
+    """Messages received on a subscribed user/<name> topic."""
+    msgs = obj.client().call("GET", f"/net/gossip/{topic}/messages", params={"after": after})
+    _emit(msgs, as_json, "\n".join(f"{m['seq']:>5} {m['origin']} {m['data']}" for m in msgs) or "no messages")
+
+
+# -- app keys ------------------------------------------------------------------------------
+@cli.group("app-key")
+def app_key() -> None:
+    """Bearer keys for the REST API."""
+
+
+@app_key.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def app_key_create(obj: Ctx, name: str, as_json: bool) -> None:
+    """Create a key; it is printed once and never stored in clear."""
+    data = obj.client().call("POST", "/app-keys", json={"name": name})
+    _emit(data, as_json, data["key"])
+
+
+@app_key.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def app_key_list(obj: Ctx, as_json: bool) -> None:
+    """List keys (names and ids, never the tokens)."""
+    keys = obj.client().call("GET", "/app-keys")
+    lines = [f"{'NAME':24} {'ID':34} CREATED"] + [
+        f"{k['name']:24} {k['id']:34} {k['created_at']}" for k in keys
+    ]
+    _emit(keys, as_json, "\n".join(lines))
+
+
+@app_key.command("drop")
+@click.argument("name")
+@click.pass_obj
+def app_key_drop(obj: Ctx, name: str) -> None:
+    """Revoke a key."""
+    obj.client().call("DELETE", f"/app-keys/{name}")
+    click.echo(f"dropped {name}")
+
+
+def _register_devnet() -> None:
+    from yagna.cli.devnet_cmd import devnet
+
+    cli.add_command(devnet)
+
+
+_register_devnet()
+
+
+def _first_yagna_error(exc: BaseException) -> YagnaError | None:
+    if isinstance(exc, YagnaError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_yagna_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="yagna", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BaseException as exc:  # noqa: BLE001 - the one place errors become exit codes
+        err = _first_yagna_error(exc)
+        if err is None:
+            raise
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

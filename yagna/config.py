@@ -1,0 +1,39 @@
+"""Node configuration: built from CLI flags and environment, never at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yagna.core.errors import YagnaError
+from yagna.core.paths import DataDir, default_data_dir, user_data_root  # noqa: F401  (re-exported)
+
+DEFAULT_API_PORT = 7465  # Golem's convention, so existing tools find us
+ROLES = ("requestor", "provider", "both")
+
+
+class ConfigError(YagnaError):
+    """The node cannot start with this configuration (the message says why)."""
+
+
+@dataclass
+class NodeConfig:
+    data_dir: Path
+    role: str = "both"
+    api_host: str = "127.0.0.1"
+    api_port: int = DEFAULT_API_PORT
+    listen: list[str] = field(default_factory=list)
+    """Empty: 127.0.0.1 on the port used last time if free, else an OS-chosen one."""
+    bootstrap: list[str] = field(default_factory=list)
+    px_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
+        if not 0 <= self.api_port <= 65535:
+            raise ConfigError(f"API port {self.api_port} is out of range 0-65535")
+        if self.api_host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(
+                f"the API must listen on the loopback interface, not {self.api_host!r}: "
+                "it controls the node and its money"
+            )

@@ -1,0 +1,57 @@
+"""Where a node keeps its files. Shared by the daemon, the CLI and the SDK.
+
+Data dir layout: ``node.key`` (identity, 0600), ``yagna.db`` (store),
+``app-key`` (the local bearer token, 0600), ``node.json`` (written by the
+running daemon: node id, pid, API URL, p2p addresses; removed on clean exit),
+``yagna.log`` (when started in the background by ``yagna devnet``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from yagna.core.errors import DataDirError
+
+
+def user_data_root() -> Path:
+    """``$XDG_DATA_HOME/yagna`` (default ``~/.local/share/yagna``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "yagna"
+
+
+def default_data_dir() -> Path:
+    """``$YAGNA_DATA_DIR``, else ``<user data root>/node``."""
+    env = os.environ.get("YAGNA_DATA_DIR")
+    return Path(env) if env else user_data_root() / "node"
+
+
+class DataDir:
+    """The files of one node's data directory."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    key_file = property(lambda self: self.path / "node.key")
+    db_file = property(lambda self: self.path / "yagna.db")
+    app_key_file = property(lambda self: self.path / "app-key")
+    node_file = property(lambda self: self.path / "node.json")
+    log_file = property(lambda self: self.path / "yagna.log")
+
+    def prepare(self) -> None:
+        """Create the directory (mode 0700) or explain why it cannot be used."""
+        if self.path.exists() and not self.path.is_dir():
+            raise DataDirError(
+                f"data dir {self.path} exists and is not a directory; pick another --data-dir"
+            )
+        try:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataDirError(
+                f"cannot create data dir {self.path}: {exc.strerror}; pick another --data-dir"
+            ) from None
+        if not os.access(self.path, os.R_OK | os.W_OK | os.X_OK):
+            raise DataDirError(
+                f"data dir {self.path} is not readable and writable by this user; "
+                "fix its permissions or pick another --data-dir"
+            )

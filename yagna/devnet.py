@@ -1,0 +1,238 @@
+"""A local network on this machine: one requestor and N providers, each a
+separate background daemon with its own data dir under one root.
+
+``root/devnet.json`` records what was started (role, data dir, pid), so
+``status`` and ``down`` work from any later shell. ``down`` only signals
+processes whose command line still names their data dir (a recycled pid is
+never killed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from requestor_sdk.errors import DaemonNotFound
+from requestor_sdk.locate import locate_in
+from yagna.core.errors import YagnaError
+from yagna.core.paths import DataDir, user_data_root
+
+
+class DevnetError(YagnaError):
+    """The devnet cannot be started, inspected or stopped (the message says why)."""
+
+
+def default_root() -> Path:
+    return user_data_root() / "devnet"
+
+
+@dataclass
+class DevnetNode:
+    name: str
+    role: str
+    data_dir: str
+    pid: int
+    node_id: str | None = None
+    api_url: str | None = None
+    p2p_addrs: list[str] | None = None
+
+
+class Devnet:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or default_root()).absolute()
+        self.state_file = self.root / "devnet.json"
+
+    # -- state file ---------------------------------------------------------------
+    def load(self) -> list[DevnetNode]:
+        try:
+            raw = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise DevnetError(f"cannot read {self.state_file}: {exc}") from None
+        return [DevnetNode(**n) for n in raw.get("nodes", [])]
+
+    def _save(self, nodes: list[DevnetNode]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"root": str(self.root), "nodes": [asdict(n) for n in nodes]}, indent=2))
+        os.replace(tmp, self.state_file)
+
+    # -- up -----------------------------------------------------------------------
+    def up(self, providers: int, *, timeout: float = 60.0, px_interval: float = 2.0) -> list[DevnetNode]:
+        if providers < 1:
+            raise DevnetError("a devnet needs at least one provider (--providers N, N >= 1)")
+        running = [n for n in self.load() if _is_our_process(n)]
+        if running:
+            raise DevnetError(
+                f"a devnet is already running under {self.root} ({len(running)} nodes); "
+                "see `yagna devnet status` or stop it with `yagna devnet down`"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DevnetError(f"cannot create devnet root {self.root}: {exc.strerror}") from None
+        nodes: list[DevnetNode] = []
+        deadline = time.monotonic() + timeout
+        try:
+            requestor = self._spawn(nodes, "requestor", "requestor", [], px_interval)
+            self._wait_started(requestor, deadline)
+            boot = requestor.p2p_addrs or []
+            for i in range(1, providers + 1):
+                self._spawn(nodes, f"provider-{i}", "provider", boot[:1], px_interval)
+            for node in nodes[1:]:
+                self._wait_started(node, deadline)
+            self._save(nodes)
+            self._wait_full_mesh(nodes, deadline)
+        except BaseException:
+            self._stop(nodes, grace=5.0)
+            self._save([])
+            raise
+        return nodes
+
+    def _spawn(self, nodes: list[DevnetNode], name: str, role: str, bootstrap: list[str],
+               px_interval: float) -> DevnetNode:
+        data = DataDir(self.root / name)
+        data.prepare()
+        cmd = [sys.executable, "-m", "yagna", "--data-dir", str(data.path), "service", "run",
+               "--role", role, "--api-port", "0", "--px-interval", str(px_interval)]
+        for addr in bootstrap:
+            cmd += ["--bootstrap", addr]
+        with open(data.log_file, "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, close_fds=True)
+        node = DevnetNode(name=name, role=role, data_dir=str(data.path), pid=proc.pid)
+        nodes.append(node)
+        self._save(nodes)
+        return node
+
+    def _wait_started(self, node: DevnetNode, deadline: float) -> None:
+        data = DataDir(node.data_dir)
+        while True:
+            try:
+                loc = locate_in(data)
+                if loc.pid == node.pid:
+                    info = json.loads(data.node_file.read_text())
+                    node.node_id, node.api_url, node.p2p_addrs = info["node_id"], info["api_url"], info["p2p_addrs"]
+                    return
+            except (DaemonNotFound, ValueError, KeyError, OSError):
+                pass
+            if not _pid_alive(node.pid):
+                raise DevnetError(f"{node.name} exited during start-up:\n{_tail(data.log_file)}")
+            if time.monotonic() > deadline:
+                raise DevnetError(f"{node.name} did not start in time:\n{_tail(data.log_file)}")
+            time.sleep(0.05)
+
+    def _wait_full_mesh(self, nodes: list[DevnetNode], deadline: float) -> None:
+        ids = {n.node_id for n in nodes}
+        pending = list(nodes)
+        while pending:
+            still = []
+            for node in pending:
+                peers = _api_get(node, "/net/peers") or []
+                connected = {p["node_id"] for p in peers if p.get("connected")}
+                if not (ids - {node.node_id}) <= connected:
+                    still.append(node)
+            pending = still
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(n.name for n in pending)
+                raise DevnetError(f"nodes not connected to every other node in time: {names}")
+            if pending:
+                time.sleep(0.1)
+
+    # -- status / down ---------------------------------------------------------------
+    def status(self) -> list[dict[str, object]]:
+        out = []
+        for node in self.load():
+            alive = _is_our_process(node)
+            peers = _api_get(node, "/net/peers") if alive else None
+            out.append({
+                **asdict(node),
+                "running": alive,
+                "connected_peers": len(peers) if peers is not None else None,
+            })
+        return out
+
+    def down(self, grace: float = 10.0) -> list[DevnetNode]:
+        nodes = self.load()
+        stopped = self._stop(nodes, grace)
+        if self.state_file.exists():
+            self._save([])
+        return stopped
+
+    def _stop(self, nodes: list[DevnetNode], grace: float) -> list[DevnetNode]:
+        ours = [n for n in nodes if _is_our_process(n)]
+        for node in ours:
+            _signal(node.pid, signal.SIGTERM)
+        end = time.monotonic() + grace
+        while time.monotonic() < end and any(_pid_alive(n.pid) for n in ours):
+            time.sleep(0.05)
+        for node in ours:
+            if _pid_alive(node.pid) and _is_our_process(node):
+                _signal(node.pid, signal.SIGKILL)
+        return ours
+
+
+def _api_get(node: DevnetNode, path: str) -> list | dict | None:  # type: ignore[type-arg]
+    try:
+        loc = locate_in(DataDir(node.data_dir))
+        resp = httpx.get(f"{loc.api_url}/api/v1{path}", headers={"Authorization": f"Bearer {loc.app_key}"},
+                         timeout=2.0)
+        resp.raise_for_status()
+        return resp.json()  # type: ignore[no-any-return]
+    except (DaemonNotFound, httpx.HTTPError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                try:
+                    os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+                except ChildProcessError:
+                    pass
+                return False
+    except (OSError, IndexError):
+        pass
+    return True
+
+
+def _is_our_process(node: DevnetNode) -> bool:
+    """The pid is alive and still runs the daemon of this data dir."""
+    if not _pid_alive(node.pid):
+        return False
+    try:
+        with open(f"/proc/{node.pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return node.data_dir.encode() in argv and b"service" in argv
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("  " + line for line in text[-lines:])

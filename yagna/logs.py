@@ -1,0 +1,42 @@
+"""Log setup for the daemon: one line per event, text or JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+class TextFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+
+
+def setup_logging(level: str = "info", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # py-libp2p logs normal events (unsupported protocols, redial failures, a
+    # peer closing during identify) at ERROR with multi-line dumps; our own
+    # layer reports what matters. LIBP2P_DEBUG still works for deep dives.
+    logging.getLogger("libp2p").setLevel(logging.CRITICAL if level.lower() != "debug" else logging.WARNING)
+    for noisy in ("hypercorn.error", "multiaddr", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

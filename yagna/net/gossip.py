@@ -1,0 +1,151 @@
+"""Broadcast topics over GossipSub, with the library's silent-drop traps handled.
+
+py-libp2p 0.8.1 gossip defaults and what we do about them (lab report §4):
+
+* heartbeat every 120 s -> 1 s, so mesh repair and IHAVE/IWANT gossip run often;
+* spam protection drops over 10 msg/s per topic per *forwarder* (a relay that
+  forwards many publishers' offers is throttled too) -> off; per-sender rate and
+  size caps belong to the topic's validator (the market enforces them);
+* a 32-RPC outbound queue per peer rejects bursts -> publishes go through one
+  sender task that yields between messages;
+* a 32-message subscription channel drops for a slow reader -> one drain task
+  per topic moves messages into bounded per-subscriber channels, counting drops;
+* own messages come back on our subscription -> filtered out;
+* a ~1 MiB message is dropped silently by the sender -> refused with
+  :class:`GossipError` before publishing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from yagna.net.errors import GossipError
+
+log = logging.getLogger("yagna.net.gossip")
+
+MAX_GOSSIP_SIZE = 1000 * 1024
+PUBLISH_QUEUE = 256
+SUBSCRIBER_QUEUE = 1024
+
+Validator = Callable[[str, bytes], bool]
+"""(origin node id, data) -> accept? Runs before delivery and before relaying."""
+
+
+@dataclass(frozen=True)
+class GossipMessage:
+    topic: str
+    data: bytes
+    origin: str
+    """Node id of the publisher (pubsub signatures are checked by the library)."""
+    received_at: float = field(default_factory=time.time)
+
+
+class Gossip:
+    """Publish/subscribe on named topics. Create it before the host dials anyone."""
+
+    def __init__(self, host: IHost, *, heartbeat_interval: float = 1.0) -> None:
+        self._host = host
+        self._me = host.get_id().to_bytes()
+        self.router = GossipSub(
+            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_interval=heartbeat_interval,  # type: ignore[arg-type]
+            spam_protection_enabled=False,
+        )
+        # Must exist before any connection: Pubsub registers its notifee here and
+        # never announces subscriptions to peers connected before it existed.
+        self.pubsub = Pubsub(host, self.router)
+        self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
+        self._publish_send, self._publish_recv = trio.open_memory_channel[tuple[str, bytes]](
+            PUBLISH_QUEUE
+        )
+        self._nursery: trio.Nursery | None = None
+        self.dropped = 0
+        self.delivered = 0
+        self.published = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with background_trio_service(self.pubsub), background_trio_service(self.router):
+            await self.pubsub.wait_until_ready()
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._sender)
+                task_status.started()
+                await trio.sleep_forever()
+
+    def set_validator(self, topic: str, validator: Validator) -> None:
+        def check(forwarder: ID, msg: object) -> bool:
+            try:
+                return bool(validator(ID(msg.from_id).to_base58(), msg.data))  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("gossip validator for %s failed; message dropped", topic)
+                return False
+
+        self.pubsub.set_topic_validator(topic, check, False)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Queue ``data`` for broadcast; waits while the queue is full (back-pressure)."""
+        if len(data) > MAX_GOSSIP_SIZE:
+            raise GossipError(
+                f"gossip message of {len(data)} bytes is over {MAX_GOSSIP_SIZE}; send bulk data over a stream"
+            )
+        await self._publish_send.send((topic, data))
+
+    async def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[GossipMessage]:
+        """A bounded channel of messages from *other* nodes on ``topic``.
+
+        Close the returned channel to unsubscribe this reader.
+        """
+        if self._nursery is None:
+            raise GossipError("gossip is not running yet")
+        send, recv = trio.open_memory_channel[GossipMessage](SUBSCRIBER_QUEUE)
+        first = topic not in self._subscribers
+        self._subscribers.setdefault(topic, []).append(send)
+        if first:
+            subscription = await self.pubsub.subscribe(topic)
+            self._nursery.start_soon(self._drain, topic, subscription)
+        return recv
+
+    def topic_peers(self, topic: str) -> list[str]:
+        """Peers known to be subscribed to ``topic``."""
+        return sorted(p.to_base58() for p in self.pubsub.peer_topics.get(topic, ()))
+
+    def topics(self) -> list[str]:
+        return sorted(self._subscribers)
+
+    async def _sender(self) -> None:
+        async for topic, data in self._publish_recv:
+            await self.pubsub.publish(topic, data)
+            self.published += 1
+            await trio.sleep(0.001)  # lets the per-peer RPC queues drain (pitfall 15)
+
+    async def _drain(self, topic: str, subscription: object) -> None:
+        while True:
+            msg = await subscription.get()  # type: ignore[attr-defined]
+            if msg.from_id == self._me:
+                continue
+            item = GossipMessage(topic=topic, data=msg.data, origin=ID(msg.from_id).to_base58())
+            alive = []
+            for send in self._subscribers.get(topic, []):
+                try:
+                    send.send_nowait(item)
+                    self.delivered += 1
+                except trio.WouldBlock:
+                    self.dropped += 1
+                    log.warning("gossip reader on %s is too slow; message dropped", topic)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    continue
+                alive.append(send)
+            self._subscribers[topic] = alive

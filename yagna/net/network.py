@@ -1,0 +1,102 @@
+"""The node's libp2p network service: host + request/response + gossip + peers.
+
+Shutdown follows the only leak-free shape py-libp2p 0.8.1 allows (lab report
+§6): cancel the *application* tasks, close every connection concurrently and
+close the host while ``host.run()`` is still alive. A cancellation from the
+caller is therefore not let through to the host: it sets a stop event, the
+host part shuts down in a shielded scope bounded by ``shutdown_timeout``, and
+then the cancellation continues.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trio
+from libp2p.abc import IHost
+
+from yagna.net.errors import ListenError
+from yagna.net.gossip import Gossip
+from yagna.net.host import build_host, check_tcp_listen_addr, close_host, parse_multiaddr, parse_peer_addr
+from yagna.net.peers import PeerBook, PeerManager
+from yagna.net.reqresp import RequestResponse
+
+log = logging.getLogger("yagna.net")
+
+
+@dataclass
+class NetConfig:
+    listen: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
+    bootstrap: list[str] = field(default_factory=list)
+    px_interval: float = 5.0
+    redial_base: float = 0.5
+    redial_cap: float = 30.0
+    max_peers: int = 64
+    gossip_heartbeat: float = 1.0
+    shutdown_timeout: float = 4.0
+
+
+class Network:
+    """One libp2p host and the services on it. ``run()`` is a trio service."""
+
+    def __init__(self, seed: bytes, config: NetConfig, *, book: PeerBook | None = None) -> None:
+        self.config = config
+        self._listen = [parse_multiaddr(a) for a in config.listen]
+        bootstrap = [parse_peer_addr(a) for a in config.bootstrap]
+        self.host: IHost = build_host(seed)
+        self.node_id = self.host.get_id().to_base58()
+        bootstrap = [(peer, addr) for peer, addr in bootstrap if peer != self.node_id]
+        self.rr = RequestResponse(self.host)
+        self.gossip = Gossip(self.host, heartbeat_interval=config.gossip_heartbeat)
+        self.peers = PeerManager(
+            self.host,
+            self.rr,
+            my_addrs=self.listen_addrs,
+            bootstrap=bootstrap,
+            book=book,
+            px_interval=config.px_interval,
+            redial_base=config.redial_base,
+            redial_cap=config.redial_cap,
+            max_peers=config.max_peers,
+        )
+
+    def listen_addrs(self) -> list[str]:
+        """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``."""
+        return [str(a) for a in self.host.get_transport_addrs()]
+
+    def full_addrs(self) -> list[str]:
+        """Listen addresses with ``/p2p/<node id>``: what others pass to --bootstrap."""
+        return [f"{a}/p2p/{self.node_id}" for a in self.listen_addrs()]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for maddr in self._listen:
+            check_tcp_listen_addr(maddr)
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            try:
+                await nursery.start(self._run_host, stop)
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                stop.set()
+
+    async def _run_host(self, stop: trio.Event, *, task_status: trio.TaskStatus[None]) -> None:
+        with trio.CancelScope(shield=True) as guard:
+            async with self.host.run(self._listen):
+                try:
+                    if not self.host.get_transport_addrs():
+                        raise ListenError(
+                            f"cannot listen on {', '.join(map(str, self._listen))}; "
+                            "check the address and that the port is free"
+                        )
+                    await self.host.get_network().auto_connector.stop()
+                    async with trio.open_nursery() as app:
+                        await app.start(self.gossip.run)
+                        await app.start(self.peers.run)
+                        task_status.started()
+                        await stop.wait()
+                        guard.deadline = trio.current_time() + self.config.shutdown_timeout
+                        app.cancel_scope.cancel()
+                finally:
+                    await close_host(self.host)

@@ -1,0 +1,364 @@
+"""The peer manager: who we know, whom we are connected to, and redialing.
+
+py-libp2p's own AutoConnector is stopped (it dials every peerstore entry up to
+200 connections and logs errors for dead ones); this manager decides instead:
+
+* bootstrap peers (from ``--bootstrap``) and peers learned by peer exchange
+  (:mod:`yagna.net.px`) or remembered in the store are dialed;
+* a dropped or unreachable peer is redialed with exponential backoff
+  (:func:`yagna.net.backoff.redial_delay`), bootstrap peers forever, others
+  until they failed ``forget_after`` times in a row;
+* addresses we dial are kept in the peerstore without expiry (``connect()``
+  stores them with a 120 s TTL otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.id import ID
+from multiaddr import Multiaddr
+
+from yagna.core.errors import WireError
+from yagna.net import px
+from yagna.net.backoff import redial_delay
+from yagna.net.errors import BadAddressError, RequestError, RequestRejected
+from yagna.net.host import DIAL_TIMEOUT_S, parse_multiaddr, peer_info
+from yagna.net.reqresp import Request, RequestResponse
+
+log = logging.getLogger("yagna.net.peers")
+
+PERMANENT_TTL = 0
+
+
+class PeerBook(Protocol):
+    """Where known peers are remembered across restarts (the node's store)."""
+
+    async def upsert(self, node_id: str, addrs: list[str], source: str) -> None: ...
+    async def mark_connected(self, node_id: str) -> None: ...
+    async def load(self) -> list[tuple[str, list[str]]]: ...
+
+
+@dataclass
+class PeerState:
+    node_id: str
+    addrs: list[str] = field(default_factory=list)
+    bootstrap: bool = False
+    connected: bool = False
+    connected_since: float | None = None
+    failures: int = 0
+    next_attempt: float = 0.0  # trio clock
+    dialing: bool = False
+    source: str = "px"
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What ``net peers`` shows."""
+
+    node_id: str
+    connected: bool
+    addrs: list[str]
+    """Advertised listen addresses (what we would dial)."""
+    remote_addrs: list[str]
+    """Transport addresses of the live connection, if any."""
+    direction: str | None
+    bootstrap: bool
+    connected_since: float | None
+    failures: int
+
+
+class _Notifee(INotifee):
+    def __init__(self, send: trio.MemorySendChannel[tuple[str, str]]) -> None:
+        self._send = send
+
+    def _put(self, kind: str, conn: INetConn) -> None:
+        try:
+            self._send.send_nowait((kind, conn.muxed_conn.peer_id.to_base58()))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the periodic reconcile catches up
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._put("up", conn)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._put("down", conn)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        pass
+
+
+class PeerManager:
+    def __init__(
+        self,
+        host: IHost,
+        rr: RequestResponse,
+        *,
+        my_addrs: Callable[[], list[str]],
+        bootstrap: list[tuple[str, Multiaddr]],
+        book: PeerBook | None = None,
+        px_interval: float = 5.0,
+        redial_base: float = 0.5,
+        redial_cap: float = 30.0,
+        forget_after: int = 12,
+        max_peers: int = 64,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._host = host
+        self._rr = rr
+        self._my_addrs = my_addrs
+        self._me = host.get_id().to_base58()
+        self._book = book
+        self.px_interval = px_interval
+        self.redial_base = redial_base
+        self.redial_cap = redial_cap
+        self.forget_after = forget_after
+        self.max_peers = max_peers
+        self._on_change = on_change or (lambda: None)
+        self._peers: dict[str, PeerState] = {}
+        self._wake = trio.Event()
+        self._events_send, self._events_recv = trio.open_memory_channel[tuple[str, str]](1024)
+        self._nursery: trio.Nursery | None = None
+        for node_id, addr in bootstrap:
+            state = self._state(node_id)
+            state.bootstrap = True
+            state.source = "bootstrap"
+            if str(addr) not in state.addrs:
+                state.addrs.append(str(addr))
+        rr.register(px.PX, self._serve_px)
+        host.get_network().register_notifee(_Notifee(self._events_send))
+
+    # -- public view ---------------------------------------------------------
+    def connected_peers(self) -> list[str]:
+        return sorted(p.node_id for p in self._peers.values() if p.connected)
+
+    def view(self) -> list[PeerView]:
+        conns = self._host.get_network().connections
+        out = []
+        for p in sorted(self._peers.values(), key=lambda p: p.node_id):
+            remote: list[str] = []
+            direction = None
+            for conn in conns.get(ID.from_base58(p.node_id), []) if p.connected else []:
+                remote += [str(a) for a in _safe_transport_addrs(conn)]
+                direction = _direction(conn)
+            out.append(
+                PeerView(
+                    node_id=p.node_id,
+                    connected=p.connected,
+                    addrs=list(p.addrs),
+                    remote_addrs=remote,
+                    direction=direction,
+                    bootstrap=p.bootstrap,
+                    connected_since=p.connected_since,
+                    failures=p.failures,
+                )
+            )
+        return out
+
+    # -- service -------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._book is not None:
+            for node_id, addrs in await self._book.load():
+                if node_id != self._me:
+                    state = self._state(node_id)
+                    state.addrs = state.addrs or list(addrs)
+                    if state.source == "px":
+                        state.source = "store"
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._events_loop)
+            nursery.start_soon(self._dial_loop)
+            nursery.start_soon(self._px_loop)
+            task_status.started()
+
+    def _state(self, node_id: str) -> PeerState:
+        state = self._peers.get(node_id)
+        if state is None:
+            state = self._peers[node_id] = PeerState(node_id)
+        return state
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    async def _events_loop(self) -> None:
+        async for kind, node_id in self._events_recv:
+            self._apply(kind, node_id)
+
+    def _apply(self, kind: str, node_id: str) -> None:
+        if node_id == self._me:
+            return
+        state = self._state(node_id)
+        now = trio.current_time()
+        if kind == "up" and not state.connected:
+            state.connected = True
+            state.connected_since = time.time()
+            state.failures = 0
+            log.info("connected to %s", node_id)
+            assert self._nursery is not None
+            self._nursery.start_soon(self._after_connect, node_id)
+            self._on_change()
+        elif kind == "down" and state.connected:
+            if self._host.get_network().connections.get(ID.from_base58(node_id)):
+                return  # another connection to the same peer is still up
+            state.connected = False
+            state.connected_since = None
+            state.next_attempt = now + redial_delay(0, base=self.redial_base, cap=self.redial_cap)
+            log.info("disconnected from %s; redialing with backoff", node_id)
+            self._on_change()
+            self._poke()
+
+    def _reconcile(self) -> None:
+        live = {p.to_base58() for p in self._host.get_connected_peers()}
+        for node_id in live:
+            if not self._state(node_id).connected:
+                self._apply("up", node_id)
+        for state in list(self._peers.values()):
+            if state.connected and state.node_id not in live:
+                self._apply("down", state.node_id)
+
+    async def _after_connect(self, node_id: str) -> None:
+        state = self._peers[node_id]
+        if self._book is not None and state.addrs:
+            await self._book.mark_connected(node_id)
+        await self._exchange(node_id)
+
+    async def _dial_loop(self) -> None:
+        limiter = trio.CapacityLimiter(8)
+        while True:
+            self._reconcile()
+            now = trio.current_time()
+            connected = sum(1 for p in self._peers.values() if p.connected)
+            for state in list(self._peers.values()):
+                if connected >= self.max_peers:
+                    break
+                if state.connected or state.dialing or not state.addrs or state.next_attempt > now:
+                    continue
+                state.dialing = True
+                connected += 1
+                assert self._nursery is not None
+                self._nursery.start_soon(self._dial, state, limiter)
+            self._wake = trio.Event()
+            with trio.move_on_after(0.25):
+                await self._wake.wait()
+
+    async def _dial(self, state: PeerState, limiter: trio.CapacityLimiter) -> None:
+        try:
+            async with limiter:
+                info = peer_info(state.node_id, state.addrs)
+                with trio.fail_after(DIAL_TIMEOUT_S + 1):
+                    await self._host.connect(info)
+                self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, PERMANENT_TTL)
+        except (BaseLibp2pError, OSError, trio.TooSlowError, ValueError) as exc:
+            state.failures += 1
+            delay = redial_delay(state.failures, base=self.redial_base, cap=self.redial_cap)
+            state.next_attempt = trio.current_time() + delay
+            level = logging.INFO if state.failures <= 2 or state.bootstrap else logging.DEBUG
+            log.log(level, "dial %s failed (%d in a row, next in %.1fs): %s",
+                    state.node_id, state.failures, delay, _short(exc))
+            if not state.bootstrap and state.failures >= self.forget_after:
+                log.info("forgetting %s after %d failed dials", state.node_id, state.failures)
+                self._peers.pop(state.node_id, None)
+        else:
+            self._apply("up", state.node_id)
+        finally:
+            state.dialing = False
+
+    async def _px_loop(self) -> None:
+        rng = random.Random()
+        while True:
+            await trio.sleep(self.px_interval * rng.uniform(0.8, 1.2))
+            peers = self.connected_peers()
+            for node_id in rng.sample(peers, min(3, len(peers))):
+                assert self._nursery is not None
+                self._nursery.start_soon(self._exchange, node_id)
+
+    async def _exchange(self, node_id: str) -> None:
+        try:
+            reply = await self._rr.request(node_id, px.PX, px.make_request(self._my_addrs()))
+            hints = px.parse_response(reply)
+        except (RequestError, WireError) as exc:
+            log.debug("peer exchange with %s failed: %s", node_id, exc)
+            return
+        learned = 0
+        for hint in hints:
+            if hint.node_id == self._me or not hint.addrs:
+                continue
+            if self._learn(hint.node_id, list(hint.addrs), "px"):
+                learned += 1
+                if self._book is not None:
+                    await self._book.upsert(hint.node_id, list(hint.addrs), "px")
+        if learned:
+            log.info("learned %d new peer(s) from %s", learned, node_id)
+            self._poke()
+
+    def _learn(self, node_id: str, addrs: list[str], source: str) -> bool:
+        """Record advertised addresses; True if the peer is new to us."""
+        addrs = [a for a in addrs if _valid_addr(a)]
+        new = node_id not in self._peers
+        state = self._state(node_id)
+        if addrs and addrs != state.addrs:
+            state.addrs = addrs
+            if not state.connected:
+                state.next_attempt = trio.current_time()  # fresh addresses: try now
+        if new:
+            state.source = source
+        return new
+
+    async def _serve_px(self, request: Request) -> object:
+        try:
+            addrs = px.parse_request(request.payload)
+        except WireError as exc:
+            raise RequestRejected("bad_request", str(exc)) from None
+        if addrs:
+            self._learn(request.peer, list(addrs), "inbound")
+            if self._book is not None:
+                await self._book.upsert(request.peer, list(addrs), "inbound")
+        hints = [
+            px.PeerHint(p.node_id, tuple(p.addrs))
+            for p in self._peers.values()
+            if p.connected and p.addrs and p.node_id != request.peer
+        ]
+        return px.make_response(hints)
+
+
+def _valid_addr(addr: str) -> bool:
+    try:
+        parse_multiaddr(addr)
+    except BadAddressError:
+        return False
+    return True
+
+
+def _safe_transport_addrs(conn: INetConn) -> list[Multiaddr]:
+    try:
+        return list(conn.get_transport_addresses())
+    except (BaseLibp2pError, AttributeError, OSError):
+        return []
+
+
+def _direction(conn: INetConn) -> str | None:
+    value = getattr(conn, "direction", None)
+    name = getattr(value, "name", None) or (str(value) if value is not None else None)
+    return name.lower() if name else None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]

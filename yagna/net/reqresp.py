@@ -1,0 +1,229 @@
+"""Request/response over libp2p streams: one stream per request, one frame each way.
+
+This is the helper the market, exe-unit and payment protocols build on. Every
+request and response is canonical CBOR in a varint frame (:mod:`framing`), with
+a size limit per direction, a deadline, and an inbound concurrency limit per
+protocol that queues (py-libp2p's own ``RequestResponse`` resets requests past
+128 in flight, and breaks on responses of 7 MiB or more).
+
+Replies are ``{"ok": payload}`` or ``{"err": {"code": str, "msg": str}}``. A
+handler raises :class:`RequestRejected` to answer with an error; any other
+exception becomes an ``internal`` error reply and is logged with its traceback.
+
+Why a broad ``except Exception`` in :meth:`RequestResponse._serve`: in py-libp2p
+0.8.1 an exception escaping a stream handler propagates out of ``host.run()``
+and kills the whole daemon. That one boundary turns every failure into a log
+line plus a reset stream; nothing else in the code base catches that broadly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.host.exceptions import StreamFailure
+from libp2p.peer.id import ID
+
+from yagna.core import wire
+from yagna.core.errors import EncodeError, WireError
+from yagna.net.errors import (
+    BadResponse,
+    FrameError,
+    PeerUnreachable,
+    ProtocolNotSupported,
+    RemoteError,
+    RequestRejected,
+    RequestTimeout,
+    RequestTooLarge,
+)
+from yagna.net.framing import FrameDecoder, encode_frame, read_frame
+
+log = logging.getLogger("yagna.net.reqresp")
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """A request/response protocol and its limits (both sides use the same spec)."""
+
+    name: str
+    max_request_size: int = 64 * 1024
+    max_response_size: int = 1024 * 1024
+    timeout: float = 10.0
+    """Client: whole exchange. Server: reading the request and answering it."""
+    concurrency: int = 512
+    """Inbound requests handled at once; more wait (up to ``timeout``)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    peer: str
+    """Node id of the remote peer, authenticated by the Noise handshake."""
+    protocol: str
+    payload: object
+
+
+Handler = Callable[[Request], Awaitable[object]]
+
+
+def _error_reply(code: str, message: str) -> bytes:
+    return wire.encode({"err": {"code": code, "msg": message[:500]}})
+
+
+class RequestResponse:
+    """Client and server side of framed CBOR request/response on one host."""
+
+    def __init__(self, host: IHost) -> None:
+        self._host = host
+        self._specs: dict[str, ProtocolSpec] = {}
+
+    def register(self, spec: ProtocolSpec, handler: Handler) -> None:
+        limiter = trio.CapacityLimiter(spec.concurrency)
+
+        async def on_stream(stream: INetStream) -> None:
+            await self._serve(spec, handler, limiter, stream)
+
+        self._specs[spec.name] = spec
+        self._host.set_stream_handler(TProtocol(spec.name), on_stream)
+
+    async def _serve(
+        self,
+        spec: ProtocolSpec,
+        handler: Handler,
+        limiter: trio.CapacityLimiter,
+        stream: INetStream,
+    ) -> None:
+        peer = str(stream.muxed_conn.peer_id)
+        try:
+            with trio.fail_after(spec.timeout):
+                async with limiter:
+                    frame = await read_frame(stream, FrameDecoder(spec.max_request_size))
+                    if frame is None:
+                        raise FrameError("stream closed before a request arrived")
+                    reply = await self._handle(spec, handler, peer, frame)
+                    await stream.write(encode_frame(reply))
+                    await stream.close()
+        except FrameError as exc:
+            log.warning("%s: bad request frame from %s: %s", spec.name, peer, exc)
+            await _reset(stream)
+        except trio.TooSlowError:
+            log.warning("%s: request from %s took over %ss; stream reset", spec.name, peer, spec.timeout)
+            await _reset(stream)
+        except BaseLibp2pError as exc:
+            log.info("%s: stream with %s failed: %r", spec.name, peer, exc)
+            await _reset(stream)
+        except Exception:
+            log.exception("%s: unexpected failure serving %s", spec.name, peer)
+            await _reset(stream)
+
+    async def _handle(self, spec: ProtocolSpec, handler: Handler, peer: str, frame: bytes) -> bytes:
+        try:
+            payload = wire.decode(frame, max_size=spec.max_request_size)
+        except WireError as exc:
+            log.warning("%s: malformed request from %s: %s", spec.name, peer, exc)
+            return _error_reply("bad_request", str(exc))
+        try:
+            result = await handler(Request(peer, spec.name, payload))
+            reply = wire.encode({"ok": result})
+        except RequestRejected as exc:
+            return _error_reply(exc.code, exc.message)
+        except WireError as exc:
+            return _error_reply("bad_request", str(exc))
+        except EncodeError:
+            log.exception("%s: handler returned a value that cannot be encoded", spec.name)
+            return _error_reply("internal", "internal error")
+        except Exception:
+            log.exception("%s: handler failed on a request from %s", spec.name, peer)
+            return _error_reply("internal", "internal error")
+        if len(reply) > spec.max_response_size:
+            log.error("%s: response of %d bytes is over the limit", spec.name, len(reply))
+            return _error_reply("internal", "response too large")
+        return reply
+
+    async def request(
+        self,
+        peer: str,
+        spec: ProtocolSpec,
+        payload: object,
+        *,
+        timeout: float | None = None,
+    ) -> object:
+        """Send one request and return the peer's ``ok`` payload.
+
+        Raises a :class:`~yagna.net.errors.RequestError` subclass for every
+        failure: unreachable, protocol not supported, timeout, malformed
+        response, or the peer's own error reply (:class:`RemoteError`).
+        """
+        data = wire.encode(payload)
+        if len(data) > spec.max_request_size:
+            raise RequestTooLarge(
+                f"request of {len(data)} bytes is over the {spec.name} limit of {spec.max_request_size}"
+            )
+        deadline = spec.timeout if timeout is None else timeout
+        stream: INetStream | None = None
+        try:
+            with trio.fail_after(deadline):
+                stream = await self._open(peer, spec.name)
+                await stream.write(encode_frame(data))
+                frame = await read_frame(stream, FrameDecoder(spec.max_response_size))
+        except trio.TooSlowError:
+            if stream is not None:
+                await _reset(stream)
+            raise RequestTimeout(f"{spec.name}: no answer from {peer} within {deadline}s") from None
+        except FrameError as exc:
+            await _reset(stream)
+            raise BadResponse(f"{spec.name}: bad response frame from {peer}: {exc}") from None
+        except BaseLibp2pError as exc:
+            if stream is not None:
+                await _reset(stream)
+            raise PeerUnreachable(f"{spec.name}: stream to {peer} failed: {exc!r}") from None
+        await _close(stream)
+        if frame is None:
+            raise BadResponse(f"{spec.name}: {peer} closed the stream without answering")
+        return _parse_reply(spec, peer, frame)
+
+    async def _open(self, peer: str, protocol: str) -> INetStream:
+        try:
+            return await self._host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
+        except StreamFailure as exc:
+            if "protocol" in str(exc).lower() or "multiselect" in repr(exc.__cause__).lower():
+                raise ProtocolNotSupported(f"{peer} does not support {protocol}") from None
+            raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
+        except (BaseLibp2pError, OSError) as exc:
+            raise PeerUnreachable(f"cannot reach {peer}: {exc}") from None
+
+
+def _parse_reply(spec: ProtocolSpec, peer: str, frame: bytes) -> object:
+    try:
+        reply = wire.decode(frame, max_size=spec.max_response_size)
+    except WireError as exc:
+        raise BadResponse(f"{spec.name}: malformed response from {peer}: {exc}") from None
+    if isinstance(reply, dict) and len(reply) == 1:
+        if "ok" in reply:
+            return reply["ok"]
+        err = reply.get("err")
+        if isinstance(err, dict) and isinstance(err.get("code"), str) and isinstance(err.get("msg"), str):
+            raise RemoteError(err["code"], err["msg"])
+    raise BadResponse(f"{spec.name}: response from {peer} is neither ok nor err")
+
+
+async def _reset(stream: INetStream | None) -> None:
+    if stream is None:
+        return
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        try:
+            await stream.reset()
+        except BaseLibp2pError:
+            pass
+
+
+async def _close(stream: INetStream) -> None:
+    with trio.CancelScope(shield=True), trio.move_on_after(1):
+        try:
+            await stream.close()
+        except BaseLibp2pError:
+            pass

@@ -1,0 +1,187 @@
+"""The composition root: one node = identity + store + network + API.
+
+``Node.run`` owns the root nursery. The store is opened before and closed
+after every service, so no service ever writes to a closed database; the
+network service shuts its host down gracefully even when cancelled (see
+:mod:`yagna.net.network`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import trio
+
+from yagna import __version__
+from yagna.api.app import create_app
+from yagna.api.server import ApiServer, bind_api_socket
+from yagna.config import DataDir, NodeConfig
+from yagna.core.identity import NodeKey
+from yagna.net.errors import ListenError
+from yagna.net.host import check_tcp_listen_addr, parse_multiaddr
+from yagna.net.network import NetConfig, Network
+from yagna.store import Store
+from yagna.store.errors import StoreError
+from yagna.store.repos import AppKeys, Peers, Settings
+from yagna.user_topics import UserTopics
+
+log = logging.getLogger("yagna.node")
+
+LOCAL_KEY_NAME = "local"
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What a started node reports (and writes to ``node.json``)."""
+
+    node_id: str
+    role: str
+    pid: int
+    api_url: str
+    p2p_addrs: list[str]
+    data_dir: str
+    version: str = __version__
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class StorePeerBook:
+    """Adapter: the network's PeerBook over the store's Peers repository.
+
+    Soft state: a failing write is logged and forgotten, never fatal.
+    """
+
+    def __init__(self, peers: Peers) -> None:
+        self._peers = peers
+
+    async def upsert(self, node_id: str, addrs: list[str], source: str) -> None:
+        try:
+            await self._peers.upsert(node_id, addrs, source)
+        except StoreError as exc:
+            log.warning("cannot remember peer %s: %s", node_id, exc)
+
+    async def mark_connected(self, node_id: str) -> None:
+        try:
+            await self._peers.mark_connected(node_id)
+        except StoreError as exc:
+            log.warning("cannot record connection to %s: %s", node_id, exc)
+
+    async def load(self) -> list[tuple[str, list[str]]]:
+        return [(p.node_id, list(p.addrs)) for p in await self._peers.list(limit=256)]
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.data = DataDir(config.data_dir)
+        self.role = config.role
+        self.node_id = ""
+        self.info: NodeInfo | None = None
+
+    # -- facade for the API ----------------------------------------------------
+    def net_status(self) -> dict[str, object]:
+        peers = self.network.peers.view()
+        return {
+            "node_id": self.node_id,
+            "listen_addrs": self.network.full_addrs(),
+            "connected": sum(p.connected for p in peers),
+            "known": len(peers),
+            "gossip_topics": self.network.gossip.topics(),
+        }
+
+    def net_peers(self) -> list[dict[str, object]]:
+        return [dict(p.__dict__) for p in self.network.peers.view()]
+
+    # -- service -----------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[NodeInfo] = trio.TASK_STATUS_IGNORED) -> None:
+        self.data.prepare()
+        key, created = NodeKey.load_or_create(self.data.key_file)
+        self.node_id = key.node_id
+        log.info("%s node identity %s", "created" if created else "loaded", key.node_id)
+        store = await Store.open(self.data.db_file)
+        try:
+            await self._run_with_store(key, store, task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await store.close()
+                _remove_quietly(self.data.node_file)
+
+    async def _run_with_store(self, key: NodeKey, store: Store, task_status: trio.TaskStatus[NodeInfo]) -> None:
+        settings = Settings(store)
+        self.app_keys = AppKeys(store)
+        await self.app_keys.ensure_local_key(LOCAL_KEY_NAME, self.data.app_key_file)
+        listen = self.config.listen or [await _default_listen(settings)]
+        api_sock = bind_api_socket(self.config.api_host, self.config.api_port)
+        try:
+            self.network = Network(
+                key.seed,
+                NetConfig(listen=listen, bootstrap=self.config.bootstrap, px_interval=self.config.px_interval),
+                book=StorePeerBook(Peers(store)),
+            )
+        except BaseException:
+            api_sock.close()
+            raise
+        api = ApiServer(create_app(self), api_sock)  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            self.user_topics = UserTopics(self.network.gossip, nursery)
+            await nursery.start(self.network.run)
+            await nursery.start(api.run)
+            addrs = self.network.full_addrs()
+            await _remember_port(settings, self.network.listen_addrs())
+            self.info = NodeInfo(
+                node_id=self.node_id,
+                role=self.role,
+                pid=os.getpid(),
+                api_url=api.url,
+                p2p_addrs=addrs,
+                data_dir=str(self.data.path),
+            )
+            _write_json_atomic(self.data.node_file, {**self.info.to_json(), "started_at": time.time()})
+            log.info("node %s ready: api %s, p2p %s", self.node_id, api.url, " ".join(addrs))
+            task_status.started(self.info)
+            try:
+                await trio.sleep_forever()
+            finally:
+                api.stop()
+
+
+async def _default_listen(settings: Settings) -> str:
+    """127.0.0.1 on last run's port if it is free (peers remember it), else any port."""
+    last = await settings.get("p2p.last_port")
+    if last:
+        addr = f"/ip4/127.0.0.1/tcp/{int(last)}"
+        try:
+            check_tcp_listen_addr(parse_multiaddr(addr))
+            return addr
+        except ListenError:
+            log.info("last p2p port %s is taken; using a new one", last)
+    return "/ip4/127.0.0.1/tcp/0"
+
+
+async def _remember_port(settings: Settings, addrs: list[str]) -> None:
+    for addr in addrs:
+        if "/tcp/" in addr:
+            await settings.set("p2p.last_port", addr.rsplit("/tcp/", 1)[1].split("/")[0])
+            return
+
+
+def _write_json_atomic(path: os.PathLike[str] | str, data: object) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _remove_quietly(path: os.PathLike[str] | str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
