@@ -66,6 +66,11 @@ class UserTopics:
         check_topic(topic)
         await self._gossip.publish(topic, data)
 
+    def peers(self, topic: str) -> list[str]:
+        """Peers known to be subscribed to ``topic`` (a publish reaches them)."""
+        check_topic(topic)
+        return self._gossip.topic_peers(topic)
+
     def messages(self, topic: str, after: int = 0) -> list[StoredMessage]:
         check_topic(topic)
         return [m for m in self._messages.get(topic, ()) if m.seq > after]

@@ -186,6 +186,13 @@ def create_app(node: NodeFacade) -> FastAPI:
             out.append(GossipOut(seq=m.seq, origin=m.origin, data=text, encoding=enc, received_at=m.received_at))
         return out
 
+    @app.get(f"{PREFIX}/net/gossip/{{topic:path}}/peers", tags=["net"], responses=unauthorized)
+    async def gossip_peers(topic: str, _: Auth) -> list[str]:
+        try:
+            return node.user_topics.peers(topic)
+        except TopicNameError as exc:
+            raise HTTPException(400, str(exc)) from None
+
     @app.get(f"{PREFIX}/app-keys", tags=["app-keys"], responses=unauthorized)
     async def list_keys(_: Auth) -> list[AppKeyOut]:
         return [_key_out(k) for k in await node.app_keys.list()]
