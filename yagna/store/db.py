@@ -1,0 +1,305 @@
+"""The node's SQLite store: stdlib ``sqlite3`` on a worker thread, driven from trio.
+
+Why this backend (figures in ``docs/decisions.md``): it measured faster than
+aiosqlite bridged through trio-asyncio on every workload, needs no asyncio
+loop around the daemon, and several nodes in one trio process just work.
+
+One connection per :class:`Store`, opened in autocommit mode
+(``isolation_level=None``) so transactions are ours and explicit. Every call
+is one *unit of work* shipped to a worker thread with
+``trio.to_thread.run_sync(..., limiter=CapacityLimiter(1),
+abandon_on_cancel=False)``: the per-store limiter serializes use of the
+connection (hence ``check_same_thread=False`` is safe), and a cancelled
+caller never abandons a unit of work half done. Once started, the unit runs
+to COMMIT or ROLLBACK; the caller receives its outcome and the cancellation
+is delivered at its next checkpoint. A caller cancelled while still waiting
+for the connection is cancelled before its unit starts.
+
+Durability: the connection runs ``synchronous=NORMAL`` (in WAL mode a commit
+survives a process crash, and a power loss may drop the last commits: fine
+for soft state). ``durable=True`` switches that one commit to
+``synchronous=FULL`` (WAL fsynced before COMMIT returns), which is what
+payment state needs before a message is acknowledged.
+
+Usage::
+
+    async with Store.open_ctx(path) as store:      # or: store = await Store.open(path)
+        await store.execute("INSERT INTO settings VALUES (?, ?)", ("k", "v"))
+        row = await store.fetchone("SELECT value FROM settings WHERE key = ?", ("k",))
+        n = await store.transaction(lambda conn: conn.execute(...).rowcount, durable=True)
+
+``async with await Store.open(path) as store:`` works too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import trio
+
+from yagna.store.errors import (
+    ConstraintError,
+    StoreBusyError,
+    StoreClosedError,
+    StoreError,
+    StoreOpenError,
+)
+from yagna.store.migrations import MIGRATIONS, Migration, migrate
+
+T = TypeVar("T")
+
+Params = Sequence[Any] | dict[str, Any]
+
+BUSY_TIMEOUT_MS = 5_000
+
+
+class Store:
+    """One node's database. Create with :meth:`open` or :meth:`open_ctx`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, limiter: trio.CapacityLimiter) -> None:
+        # Private: use Store.open(). The connection is touched only on the worker.
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._limiter = limiter
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
+        """Open (creating if needed) the database at ``path`` and migrate it.
+
+        The parent directory must exist: creating the data directory (and its
+        permissions) belongs to whoever chose it. A new file is created 0600.
+        Raises :class:`StoreOpenError` with advice when that fails.
+        """
+        path = Path(path)
+        limiter = trio.CapacityLimiter(1)
+        conn = await trio.to_thread.run_sync(_open_sync, path, migrations, limiter=limiter)
+        return cls(conn, path, limiter)
+
+    @classmethod
+    @asynccontextmanager
+    async def open_ctx(cls, path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> AsyncIterator[Store]:
+        """``async with Store.open_ctx(path) as store:`` (closes on exit)."""
+        store = await cls.open(path, migrations=migrations)
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Let units of work already queued finish, then close. Idempotent.
+
+        Shielded, so shutdown under a cancelled scope still closes the file
+        (checkpointing the WAL); units of work are short, so this is bounded.
+        Later calls raise :class:`StoreClosedError`.
+        """
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if conn.in_transaction:  # cannot happen through our API; never commit by accident
+                conn.execute("ROLLBACK")
+            conn.execute("PRAGMA optimize")
+        except sqlite3.Error:
+            pass  # best effort on the way out; close() below still releases the file
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------------ generic API
+
+    async def execute(self, sql: str, params: Params = (), *, durable: bool = False) -> int:
+        """Run one statement in its own transaction; return its rowcount."""
+        if durable:
+            return await self.transaction(lambda c: c.execute(sql, params).rowcount, durable=True)
+        return await self._run(lambda c: c.execute(sql, params).rowcount)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return await self._run(lambda c: c.execute(sql, params).fetchall())
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        return await self._run(lambda c: c.execute(sql, params).fetchone())
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        """Run ``fn(conn)`` on the worker inside ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+
+        ``fn`` is plain synchronous code (no awaits) and must not BEGIN/COMMIT
+        itself. Any exception rolls back and propagates; ``sqlite3`` errors are
+        mapped to :class:`StoreError`. With ``durable=True`` the commit is
+        fsynced (``synchronous=FULL``) before this returns: acknowledge
+        payment messages only after that. IMMEDIATE takes the write lock up
+        front so a read-then-write ``fn`` cannot fail half way with BUSY.
+        """
+
+        def unit(conn: sqlite3.Connection) -> T:
+            if durable:
+                conn.execute("PRAGMA synchronous=FULL")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    if inspect.isawaitable(result):
+                        _close_awaitable(result)
+                        raise TypeError("Store.transaction() takes a synchronous function, not an async one")
+                    if not conn.in_transaction:
+                        raise StoreError("the transaction function ended the transaction itself; it must not")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+            finally:
+                if durable:
+                    conn.execute("PRAGMA synchronous=NORMAL")
+
+        return await self._run(unit)
+
+    # ------------------------------------------------------------------ the I/O boundary
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def unit() -> T:
+            conn = self._conn  # read on the worker, under the limiter: no race with close()
+            if conn is None:
+                raise StoreClosedError(f"the store {self._path} is closed")
+            return fn(conn)
+
+        try:
+            return await trio.to_thread.run_sync(unit, limiter=self._limiter, abandon_on_cancel=False)
+        except sqlite3.Error as e:
+            raise _map_error(e, self._path) from e
+
+
+def _close_awaitable(obj: object) -> None:
+    close = getattr(obj, "close", None)
+    if callable(close):
+        close()  # silence "coroutine was never awaited"
+
+
+def _errorcode(e: sqlite3.Error) -> int:
+    return int(getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _map_error(e: sqlite3.Error, path: Path) -> StoreError:
+    code = _errorcode(e)
+    if isinstance(e, sqlite3.IntegrityError):
+        return ConstraintError(f"constraint violated: {e}")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreBusyError(
+            f"the node database {path} stayed locked for {BUSY_TIMEOUT_MS / 1000:g} s. Is another yagna "
+            f"running on the same data directory? Stop it, or use another data directory."
+        )
+    if code == sqlite3.SQLITE_FULL:
+        return StoreError(f"the disk holding {path} is full. Free some space and retry.")
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+        return StoreError(f"cannot write the node database {path} ({e}). Check the disk and the file permissions.")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return StoreError(
+            f"the node database {path} is corrupt ({e}). Stop yagna, move the file aside and restore a "
+            f"backup, or let yagna create a fresh one."
+        )
+    return StoreError(f"database error in {path}: {e}")
+
+
+# ---------------------------------------------------------------------- opening (worker side)
+
+
+def _open_sync(path: Path, migrations: Sequence[Migration]) -> sqlite3.Connection:
+    parent = path.parent
+    try:
+        if not parent.exists():
+            raise StoreOpenError(
+                f"cannot open the node database {path}: the directory {parent} does not exist. "
+                f"Create it, or choose another data directory."
+            )
+        if not parent.is_dir():
+            raise StoreOpenError(
+                f"cannot open the node database {path}: {parent} is not a directory. "
+                f"Choose another data directory."
+            )
+        if path.exists() and not path.is_file():
+            raise StoreOpenError(f"cannot open the node database {path}: it is not a regular file. Move it aside.")
+        _create_private(path)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    except OSError as e:
+        raise StoreOpenError(
+            f"cannot create the node database {path}: {e.strerror or e}. "
+            f"Check that {parent} is writable by this user."
+        ) from e
+    except sqlite3.Error as e:
+        raise _open_error(e, path) from e
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreOpenError(
+                f"cannot put the node database {path} in WAL mode (got {mode!r}); the file system may not "
+                f"support it (network file systems do not). Use a local data directory."
+            )
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        migrate(conn, migrations, where=str(path))
+    except StoreOpenError:
+        conn.close()
+        raise
+    except sqlite3.Error as e:
+        conn.close()
+        raise _open_error(e, path) from e
+    return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty 0600 file; SQLite gives the -wal/-shm files the same mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _open_error(e: sqlite3.Error, path: Path) -> StoreOpenError:
+    code = _errorcode(e)
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return StoreOpenError(
+            f"the node database {path} is not a SQLite database or is corrupt ({e}). Stop yagna, move the "
+            f"file aside (with its -wal and -shm files) and restore a backup, or let yagna create a fresh one."
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR):
+        return StoreOpenError(
+            f"cannot open the node database {path} for writing ({e}). Check the permissions of the file "
+            f"and of {path.parent}, and that the disk is not read-only."
+        )
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StoreOpenError(
+            f"the node database {path} is locked. Is another yagna running on the same data directory? "
+            f"Stop it, or use another data directory."
+        )
+    return StoreOpenError(f"cannot open the node database {path}: {e}")
