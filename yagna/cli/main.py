@@ -183,11 +183,11 @@ def net_status(obj: Ctx, as_json: bool) -> None:
 def net_peers(obj: Ctx, as_json: bool, show_all: bool) -> None:
     """Connected peers with the addresses in use."""
     peers = obj.client().call("GET", "/net/peers", params={"all": show_all})
-    lines = [f"{'NODE ID':54} {'STATE':12} ADDRESS"]
+    lines = [f"{'NODE ID':54} {'STATE':14} ADDRESS"]
     for p in peers:
         state = ("connected" + (f"/{p['direction'][:3]}" if p["direction"] else "")) if p["connected"] else f"down({p['failures']})"
         addr = (p["remote_addrs"] or p["addrs"] or ["-"])[0]
-        lines.append(f"{p['node_id']:54} {state:12} {addr}")
+        lines.append(f"{p['node_id']:54} {state:14} {addr}")
     _emit(peers, as_json, "\n".join(lines) if peers else "no peers")
 
 
