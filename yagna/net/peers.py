@@ -238,6 +238,7 @@ class PeerManager:
         if self._book is not None and state.addrs:
             await self._book.mark_connected(node_id)
         await self._exchange(node_id)
+        self.pin_addrs()
 
     async def _dial_loop(self) -> None:
         limiter = trio.CapacityLimiter(8)
@@ -280,10 +281,27 @@ class PeerManager:
         finally:
             state.dialing = False
 
+    def pin_addrs(self) -> None:
+        """Keep known peers' addresses in the peerstore without expiry.
+
+        ``connect()`` stores them with a 120 s TTL and identify re-adds them
+        with 7200 s (last writer wins); an expired entry makes the implicit
+        dial of ``new_stream`` fail. Cheap: it only sets a TTL field.
+        """
+        store = self._host.get_peerstore()
+        for state in self._peers.values():
+            if state.addrs:
+                try:
+                    info = peer_info(state.node_id, state.addrs)
+                except (BadAddressError, ValueError):
+                    continue
+                store.add_addrs(info.peer_id, info.addrs, PERMANENT_TTL)
+
     async def _px_loop(self) -> None:
         rng = random.Random()
         while True:
             await trio.sleep(self.px_interval * rng.uniform(0.8, 1.2))
+            self.pin_addrs()
             peers = self.connected_peers()
             for node_id in rng.sample(peers, min(3, len(peers))):
                 assert self._nursery is not None
