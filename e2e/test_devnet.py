@@ -55,6 +55,13 @@ def test_devnet_up_status_down(tmp_path: Path) -> None:
 
 
 def test_devnet_default_root_is_under_user_data_dir(tmp_path: Path) -> None:
-    out = run_cli("devnet", "status").stdout
-    assert "no devnet" in out
-    assert not (tmp_path / "xdg" / "yagna" / "devnet" / "devnet.json").exists()
+    assert "no devnet" in run_cli("devnet", "status").stdout
+    nodes: list[dict] = []  # type: ignore[type-arg]
+    try:
+        nodes = json.loads(run_cli("devnet", "up", "--providers", "1", "--json", timeout=90).stdout)
+        root = tmp_path / "xdg" / "yagna" / "devnet"  # XDG_DATA_HOME is set by conftest
+        assert [Path(n["data_dir"]).parent for n in nodes] == [root, root]
+        assert (root / "devnet.json").exists()
+    finally:
+        run_cli("devnet", "down", timeout=30)
+    assert not any(_alive(n["pid"]) for n in nodes)
