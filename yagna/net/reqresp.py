@@ -193,7 +193,7 @@ class RequestResponse:
             if "protocol" in str(exc).lower() or "multiselect" in repr(exc.__cause__).lower():
                 raise ProtocolNotSupported(f"{peer} does not support {protocol}") from None
             raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
-        except (BaseLibp2pError, OSError) as exc:
+        except (BaseLibp2pError, OSError, ValueError) as exc:  # ValueError: id not base58
             raise PeerUnreachable(f"cannot reach {peer}: {exc}") from None
 
 
