@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import trio
 from libp2p.abc import IHost
+from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
@@ -97,6 +98,9 @@ class Gossip:
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Queue ``data`` for broadcast; waits while the queue is full (back-pressure)."""
+        if not isinstance(data, bytes):
+            # checked here: a TypeError in the sender task would end the network service
+            raise TypeError(f"gossip data must be bytes, not {type(data).__name__}")
         if len(data) > MAX_GOSSIP_SIZE:
             raise GossipError(
                 f"gossip message of {len(data)} bytes is over {MAX_GOSSIP_SIZE}; send bulk data over a stream"
@@ -127,7 +131,11 @@ class Gossip:
 
     async def _sender(self) -> None:
         async for topic, data in self._publish_recv:
-            await self.pubsub.publish(topic, data)
+            try:
+                await self.pubsub.publish(topic, data)
+            except BaseLibp2pError as exc:
+                log.warning("publish on %s failed: %r", topic, exc)
+                continue
             self.published += 1
             await trio.sleep(0.001)  # lets the per-peer RPC queues drain (pitfall 15)
 
