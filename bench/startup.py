@@ -1,0 +1,271 @@
+"""Daemon start-up time, idle memory and shutdown time, against bare Python.
+
+Measured, each in fresh OS processes started by this script:
+
+* **cold start** (5 times, a fresh data dir each): from spawning
+  ``python -m yagna --data-dir <tmp> service run --api-port 0`` until
+  ``node.json`` exists, and until ``GET /api/v1/health`` answers 200
+  (polled every 5 ms); RSS (VmRSS) at that moment;
+* **SIGTERM to exit** of each of those daemons (no peers), split into the
+  node's own shutdown (until it logs "stopped") and interpreter teardown;
+* **warm start** (3 by default): the same, started again on a data dir a cold run left
+  (identity, database and app key exist);
+* **idle RSS** of one daemon after 10 s of idling;
+* **SIGTERM to exit with one connected peer** (a second daemon bootstraps to the
+  first; the first is stopped once ``/api/v1/net/peers`` shows the peer);
+* baselines in the same run: ``python -c "pass"``, ``python -c "import libp2p"``
+  and ``python -c "import yagna.node"`` (every module the daemon imports):
+  spawn until the code has run (median of 5) and RSS then.
+
+Reference (Golem's yagna 0.17.6 on this machine): ready in ~0.5 s, ~137 MB RSS.
+
+Run: ``python bench/startup.py [--runs 5] [--idle 10]``. Takes ~40 s; prints figures only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import PYTHON, Lines, Procs, machine, rss_mib, table, tail, time_budget  # noqa: E402
+
+POLL = 0.005
+READY_TIMEOUT = 15.0
+YAGNA_REF = "Golem yagna 0.17.6: ready ~0.5 s, ~137 MB RSS"
+
+
+def http_get(url: str, key: str | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url)
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, b""
+
+
+class Daemon:
+    def __init__(self, procs: Procs, data_dir: Path, log: Path, extra: list[str] | None = None) -> None:
+        self.procs = procs
+        self.data_dir = data_dir
+        self.log = log
+        self.extra = extra or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, object] = {}
+
+    def start(self) -> dict[str, float]:
+        """Spawn and wait until the API answers; the timings in seconds."""
+        node_file = self.data_dir / "node.json"
+        args = [PYTHON, "-m", "yagna", "--data-dir", str(self.data_dir), "service", "run",
+                "--api-port", "0", *self.extra]
+        with open(self.log, "ab") as out:
+            t0 = time.perf_counter()
+            self.proc = self.procs.spawn(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = t0 + READY_TIMEOUT
+        while True:  # a node.json left by an earlier, killed run names another pid
+            try:
+                self.info = json.loads(node_file.read_text())
+                if self.info.get("pid") == self.proc.pid:
+                    break
+            except (json.JSONDecodeError, OSError):  # written atomically; absent until ready
+                pass
+            self._check(deadline)
+            time.sleep(POLL)
+        t_file = time.perf_counter() - t0
+        url = f"{self.info['api_url']}/api/v1/health"
+        while http_get(url, timeout=1.0)[0] != 200:
+            self._check(deadline)
+            time.sleep(POLL)
+        t_ready = time.perf_counter() - t0
+        return {"node_json": t_file, "ready": t_ready, "rss": rss_mib(self.proc.pid)}
+
+    def _check(self, deadline: float) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{tail(self.log)}")
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"daemon not ready within {READY_TIMEOUT}s:\n{tail(self.log)}")
+
+    def sigterm(self) -> tuple[float, float]:
+        """Seconds from SIGTERM until the process has exited, and until it logged "stopped".
+
+        The second figure comes from the daemon's log line timestamp (ms
+        resolution, same wall clock); the difference is interpreter teardown.
+        """
+        assert self.proc is not None
+        sent = time.time()
+        t0 = time.perf_counter()
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(self.proc, grace=0)
+            return float("nan"), float("nan")
+        took = time.perf_counter() - t0
+        if self.proc.returncode != 0:
+            print(f"  note: daemon exited with code {self.proc.returncode}", file=sys.stderr)
+        return took, _stopped_at(self.log) - sent
+
+    def get(self, path: str) -> object:
+        key = (self.data_dir / "app-key").read_text().strip()
+        status, body = http_get(f"{self.info['api_url']}/api/v1{path}", key)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {status}")
+        return json.loads(body)
+
+
+def _stopped_at(log: Path) -> float:
+    """Wall-clock time of the last "yagna: stopped" line of a daemon log."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if line.rstrip().endswith("yagna: stopped"):
+            stamp = datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+            return stamp.replace(tzinfo=timezone.utc).timestamp()
+    return float("nan")
+
+
+def python_baseline(procs: Procs, code: str, runs: int) -> dict[str, float]:
+    """``python -c code``: spawn until it has run ``code`` (it then prints a line), and RSS then.
+
+    The process is parked on stdin after the line so /proc can be read, then
+    stopped; interpreter teardown is not counted (it is not for the daemon either).
+    """
+    parked = f"{code}\nimport sys\nprint('ready', flush=True)\nsys.stdin.readline()"
+    times, rss = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = procs.spawn([PYTHON, "-c", parked], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL)
+        Lines(proc).wait_for("ready", 30)
+        times.append(time.perf_counter() - t0)
+        rss.append(rss_mib(proc.pid))
+        procs.stop(proc)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times),
+            "rss": statistics.median(rss)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="cold starts (and baseline runs)")
+    parser.add_argument("--warm-runs", type=int, default=3, help="warm starts (the first data dirs again)")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idling before the RSS reading")
+    args = parser.parse_args()
+
+    print(f"# startup: {machine()}, load average {os.getloadavg()[0]:.2f}")
+    procs = Procs()
+    tmp = Path(tempfile.mkdtemp(prefix="yagna-bench-startup-"))
+    time_budget(120)
+    try:
+        base = {
+            'python -c "pass"': python_baseline(procs, "pass", args.runs),
+            'python -c "import libp2p"': python_baseline(procs, "import libp2p", args.runs),
+            'python -c "import yagna.node"': python_baseline(procs, "import yagna.node", args.runs),
+        }
+
+        cold, warm, term, term_warm = [], [], [], []
+        daemon = None
+        daemons = []
+        for i in range(args.runs):
+            daemon = Daemon(procs, tmp / f"node{i}", tmp / f"node{i}.log")
+            cold.append(daemon.start())
+            term.append(daemon.sigterm())
+            daemons.append(daemon)
+        for i, daemon in enumerate(daemons[: max(1, args.warm_runs)]):
+            warm.append(daemon.start())
+            if i < max(1, args.warm_runs) - 1:
+                term_warm.append(daemon.sigterm())
+        assert daemon is not None
+        # The last warm daemon idles, then its RSS is read.
+        time.sleep(args.idle)
+        idle_rss = rss_mib(daemon.proc.pid)  # type: ignore[union-attr]
+        term_warm.append(daemon.sigterm())
+
+        # SIGTERM with one connected peer.
+        a = Daemon(procs, tmp / "peerA", tmp / "peerA.log")
+        a.start()
+        addr = a.info["p2p_addrs"][0]  # type: ignore[index]
+        b = Daemon(procs, tmp / "peerB", tmp / "peerB.log", ["--bootstrap", str(addr)])
+        b.start()
+        t_connect = time.perf_counter()
+        deadline = t_connect + 15
+        while not any(p.get("node_id") == a.info["node_id"] for p in b.get("/net/peers")):  # type: ignore[union-attr]
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"peer never connected:\n{tail(b.log)}")
+            time.sleep(0.02)
+        t_connect = time.perf_counter() - t_connect
+        term_peer = a.sigterm()
+        term_peer_b = b.sigterm()
+    finally:
+        signal.alarm(0)
+        procs.close()
+        for log in sorted(tmp.glob("*.log")):
+            bad = [ln for ln in log.read_text(errors="replace").splitlines()
+                   if " ERROR " in ln or "Traceback" in ln or " WARNING " in ln]
+            if bad:
+                print(f"{log.name}:\n" + "\n".join(bad[-10:]), file=sys.stderr)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def row(name: str, xs: list[float], scale: float = 1000.0) -> list[object]:
+        xs = [x * scale for x in xs]
+        return [name, statistics.median(xs), min(xs), max(xs)]
+
+    print()
+    print(f"## Start-up time, ms (spawn until ready; {args.runs} runs each, {len(warm)} warm starts)")
+    rows = [
+        [f"baseline: {name}", b["median"] * 1000, b["min"] * 1000, b["max"] * 1000]
+        for name, b in base.items()
+    ]
+    rows += [
+        row("yagna cold start: node.json written", [c["node_json"] for c in cold]),
+        row("yagna cold start: GET /health = 200", [c["ready"] for c in cold]),
+        row("yagna warm start (existing data dir): node.json", [c["node_json"] for c in warm]),
+        row("yagna warm start (existing data dir): /health = 200", [c["ready"] for c in warm]),
+    ]
+    print(table(["what", "median", "min", "max"], rows))
+    imports = base['python -c "import yagna.node"']["median"] * 1000
+    ready = statistics.median(c["ready"] for c in cold) * 1000
+    print(f"cold start = {imports:.0f} ms interpreter + imports (baseline above) "
+          f"+ {ready - imports:.0f} ms of the node's own start (identity, store, host, API)")
+
+    print()
+    print("## Memory, MiB (VmRSS)")
+    rows = [[f"baseline: {name}", b["rss"]] for name, b in base.items()]
+    rows += [
+        ["yagna at ready, cold (median)", statistics.median(c["rss"] for c in cold)],
+        ["yagna at ready, warm (median)", statistics.median(c["rss"] for c in warm)],
+        [f"yagna after {args.idle:.0f} s idle", idle_rss],
+    ]
+    print(table(["what", "RSS"], rows))
+
+    print()
+    print("## Shutdown, ms (SIGTERM until the process has exited | until it logged \"stopped\")")
+    everyone = term + term_warm
+    rows = [
+        row(f"no peers ({len(everyone)} runs): exited", [t[0] for t in everyone]),
+        row(f"no peers ({len(everyone)} runs): logged stopped", [t[1] for t in everyone]),
+        row("one connected peer: exited", [term_peer[0]]),
+        row("one connected peer: logged stopped", [term_peer[1]]),
+        row("its peer, stopped after it: exited", [term_peer_b[0]]),
+    ]
+    print(table(["what", "median", "min", "max"], rows))
+    print(f"\nbootstrap connect seen in /net/peers after {t_connect * 1000:.0f} ms (polled every 20 ms)")
+    print(f"reference: {YAGNA_REF}")
+
+
+if __name__ == "__main__":
+    main()
