@@ -12,6 +12,8 @@ import trio
 from yagna.config import ConfigError, NodeConfig
 from yagna.core.errors import DataDirError
 from yagna.node import Node, NodeInfo
+from yagna.store import Store
+from yagna.store.repos import Peers
 
 
 async def _get(info: NodeInfo, data_dir: Path, path: str) -> object:
@@ -50,6 +52,10 @@ async def test_restart_keeps_identity_and_remembers_peers(tmp_path: Path) -> Non
                 while h.node_id not in leaf.network.peers.connected_peers():
                     await trio.sleep(0.05)
             inner.cancel_scope.cancel()
+        async with Store.open_ctx(tmp_path / "leaf" / "yagna.db") as store:
+            remembered = await Peers(store).get(h.node_id)
+        assert remembered is not None and remembered.source == "bootstrap"
+        assert remembered.last_connected is not None
         async with trio.open_nursery() as inner:
             # no --bootstrap this time: the store remembers the hub
             again = Node(NodeConfig(tmp_path / "leaf", api_port=0))

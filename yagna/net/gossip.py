@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
@@ -68,6 +68,12 @@ class Gossip:
         # Must exist before any connection: Pubsub registers its notifee here and
         # never announces subscriptions to peers connected before it existed.
         self.pubsub = Pubsub(host, self.router)
+        # Pubsub's own stream handler raises RuntimeError("Nursery is closed to
+        # new arrivals") for a message arriving after the pubsub service stopped
+        # but before the host closed; anything escaping a stream handler kills
+        # host.run(), so it is wrapped.
+        for protocol in self.router.get_protocols():
+            host.set_stream_handler(protocol, self._pubsub_stream)
         self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
         self._publish_send, self._publish_recv = trio.open_memory_channel[tuple[str, bytes]](
             PUBLISH_QUEUE
@@ -85,6 +91,17 @@ class Gossip:
                 nursery.start_soon(self._sender)
                 task_status.started()
                 await trio.sleep_forever()
+
+    async def _pubsub_stream(self, stream: INetStream) -> None:
+        try:
+            await self.pubsub.stream_handler(stream)
+        except Exception as exc:  # noqa: BLE001 - stream-handler boundary, see __init__
+            log.debug("pubsub stream from %s ended: %r", stream.muxed_conn.peer_id, exc)
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                try:
+                    await stream.reset()
+                except BaseLibp2pError:
+                    pass
 
     def set_validator(self, topic: str, validator: Validator) -> None:
         def check(forwarder: ID, msg: object) -> bool:

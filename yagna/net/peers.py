@@ -236,6 +236,9 @@ class PeerManager:
     async def _after_connect(self, node_id: str) -> None:
         state = self._peers[node_id]
         if self._book is not None and state.addrs:
+            # remember every peer we reach (bootstrap ones too) for the next start
+            source = state.source if state.source in ("bootstrap", "px", "inbound") else "px"
+            await self._book.upsert(node_id, list(state.addrs), source)
             await self._book.mark_connected(node_id)
         await self._exchange(node_id)
         self.pin_addrs()

@@ -13,7 +13,8 @@ exception becomes an ``internal`` error reply and is logged with its traceback.
 Why a broad ``except Exception`` in :meth:`RequestResponse._serve`: in py-libp2p
 0.8.1 an exception escaping a stream handler propagates out of ``host.run()``
 and kills the whole daemon. That one boundary turns every failure into a log
-line plus a reset stream; nothing else in the code base catches that broadly.
+line plus a reset stream; the only other place that catches that broadly is
+the same boundary for pubsub streams in :mod:`yagna.net.gossip`.
 """
 
 from __future__ import annotations
@@ -102,8 +103,10 @@ class RequestResponse:
             with trio.fail_after(spec.timeout):
                 async with limiter:
                     frame = await read_frame(stream, FrameDecoder(spec.max_request_size))
-                    if frame is None:
-                        raise FrameError("stream closed before a request arrived")
+                    if frame is None:  # the peer gave up (cancelled, shutting down)
+                        log.debug("%s: %s closed the stream before sending a request", spec.name, peer)
+                        await _reset(stream)
+                        return
                     reply = await self._handle(spec, handler, peer, frame)
                     await stream.write(encode_frame(reply))
                     await stream.close()
@@ -181,6 +184,11 @@ class RequestResponse:
             if stream is not None:
                 await _reset(stream)
             raise PeerUnreachable(f"{spec.name}: stream to {peer} failed: {exc!r}") from None
+        except BaseException:
+            # cancelled by the caller (its deadline, shutdown): reset, or the
+            # stream stays open on both peers
+            await _reset(stream)
+            raise
         await _close(stream)
         if frame is None:
             raise BadResponse(f"{spec.name}: {peer} closed the stream without answering")
