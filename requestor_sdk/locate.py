@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from requestor_sdk.errors import DaemonNotFound
-from yagna.core.paths import DataDir, default_data_dir
+from yagna.core.paths import DataDir, default_data_dir, process_alive
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def locate_in(data: DataDir) -> DaemonLocation:
     except (OSError, ValueError) as exc:
         raise DaemonNotFound(f"cannot read {data.node_file}: {exc}; {start}") from None
     pid = info.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not process_alive(pid):
         raise DaemonNotFound(
             f"the node of data dir {data.path} is not running (pid {pid} is gone); {start}"
         )
@@ -59,16 +59,3 @@ def locate_in(data: DataDir) -> DaemonLocation:
         pid=pid,
     )
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped) is not running
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -23,7 +23,7 @@ import httpx
 from requestor_sdk.errors import DaemonNotFound
 from requestor_sdk.locate import locate_in
 from yagna.core.errors import YagnaError
-from yagna.core.paths import DataDir, user_data_root
+from yagna.core.paths import DataDir, process_alive, user_data_root
 
 
 class DevnetError(YagnaError):
@@ -192,23 +192,13 @@ def _api_get(node: DevnetNode, path: str) -> list | dict | None:  # type: ignore
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    if process_alive(pid):
         return True
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                try:
-                    os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-                except ChildProcessError:
-                    pass
-                return False
-    except (OSError, IndexError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+    except ChildProcessError:
         pass
-    return True
+    return False
 
 
 def _is_our_process(node: DevnetNode) -> bool:

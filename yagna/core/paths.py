@@ -55,3 +55,18 @@ class DataDir:
                 f"data dir {self.path} is not readable and writable by this user; "
                 "fix its permissions or pick another --data-dir"
             )
+
+
+def process_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie (killed but not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

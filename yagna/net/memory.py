@@ -55,7 +55,7 @@ from yagna.net.errors import (
     RequestTooLarge,
 )
 from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE, GossipMessage, Validator
-from yagna.net.reqresp import Handler, ProtocolSpec, Request, _error_reply, _parse_reply
+from yagna.net.reqresp import Handler, ProtocolSpec, _parse_reply, handle_frame
 
 __all__ = ["MemoryGossip", "MemoryHub", "MemoryNode", "MemoryRequestResponse"]
 
@@ -175,7 +175,7 @@ class MemoryRequestResponse:
             raise closed  # the server resets a stream whose frame is over its limit
         with trio.move_on_after(server_spec.timeout) as server_deadline:
             async with registration.limiter:
-                reply = await _serve(server_spec, registration.handler, self._me, data)
+                reply = await handle_frame(server_spec, registration.handler, self._me, data)
         if server_deadline.cancelled_caught:
             raise closed  # the server gave up at its own deadline and reset the stream
         self._check_link(peer)  # a peer that vanished meanwhile never answers
@@ -186,26 +186,6 @@ class MemoryRequestResponse:
             raise PeerUnreachable(f"cannot reach {peer}")
 
 
-async def _serve(spec: ProtocolSpec, handler: Handler, peer: str, frame: bytes) -> bytes:
-    """The server side, as in ``RequestResponse._handle``: a reply frame, never an exception."""
-    try:
-        payload = wire.decode(frame, max_size=spec.max_request_size)
-    except WireError as exc:
-        return _error_reply("bad_request", str(exc))
-    try:
-        result = await handler(Request(peer, spec.name, payload))
-        reply = wire.encode({"ok": result})
-    except RequestRejected as exc:
-        return _error_reply(exc.code, exc.message)
-    except WireError as exc:
-        return _error_reply("bad_request", str(exc))
-    except Exception:
-        log.exception("%s: handler failed on a request from %s", spec.name, peer)
-        return _error_reply("internal", "internal error")
-    if len(reply) > spec.max_response_size:
-        log.error("%s: response of %d bytes is over the limit", spec.name, len(reply))
-        return _error_reply("internal", "response too large")
-    return reply
 
 
 class MemoryGossip:

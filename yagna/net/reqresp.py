@@ -107,7 +107,7 @@ class RequestResponse:
                         log.debug("%s: %s closed the stream before sending a request", spec.name, peer)
                         await _reset(stream)
                         return
-                    reply = await self._handle(spec, handler, peer, frame)
+                    reply = await handle_frame(spec, handler, peer, frame)
                     await stream.write(encode_frame(reply))
                     await stream.close()
         except FrameError as exc:
@@ -122,30 +122,6 @@ class RequestResponse:
         except Exception:
             log.exception("%s: unexpected failure serving %s", spec.name, peer)
             await _reset(stream)
-
-    async def _handle(self, spec: ProtocolSpec, handler: Handler, peer: str, frame: bytes) -> bytes:
-        try:
-            payload = wire.decode(frame, max_size=spec.max_request_size)
-        except WireError as exc:
-            log.warning("%s: malformed request from %s: %s", spec.name, peer, exc)
-            return _error_reply("bad_request", str(exc))
-        try:
-            result = await handler(Request(peer, spec.name, payload))
-            reply = wire.encode({"ok": result})
-        except RequestRejected as exc:
-            return _error_reply(exc.code, exc.message)
-        except WireError as exc:
-            return _error_reply("bad_request", str(exc))
-        except EncodeError:
-            log.exception("%s: handler returned a value that cannot be encoded", spec.name)
-            return _error_reply("internal", "internal error")
-        except Exception:
-            log.exception("%s: handler failed on a request from %s", spec.name, peer)
-            return _error_reply("internal", "internal error")
-        if len(reply) > spec.max_response_size:
-            log.error("%s: response of %d bytes is over the limit", spec.name, len(reply))
-            return _error_reply("internal", "response too large")
-        return reply
 
     async def request(
         self,
@@ -203,6 +179,35 @@ class RequestResponse:
             raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
         except (BaseLibp2pError, OSError, ValueError) as exc:  # ValueError: id not base58
             raise PeerUnreachable(f"cannot reach {peer}: {exc}") from None
+
+
+async def handle_frame(spec: ProtocolSpec, handler: Handler, peer: str, frame: bytes) -> bytes:
+    """The server side of one request, sans transport: request frame in, reply frame out, never raises.
+
+    Shared by the libp2p transport and the in-memory twin (:mod:`yagna.net.memory`).
+    """
+    try:
+        payload = wire.decode(frame, max_size=spec.max_request_size)
+    except WireError as exc:
+        log.warning("%s: malformed request from %s: %s", spec.name, peer, exc)
+        return _error_reply("bad_request", str(exc))
+    try:
+        result = await handler(Request(peer, spec.name, payload))
+        reply = wire.encode({"ok": result})
+    except RequestRejected as exc:
+        return _error_reply(exc.code, exc.message)
+    except WireError as exc:
+        return _error_reply("bad_request", str(exc))
+    except EncodeError:
+        log.exception("%s: handler returned a value that cannot be encoded", spec.name)
+        return _error_reply("internal", "internal error")
+    except Exception:
+        log.exception("%s: handler failed on a request from %s", spec.name, peer)
+        return _error_reply("internal", "internal error")
+    if len(reply) > spec.max_response_size:
+        log.error("%s: response of %d bytes is over the limit", spec.name, len(reply))
+        return _error_reply("internal", "response too large")
+    return reply
 
 
 def _parse_reply(spec: ProtocolSpec, peer: str, frame: bytes) -> object:
