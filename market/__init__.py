@@ -1,1 +1,57 @@
-"""market package (see docs/ARCHITECTURE.md)."""
+"""``market``: properties, the constraint language and matching (sans-io).
+
+Offers and demands are flat dotted properties plus an LDAP-filter constraint
+(Golem's model, see ``docs/ARCHITECTURE.md`` and DESIGN.md "Market").
+Matching is symmetric and three-valued; only a strict yes matches. The names
+below are the public surface; the submodules' other names are details.
+"""
+
+from market.constraints import (
+    MAX_CONSTRAINT_LENGTH,
+    MAX_DEPTH,
+    And,
+    Compare,
+    Constraint,
+    Empty,
+    Like,
+    Not,
+    Op,
+    Or,
+    Present,
+    Tri,
+    evaluate,
+    format,
+    parse,
+)
+from market.errors import ConstraintSyntaxError, MarketError, PropertyError
+from market.matching import Demand, Matcher, Offer, matches
+from market.properties import Version, is_negotiable, lookup, validate_properties
+
+__all__ = [
+    "MAX_CONSTRAINT_LENGTH",
+    "MAX_DEPTH",
+    "And",
+    "Compare",
+    "Constraint",
+    "ConstraintSyntaxError",
+    "Demand",
+    "Empty",
+    "Like",
+    "MarketError",
+    "Matcher",
+    "Not",
+    "Offer",
+    "Op",
+    "Or",
+    "Present",
+    "PropertyError",
+    "Tri",
+    "Version",
+    "evaluate",
+    "format",
+    "is_negotiable",
+    "lookup",
+    "matches",
+    "parse",
+    "validate_properties",
+]
