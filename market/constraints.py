@@ -333,11 +333,11 @@ def _as_number(text: str) -> int | float | None:
     if 8 <= len(t) <= 40 and t[:4].isdigit():
         try:
             when = datetime.fromisoformat(t.replace("Z", "+00:00"))
-        except ValueError:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            return int(when.timestamp() * 1000)
+        except (ValueError, OverflowError):
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        return int(when.timestamp() * 1000)
     return None
 
 
@@ -404,8 +404,27 @@ def _scalar_compare(c: Compare) -> Callable[[object], Tri]:
 
 
 def _like(parts: tuple[str, ...]) -> Callable[[str], bool]:
-    rx = re.compile(".*".join(re.escape(p) for p in parts), re.DOTALL)
-    return lambda s: rx.fullmatch(s) is not None
+    """A wildcard matcher in linear time (a regex of many ``.*`` can backtrack for ages).
+
+    The first and last pieces anchor the ends; each middle piece is taken at
+    its leftmost place after the previous one, which is always a correct
+    choice when ``*`` is the only metacharacter.
+    """
+    first, middle, last = parts[0], parts[1:-1], parts[-1]
+    least = sum(len(p) for p in parts)
+
+    def like(s: str) -> bool:
+        if len(s) < least or not s.startswith(first) or not s.endswith(last):
+            return False
+        pos, end = len(first), len(s) - len(last)
+        for piece in middle:
+            i = s.find(piece, pos, end)
+            if i < 0:
+                return False
+            pos = i + len(piece)
+        return True
+
+    return like
 
 
 def compile(constraint: Constraint) -> Predicate:  # noqa: A001 - module-scoped
@@ -471,13 +490,16 @@ def compile(constraint: Constraint) -> Predicate:  # noqa: A001 - module-scoped
         if isinstance(value, (list, tuple)):
             if not is_eq:
                 return UNDEFINED
-            return YES if any(one(v) is YES for v in value) else NO
+            for v in value:
+                if one(v) is YES:
+                    return YES
+            return NO
         return one(value)
 
     return leaf
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def compile_text(text: str) -> Predicate:
     """Parse and compile, cached by text (offers from one provider share constraints)."""
     return compile(parse(text))

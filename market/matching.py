@@ -10,7 +10,7 @@ satisfy ``(golem.inf.mem.gib>=4)``). An offer and a demand from the same node
 :class:`Matcher` answers "which of these offers match this demand" fast
 enough to re-run on every new demand: constraint texts are parsed and compiled
 to closures once (cached by text), offers are grouped by their constraint text
-so each distinct offer constraint is evaluated once per query, and demands
+so each distinct offer constraint is evaluated at most once per query, and demands
 whose top level requires ``attr=value`` on a string use a lazily built
 ``attr -> value -> offers`` index to skip offers that cannot match.
 """
@@ -21,9 +21,14 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from market.constraints import And, Compare, Constraint, Op, Predicate, Tri, compile_text, parse
+from market.constraints import compile as compile_constraint
 from market.properties import lookup
 
 YES = Tri.YES
+
+MAX_INDEXES = 64
+"""Most attributes a :class:`Matcher` indexes; demands naming others are scanned, so
+hostile demands with ever new attribute names cannot grow memory without bound."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +92,7 @@ class Matcher:
     def __init__(self) -> None:
         self._offers: dict[Hashable, Offer] = {}
         self._groups: dict[str, dict[Hashable, Offer]] = {}
+        self._group_preds: dict[str, Predicate] = {}
         self._indexes: dict[str, _AttrIndex] = {}
 
     def __len__(self) -> int:
@@ -104,11 +110,13 @@ class Matcher:
         Raises :class:`~market.errors.ConstraintSyntaxError` for a constraint
         that does not parse; the matcher is then unchanged.
         """
-        compile_text(offer.constraints)
+        text = offer.constraints
+        pred = self._group_preds.get(text) or compile_constraint(parse(text))
         if key in self._offers:
             self.remove(key)
         self._offers[key] = offer
-        self._groups.setdefault(offer.constraints, {})[key] = offer
+        self._groups.setdefault(text, {})[key] = offer
+        self._group_preds[text] = pred
         for attr, index in self._indexes.items():
             self._index_one(index, attr, key, offer)
 
@@ -121,6 +129,7 @@ class Matcher:
         del group[key]
         if not group:
             del self._groups[offer.constraints]
+            del self._group_preds[offer.constraints]
         for attr, index in self._indexes.items():
             value = lookup(offer.properties, attr)
             if isinstance(value, str):
@@ -138,9 +147,11 @@ class Matcher:
         elif value is not None:
             index.other.add(key)
 
-    def _index(self, attr: str) -> _AttrIndex:
+    def _index(self, attr: str) -> _AttrIndex | None:
         index = self._indexes.get(attr)
         if index is None:
+            if len(self._indexes) >= MAX_INDEXES:
+                return None
             index = self._indexes[attr] = _AttrIndex()
             for key, offer in self._offers.items():
                 self._index_one(index, attr, key, offer)
@@ -151,6 +162,8 @@ class Matcher:
         result: set[Hashable] | None = None
         for attr, value in _required_equalities(demand_constraint):
             index = self._index(attr)
+            if index is None:
+                continue
             keys = index.by_value.get(value, set())
             keys = keys | index.other if index.other else keys
             result = keys if result is None else result & keys
@@ -168,23 +181,30 @@ class Matcher:
         candidates = self._candidates(_parse_cached(demand.constraints))
         props = demand.properties
         issuer = demand.issuer
+        offers = self._offers
         out: list[Hashable] = []
-        for text, group in self._groups.items():
-            if compile_text(text)(props) is not YES:
-                continue
-            if candidates is None:
+        if candidates is None and len(self._groups) * 4 <= len(offers):
+            # few shared offer constraints: answer each once, then scan its offers
+            for text, group in self._groups.items():
+                if self._group_preds[text](props) is not YES:
+                    continue
                 for key, offer in group.items():
                     if offer.issuer != issuer and demand_pred(offer.properties) is YES:
                         out.append(key)
-            else:
-                if len(candidates) < len(group):
-                    keys = [k for k in candidates if k in group]
-                else:
-                    keys = [k for k in group if k in candidates]
-                for key in keys:
-                    offer = group[key]
-                    if offer.issuer != issuer and demand_pred(offer.properties) is YES:
-                        out.append(key)
+            return out
+        # many distinct offer constraints, or an index narrowed the offers: check the
+        # demand side first and answer each offer constraint at most once per query
+        preds = self._group_preds
+        answered: dict[str, bool] = {}
+        for key in offers if candidates is None else candidates:
+            offer = offers[key]
+            if offer.issuer == issuer or demand_pred(offer.properties) is not YES:
+                continue
+            ok = answered.get(offer.constraints)
+            if ok is None:
+                ok = answered[offer.constraints] = preds[offer.constraints](props) is YES
+            if ok:
+                out.append(key)
         return out
 
 
@@ -195,7 +215,7 @@ def _parse_cached(text: str) -> Constraint:
     tree = _PARSED.get(text)
     if tree is None:
         tree = parse(text)
-        if len(_PARSED) >= 4096:
+        if len(_PARSED) >= 1024:
             _PARSED.clear()
         _PARSED[text] = tree
     return tree

@@ -349,3 +349,24 @@ def test_evaluation_never_raises_and_not_is_involutive(tree: object, props: dict
     result = evaluate(tree, props)  # type: ignore[arg-type]
     assert result in (Y, N, U)
     assert evaluate(Not(Not(tree)), props) is result  # type: ignore[arg-type]
+
+
+@FUZZ
+@given(st.lists(st.text(alphabet="ab", max_size=3), min_size=2, max_size=5), st.text(alphabet="ab", max_size=12))
+def test_wildcards_agree_with_a_regex(parts: list[str], value: str) -> None:
+    import re
+
+    if parts == ["", ""]:
+        return
+    rx = re.compile(".*".join(re.escape(p) for p in parts), re.DOTALL)
+    expected = Y if rx.fullmatch(value) else N
+    assert evaluate(Like("a", tuple(parts)), {"a": value}) is expected
+
+
+def test_hostile_wildcards_take_linear_time() -> None:
+    import time
+
+    text = "(a=" + "*a" * 2000 + "*b)"
+    t = time.perf_counter()
+    assert evaluate(text, {"a": "a" * 4000}) is N
+    assert time.perf_counter() - t < 0.5

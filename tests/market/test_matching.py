@@ -133,3 +133,18 @@ def _timed(matcher: Matcher, demand: Demand) -> float:
     t = time.perf_counter()
     matcher.match(demand)
     return time.perf_counter() - t
+
+
+def test_index_count_is_capped() -> None:
+    from market.matching import MAX_INDEXES
+
+    matcher = Matcher()
+    offers = random_offers(50, random.Random(3))
+    for i, offer in enumerate(offers):
+        matcher.add(i, offer)
+    for n in range(MAX_INDEXES + 10):
+        demand = Demand("r", {P.NODE_DEBUG_SUBNET: "public"}, f"(&(attr{n}=x)(golem.runtime.name=vm))")
+        assert matcher.match(demand) == []
+    assert len(matcher._indexes) == MAX_INDEXES
+    demand = Demand("r", {P.NODE_DEBUG_SUBNET: "public"}, "(golem.runtime.name=vm)")
+    assert set(matcher.match(demand)) == {i for i, o in enumerate(offers) if matches(o, demand)}
