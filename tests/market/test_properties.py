@@ -142,3 +142,15 @@ def test_validation_raises_only_property_errors(props: dict[str, object]) -> Non
     except PropertyError:
         return
     assert out == props
+
+
+def test_public_surface_is_pinned() -> None:
+    import market
+
+    assert sorted(market.__all__) == sorted(
+        ["MAX_CONSTRAINT_LENGTH", "MAX_DEPTH", "And", "Compare", "Constraint", "ConstraintSyntaxError", "Demand",
+         "Empty", "Like", "MarketError", "Matcher", "Not", "Offer", "Op", "Or", "Present", "PropertyError", "Tri",
+         "Version", "evaluate", "format", "is_negotiable", "lookup", "matches", "parse", "validate_properties"]
+    )
+    for name in market.__all__:
+        assert hasattr(market, name), name
