@@ -30,6 +30,7 @@ bench: setup
 	$(BIN)/python bench/reqresp.py
 	$(BIN)/python bench/gossip.py
 	$(BIN)/python bench/store_backends.py
+	$(BIN)/python bench/matching.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -117,22 +116,15 @@ def test_matcher_agrees_with_matches(text: str, subnet: str) -> None:
     assert set(matcher.match(demand)) == {i for i, o in current.items() if matches(o, demand)}
 
 
-def test_matcher_on_10k_offers_is_fast() -> None:
+def test_matcher_on_10k_offers_agrees_with_the_naive_scan() -> None:
     rng = random.Random(1)
     offers = random_offers(10_000, rng)
     matcher = Matcher()
     for i, offer in enumerate(offers):
         matcher.add(i, offer)
     demand = Demand("r", DEMAND_PROPS, "(&(golem.inf.mem.gib>=0.5)(golem.inf.cpu.threads>=2)(golem.runtime.name=vm))")
-    matcher.match(demand)
-    best = min(_timed(matcher, demand) for _ in range(5))
-    assert best < 0.25  # generous for slow CI; bench/matching.py has the real figures (a few ms)
-
-
-def _timed(matcher: Matcher, demand: Demand) -> float:
-    t = time.perf_counter()
-    matcher.match(demand)
-    return time.perf_counter() - t
+    # speed is measured in bench/matching.py, not asserted here
+    assert set(matcher.match(demand)) == {i for i, o in enumerate(offers) if matches(o, demand)}
 
 
 def test_index_count_is_capped() -> None:
