@@ -10,7 +10,8 @@ inside a comparison every character up to the closing ``)`` is part of it)::
                 | "(" attr "=*" ")"            presence
                 | "(" attr ["$v"] op value ")"
     op         := "=" | "<" | "<=" | ">" | ">="
-    value      := one or more characters; "\\(", "\\)", "\\*", "\\\\" escape;
+    value      := one or more characters; "\\(", "\\)", "\\*", "\\\\", "\\=" escape
+                  (the printer escapes "=" only at a value's start);
                   an unescaped "*" is a wildcard, allowed with "=" only
 
 The parser is hand-written recursive descent with a length and a nesting cap,
@@ -134,7 +135,7 @@ class Like:
 Constraint = Empty | And | Or | Not | Present | Compare | Like
 
 ATTR_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.?")
-_ESCAPABLE = frozenset("()*\\")
+_ESCAPABLE = frozenset("()*\\=")
 _WS = frozenset(" \t\r\n")
 
 
@@ -259,7 +260,7 @@ class _Parser:
             if c == "\\":
                 nxt = text[self.pos + 1] if self.pos + 1 < n else None
                 if nxt is None or nxt not in _ESCAPABLE:
-                    raise self.fail("one of '(', ')', '*', '\\' after '\\'", self.pos + 1)
+                    raise self.fail("one of '(', ')', '*', '\\', '=' after '\\'", self.pos + 1)
                 buf.append(nxt)
                 self.pos += 2
                 continue
@@ -289,7 +290,9 @@ def parse(text: str) -> Constraint:
 
 # -- printer ---------------------------------------------------------------------------
 def _escape(text: str) -> str:
-    return "".join("\\" + c if c in _ESCAPABLE else c for c in text)
+    """Escape specials; '=' only at the start, where ``(a<=x)`` would read as ``<=``."""
+    out = "".join("\\" + c if c in "()*\\" else c for c in text)
+    return "\\" + out if out.startswith("=") else out
 
 
 def format(constraint: Constraint) -> str:  # noqa: A001 - the natural name, module-scoped

@@ -103,8 +103,8 @@ def test_parse(text: str, tree: object) -> None:
         ("(a$v>=x.y)", 6, "version such as 1.2.3"),
         ("(a$v=1.*)", 7, "version without '*'"),
         ("(a>=1*)", 5, "value without unescaped '*' (wildcards need '=')"),
-        (r"(a=\q)", 4, "one of '(', ')', '*', '\\' after '\\'"),
-        ("(a=\\", 4, "one of '(', ')', '*', '\\' after '\\'"),
+        (r"(a=\q)", 4, "one of '(', ')', '*', '\\', '=' after '\\'"),
+        ("(a=\\", 4, "one of '(', ')', '*', '\\', '=' after '\\'"),
         ("(a=b(c)", 4, "')' or an escaped '\\('"),
         ("(!(a=1)(b=2))", 7, "')'"),
         ("(!)", 2, "'('"),
@@ -378,3 +378,11 @@ def test_hostile_wildcards_do_not_backtrack() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("op", [Op.LT, Op.GT, Op.EQ])
+def test_value_starting_with_equals_round_trips(op: Op) -> None:
+    """Found by hypothesis: (0<=0) read back as '<=' instead of '<' with value '=0'."""
+    tree = Compare("0", op, "=0")
+    assert format(tree) == f"(0{op.value}\\=0)"
+    assert parse(format(tree)) == tree
