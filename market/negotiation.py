@@ -51,7 +51,9 @@ from yagna.core.errors import EncodeError
 from yagna.core.wire import encode
 
 __all__ = [
+    "EVENT_TYPES",
     "NEGOTIABLE_EXTRA",
+    "TERMINAL",
     "TRANSITIONS",
     "Approve",
     "Cancel",
@@ -62,6 +64,7 @@ __all__ = [
     "LocalProtocolError",
     "Negotiation",
     "NegotiationError",
+    "Proposal",
     "Propose",
     "ProposeAgreement",
     "Reject",

@@ -222,6 +222,12 @@ def test_garbage_proposals_are_remote_errors() -> None:
     refused(neg, Propose({}, "()", NOW), R, RemoteProtocolError, "expiring")
 
 
+def test_unknown_event_is_refused() -> None:
+    neg = negotiation(PV)
+    refused(neg, "hello", R, RemoteProtocolError, "unknown event")  # type: ignore[arg-type]
+    refused(neg, "hello", PV, LocalProtocolError, "unknown event")  # type: ignore[arg-type]
+
+
 def test_reject_and_terminate_need_a_reason_which_is_kept() -> None:
     neg = drive(R, State.COUNTERED)
     refused(neg, Reject(""), PV, RemoteProtocolError, "reason")
