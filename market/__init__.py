@@ -25,6 +25,33 @@ from market.constraints import (
 )
 from market.errors import ConstraintSyntaxError, MarketError, PropertyError
 from market.matching import Demand, Matcher, Offer, matches
+from market.offer_book import (
+    AddResult,
+    AddStatus,
+    OfferBook,
+    TokenBucket,
+    WithdrawResult,
+    WithdrawStatus,
+    due_for_reannounce,
+    reannounce_at,
+)
+from market.offers import (
+    DEMAND_DOMAIN,
+    OFFER_DOMAIN,
+    WITHDRAW_DOMAIN,
+    OfferError,
+    OfferRejected,
+    SignedDemand,
+    SignedOffer,
+    SignedWithdrawal,
+    make_demand,
+    make_offer,
+    make_withdrawal,
+    offer_id,
+    verify_demand,
+    verify_offer,
+    verify_withdrawal,
+)
 from market.properties import Version, is_negotiable, lookup, validate_properties
 
 __all__ = [
@@ -54,4 +81,28 @@ __all__ = [
     "matches",
     "parse",
     "validate_properties",
+    # signed offers and the offer book
+    "DEMAND_DOMAIN",
+    "OFFER_DOMAIN",
+    "WITHDRAW_DOMAIN",
+    "AddResult",
+    "AddStatus",
+    "OfferBook",
+    "OfferError",
+    "OfferRejected",
+    "SignedDemand",
+    "SignedOffer",
+    "SignedWithdrawal",
+    "TokenBucket",
+    "WithdrawResult",
+    "WithdrawStatus",
+    "due_for_reannounce",
+    "make_demand",
+    "make_offer",
+    "make_withdrawal",
+    "offer_id",
+    "reannounce_at",
+    "verify_demand",
+    "verify_offer",
+    "verify_withdrawal",
 ]

@@ -150,7 +150,11 @@ def test_public_surface_is_pinned() -> None:
     assert sorted(market.__all__) == sorted(
         ["MAX_CONSTRAINT_LENGTH", "MAX_DEPTH", "And", "Compare", "Constraint", "ConstraintSyntaxError", "Demand",
          "Empty", "Like", "MarketError", "Matcher", "Not", "Offer", "Op", "Or", "Present", "PropertyError", "Tri",
-         "Version", "evaluate", "format", "is_negotiable", "lookup", "matches", "parse", "validate_properties"]
+         "Version", "evaluate", "format", "is_negotiable", "lookup", "matches", "parse", "validate_properties",
+         "DEMAND_DOMAIN", "OFFER_DOMAIN", "WITHDRAW_DOMAIN", "AddResult", "AddStatus", "OfferBook", "OfferError",
+         "OfferRejected", "SignedDemand", "SignedOffer", "SignedWithdrawal", "TokenBucket", "WithdrawResult",
+         "WithdrawStatus", "due_for_reannounce", "make_demand", "make_offer", "make_withdrawal", "offer_id",
+         "reannounce_at", "verify_demand", "verify_offer", "verify_withdrawal"]
     )
     for name in market.__all__:
         assert hasattr(market, name), name
