@@ -4,6 +4,10 @@ Offers and demands are flat dotted properties plus an LDAP-filter constraint
 (Golem's model, see ``docs/ARCHITECTURE.md`` and DESIGN.md "Market").
 Matching is symmetric and three-valued; only a strict yes matches. The names
 below are the public surface; the submodules' other names are details.
+
+Offers, demands and withdrawals travel signed (``market.offers``: build with
+``make_*``, check peers' bytes with ``verify_*``, which raise only
+:class:`OfferRejected`); a node keeps the live ones in an :class:`OfferBook`.
 """
 
 from market.constraints import (
