@@ -42,7 +42,6 @@ from dataclasses import dataclass
 
 import trio
 
-from yagna.core import wire
 from yagna.core.errors import WireError
 from yagna.core.identity import NodeKey
 from yagna.net.errors import (
@@ -52,10 +51,9 @@ from yagna.net.errors import (
     ProtocolNotSupported,
     RequestRejected,
     RequestTimeout,
-    RequestTooLarge,
 )
 from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE, GossipMessage, Validator
-from yagna.net.reqresp import Handler, ProtocolSpec, _parse_reply, handle_frame
+from yagna.net.reqresp import Handler, ProtocolSpec, _parse_reply, encode_request, handle_frame
 
 __all__ = ["MemoryGossip", "MemoryHub", "MemoryNode", "MemoryRequestResponse"]
 
@@ -145,11 +143,7 @@ class MemoryRequestResponse:
         *,
         timeout: float | None = None,
     ) -> object:
-        data = wire.encode(payload)
-        if len(data) > spec.max_request_size:
-            raise RequestTooLarge(
-                f"request of {len(data)} bytes is over the {spec.name} limit of {spec.max_request_size}"
-            )
+        data = encode_request(spec, payload)
         deadline = spec.timeout if timeout is None else timeout
         try:
             with trio.fail_after(deadline):

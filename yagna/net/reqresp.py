@@ -137,11 +137,7 @@ class RequestResponse:
         failure: unreachable, protocol not supported, timeout, malformed
         response, or the peer's own error reply (:class:`RemoteError`).
         """
-        data = wire.encode(payload)
-        if len(data) > spec.max_request_size:
-            raise RequestTooLarge(
-                f"request of {len(data)} bytes is over the {spec.name} limit of {spec.max_request_size}"
-            )
+        data = encode_request(spec, payload)
         deadline = spec.timeout if timeout is None else timeout
         stream: INetStream | None = None
         try:
@@ -208,6 +204,16 @@ async def handle_frame(spec: ProtocolSpec, handler: Handler, peer: str, frame: b
         log.error("%s: response of %d bytes is over the limit", spec.name, len(reply))
         return _error_reply("internal", "response too large")
     return reply
+
+
+def encode_request(spec: ProtocolSpec, payload: object) -> bytes:
+    """Encode a request, refusing one over the protocol's limit (a local mistake)."""
+    data = wire.encode(payload)
+    if len(data) > spec.max_request_size:
+        raise RequestTooLarge(
+            f"request of {len(data)} bytes is over the {spec.name} limit of {spec.max_request_size}"
+        )
+    return data
 
 
 def _parse_reply(spec: ProtocolSpec, peer: str, frame: bytes) -> object:
