@@ -15,6 +15,7 @@ from yagna.core.identity import public_key_from_node_id
 from yagna.net import (
     BadResponse,
     GossipError,
+    GossipInvalid,
     PeerUnreachable,
     ProtocolNotSupported,
     ProtocolSpec,
@@ -323,6 +324,33 @@ async def test_receiver_validator_stops_delivery(world: World) -> None:
     await trio.sleep(world.settle)
     assert drain(sub_b) == drain(sub_c) == []
     assert (world.a.node_id, b"bad offer") in seen
+
+
+async def test_invalid_message_names_its_forwarder(world: World) -> None:
+    """A validator's GossipInvalid drops the message and tells the hook who handed it over."""
+    topic = "test/invalid"
+    _, sub_b, _ = await subscribe_all(world, topic)
+    charged: list[tuple[str, str, int]] = []
+
+    def strict(origin: str, data: bytes) -> bool:
+        if data.startswith(b"forged"):
+            raise GossipInvalid("bad_signature", penalty=10)
+        return True
+
+    world.b.gossip.set_validator(
+        topic, strict, on_invalid=lambda peer, exc: charged.append((peer, exc.reason, exc.penalty))
+    )
+    with trio.fail_after(BOUND):
+        await world.a.gossip.publish(topic, b"forged offer")
+        await world.a.gossip.publish(topic, b"good offer")
+        assert (await sub_b.receive()).data == b"good offer"
+        while not charged:
+            await trio.sleep(0.01)
+    await trio.sleep(world.settle)
+    assert drain(sub_b) == []
+    assert {reason for _, reason, _ in charged} == {"bad_signature"}
+    assert {peer for peer, _, _ in charged} <= {world.a.node_id, world.c.node_id}
+    assert all(penalty == 10 for _, _, penalty in charged)
 
 
 async def test_publisher_validator_gates_its_own_messages(world: World) -> None:

@@ -47,7 +47,7 @@ async def test_fresh_file_is_migrated_and_reopen_is_idempotent(tmp_path: Path) -
         assert (await store.fetchone("PRAGMA foreign_keys"))[0] == 1
         assert (await store.fetchone("PRAGMA busy_timeout"))[0] > 0
         tables = {r[0] for r in await store.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"schema_version", "app_keys", "peers", "settings"} <= tables
+        assert {"schema_version", "app_keys", "peers", "settings", "presets", "agreements", "provider_records"} <= tables
         await store.execute("INSERT INTO settings (key, value) VALUES ('a', 'b')")
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

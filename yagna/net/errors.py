@@ -13,6 +13,9 @@
         ├── RequestTooLarge        our own request is over the protocol's size limit
         ├── BadResponse            the response was malformed (a remote fault)
         └── RemoteError            the peer answered with an error (code, message)
+    RequestRejected            raised by a request handler: answer with an error
+    GossipError                a local publish cannot be made
+    GossipInvalid              raised by a topic validator: drop, charge the forwarder
 
 Exceptions of py-libp2p are mapped to this tree once, at the I/O boundary
 (``reqresp``, ``peers``); nothing above ``yagna.net`` sees a libp2p exception.
@@ -84,3 +87,17 @@ class RequestRejected(NetError):
 
 class GossipError(NetError):
     """A local publish cannot be made (message too large, unknown topic, ...)."""
+
+
+class GossipInvalid(NetError):
+    """Raised by a topic validator: drop the message and charge its forwarder.
+
+    ``penalty`` is how much the peer that handed us the message is charged
+    (0 for things an honest relay may do, e.g. relay an offer that expired in
+    flight; high for what no honest node relays, e.g. a forged signature).
+    """
+
+    def __init__(self, reason: str, penalty: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.penalty = penalty

@@ -30,7 +30,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
-from yagna.net.errors import GossipError
+from yagna.net.errors import GossipError, GossipInvalid
 
 log = logging.getLogger("yagna.net.gossip")
 
@@ -39,7 +39,15 @@ PUBLISH_QUEUE = 256
 SUBSCRIBER_QUEUE = 1024
 
 Validator = Callable[[str, bytes], bool]
-"""(origin node id, data) -> accept? Runs before delivery and before relaying."""
+"""(origin node id, data) -> accept? Runs before delivery and before relaying.
+
+A validator may raise :class:`~yagna.net.errors.GossipInvalid` instead of
+returning False to say why; the topic's ``on_invalid`` hook then learns the
+*forwarder* (the peer that handed us the message) so it can be charged.
+"""
+
+InvalidHook = Callable[[str, GossipInvalid], None]
+"""(forwarder node id, error) -> None; called for each message a validator refused."""
 
 
 @dataclass(frozen=True)
@@ -103,10 +111,14 @@ class Gossip:
                 except BaseLibp2pError:
                     pass
 
-    def set_validator(self, topic: str, validator: Validator) -> None:
+    def set_validator(self, topic: str, validator: Validator, *, on_invalid: InvalidHook | None = None) -> None:
         def check(forwarder: ID, msg: object) -> bool:
             try:
                 return bool(validator(ID(msg.from_id).to_base58(), msg.data))  # type: ignore[attr-defined]
+            except GossipInvalid as exc:
+                if on_invalid is not None:
+                    on_invalid(forwarder.to_base58(), exc)
+                return False
             except Exception:
                 log.exception("gossip validator for %s failed; message dropped", topic)
                 return False

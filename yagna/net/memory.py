@@ -47,12 +47,13 @@ from yagna.core.identity import NodeKey
 from yagna.net.errors import (
     BadResponse,
     GossipError,
+    GossipInvalid,
     PeerUnreachable,
     ProtocolNotSupported,
     RequestRejected,
     RequestTimeout,
 )
-from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE, GossipMessage, Validator
+from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE, GossipMessage, InvalidHook, Validator
 from yagna.net.reqresp import Handler, ProtocolSpec, _parse_reply, encode_request, handle_frame
 
 __all__ = ["MemoryGossip", "MemoryHub", "MemoryNode", "MemoryRequestResponse"]
@@ -190,12 +191,15 @@ class MemoryGossip:
         self._me = node_id
         self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
         self._validators: dict[str, Validator] = {}
+        self._invalid_hooks: dict[str, InvalidHook] = {}
         self.dropped = 0
         self.delivered = 0
         self.published = 0
 
-    def set_validator(self, topic: str, validator: Validator) -> None:
+    def set_validator(self, topic: str, validator: Validator, *, on_invalid: InvalidHook | None = None) -> None:
         self._validators[topic] = validator
+        if on_invalid is not None:
+            self._invalid_hooks[topic] = on_invalid
 
     async def publish(self, topic: str, data: bytes) -> None:
         if not isinstance(data, bytes):
@@ -206,7 +210,7 @@ class MemoryGossip:
             )
         await trio.lowlevel.checkpoint()
         self.published += 1
-        if not self._accepts(topic, self._me, data):
+        if not self._accepts(topic, self._me, data, self._me):
             return  # like pubsub: one's own validator also gates one's own publish
         item = GossipMessage(topic=topic, data=data, origin=self._me)
         for peer in self._hub.peers_of(self._me):
@@ -224,18 +228,24 @@ class MemoryGossip:
     def topics(self) -> list[str]:
         return sorted(self._subscribers)
 
-    def _accepts(self, topic: str, origin: str, data: bytes) -> bool:
+    def _accepts(self, topic: str, origin: str, data: bytes, forwarder: str) -> bool:
         validator = self._validators.get(topic)
         if validator is None:
             return True
         try:
             return bool(validator(origin, data))
+        except GossipInvalid as exc:
+            hook = self._invalid_hooks.get(topic)
+            if hook is not None:
+                hook(forwarder, exc)
+            return False
         except Exception:
             log.exception("gossip validator for %s failed; message dropped", topic)
             return False
 
     def _receive(self, item: GossipMessage) -> None:
-        if item.topic not in self._subscribers or not self._accepts(item.topic, item.origin, item.data):
+        # one full mesh: the forwarder is always the origin
+        if item.topic not in self._subscribers or not self._accepts(item.topic, item.origin, item.data, item.origin):
             return
         alive = []
         for send in self._subscribers[item.topic]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -133,6 +133,8 @@ class PeerManager:
         self.max_peers = max_peers
         self._on_change = on_change or (lambda: None)
         self._peers: dict[str, PeerState] = {}
+        self._banned: dict[str, float] = {}  # node id -> trio time the ban ends
+        self._connect_listeners: list[Callable[[str], Awaitable[None]]] = []
         self._wake = trio.Event()
         self._events_send, self._events_recv = trio.open_memory_channel[tuple[str, str]](1024)
         self._nursery: trio.Nursery | None = None
@@ -172,6 +174,39 @@ class PeerManager:
             )
         return out
 
+    def on_connect(self, listener: Callable[[str], Awaitable[None]]) -> None:
+        """Call ``listener(node_id)`` (in its own task) each time a peer connects.
+
+        The listener handles its own errors: it runs in the manager's nursery.
+        """
+        self._connect_listeners.append(listener)
+
+    def ban(self, node_id: str, seconds: float) -> None:
+        """Drop the connection to ``node_id`` and refuse it (both ways) for ``seconds``."""
+        if node_id == self._me:
+            return
+        until = trio.current_time() + seconds
+        self._banned[node_id] = max(until, self._banned.get(node_id, 0.0))
+        log.warning("banning %s for %.0f s", node_id, seconds)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._hang_up, node_id)
+
+    def is_banned(self, node_id: str) -> bool:
+        until = self._banned.get(node_id)
+        if until is None:
+            return False
+        if until <= trio.current_time():
+            del self._banned[node_id]
+            return False
+        return True
+
+    async def _hang_up(self, node_id: str) -> None:
+        try:
+            with trio.move_on_after(DIAL_TIMEOUT_S):
+                await self._host.disconnect(ID.from_base58(node_id))
+        except (BaseLibp2pError, OSError, ValueError) as exc:
+            log.debug("disconnecting %s failed: %s", node_id, _short(exc))
+
     # -- service -------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if self._book is not None:
@@ -206,6 +241,10 @@ class PeerManager:
             return
         state = self._state(node_id)
         now = trio.current_time()
+        if kind == "up" and self.is_banned(node_id):
+            assert self._nursery is not None
+            self._nursery.start_soon(self._hang_up, node_id)
+            return
         if kind == "up" and not state.connected:
             state.connected = True
             state.connected_since = time.time()
@@ -240,6 +279,9 @@ class PeerManager:
             source = state.source if state.source in ("bootstrap", "px", "inbound") else "px"
             await self._book.upsert(node_id, list(state.addrs), source)
             await self._book.mark_connected(node_id)
+        assert self._nursery is not None
+        for listener in self._connect_listeners:
+            self._nursery.start_soon(listener, node_id)
         await self._exchange(node_id)
         self.pin_addrs()
 
@@ -253,6 +295,8 @@ class PeerManager:
                 if connected >= self.max_peers:
                     break
                 if state.connected or state.dialing or not state.addrs or state.next_attempt > now:
+                    continue
+                if self.is_banned(state.node_id):
                     continue
                 state.dialing = True
                 connected += 1

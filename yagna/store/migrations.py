@@ -59,6 +59,48 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "market: provider presets, agreements, provider records",
+        """
+        -- A provider's presets; body is the preset's JSON (market.presets).
+        CREATE TABLE presets (
+            name       TEXT PRIMARY KEY,
+            body       TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+
+        -- Agreements this node is a party to; raw is the co-signed document
+        -- (market.agreement), verifiable offline by anyone.
+        CREATE TABLE agreements (
+            agreement_id TEXT PRIMARY KEY,
+            role         TEXT NOT NULL CHECK (role IN ('requestor', 'provider')),
+            peer_id      TEXT NOT NULL,
+            offer_id     TEXT NOT NULL,
+            demand_id    TEXT,
+            state        TEXT NOT NULL,
+            reason       TEXT,
+            raw          BLOB NOT NULL,
+            created_at   INTEGER NOT NULL,
+            updated_at   INTEGER NOT NULL
+        );
+        CREATE INDEX agreements_state ON agreements (state);
+
+        -- The requestor's own record of each provider it dealt with (reputation).
+        CREATE TABLE provider_records (
+            node_id              TEXT PRIMARY KEY,
+            successes            INTEGER NOT NULL DEFAULT 0,
+            failures             INTEGER NOT NULL DEFAULT 0,
+            rejections           INTEGER NOT NULL DEFAULT 0,
+            timeouts             INTEGER NOT NULL DEFAULT 0,
+            latency_ms           REAL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_failure_ms      INTEGER,
+            updated_at           INTEGER NOT NULL
+        );
+        """,
+    ),
 )
 
 _SCHEMA_VERSION_DDL = """
