@@ -9,7 +9,9 @@
     ├── EncodeError            we tried to encode a value that has no canonical CBOR
     │                          form. *We* broke the rules (a bug, not bad input).
     ├── IdentityError          the node key file is missing, unreadable or corrupt.
-    └── DataDirError           the data directory cannot be used.
+    ├── DataDirError           the data directory cannot be used.
+    └── MoneyError             an amount is not a valid token amount (float, negative,
+                               too precise, too large, not a number).
 
 Other packages (``market``, ``payments``, ``exeunit``, the daemon) root their own
 trees in :class:`YagnaError` so a caller can catch "anything we raise on purpose".
@@ -34,3 +36,7 @@ class IdentityError(YagnaError):
 
 class DataDirError(YagnaError):
     """The node's data directory cannot be used (the message says why and what to do)."""
+
+
+class MoneyError(YagnaError):
+    """An amount is not a valid token amount; the message says why (floats are never money)."""
