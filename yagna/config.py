@@ -26,6 +26,15 @@ class NodeConfig:
     """Empty: 127.0.0.1 on the port used last time if free, else an OS-chosen one."""
     bootstrap: list[str] = field(default_factory=list)
     px_interval: float = 5.0
+    network_id: str = "testnet"
+    """Offers, demands and agreements name it; nodes of different networks ignore each other."""
+    subnets: list[str] = field(default_factory=lambda: ["public"])
+    offer_ttl_s: int = 30 * 60
+    max_threads: int | None = None
+    max_mem_gib: float | None = None
+    max_storage_gib: float | None = None
+    """What a provider sells at most; None: Golem's defaults (all threads but one, 70% RAM, 80% disk).
+    Never more than the machine has."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

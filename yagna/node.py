@@ -16,11 +16,14 @@ from dataclasses import dataclass
 
 import trio
 
+from market.capacity import Capacity, default_limits, machine_capacity
+from market.presets import Preset
 from yagna import __version__
 from yagna.api.app import create_app
 from yagna.api.server import ApiServer, bind_api_socket
 from yagna.config import DataDir, NodeConfig
 from yagna.core.identity import NodeKey
+from yagna.market_service import MarketConfig, MarketService
 from yagna.net.errors import ListenError
 from yagna.net.host import check_tcp_listen_addr, parse_multiaddr
 from yagna.net.network import NetConfig, Network
@@ -97,6 +100,19 @@ class Node:
     def net_peers(self) -> list[dict[str, object]]:
         return [dict(p.__dict__) for p in self.network.peers.view()]
 
+    def _capacity(self) -> Capacity:
+        """The machine's real capacity, capped by the configured limits (Golem's defaults if none)."""
+        machine = machine_capacity(self.data.path)
+        c = self.config
+        if c.max_threads is None and c.max_mem_gib is None and c.max_storage_gib is None:
+            return default_limits(machine)
+        limits = Capacity(
+            c.max_threads if c.max_threads is not None else machine.threads,
+            c.max_mem_gib if c.max_mem_gib is not None else machine.mem_gib,
+            c.max_storage_gib if c.max_storage_gib is not None else machine.storage_gib,
+        )
+        return machine.min(limits)
+
     # -- service -----------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[NodeInfo] = trio.TASK_STATUS_IGNORED) -> None:
         self.data.prepare()
@@ -127,9 +143,28 @@ class Node:
             api_sock.close()
             raise
         api = ApiServer(create_app(self), api_sock)  # type: ignore[arg-type]
+        sells = self.role in ("provider", "both")
+        self.market = MarketService(
+            key=key,
+            config=MarketConfig(
+                network_id=self.config.network_id,
+                subnets=list(self.config.subnets),
+                provider=sells,
+                requestor=self.role in ("requestor", "both"),
+                capacity=self._capacity() if sells else None,
+                offer_ttl_s=self.config.offer_ttl_s,
+                # a dedicated provider sells something out of the box; edit it with `yagna provider preset`
+                default_preset=Preset(name="default", subnet=self.config.subnets[0]) if self.role == "provider" else None,
+            ),
+            rr=self.network.rr,
+            gossip=self.network.gossip,
+            peers=self.network.peers,
+            store=store,
+        )
         async with trio.open_nursery() as nursery:
             self.user_topics = UserTopics(self.network.gossip, nursery)
             await nursery.start(self.network.run)
+            await nursery.start(self.market.run)
             await nursery.start(api.run)
             addrs = self.network.full_addrs()
             await _remember_port(settings, self.network.listen_addrs())

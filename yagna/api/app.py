@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Protocol
+from typing import Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from yagna import __version__
+from yagna.api import market_routes
+from yagna.api.auth import PREFIX, Auth
 from yagna.core.errors import YagnaError
 from yagna.net.errors import GossipError
 from yagna.store.repos import AppKeyInfo, AppKeys
 from yagna.store.errors import AppKeyExists
 from yagna.user_topics import TopicNameError, UserTopics
 
-PREFIX = "/api/v1"
 
 
 class NodeFacade(Protocol):
@@ -100,19 +101,6 @@ def _key_out(info: AppKeyInfo) -> AppKeyOut:
     return AppKeyOut(id=info.id, name=info.name, created_at=info.created_at, last_used_at=info.last_used_at)
 
 
-async def require_key(request: Request) -> AppKeyInfo:
-    """Bearer app-key check: 401 for a missing or unknown key."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer app key", headers={"WWW-Authenticate": "Bearer"})
-    info = await request.app.state.node.app_keys.check(token.strip())
-    if info is None:
-        raise HTTPException(401, "invalid app key", headers={"WWW-Authenticate": "Bearer"})
-    return info  # type: ignore[no-any-return]
-
-
-Auth = Annotated[AppKeyInfo, Depends(require_key)]
 
 
 def create_app(node: NodeFacade) -> FastAPI:
@@ -209,6 +197,8 @@ def create_app(node: NodeFacade) -> FastAPI:
     async def drop_key(name: str, _: Auth) -> None:
         if not await node.app_keys.drop(name):
             raise HTTPException(404, f"no app key named {name!r}")
+
+    market_routes.install(app)
 
     @app.exception_handler(YagnaError)
     async def yagna_error(request: Request, exc: YagnaError) -> JSONResponse:

@@ -68,11 +68,22 @@ def service() -> None:
 @click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
               help="Peer to join through, /ip4/.../tcp/.../p2p/<node id> (repeatable).")
 @click.option("--px-interval", type=float, default=5.0, show_default=True, help="Seconds between peer exchanges.")
+@click.option("--network-id", default="testnet", show_default=True, envvar="YAGNA_NETWORK_ID",
+              help="Market network; offers, demands and agreements of other networks are refused.")
+@click.option("--subnet", "subnets", multiple=True, default=["public"], show_default=True,
+              help="Subnet whose offers to follow (repeatable); presets choose where they offer.")
+@click.option("--offer-ttl", type=int, default=1800, show_default=True,
+              help="Seconds an offer lives; it is re-announced halfway.")
+@click.option("--max-threads", type=click.IntRange(min=0), help="Provider: most CPU threads to sell [default: all but one].")
+@click.option("--max-mem-gib", type=click.FloatRange(min=0), help="Provider: most memory to sell, GiB [default: 70%].")
+@click.option("--max-storage-gib", type=click.FloatRange(min=0), help="Provider: most disk to sell, GiB [default: 80% of free].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
-                px_interval: float, log_level: str, log_format: str) -> None:
+                px_interval: float, network_id: str, subnets: tuple[str, ...], offer_ttl: int,
+                max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
+                log_level: str, log_format: str) -> None:
     """Start a node in the foreground; Ctrl-C or SIGTERM stops it."""
     import gc
 
@@ -104,6 +115,12 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         listen=list(listen),
         bootstrap=list(bootstrap),
         px_interval=px_interval,
+        network_id=network_id,
+        subnets=list(subnets),
+        offer_ttl_s=offer_ttl,
+        max_threads=max_threads,
+        max_mem_gib=max_mem_gib,
+        max_storage_gib=max_storage_gib,
     )
     trio.run(_serve, config)
     gc.freeze()
@@ -274,6 +291,10 @@ def _register_devnet() -> None:
     from yagna.cli.devnet_cmd import devnet
 
     cli.add_command(devnet)
+    from yagna.cli.market_cmd import market, provider
+
+    cli.add_command(market)
+    cli.add_command(provider)
 
 
 _register_devnet()

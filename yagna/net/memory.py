@@ -38,6 +38,8 @@ not rely on it. Time is trio's clock, so tests may use ``autojump_clock``.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -56,7 +58,7 @@ from yagna.net.errors import (
 from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE, GossipMessage, InvalidHook, Validator
 from yagna.net.reqresp import Handler, ProtocolSpec, _parse_reply, encode_request, handle_frame
 
-__all__ = ["MemoryGossip", "MemoryHub", "MemoryNode", "MemoryRequestResponse"]
+__all__ = ["MemoryGossip", "MemoryHub", "MemoryNode", "MemoryPeers", "MemoryRequestResponse"]
 
 log = logging.getLogger("yagna.net.memory")
 
@@ -76,6 +78,7 @@ class MemoryHub:
             raise ValueError(f"node {node_id} already exists in this hub")
         node = MemoryNode(self, node_id)
         self._nodes[node_id] = node
+        self._announce(node_id)
         return node
 
     def disconnect(self, node_id: str) -> None:
@@ -86,7 +89,15 @@ class MemoryHub:
     def reconnect(self, node_id: str) -> None:
         """Undo :meth:`disconnect` (messages published meanwhile are not replayed)."""
         self._require(node_id)
-        self._down.discard(node_id)
+        if node_id in self._down:
+            self._down.discard(node_id)
+            self._announce(node_id)
+
+    def _announce(self, node_id: str) -> None:
+        """Tell both ends of every link ``node_id`` now has that they are connected."""
+        for peer in self.peers_of(node_id):
+            self._nodes[peer].peers._connected(node_id)
+            self._nodes[node_id].peers._connected(peer)
 
     def connected(self, node_id: str) -> bool:
         return node_id in self._nodes and node_id not in self._down
@@ -106,13 +117,14 @@ class MemoryHub:
 
 
 class MemoryNode:
-    """One simulated daemon: ``node_id``, ``rr`` and ``gossip``."""
+    """One simulated daemon: ``node_id``, ``rr``, ``gossip`` and ``peers``."""
 
     def __init__(self, hub: MemoryHub, node_id: str) -> None:
         self.hub = hub
         self.node_id = node_id
         self.rr = MemoryRequestResponse(hub, node_id)
         self.gossip = MemoryGossip(hub, node_id)
+        self.peers = MemoryPeers(hub, node_id)
 
     def __repr__(self) -> str:
         return f"MemoryNode({self.node_id!r})"
@@ -259,3 +271,42 @@ class MemoryGossip:
                 continue
             alive.append(send)
         self._subscribers[item.topic] = alive
+
+
+class MemoryPeers:
+    """Twin of the part of :class:`~yagna.net.peers.PeerManager` services use.
+
+    ``connected_peers``, ``on_connect`` (listeners run in :meth:`run`'s nursery,
+    once per new link, including links that existed before ``run``) and
+    ``ban`` (recorded in :attr:`bans`; the hub has no per-link state, so a
+    banned peer stays reachable: tests assert on the record).
+    """
+
+    def __init__(self, hub: MemoryHub, node_id: str) -> None:
+        self._hub = hub
+        self._me = node_id
+        self._listeners: list[Callable[[str], Awaitable[None]]] = []
+        self.bans: dict[str, float] = {}
+        self._send, self._recv = trio.open_memory_channel[str](math.inf)
+
+    def connected_peers(self) -> list[str]:
+        return self._hub.peers_of(self._me)
+
+    def on_connect(self, listener: Callable[[str], Awaitable[None]]) -> None:
+        self._listeners.append(listener)
+
+    def ban(self, node_id: str, seconds: float) -> None:
+        self.bans[node_id] = seconds
+
+    def is_banned(self, node_id: str) -> bool:
+        return node_id in self.bans
+
+    def _connected(self, peer: str) -> None:
+        self._send.send_nowait(peer)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for peer in self._recv:
+                for listener in self._listeners:
+                    nursery.start_soon(listener, peer)

@@ -1,0 +1,230 @@
+"""The market service on the in-memory network twin, with real SQLite stores.
+
+Each test builds a few nodes (providers with presets, a requestor) on one
+:class:`~yagna.net.memory.MemoryHub`; the same flows run across real
+processes in ``e2e/test_market.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from market.agreement import verify_agreement
+from market.capacity import Capacity
+from market.offers import make_offer
+from market.policy import PolicyConfig
+from market.presets import OFFER_CONSTRAINTS, Preset, offer_properties
+from market.pricing import LinearPricing
+from market.strategy import StrategyConfig
+from yagna.core.identity import NodeKey
+from yagna.core.money import parse_amount
+from yagna.market_service import MarketConfig, MarketService
+from yagna.market_service.offers import now_ms, offers_topic
+from yagna.market_service.protocol import PROPOSAL
+from yagna.market_service.requestor import NegotiationFailed
+from yagna.net.memory import MemoryHub
+from yagna.store import Store
+
+NET = "test-net"
+
+
+def pricing(cpu_hour: str, hour: str = "0", start: str = "0") -> LinearPricing:
+    return LinearPricing(
+        start_fee=parse_amount(start),
+        per_cpu_sec=parse_amount(cpu_hour) // 3600,
+        per_duration_sec=parse_amount(hour) // 3600,
+    )
+
+
+class World:
+    def __init__(self, hub: MemoryHub, nursery: trio.Nursery, stack: contextlib.AsyncExitStack, tmp: Path) -> None:
+        self.hub = hub
+        self.nursery = nursery
+        self.stack = stack
+        self.tmp = tmp
+
+    async def node(self, name: str, *, provider: bool = False, requestor: bool = False,
+                   capacity: Capacity | None = None, presets: tuple[Preset, ...] = (),
+                   policy: PolicyConfig | None = None) -> MarketService:
+        key = NodeKey.generate()
+        net = self.hub.node(key.node_id)
+        store = await self.stack.enter_async_context(Store.open_ctx(self.tmp / f"{name}.db"))
+        svc = MarketService(
+            key=key,
+            config=MarketConfig(network_id=NET, provider=provider, requestor=requestor,
+                                capacity=capacity or Capacity(8, 16.0, 100.0), policy=policy or PolicyConfig()),
+            rr=net.rr, gossip=net.gossip, peers=net.peers, store=store,
+        )
+        svc.key = key  # type: ignore[attr-defined]
+        svc.net = net  # type: ignore[attr-defined]
+        await self.nursery.start(net.peers.run)
+        await self.nursery.start(svc.run)
+        for preset in presets:
+            await svc.provider.create_preset(preset)  # type: ignore[union-attr]
+        return svc
+
+
+@contextlib.asynccontextmanager
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        yield World(MemoryHub(), nursery, stack, tmp_path)
+        nursery.cancel_scope.cancel()
+
+
+async def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
+    with trio.fail_after(timeout):
+        while not check():
+            await trio.sleep(0.01)
+
+
+SMALL = Preset(name="small", threads=1, mem_gib=1.0, storage_gib=1.0, pricing=pricing("0.02"))
+BIG_CHEAP = Preset(name="big", threads=4, mem_gib=4.0, storage_gib=10.0, pricing=pricing("0.03"))
+BIG_DEAR = Preset(name="dear", threads=4, mem_gib=4.0, storage_gib=10.0, pricing=pricing("0.5"))
+
+
+async def test_demand_matches_only_eligible_offers_and_the_agreement_is_cosigned(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        small = await w.node("small", provider=True, presets=(SMALL,))
+        cheap = await w.node("cheap", provider=True, presets=(BIG_CHEAP,))
+        dear = await w.node("dear", provider=True, presets=(BIG_DEAR,))
+        req = await w.node("req", requestor=True)
+        await eventually(lambda: len(req.directory.book) == 3)
+
+        demand = await req.requestor.create_demand({}, "(golem.inf.cpu.threads>=2)")  # type: ignore[union-attr]
+        assert {o.provider_id for o in demand.proposals.values()} == {cheap.node_id, dear.node_id}
+
+        caps = StrategyConfig(max_per_cpu_sec=parse_amount("0.1") // 3600)
+        result = await req.requestor.negotiate(demand.demand_id, count=2, config=caps)  # type: ignore[union-attr]
+        assert [a["provider_id"] for a in result["agreements"]] == [cheap.node_id]
+        assert [(f["provider_id"], f["code"]) for f in result["failures"]] == [(dear.node_id, "over-price-cap")]
+        agreement_id = result["agreements"][0]["agreement_id"]
+
+        mine = await req.agreements.get(agreement_id)
+        theirs = await cheap.agreements.get(agreement_id)
+        assert mine is not None and theirs is not None and mine.raw == theirs.raw
+        doc = verify_agreement(mine.raw, network_id=NET)
+        assert (doc.requestor_id, doc.provider_id) == (req.node_id, cheap.node_id)
+        assert doc.terms["golem.com.scheme.payu.debit-note.interval-sec?"] == 120
+        assert (mine.role, theirs.role, mine.state, theirs.state) == ("requestor", "provider", "approved", "approved")
+        assert small.provider.active == {}  # type: ignore[union-attr]
+        assert list(cheap.provider.active) == [agreement_id]  # type: ignore[union-attr]
+
+
+async def test_late_joiner_catches_up_without_a_reannouncement(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        providers = [await w.node(f"p{i}", provider=True, presets=(SMALL.replace(name=f"s{i}"),)) for i in range(3)]
+        offered = {o.offer_id for p in providers for o in p.provider.current.values()}  # type: ignore[union-attr]
+        assert len(offered) == 3
+        late = await w.node("late", requestor=True)
+        await eventually(lambda: {o.offer_id for o in late.directory.book.live(now_ms())} == offered)
+        assert late.directory.stats.synced >= 3
+        assert all(p.provider.current for p in providers)  # type: ignore[union-attr]
+
+
+async def test_withdrawn_offer_disappears_everywhere(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        prov = await w.node("prov", provider=True, presets=(SMALL, BIG_CHEAP))
+        others = [await w.node(f"r{i}", requestor=True) for i in range(2)]
+        await eventually(lambda: all(len(o.directory.book) == 2 for o in others))
+        gone = prov.provider.current["small"].offer_id  # type: ignore[union-attr]
+        demand = await others[0].requestor.create_demand({}, "")  # type: ignore[union-attr]
+        await prov.provider.delete_preset("small")  # type: ignore[union-attr]
+        await eventually(lambda: all(gone not in o.directory.book for o in others))
+        assert all(len(o.directory.book) == 1 for o in others)
+        assert any(e["type"] == "proposal-withdrawn" and e["offer_id"] == gone for e in demand.events)
+        assert all(o.directory.book.is_withdrawn(gone) for o in others)
+
+
+async def test_forged_offer_never_reaches_the_book_and_the_forwarder_is_charged(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        req = await w.node("req", requestor=True)
+        mallory = w.hub.node()
+        victim = NodeKey.generate()
+        sealed = make_offer(victim, network_id=NET, subnet="public", properties=offer_properties(SMALL, node_name="v"),
+                            constraints=OFFER_CONSTRAINTS, created_at_ms=now_ms(), expires_at_ms=now_ms() + 60_000)
+        forged = bytearray(sealed)
+        forged[-1] ^= 1  # breaks the signature
+        for _ in range(3):
+            await mallory.gossip.publish(offers_topic(NET, "public"), bytes(forged))
+        await mallory.gossip.publish(offers_topic(NET, "public"), b"garbage")
+        assert len(req.directory.book) == 0
+        assert req.directory.stats.refused == 4
+        assert mallory.node_id in req.net.peers.bans  # type: ignore[attr-defined]
+
+
+async def test_several_agreements_until_capacity_is_used_then_the_offer_is_withdrawn(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        prov = await w.node("prov", provider=True, capacity=Capacity(2, 8.0, 10.0), presets=(SMALL,))
+        req = await w.node("req", requestor=True)
+        await eventually(lambda: len(req.directory.book) == 1)
+        offer_id = prov.provider.current["small"].offer_id  # type: ignore[union-attr]
+        demand = await req.requestor.create_demand({}, "")  # type: ignore[union-attr]
+        for _ in range(2):
+            await req.requestor.counter(demand.demand_id, offer_id)  # type: ignore[union-attr]
+            await req.requestor.propose_agreement(demand.demand_id, offer_id)  # type: ignore[union-attr]
+        assert len(prov.provider.active) == 2  # type: ignore[union-attr]
+        await eventually(lambda: offer_id not in req.directory.book)  # full: offer withdrawn
+        with pytest.raises(NegotiationFailed) as info:
+            await req.requestor.counter(demand.demand_id, offer_id)  # type: ignore[union-attr]
+        assert info.value.code in ("offer-unknown", "no-capacity")
+        # ending one agreement frees capacity and brings an offer back
+        agreement_id = next(iter(prov.provider.active))  # type: ignore[union-attr]
+        await req.terminate(agreement_id, "done")
+        await eventually(lambda: "small" in prov.provider.current)  # type: ignore[union-attr]
+        assert (await prov.agreements.get(agreement_id)).state == "terminated"  # type: ignore[union-attr]
+        await eventually(lambda: len(req.directory.book) == 1)
+
+
+async def test_policy_rejection_reaches_the_requestor_with_its_reason(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        req = await w.node("req", requestor=True)
+        prov = await w.node("prov", provider=True, presets=(SMALL,), policy=PolicyConfig(deny=frozenset({req.node_id})))
+        await eventually(lambda: len(req.directory.book) == 1)
+        demand = await req.requestor.create_demand({}, "")  # type: ignore[union-attr]
+        result = await req.requestor.negotiate(demand.demand_id)  # type: ignore[union-attr]
+        assert result["agreements"] == []
+        assert [(f["provider_id"], f["code"]) for f in result["failures"]] == [(prov.node_id, "requestor-denied")]
+        assert any(e["type"] == "rejected" and e["code"] == "requestor-denied" for e in demand.events)
+        record = await req.requestor._records.get(prov.node_id)  # type: ignore[union-attr]
+        assert record is not None and record["rejections"] == 1
+
+
+async def test_reverse_auction_answer_becomes_a_proposal(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        prov = await w.node("prov", provider=True, presets=(SMALL.replace(subnet="gpu"),))
+        req = await w.node("req", requestor=True)
+        demand = await req.requestor.create_demand({}, "(golem.runtime.name=docker)", subnet="gpu")  # type: ignore[union-attr]
+        await eventually(lambda: len(demand.proposals) == 1)
+        # and directly: a provider answering a demand over the proposal protocol
+        other = await w.node("other", provider=True, presets=(SMALL.replace(name="x", subnet="elsewhere"),))
+        offer = other.provider.current["x"]  # type: ignore[union-attr]
+        await other.net.rr.request(req.node_id, PROPOSAL, {"demand_id": demand.demand_id, "offer": offer.raw})  # type: ignore[attr-defined]
+        # wrong subnet for this demand: refused by the subnet check, no proposal
+        assert offer.offer_id not in demand.proposals
+        assert prov.node_id in {o.provider_id for o in demand.proposals.values()}
+
+
+async def test_illegal_moves_are_refused_and_change_nothing(tmp_path: Path) -> None:
+    from yagna.market_service.protocol import NEGOTIATE
+    from yagna.net.errors import RemoteError
+
+    async with world(tmp_path) as w:
+        prov = await w.node("prov", provider=True, presets=(SMALL,))
+        req = await w.node("req", requestor=True)
+        await eventually(lambda: len(req.directory.book) == 1)
+        rr = req.net.rr  # type: ignore[attr-defined]
+        # propose an agreement without having countered
+        reply = await rr.request(prov.node_id, NEGOTIATE, {"op": "propose_agreement", "nid": "n1", "valid_until_ms": now_ms() + 9000,
+                                                           "body": b"x", "signature": b"y"})
+        assert reply["code"] == "unknown-negotiation"
+        with pytest.raises(RemoteError) as info:
+            await rr.request(prov.node_id, NEGOTIATE, {"op": "counter", "nid": "n2"})
+        assert info.value.code == "bad-request"
+        with pytest.raises(RemoteError):
+            await rr.request(prov.node_id, NEGOTIATE, {"op": "terminate", "agreement_id": "nope", "reason": "x"})
+        assert prov.provider._open == {} and prov.provider.active == {}  # type: ignore[union-attr]

@@ -1,0 +1,168 @@
+"""The market service of a node: offer directory + provider side + requestor side.
+
+One negotiation protocol is registered per host, so this service owns it and
+dispatches: ``counter`` / ``propose_agreement`` / ``reject`` go to the
+provider side, ``terminate`` to whichever side holds the agreement. It also
+answers the questions both sides share (the agreements list, termination).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from market.agreement import AgreementInvalid, verify_agreement
+from market.capacity import Capacity
+from market.policy import Policy, PolicyConfig
+from market.presets import Preset
+from yagna.core.identity import NodeKey
+from yagna.market_service.offers import OfferDirectory, now_ms
+from yagna.market_service.protocol import NEGOTIATE, field as msg_field
+from yagna.market_service.provider import ProviderMarket
+from yagna.market_service.requestor import NegotiationFailed, RequestorMarket, agreement_view
+from yagna.net.errors import RequestError, RequestRejected
+from yagna.net.reqresp import Request
+from yagna.store.market_repos import Agreements, Presets, ProviderRecords
+
+log = logging.getLogger("yagna.market")
+
+
+@dataclass
+class MarketConfig:
+    network_id: str = "testnet"
+    subnets: list[str] = field(default_factory=lambda: ["public"])
+    """Subnets whose offers a node follows from the start (requestors join more on demand)."""
+    provider: bool = True
+    requestor: bool = True
+    capacity: Capacity | None = None
+    """What the provider sells in total; None: nothing (a requestor-only node)."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    offer_ttl_s: int = 30 * 60
+    default_preset: Preset | None = None
+    node_name: str = ""
+
+
+class MarketService:
+    def __init__(self, *, key: NodeKey, config: MarketConfig, rr, gossip, peers, store,  # type: ignore[no-untyped-def]
+                 clock_ms: Callable[[], int] = now_ms) -> None:
+        self.config = config
+        self.node_id = key.node_id
+        self.network_id = config.network_id
+        self._rr = rr
+        self.agreements = Agreements(store)
+        self.directory = OfferDirectory(network_id=config.network_id, gossip=gossip, rr=rr, peers=peers,
+                                        me=key.node_id, clock_ms=clock_ms)
+        self.provider: ProviderMarket | None = None
+        self.requestor: RequestorMarket | None = None
+        if config.provider:
+            self.provider = ProviderMarket(
+                key=key, network_id=config.network_id, directory=self.directory, rr=rr,
+                presets=Presets(store), agreements=self.agreements,
+                capacity=config.capacity or Capacity(0, 0, 0), policy=Policy(config.policy),
+                node_name=config.node_name or key.node_id[-8:], offer_ttl_ms=config.offer_ttl_s * 1000,
+                default_preset=config.default_preset, clock_ms=clock_ms,
+            )
+        if config.requestor:
+            self.requestor = RequestorMarket(
+                key=key, network_id=config.network_id, directory=self.directory, rr=rr,
+                agreements=self.agreements, records=ProviderRecords(store), clock_ms=clock_ms,
+            )
+        rr.register(NEGOTIATE, self._handle)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.directory.run)
+            for subnet in self.config.subnets:
+                await self.directory.join(subnet)
+            if self.requestor is not None:
+                await nursery.start(self.requestor.run)
+            if self.provider is not None:
+                await nursery.start(self.provider.run)
+            task_status.started()
+
+    # -- protocol dispatch ------------------------------------------------------------
+    async def _handle(self, request: Request) -> object:
+        msg = request.payload
+        if not isinstance(msg, dict):
+            raise RequestRejected("bad-request", "expected a map")
+        if msg.get("op") == "terminate":
+            return await self._on_terminate(request.peer, msg)
+        if self.provider is None:
+            raise RequestRejected("not-a-provider", "this node does not sell")
+        return await self.provider.handle(request)
+
+    async def _on_terminate(self, peer: str, msg: dict) -> object:  # type: ignore[type-arg]
+        agreement_id = msg_field(msg, "agreement_id", str)
+        reason = msg_field(msg, "reason", str)[:200] or "terminated"
+        row = await self.agreements.get(agreement_id)
+        if row is None or row.peer_id != peer:
+            raise RequestRejected("unknown-agreement", "no agreement with this id between us")
+        if row.state != "approved":
+            return {}
+        if row.role == "provider" and self.provider is not None:
+            await self.provider.terminate(agreement_id, f"requestor: {reason}", notify=False)
+        else:
+            await self.agreements.set_state(agreement_id, "terminated", f"provider: {reason}")
+        log.info("agreement %s terminated by %s: %s", agreement_id[:12], peer, reason)
+        return {}
+
+    # -- agreements (both roles) ---------------------------------------------------------
+    async def list_agreements(self, *, role: str | None = None, state: str | None = None) -> list[dict[str, object]]:
+        out = []
+        for row in await self.agreements.list(role=role, state=state):
+            try:
+                agreement = verify_agreement(row.raw, network_id=self.network_id)
+            except AgreementInvalid as exc:  # pragma: no cover - verified before storing
+                log.error("stored agreement %s does not verify: %s", row.agreement_id, exc)
+                continue
+            out.append(agreement_view(agreement, state=row.state, role=row.role, reason=row.reason))
+        return out
+
+    async def get_agreement(self, agreement_id: str) -> dict[str, object]:
+        row = await self.agreements.get(agreement_id)
+        if row is None:
+            raise NegotiationFailed("unknown-agreement", f"no agreement {agreement_id!r}")
+        agreement = verify_agreement(row.raw, network_id=self.network_id)
+        return agreement_view(agreement, state=row.state, role=row.role, reason=row.reason)
+
+    async def terminate(self, agreement_id: str, reason: str) -> dict[str, object]:
+        """End an approved agreement from our side and tell the other party (best effort)."""
+        row = await self.agreements.get(agreement_id)
+        if row is None:
+            raise NegotiationFailed("unknown-agreement", f"no agreement {agreement_id!r}")
+        if row.state != "approved":
+            raise NegotiationFailed("not-approved", f"agreement is {row.state}, not approved")
+        if row.role == "provider" and self.provider is not None:
+            await self.provider.terminate(agreement_id, reason, notify=True)
+        else:
+            await self.agreements.set_state(agreement_id, "terminated", reason)
+            with trio.move_on_after(NEGOTIATE.timeout):
+                try:
+                    await self._rr.request(row.peer_id, NEGOTIATE, {"op": "terminate", "agreement_id": agreement_id, "reason": reason})
+                except RequestError as exc:
+                    log.info("could not tell %s that agreement %s ended: %s", row.peer_id, agreement_id[:12], exc)
+        return await self.get_agreement(agreement_id)
+
+    def offers(self, *, subnet: str | None = None) -> list[dict[str, object]]:
+        now = now_ms()
+        return [
+            {"offer_id": o.offer_id, "provider_id": o.provider_id, "subnet": o.subnet, "properties": o.properties,
+             "constraints": o.constraints, "created_at_ms": o.created_at_ms, "expires_at_ms": o.expires_at_ms}
+            for o in sorted(self.directory.book.live(now), key=lambda o: (o.subnet, o.provider_id, o.offer_id))
+            if subnet is None or o.subnet == subnet
+        ]
+
+    def status(self) -> dict[str, object]:
+        s = self.directory.stats
+        return {
+            "network_id": self.network_id,
+            "subnets": self.directory.subnets,
+            "offers_known": len(self.directory.book),
+            "accepted": s.accepted, "replaced": s.replaced, "withdrawn": s.withdrawn,
+            "refused": s.refused, "synced": s.synced,
+            "penalties": self.directory.penalties.snapshot(),
+            "demands": len(self.requestor.demands) if self.requestor else 0,
+        }
