@@ -8,16 +8,13 @@ and a ``message`` a person can act on ("agreement expiration must be 60 s to
 unclear rejections; this is the answer. The first rejection wins, in this
 order (cheap identity checks first, then the demand's terms):
 
-=====================  ============================================================
-rule                   codes
-=====================  ============================================================
-:class:`DenyList`      ``requestor-denied``
-:class:`AllowList`     ``requestor-not-allowed``
-:class:`ExpirationBounds`  ``expiration-missing``, ``expiration-out-of-bounds``
-:class:`PriceFloor`    ``pricing-invalid``, ``price-below-floor``
-:class:`DebitNoteInterval`  ``debit-note-interval-out-of-bounds``
-:class:`PaymentTimeout`     ``payment-timeout-out-of-bounds``
-=====================  ============================================================
+* :class:`DenyList`: ``requestor-denied``
+* :class:`AllowList`: ``requestor-not-allowed``
+* :class:`ExpirationBounds`: ``expiration-missing`` (absent or not an int of ms),
+  ``expiration-out-of-bounds``
+* :class:`PriceFloor`: ``pricing-invalid``, ``price-below-floor``
+* :class:`DebitNoteInterval`: ``debit-note-interval-out-of-bounds``
+* :class:`PaymentTimeout`: ``payment-timeout-out-of-bounds``
 
 Capacity is not a rule: the daemon checks its ledger, and rejects with
 :data:`NO_CAPACITY`. :meth:`Policy.counter_properties` builds the provider's
