@@ -3,7 +3,7 @@
 When a demand's proposal arrives, the provider asks :meth:`Policy.check`
 whether to negotiate. Every rule either passes or returns a :class:`Rejection`
 with a machine ``code`` (stable, for the requestor's strategy and for tests)
-and a ``message`` a person can act on ("agreement expiration must be 60 s to
+and a ``message`` a person can act on ("agreement expiration must be 1 min to
 24 h from now; the demand's is 5 s from now"). Golem users complain about
 unclear rejections; this is the answer. The first rejection wins, in this
 order (cheap identity checks first, then the demand's terms):
@@ -174,7 +174,11 @@ class ExpirationBounds:
 
 @dataclass(frozen=True)
 class PriceFloor:
-    """The offer's pricing must parse and be at or above the floor, coefficient by coefficient."""
+    """The offer's pricing must parse and be at or above the floor, coefficient by coefficient.
+
+    It reads ``ctx.offer_properties``: the terms the provider is about to
+    commit to, so a preset priced below the floor by mistake never sells.
+    """
 
     floor: LinearPricing | None
     code: ClassVar[str] = "price-below-floor"
