@@ -25,8 +25,9 @@ from yagna.core.identity import NodeKey
 from yagna.core.money import parse_amount
 from yagna.market_service import MarketConfig, MarketService
 from yagna.market_service.offers import now_ms, offers_topic
-from yagna.market_service.protocol import PROPOSAL
+from yagna.market_service.protocol import NEGOTIATE, PROPOSAL
 from yagna.market_service.requestor import NegotiationFailed
+from yagna.net.errors import RemoteError
 from yagna.net.memory import MemoryHub
 from yagna.store import Store
 
@@ -203,16 +204,25 @@ async def test_reverse_auction_answer_becomes_a_proposal(tmp_path: Path) -> None
         # and directly: a provider answering a demand over the proposal protocol
         other = await w.node("other", provider=True, presets=(SMALL.replace(name="x", subnet="elsewhere"),))
         offer = other.provider.current["x"]  # type: ignore[union-attr]
-        await other.net.rr.request(req.node_id, PROPOSAL, {"demand_id": demand.demand_id, "offer": offer.raw})  # type: ignore[attr-defined]
         # wrong subnet for this demand: refused by the subnet check, no proposal
+        with pytest.raises(RemoteError) as info:
+            await other.net.rr.request(req.node_id, PROPOSAL, {"demand_id": demand.demand_id, "offer": offer.raw})  # type: ignore[attr-defined]
+        assert info.value.code == "offer-refused"
         assert offer.offer_id not in demand.proposals
+        # the same provider's offer in the right subnet is taken, marked as an auction answer
+        right = await other.provider.create_preset(SMALL.replace(name="y", subnet="gpu"))  # type: ignore[union-attr]
+        assert right.subnet == "gpu"
+        await eventually(lambda: any(o.provider_id == other.node_id for o in demand.proposals.values()))
+        # an offer never gossiped, handed over as an answer to the demand, becomes an "auction" proposal
+        direct = make_offer(other.key, network_id=NET, subnet="gpu",  # type: ignore[attr-defined]
+                            properties=offer_properties(SMALL.replace(name="z", subnet="gpu"), node_name="o"),
+                            constraints=OFFER_CONSTRAINTS, created_at_ms=now_ms(), expires_at_ms=now_ms() + 60_000)
+        await other.net.rr.request(req.node_id, PROPOSAL, {"demand_id": demand.demand_id, "offer": direct})  # type: ignore[attr-defined]
+        assert [e["source"] for e in demand.events if e["type"] == "proposal" and e["properties"]["yagna.preset"] == "z"] == ["auction"]
         assert prov.node_id in {o.provider_id for o in demand.proposals.values()}
 
 
 async def test_illegal_moves_are_refused_and_change_nothing(tmp_path: Path) -> None:
-    from yagna.market_service.protocol import NEGOTIATE
-    from yagna.net.errors import RemoteError
-
     async with world(tmp_path) as w:
         prov = await w.node("prov", provider=True, presets=(SMALL,))
         req = await w.node("req", requestor=True)

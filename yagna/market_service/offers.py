@@ -95,7 +95,7 @@ def peek_domain(data: bytes) -> str | None:
     try:
         outer = decode(data, max_depth=1)
         if isinstance(outer, list) and outer and isinstance(outer[0], bytes):
-            inner = decode(outer[0], max_depth=3)
+            inner = decode(outer[0])
             if isinstance(inner, list) and inner and isinstance(inner[0], str):
                 return inner[0]
     except WireError:
@@ -138,7 +138,8 @@ class OfferStats:
     synced: int = 0
 
 
-OfferListener = Callable[[SignedOffer], None]
+OfferListener = Callable[[SignedOffer, str], None]
+"""(offer, how it came: "gossip", "sync" or what :meth:`OfferDirectory.take_offer` was told)."""
 DemandListener = Callable[[SignedDemand], None]
 
 
@@ -248,15 +249,15 @@ class OfferDirectory:
             return self._take_withdrawal(data)
         raise GossipInvalid("unknown_kind", PENALTY["unknown_kind"])
 
-    def take_offer(self, subnet: str | None, data: bytes) -> SignedOffer | None:
+    def take_offer(self, subnet: str | None, data: bytes, *, source: str) -> SignedOffer | None:
         """Verify and add an offer that came over a stream; None if refused (no exception)."""
         try:
-            self._take_offer(subnet, data)
+            self._take_offer(subnet, data, source)
         except GossipInvalid:
             return None
         return self.book.get(content_id(data))
 
-    def _take_offer(self, subnet: str | None, data: bytes) -> bool:
+    def _take_offer(self, subnet: str | None, data: bytes, source: str = "gossip") -> bool:
         now = self._clock_ms()
         try:
             offer = verify_offer(data, network_id=self.network_id, now_ms=now)
@@ -276,7 +277,7 @@ class OfferDirectory:
             for removed in self._removal_listeners:
                 removed(result.replaced)
         for listener in self._offer_listeners:
-            listener(offer)
+            listener(offer, source)
         return True
 
     def _take_withdrawal(self, data: bytes) -> bool:
@@ -336,7 +337,7 @@ class OfferDirectory:
                         self.penalties.charge(peer, PENALTY["malformed"])
                         return
                     try:
-                        self._take_offer(subnet, raw)
+                        self._take_offer(subnet, raw, "sync")
                         self.stats.synced += 1
                     except GossipInvalid as exc:
                         self._charge(peer, exc)

@@ -38,7 +38,12 @@ from market.errors import MarketError
 from market.matching import Demand, Offer, matches
 from market.negotiation import Approve, Counter, Negotiation, NegotiationError, Propose, ProposeAgreement, Reject, Role
 from market.offers import SignedOffer, make_demand
-from market.properties import SRV_COMP_EXPIRATION, validate_properties
+from market.properties import (
+    COM_SCHEME_PAYU_DEBIT_NOTE_INTERVAL_SEC,
+    COM_SCHEME_PAYU_PAYMENT_TIMEOUT_SEC,
+    SRV_COMP_EXPIRATION,
+    validate_properties,
+)
 from market.strategy import Candidate, ProviderRecord, Strategy, StrategyConfig, record_outcome
 from yagna.core.envelope import content_id
 from yagna.core.identity import NodeKey
@@ -55,6 +60,8 @@ MAX_EVENTS = 10_000
 MAX_DEMANDS = 256
 DEFAULT_EXPIRATION_S = 30 * 60
 PROPOSE_VALID_MS = 30_000
+DEFAULT_DEBIT_NOTE_INTERVAL_S = 120
+DEFAULT_PAYMENT_TIMEOUT_S = 120
 
 
 class DemandNotFound(MarketError):
@@ -177,10 +184,14 @@ class RequestorMarket:
         Raises :class:`~market.errors.ConstraintSyntaxError` (with the position)
         or :class:`~market.errors.PropertyError` for bad input.
         """
+        constraints = constraints.strip() or "()"  # no constraints: Golem's empty filter
         parse(constraints)
         now = self._clock_ms()
         props = dict(validate_properties(dict(properties)))
         props.setdefault(SRV_COMP_EXPIRATION, now + expiration_s * 1000)
+        # Golem's SDK states the payment terms too; a term binds only when both sides state it
+        props.setdefault(COM_SCHEME_PAYU_DEBIT_NOTE_INTERVAL_SEC, DEFAULT_DEBIT_NOTE_INTERVAL_S)
+        props.setdefault(COM_SCHEME_PAYU_PAYMENT_TIMEOUT_SEC, DEFAULT_PAYMENT_TIMEOUT_S)
         if len(self.demands) >= MAX_DEMANDS:
             raise NegotiationFailed("too-many-demands", f"at most {MAX_DEMANDS} demands at once; delete some first")
         sealed = make_demand(
@@ -221,10 +232,10 @@ class RequestorMarket:
         state.proposals[offer.offer_id] = offer
         state.emit("proposal", source=source, **proposal_view(offer))
 
-    def _on_offer(self, offer: SignedOffer) -> None:
+    def _on_offer(self, offer: SignedOffer, source: str) -> None:
         for state in self.demands.values():
             if offer.subnet == state.subnet and matches(offer.as_offer(), Demand(self.node_id, state.properties, state.constraints)):
-                self._propose(state, offer, "gossip")
+                self._propose(state, offer, source)
 
     def _on_removed(self, offer_id: str) -> None:
         for state in self.demands.values():
@@ -240,7 +251,7 @@ class RequestorMarket:
         state = self.demands.get(demand_id)
         if state is None:
             raise RequestRejected("unknown-demand", "no such open demand here")
-        offer = self._dir.take_offer(state.subnet, raw)
+        offer = self._dir.take_offer(state.subnet, raw, source="auction")
         if offer is None or offer.provider_id != request.peer:
             raise RequestRejected("offer-refused", "the offer is invalid, expired, over a cap, or not yours")
         if matches(offer.as_offer(), Demand(self.node_id, state.properties, state.constraints)):
