@@ -280,6 +280,13 @@ class OfferDirectory:
             listener(offer, source)
         return True
 
+    def take_withdrawal(self, data: bytes) -> bool:
+        """Apply a sealed withdrawal (our own, before publishing it); False if refused."""
+        try:
+            return self._take_withdrawal(data)
+        except GossipInvalid:
+            return False
+
     def _take_withdrawal(self, data: bytes) -> bool:
         now = self._clock_ms()
         try:

@@ -45,7 +45,6 @@ from market.offer_book import reannounce_at
 from market.policy import NO_CAPACITY, Policy, ProposalContext
 from market.presets import OFFER_CONSTRAINTS, Preset, offer_properties
 from market.properties import INF_CPU_THREADS, INF_MEM_GIB, INF_STORAGE_GIB, SRV_COMP_EXPIRATION
-from yagna.core.envelope import content_id
 from yagna.core.errors import WireError
 from yagna.core.identity import NodeKey, verify
 from yagna.core.wire import decode
@@ -212,11 +211,13 @@ class ProviderMarket:
         )
         await self._dir.join(preset.subnet)
         await self._dir.join_demands(preset.subnet)
-        await self._dir.publish(preset.subnet, sealed)
-        offer = self._dir.book.get(content_id(sealed))
+        # Into our own book first: a publish is only queued, and our validator
+        # sees it later (as a duplicate then).
+        offer = self._dir.take_offer(preset.subnet, sealed, source="own")
         if offer is None:
             log.error("our own offer for preset %s was refused by our own book", name)
             return
+        await self._dir.publish(preset.subnet, sealed)
         self.current[name] = offer
         self._own[offer.offer_id] = (name, offer)
         log.info("offering preset %s as %s in subnet %s", name, offer.offer_id[:12], preset.subnet)
@@ -228,6 +229,7 @@ class ProviderMarket:
             if preset_name == name:
                 del self._own[oid]
                 sealed = make_withdrawal(self._key, network_id=self.network_id, offer_id=oid, at_ms=self._clock_ms())
+                self._dir.take_withdrawal(sealed)
                 await self._dir.publish(own.subnet, sealed)
         if offer is not None:
             log.info("withdrew the offer of preset %s", name)
