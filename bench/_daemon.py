@@ -1,0 +1,153 @@
+"""Real ``yagna`` daemons for the market benchmarks (separate processes).
+
+:class:`Daemon` spawns ``python -m yagna --data-dir DIR service run --api-port 0 ...``
+through :class:`_util.Procs` (so the caller's ``finally: procs.close()`` ends it by
+PID), waits for ``DIR/node.json`` to name its PID, and talks to its REST API
+with the app key from ``DIR/app-key`` over one keep-alive ``httpx.Client``.
+Children get ``XDG_DATA_HOME`` set to the benchmark's temporary directory and
+listen on 127.0.0.1 only (the daemon's default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from _util import PYTHON, Procs, tail
+
+OFFERS_TOPIC = "yagna/market/1/testnet/public/offers"
+MATCH_ALL = "(golem.inf.cpu.threads>=1)"
+SMALL_PRESET = {"runtime": "docker", "threads": 1, "mem_gib": 0.01, "storage_gib": 0.01, "subnet": "public"}
+
+
+def child_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XDG_DATA_HOME"] = str(tmp)
+    env.pop("YAGNA_API_PORT", None)
+    return env
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, body: str, what: str) -> None:
+        super().__init__(f"{what}: HTTP {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+
+class Daemon:
+    """One daemon process; ``spawn()`` then ``wait_ready()`` (or ``start()`` for both)."""
+
+    def __init__(self, procs: Procs, tmp: Path, name: str, args: list[str]) -> None:
+        self.procs = procs
+        self.tmp = tmp
+        self.name = name
+        self.args = args
+        self.data_dir = tmp / name
+        self.log = tmp / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, Any] = {}
+        self.client: httpx.Client | None = None
+        self.t_spawn = 0.0
+        self.t_ready = 0.0
+
+    # -- lifecycle ----------------------------------------------------------------
+    def spawn(self) -> Daemon:
+        with open(self.log, "ab") as log:
+            self.t_spawn = time.time()
+            self.proc = self.procs.spawn(
+                [PYTHON, "-m", "yagna", "--data-dir", str(self.data_dir), "service", "run", "--api-port", "0",
+                 *self.args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env(self.tmp),
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 40.0, poll: float = 0.005) -> Daemon:
+        """Wait until node.json names this PID; ``t_ready`` is when it was seen."""
+        assert self.proc is not None
+        node_file = self.data_dir / "node.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.name} exited with {self.proc.returncode}:\n{tail(self.log, 30)}")
+            try:
+                info = json.loads(node_file.read_text())
+                if info.get("pid") == self.proc.pid:
+                    self.t_ready = time.time()
+                    self.info = info
+                    key = (self.data_dir / "app-key").read_text().strip()
+                    self.client = httpx.Client(base_url=f"{info['api_url']}/api/v1",
+                                               headers={"Authorization": f"Bearer {key}"}, timeout=30.0)
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(poll)
+        raise SystemExit(f"{self.name} not ready within {timeout} s:\n{tail(self.log, 30)}")
+
+    def start(self, timeout: float = 40.0) -> Daemon:
+        return self.spawn().wait_ready(timeout)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.proc is not None:
+            self.procs.stop(self.proc)
+
+    # -- API ------------------------------------------------------------------------
+    @property
+    def node_id(self) -> str:
+        return str(self.info["node_id"])
+
+    @property
+    def p2p_addr(self) -> str:
+        return str(self.info["p2p_addrs"][0])
+
+    def api(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 202, 204), **kw: Any) -> Any:
+        assert self.client is not None, f"{self.name} is not running"
+        resp = self.client.request(method, path, **kw)
+        if resp.status_code not in ok:
+            raise ApiError(resp.status_code, resp.text, f"{self.name} {method} {path}")
+        return resp.json() if resp.content else None
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.api("GET", path, **kw)
+
+    def post(self, path: str, body: object | None = None, **kw: Any) -> Any:
+        return self.api("POST", path, json=body if body is not None else {}, **kw)
+
+    def connected(self) -> set[str]:
+        return {p["node_id"] for p in self.get("/net/peers") if p["connected"]}
+
+    def offer_ids(self) -> set[str]:
+        return {o["offer_id"] for o in self.get("/market/offers")}
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> float:
+    """Poll ``predicate`` until true; return the seconds it took (SystemExit on timeout)."""
+    start = time.monotonic()
+    while True:
+        if predicate():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise SystemExit(f"{what}: not reached within {timeout} s")
+        time.sleep(interval)
+
+
+def report_logs(tmp: Path, names: list[str] | None = None) -> None:
+    """Print the stderr tail of any daemon that logged an error or a traceback."""
+    import sys
+
+    for path in sorted(tmp.glob("*.log")):
+        if names is not None and path.stem not in names:
+            continue
+        text = path.read_text(errors="replace")
+        bad = [ln for ln in text.splitlines() if "Traceback" in ln or " ERROR " in ln or "CRITICAL" in ln]
+        if bad:
+            print(f"\n{path.name}: {len(bad)} ERROR/Traceback lines; last lines of its log:\n"
+                  f"{tail(path, 25)}", file=sys.stderr)
