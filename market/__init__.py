@@ -5,6 +5,12 @@ Offers and demands are flat dotted properties plus an LDAP-filter constraint
 Matching is symmetric and three-valued; only a strict yes matches. The names
 below are the public surface; the submodules' other names are details.
 
+Negotiation is a table-driven state machine (``market.negotiation``) ending
+in an agreement both parties sign (``market.agreement``). A provider sells
+presets (``market.presets``, ``market.pricing``) within its capacity
+(``market.capacity``) under an acceptance policy (``market.policy``); a
+requestor ranks proposals with a strategy (``market.strategy``).
+
 Offers, demands and withdrawals travel signed (``market.offers``: build with
 ``make_*``, check peers' bytes with ``verify_*``, which raise only
 :class:`OfferRejected`); a node keeps the live ones in an :class:`OfferBook`.
@@ -57,6 +63,13 @@ from market.offers import (
     verify_withdrawal,
 )
 from market.properties import Version, is_negotiable, lookup, validate_properties
+from market.agreement import Agreement, AgreementInvalid, build_agreement, cosign, sign_agreement, verify_agreement
+from market.capacity import Capacity, CapacityLedger, default_limits, machine_capacity
+from market.negotiation import LocalProtocolError, Negotiation, NegotiationError, RemoteProtocolError, Role, State
+from market.policy import Policy, PolicyConfig, ProposalContext, Rejection
+from market.presets import OFFER_CONSTRAINTS, Preset, PresetError, offer_properties
+from market.pricing import LinearPricing, PricingError
+from market.strategy import Candidate, ProviderRecord, Strategy, StrategyConfig, record_outcome
 
 __all__ = [
     "MAX_CONSTRAINT_LENGTH",
@@ -109,4 +122,38 @@ __all__ = [
     "verify_demand",
     "verify_offer",
     "verify_withdrawal",
+    # negotiation and agreements
+    "Agreement",
+    "AgreementInvalid",
+    "LocalProtocolError",
+    "Negotiation",
+    "NegotiationError",
+    "RemoteProtocolError",
+    "Role",
+    "State",
+    "build_agreement",
+    "cosign",
+    "sign_agreement",
+    "verify_agreement",
+    # the provider: presets, pricing, capacity, acceptance policy
+    "OFFER_CONSTRAINTS",
+    "Capacity",
+    "CapacityLedger",
+    "LinearPricing",
+    "Policy",
+    "PolicyConfig",
+    "Preset",
+    "PresetError",
+    "PricingError",
+    "ProposalContext",
+    "Rejection",
+    "default_limits",
+    "machine_capacity",
+    "offer_properties",
+    # the requestor: strategy
+    "Candidate",
+    "ProviderRecord",
+    "Strategy",
+    "StrategyConfig",
+    "record_outcome",
 ]

@@ -1,8 +1,11 @@
-"""`make demo`: bring up a local network (1 requestor + 3 providers) and show it.
+"""`make demo`: bring up a local network (1 requestor + 3 providers) and trade on it.
 
 Starts the devnet under the default root (or --root), prints its nodes and
 the requestor's peers, sends one gossip message from the requestor and shows
-every provider receiving it, then leaves the network running for you to
+every provider receiving it. Then the market: each provider prices its
+preset differently, the requestor lists the signed offers it knows, asks for
+one provider under a price cap, and both sides show the co-signed agreement;
+the requestor then terminates it. The network keeps running for you to
 explore (`yagna devnet down` or `make demo-down` stops it).
 """
 
@@ -69,9 +72,42 @@ def main() -> None:
     if pending:
         print(f"  not received by: {', '.join(sorted(pending))}")
         sys.exit(1)
+    market_demo(requestor, providers)
     print("\nThe network keeps running. Explore it with e.g.")
     print(f"  yagna --data-dir {providers[0]['data_dir']} net status")
     print("Stop it with: yagna devnet down   (or: make demo-down)")
+
+
+PRICES = ["0.05", "0.02", "0.03", "0.04", "0.06"]
+
+
+def market_demo(requestor: dict, providers: list[dict]) -> None:  # type: ignore[type-arg]
+    print("\nMarket: each provider prices its 'default' preset (tokens per CPU-hour):")
+    for p, price in zip(providers, PRICES * 4, strict=False):
+        yagna("--data-dir", p["data_dir"], "provider", "preset", "update", "default", "--price-cpu-hour", price, capture=True)
+        print(f"  {p['name']}: {price}")
+    req = ["--data-dir", requestor["data_dir"]]
+    from yagna.core.money import parse_amount
+
+    wanted = {p["node_id"]: parse_amount(price) // 3600 for p, price in zip(providers, PRICES * 4, strict=False)}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until every re-priced offer reached the requestor
+        offers = json.loads(yagna(*req, "market", "offers", "--json", capture=True))
+        seen = {o["provider_id"]: o["properties"]["golem.com.pricing.model.linear.coeffs"][0] for o in offers}
+        if seen == wanted:
+            break
+        time.sleep(0.2)
+    print("\nSigned offers the requestor knows:")
+    yagna(*req, "market", "offers")
+    print("\nThe requestor asks for 1 provider at most 0.04 per CPU-hour (best score wins: the cheapest):")
+    out = json.loads(yagna(*req, "market", "negotiate", "--max-cpu-hour", "0.04", "--json", capture=True))
+    agreement = out["agreements"][0]
+    print(f"  agreement {agreement['agreement_id'][:12]} with {agreement['provider_id']}")
+    provider = next(p for p in providers if p["node_id"] == agreement["provider_id"])
+    print(f"\nBoth sides hold the same co-signed agreement ({provider['name']} is the provider):")
+    yagna(*req, "market", "agreements")
+    yagna("--data-dir", provider["data_dir"], "market", "agreements")
+    yagna(*req, "market", "terminate", agreement["agreement_id"])
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ async def test_restart_keeps_identity_and_remembers_peers(tmp_path: Path) -> Non
             leaf = Node(NodeConfig(tmp_path / "leaf", api_port=0, bootstrap=[h.p2p_addrs[0]]))
             first: NodeInfo = await inner.start(leaf.run)
             with trio.fail_after(10):
-                while h.node_id not in leaf.network.peers.connected_peers():
+                # the connection is recorded just after it is reported: wait for the record
+                while not await _connected_on_record(tmp_path / "leaf" / "yagna.db", h.node_id):
                     await trio.sleep(0.05)
             inner.cancel_scope.cancel()
         async with Store.open_ctx(tmp_path / "leaf" / "yagna.db") as store:
@@ -67,6 +68,12 @@ async def test_restart_keeps_identity_and_remembers_peers(tmp_path: Path) -> Non
                     await trio.sleep(0.05)
             inner.cancel_scope.cancel()
         nursery.cancel_scope.cancel()
+
+
+async def _connected_on_record(db: Path, node_id: str) -> bool:
+    async with Store.open_ctx(db) as store:
+        record = await Peers(store).get(node_id)
+    return record is not None and record.last_connected is not None
 
 
 async def test_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:

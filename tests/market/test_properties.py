@@ -154,7 +154,12 @@ def test_public_surface_is_pinned() -> None:
          "DEMAND_DOMAIN", "OFFER_DOMAIN", "WITHDRAW_DOMAIN", "AddResult", "AddStatus", "OfferBook", "OfferError",
          "OfferRejected", "SignedDemand", "SignedOffer", "SignedWithdrawal", "TokenBucket", "WithdrawResult",
          "WithdrawStatus", "due_for_reannounce", "make_demand", "make_offer", "make_withdrawal", "offer_id",
-         "reannounce_at", "verify_demand", "verify_offer", "verify_withdrawal"]
+         "reannounce_at", "verify_demand", "verify_offer", "verify_withdrawal",
+         "Agreement", "AgreementInvalid", "LocalProtocolError", "Negotiation", "NegotiationError",
+         "RemoteProtocolError", "Role", "State", "build_agreement", "cosign", "sign_agreement", "verify_agreement",
+         "OFFER_CONSTRAINTS", "Capacity", "CapacityLedger", "LinearPricing", "Policy", "PolicyConfig", "Preset",
+         "PresetError", "PricingError", "ProposalContext", "Rejection", "default_limits", "machine_capacity",
+         "offer_properties", "Candidate", "ProviderRecord", "Strategy", "StrategyConfig", "record_outcome"]
     )
     for name in market.__all__:
         assert hasattr(market, name), name

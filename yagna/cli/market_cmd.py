@@ -20,10 +20,19 @@ def _emit(data: Any, as_json: bool, text: str) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else text)
 
 
-def _per_hour(per_sec: str) -> str:
-    from yagna.core.money import format_amount, parse_amount
+def _hourly(units_per_sec: int) -> str:
+    """Per-second base units as tokens per hour, rounded to 1e-9 (per-second prices are floored on entry)."""
+    from yagna.core.money import UNIT, format_amount
 
-    return format_amount(parse_amount(per_sec) * 3600)
+    per_hour = units_per_sec * 3600
+    step = UNIT // 10**9
+    return format_amount((per_hour + step // 2) // step * step)
+
+
+def _per_hour(per_sec: str) -> str:
+    from yagna.core.money import parse_amount
+
+    return _hourly(parse_amount(per_sec))
 
 
 def _per_sec(per_hour: str) -> str:
@@ -40,8 +49,8 @@ def _price_line(props: dict[str, Any]) -> str:
     if not (isinstance(coeffs, list) and isinstance(vector, list) and len(coeffs) == len(vector) + 1):
         return "?"
     by = dict(zip(vector, coeffs, strict=False))
-    cpu = format_amount(int(by.get("golem.usage.cpu_sec", 0)) * 3600)
-    dur = format_amount(int(by.get("golem.usage.duration_sec", 0)) * 3600)
+    cpu = _hourly(int(by.get("golem.usage.cpu_sec", 0)))
+    dur = _hourly(int(by.get("golem.usage.duration_sec", 0)))
     return f"{cpu}/cpu-h {dur}/h start {format_amount(int(coeffs[-1]))}"
 
 
