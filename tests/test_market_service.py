@@ -238,3 +238,121 @@ async def test_illegal_moves_are_refused_and_change_nothing(tmp_path: Path) -> N
         with pytest.raises(RemoteError):
             await rr.request(prov.node_id, NEGOTIATE, {"op": "terminate", "agreement_id": "nope", "reason": "x"})
         assert prov.provider._open == {} and prov.provider.active == {}  # type: ignore[union-attr]
+
+
+class QueuedGossip:
+    """The real Gossip only queues a publish; a sender task validates it later. This twin does the same."""
+
+    def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
+        self._inner = inner
+        self._queue: list[tuple[str, bytes]] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._inner, name)
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        self._queue.append((topic, data))
+
+    async def flush(self) -> None:
+        while self._queue:
+            topic, data = self._queue.pop(0)
+            await self._inner.publish(topic, data)
+
+
+async def test_own_offer_is_known_before_the_queued_publish_runs(tmp_path: Path) -> None:
+    """Regression: the provider looked its offer up in its book right after a (queued) publish and lost it."""
+    async with Store.open_ctx(tmp_path / "p.db") as store, trio.open_nursery() as nursery:
+        hub = MemoryHub()
+        key = NodeKey.generate()
+        net = hub.node(key.node_id)
+        gossip = QueuedGossip(net.gossip)
+        svc = MarketService(key=key, config=MarketConfig(network_id=NET, requestor=False, capacity=Capacity(4, 8.0, 20.0)),
+                            rr=net.rr, gossip=gossip, peers=net.peers, store=store)
+        await nursery.start(net.peers.run)
+        await nursery.start(svc.run)
+        await svc.provider.create_preset(SMALL)  # type: ignore[union-attr]
+        offer = svc.provider.current["small"]  # type: ignore[union-attr]
+        assert offer.offer_id in svc.directory.book
+        await svc.provider.delete_preset("small")  # type: ignore[union-attr]
+        assert offer.offer_id not in svc.directory.book and svc.directory.book.is_withdrawn(offer.offer_id)
+        # when the queue runs, the offer is already withdrawn: our own validator stops it going out
+        await gossip.flush()
+        assert svc.directory.stats.refused == 1
+        assert offer.offer_id not in svc.directory.book
+        assert svc.directory.penalties.snapshot() == {}  # we never charge ourselves
+        nursery.cancel_scope.cancel()
+
+
+async def test_provider_restart_keeps_its_agreements_and_committed_capacity(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        req = await w.node("req", requestor=True)
+        prov_key = NodeKey.generate()
+        net = w.hub.node(prov_key.node_id)
+        config = MarketConfig(network_id=NET, requestor=False, capacity=Capacity(1, 8.0, 20.0))
+        await w.nursery.start(net.peers.run)
+        async with Store.open_ctx(tmp_path / "prov.db") as store, trio.open_nursery() as inner:
+            prov = MarketService(key=prov_key, config=config, rr=net.rr, gossip=net.gossip, peers=net.peers, store=store)
+            await inner.start(prov.run)
+            await prov.provider.create_preset(SMALL)  # type: ignore[union-attr]
+            await eventually(lambda: len(req.directory.book) == 1)
+            demand = await req.requestor.create_demand({}, "")  # type: ignore[union-attr]
+            result = await req.requestor.negotiate(demand.demand_id)  # type: ignore[union-attr]
+            assert len(result["agreements"]) == 1
+            inner.cancel_scope.cancel()
+        # the daemon comes back on the same database
+        async with Store.open_ctx(tmp_path / "prov.db") as store, trio.open_nursery() as inner:
+            again = MarketService(key=prov_key, config=config, rr=net.rr, gossip=net.gossip, peers=net.peers, store=store)
+            await inner.start(again.run)
+            assert list(again.provider.active) == [result["agreements"][0]["agreement_id"]]  # type: ignore[union-attr]
+            assert again.provider.ledger.free().threads == 0  # type: ignore[union-attr]
+            assert "small" not in again.provider.current  # type: ignore[union-attr]  # full: not offered
+            inner.cancel_scope.cancel()
+
+
+async def test_catch_up_pages_through_a_large_book(tmp_path: Path) -> None:
+    from yagna.market_service import offers as offers_mod
+
+    async with world(tmp_path) as w:
+        seed = await w.node("seed", requestor=True)
+        now = now_ms()
+        for i in range(60):  # 60 providers x 40 offers = 2,400 offers, several pages
+            key = NodeKey.generate()
+            for j in range(40):
+                sealed = make_offer(key, network_id=NET, subnet="public",
+                                    properties={**offer_properties(SMALL, node_name=f"n{i}"), "x.n": j},
+                                    constraints=OFFER_CONSTRAINTS, created_at_ms=now, expires_at_ms=now + 600_000)
+                assert seed.directory.take_offer("public", sealed, source="test") is not None
+        assert len(seed.directory.book) == 2400
+        offers_mod.SYNC_PAGE_MAX = 500  # smaller pages: the cursor has to work
+        try:
+            late = await w.node("late", requestor=True)
+            await eventually(lambda: len(late.directory.book) == 2400, timeout=30)
+        finally:
+            offers_mod.SYNC_PAGE_MAX = 1000
+        assert late.directory.stats.synced == 2400
+
+
+def test_penalties_decay_and_ban_at_the_threshold() -> None:
+    from yagna.market_service.offers import BAN_THRESHOLD, PENALTY_HALF_LIFE_S, Penalties
+
+    now = [0.0]
+    banned: list[tuple[str, float]] = []
+    p = Penalties(lambda peer, s: banned.append((peer, s)), clock=lambda: now[0])
+    p.charge("a", 50)
+    now[0] += PENALTY_HALF_LIFE_S  # halves to 25
+    assert p.score("a") == pytest.approx(25)
+    p.charge("a", 50)
+    assert banned == [] and p.score("a") == pytest.approx(75)
+    p.charge("a", 0)  # free reasons cost nothing
+    p.charge("a", BAN_THRESHOLD)
+    assert [peer for peer, _ in banned] == ["a"] and p.score("a") == 0
+
+
+def test_peek_domain_reads_only_envelopes() -> None:
+    from market.offers import make_withdrawal
+    from yagna.market_service.offers import peek_domain
+
+    key = NodeKey.generate()
+    assert peek_domain(make_withdrawal(key, network_id=NET, offer_id="a" * 64, at_ms=1)) == "yagna/offer-withdraw/1"
+    for junk in (b"", b"\x80", b"\x82\x40\x40", b"\xff" * 10):
+        assert peek_domain(junk) is None
