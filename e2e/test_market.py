@@ -95,3 +95,23 @@ def test_preset_errors_name_the_field(tmp_path: Path, daemons: list[Daemon]) -> 
     assert dup.returncode == 1 and "exists" in dup.stderr
     missing = run_cli("provider", "preset", "delete", "nope", data_dir=d.data_dir, check=False)
     assert missing.returncode == 1 and "nope" in missing.stderr
+    bad_policy = run_cli("provider", "policy", "set", "--min-expiration", "100", "--max-expiration", "10",
+                         data_dir=d.data_dir, check=False)
+    assert bad_policy.returncode == 1 and "min_expiration_s" in bad_policy.stderr
+
+
+def test_policy_refusal_reaches_the_requestor_and_survives_a_restart(tmp_path: Path, daemons: list[Daemon]) -> None:
+    prov = Daemon(tmp_path / "p", ["--role", "provider"]).start()
+    daemons.append(prov)
+    req = Daemon(tmp_path / "r", ["--role", "requestor", "--bootstrap", prov.p2p_addr]).start()
+    daemons.append(req)
+    run_cli("provider", "policy", "set", "--deny", req.node_id, data_dir=prov.data_dir)
+    prov.stop()
+    prov.start()  # the policy is kept across restarts
+    wait_until(lambda: len(_offers(req)) == 1, timeout=20, what="requestor sees the offer")
+    out = run_cli("market", "negotiate", "--json", data_dir=req.data_dir, check=False, timeout=60)
+    assert out.returncode == 1
+    failures = json.loads(out.stdout)["failures"]
+    assert [(f["provider_id"], f["code"]) for f in failures] == [(prov.node_id, "requestor-denied")]
+    shown = json.loads(run_cli("provider", "policy", "show", "--json", data_dir=prov.data_dir).stdout)
+    assert shown["deny"] == [req.node_id]

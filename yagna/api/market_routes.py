@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from market.errors import ConstraintSyntaxError, PropertyError
+from market.policy import PolicyConfig, PolicyError
 from market.presets import Preset, PresetError
 from market.strategy import StrategyConfig, StrategyError
 from yagna.api.auth import PREFIX, Auth
@@ -173,6 +174,20 @@ async def provider_status(request: Request, _: Auth) -> dict[str, Any]:
     return _provider(request).status()  # type: ignore[no-any-return]
 
 
+@router.get("/provider/policy", tags=["provider"])
+async def get_policy(request: Request, _: Auth) -> dict[str, Any]:
+    return _provider(request).policy.config.to_json()  # type: ignore[no-any-return]
+
+
+@router.patch("/provider/policy", tags=["provider"])
+async def update_policy(body: dict[str, Any], request: Request, _: Auth) -> dict[str, Any]:
+    """Change some fields of the acceptance policy (the others keep their values)."""
+    provider = _provider(request)
+    config = PolicyConfig.from_json({**provider.policy.config.to_json(), **body})
+    await provider.set_policy(config)
+    return config.to_json()
+
+
 @router.get("/provider/presets", tags=["provider"])
 async def list_presets(request: Request, _: Auth) -> list[dict[str, Any]]:
     return [p.to_json() for _, p in sorted(_provider(request).presets.items())]
@@ -218,6 +233,10 @@ def install(app) -> None:  # type: ignore[no-untyped-def]
     @app.exception_handler(PropertyError)
     async def property_error(request: Request, exc: PropertyError) -> JSONResponse:
         return JSONResponse({"error": "invalid_properties", "message": str(exc)}, status_code=400)
+
+    @app.exception_handler(PolicyError)
+    async def policy_error(request: Request, exc: PolicyError) -> JSONResponse:
+        return JSONResponse({"error": "invalid_policy", "message": str(exc)}, status_code=400)
 
     @app.exception_handler(StrategyError)
     async def strategy_error(request: Request, exc: StrategyError) -> JSONResponse:

@@ -283,3 +283,95 @@ def preset_delete(obj: Any, name: str) -> None:
     """Delete a preset and withdraw its offer (running agreements are not affected)."""
     obj.client().call("DELETE", f"/provider/presets/{name}")
     click.echo(f"deleted preset {name}")
+
+
+@provider.group("policy")
+def policy() -> None:
+    """The acceptance policy: whom and what terms this provider accepts."""
+
+
+def _policy_text(p: dict[str, Any]) -> str:
+    floor = p["price_floor"]
+    floor_text = "none" if floor is None else (
+        f"{_per_hour(floor['per_cpu_sec'])}/cpu-h {_per_hour(floor['per_duration_sec'])}/h start {floor['start_fee']}")
+    return "\n".join([
+        f"agreement expiration: {p['min_expiration_s']} s to {p['max_expiration_s']} s from now",
+        f"price floor:          {floor_text}",
+        f"denied requestors:    {', '.join(p['deny']) or 'none'}",
+        f"allowed requestors:   {'everyone' if p['allow'] is None else (', '.join(p['allow']) or 'nobody')}",
+        f"debit-note interval:  {p['debit_note_interval_s'][0]}-{p['debit_note_interval_s'][1]} s "
+        f"(default {p['default_debit_note_interval_s']} s)",
+        f"payment timeout:      {p['payment_timeout_s'][0]}-{p['payment_timeout_s'][1]} s "
+        f"(default {p['default_payment_timeout_s']} s)",
+    ])
+
+
+@policy.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def policy_show(obj: Any, as_json: bool) -> None:
+    """The current acceptance policy."""
+    p = obj.client().call("GET", "/provider/policy")
+    _emit(p, as_json, _policy_text(p))
+
+
+def _range(text: str | None, name: str) -> list[int] | None:
+    if text is None:
+        return None
+    low, sep, high = text.partition(":")
+    try:
+        return [int(low), int(high)] if sep else [int(low), int(low)]
+    except ValueError:
+        raise YagnaError(f"{name} {text!r}: expected MIN:MAX in seconds, e.g. 30:600") from None
+
+
+@policy.command("set")
+@click.option("--deny", multiple=True, metavar="NODE_ID", help="Refuse this requestor (repeatable).")
+@click.option("--undeny", multiple=True, metavar="NODE_ID", help="Remove from the deny list (repeatable).")
+@click.option("--allow", multiple=True, metavar="NODE_ID", help="Accept only listed requestors; adds one (repeatable).")
+@click.option("--allow-everyone", is_flag=True, help="Drop the allow list: accept any requestor not denied.")
+@click.option("--min-expiration", type=int, help="Shortest agreement accepted, seconds from now.")
+@click.option("--max-expiration", type=int, help="Longest agreement accepted, seconds from now.")
+@click.option("--price-floor-cpu-hour", help="Refuse to sell below this per CPU-hour (tokens).")
+@click.option("--price-floor-hour", help="Refuse to sell below this per hour of duration (tokens).")
+@click.option("--price-floor-start-fee", help="Refuse to sell below this start fee (tokens).")
+@click.option("--no-price-floor", is_flag=True, help="Remove the price floor.")
+@click.option("--debit-note-interval", metavar="MIN:MAX", help="Accepted debit-note intervals, seconds.")
+@click.option("--payment-timeout", metavar="MIN:MAX", help="Accepted payment timeouts, seconds.")
+@click.pass_obj
+def policy_set(obj: Any, deny: tuple[str, ...], undeny: tuple[str, ...], allow: tuple[str, ...], allow_everyone: bool,
+               min_expiration: int | None, max_expiration: int | None, price_floor_cpu_hour: str | None,
+               price_floor_hour: str | None, price_floor_start_fee: str | None, no_price_floor: bool,
+               debit_note_interval: str | None, payment_timeout: str | None) -> None:
+    """Change the acceptance policy; it applies to the next proposal and survives restarts."""
+    client = obj.client()
+    current = client.call("GET", "/provider/policy")
+    change: dict[str, Any] = {}
+    if deny or undeny:
+        change["deny"] = sorted((set(current["deny"]) | set(deny)) - set(undeny))
+    if allow_everyone:
+        change["allow"] = None
+    elif allow:
+        change["allow"] = sorted(set(current["allow"] or []) | set(allow))
+    if min_expiration is not None:
+        change["min_expiration_s"] = min_expiration
+    if max_expiration is not None:
+        change["max_expiration_s"] = max_expiration
+    if no_price_floor:
+        change["price_floor"] = None
+    elif any(v is not None for v in (price_floor_cpu_hour, price_floor_hour, price_floor_start_fee)):
+        floor = current["price_floor"] or {"start_fee": "0", "per_cpu_sec": "0", "per_duration_sec": "0"}
+        if price_floor_cpu_hour is not None:
+            floor["per_cpu_sec"] = _per_sec(price_floor_cpu_hour)
+        if price_floor_hour is not None:
+            floor["per_duration_sec"] = _per_sec(price_floor_hour)
+        if price_floor_start_fee is not None:
+            floor["start_fee"] = price_floor_start_fee
+        change["price_floor"] = floor
+    for key, value in (("debit_note_interval_s", _range(debit_note_interval, "--debit-note-interval")),
+                       ("payment_timeout_s", _range(payment_timeout, "--payment-timeout"))):
+        if value is not None:
+            change[key] = value
+    if not change:
+        raise YagnaError("nothing to change: give at least one option (see --help)")
+    click.echo(_policy_text(client.call("PATCH", "/provider/policy", json=change)))

@@ -18,6 +18,7 @@ durably, and answer.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from market.negotiation import (
 )
 from market.offers import SignedDemand, SignedOffer, make_offer, make_withdrawal
 from market.offer_book import reannounce_at
-from market.policy import NO_CAPACITY, Policy, ProposalContext
+from market.policy import NO_CAPACITY, Policy, PolicyConfig, ProposalContext
 from market.presets import OFFER_CONSTRAINTS, Preset, offer_properties
 from market.properties import INF_CPU_THREADS, INF_MEM_GIB, INF_STORAGE_GIB, SRV_COMP_EXPIRATION
 from yagna.core.errors import WireError
@@ -53,6 +54,9 @@ from yagna.net.reqresp import Request
 from yagna.market_service.offers import OfferDirectory, now_ms
 from yagna.market_service.protocol import NEGOTIATE, PROPOSAL, field, nid, reject
 from yagna.store.market_repos import Agreements, Presets
+from yagna.store.repos import Settings
+
+POLICY_SETTING = "provider.policy"
 
 log = logging.getLogger("yagna.market.provider")
 
@@ -102,6 +106,7 @@ class ProviderMarket:
         node_name: str,
         offer_ttl_ms: int = 30 * 60 * 1000,
         default_preset: Preset | None = None,
+        settings: Settings | None = None,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._key = key
@@ -116,6 +121,7 @@ class ProviderMarket:
         self.node_name = node_name
         self.offer_ttl_ms = offer_ttl_ms
         self._default_preset = default_preset
+        self._settings = settings
         self._clock_ms = clock_ms
         self.presets: dict[str, Preset] = {}
         self.current: dict[str, SignedOffer] = {}
@@ -132,6 +138,13 @@ class ProviderMarket:
 
     # -- service ---------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if self._settings is not None:
+            stored_policy = await self._settings.get(POLICY_SETTING)
+            if stored_policy is not None:
+                try:
+                    self.policy = Policy(PolicyConfig.from_json(json.loads(stored_policy)))
+                except (MarketError, ValueError) as exc:
+                    log.error("the stored acceptance policy is invalid, using the defaults: %s", exc)
         for stored in await self._presets_repo.list():
             try:
                 self.presets[stored.name] = Preset.from_json(stored.body)
@@ -182,6 +195,13 @@ class ProviderMarket:
             await self._presets_repo.delete(name)
             del self.presets[name]
             await self._withdraw_preset(name)
+
+    async def set_policy(self, config: PolicyConfig) -> None:
+        """Replace the acceptance policy (it applies to the next proposal) and keep it for restarts."""
+        if self._settings is not None:
+            await self._settings.set(POLICY_SETTING, json.dumps(config.to_json(), sort_keys=True))
+        self.policy = Policy(config)
+        log.info("acceptance policy updated")
 
     def set_capacity(self, total: Capacity) -> None:
         self.ledger.set_total(total)

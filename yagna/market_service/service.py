@@ -26,6 +26,7 @@ from yagna.market_service.requestor import NegotiationFailed, RequestorMarket, a
 from yagna.net.errors import RequestError, RequestRejected
 from yagna.net.reqresp import Request
 from yagna.store.market_repos import Agreements, Presets, ProviderRecords
+from yagna.store.repos import Settings
 
 log = logging.getLogger("yagna.market")
 
@@ -63,7 +64,7 @@ class MarketService:
                 presets=Presets(store), agreements=self.agreements,
                 capacity=config.capacity or Capacity(0, 0, 0), policy=Policy(config.policy),
                 node_name=config.node_name or key.node_id[-8:], offer_ttl_ms=config.offer_ttl_s * 1000,
-                default_preset=config.default_preset, clock_ms=clock_ms,
+                default_preset=config.default_preset, settings=Settings(store), clock_ms=clock_ms,
             )
         if config.requestor:
             self.requestor = RequestorMarket(
