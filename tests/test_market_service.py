@@ -356,3 +356,18 @@ def test_peek_domain_reads_only_envelopes() -> None:
     assert peek_domain(make_withdrawal(key, network_id=NET, offer_id="a" * 64, at_ms=1)) == "yagna/offer-withdraw/1"
     for junk in (b"", b"\x80", b"\x82\x40\x40", b"\xff" * 10):
         assert peek_domain(junk) is None
+
+
+async def test_a_requestor_flooding_demands_is_rate_limited(tmp_path: Path) -> None:
+    from market.offers import make_demand
+    from yagna.market_service.offers import DEMAND_BURST, demands_topic
+
+    async with world(tmp_path) as w:
+        prov = await w.node("prov", provider=True, presets=(SMALL,))
+        flood = w.hub.node()
+        key = NodeKey.generate()
+        for i in range(DEMAND_BURST + 5):
+            sealed = make_demand(key, network_id=NET, subnet="public", properties={"n": i}, constraints="()",
+                                 created_at_ms=now_ms(), expires_at_ms=now_ms() + 60_000)
+            await flood.gossip.publish(demands_topic(NET, "public"), sealed)
+        assert prov.directory.stats.refused == 5

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 import trio
 
-from market.offer_book import AddStatus, OfferBook, WithdrawStatus
+from market.offer_book import AddStatus, OfferBook, TokenBucket, WithdrawStatus
 from market.offers import (
-    DEMAND_DOMAIN,
     OFFER_DOMAIN,
     WITHDRAW_DOMAIN,
     OfferRejected,
@@ -73,6 +72,10 @@ PENALTY = {
     "superseded": 0,
     "not_owner": 20,
 }
+DEMAND_BURST = 10
+DEMAND_PER_SECOND = 1.0
+"""Demands one requestor may publish: each one makes every matching provider answer it."""
+MAX_DEMAND_SENDERS = 10_000
 BAN_THRESHOLD = 100
 BAN_SECONDS = 600.0
 PENALTY_HALF_LIFE_S = 60.0
@@ -168,6 +171,7 @@ class OfferDirectory:
         self._offer_listeners: list[OfferListener] = []
         self._removal_listeners: list[Callable[[str], None]] = []
         self._demand_listeners: list[DemandListener] = []
+        self._demand_buckets: dict[str, TokenBucket] = {}
         self._nursery: trio.Nursery | None = None
         self._lock = trio.Lock()
         rr.register(SYNC, self._serve_sync)
@@ -310,8 +314,14 @@ class OfferDirectory:
             raise GossipInvalid(exc.reason, PENALTY.get(exc.reason, 20)) from None
         if demand.subnet != subnet:
             raise GossipInvalid("wrong_subnet", PENALTY["wrong_subnet"])
-        if peek_domain(data) != DEMAND_DOMAIN:  # pragma: no cover - verify_demand checked it
-            raise GossipInvalid("unknown_kind", PENALTY["unknown_kind"])
+        now = self._clock_ms()
+        bucket = self._demand_buckets.get(demand.requestor_id)
+        if bucket is None:
+            if len(self._demand_buckets) >= MAX_DEMAND_SENDERS:
+                self._demand_buckets = {k: b for k, b in self._demand_buckets.items() if not b.full(now)}
+            bucket = self._demand_buckets[demand.requestor_id] = TokenBucket(DEMAND_BURST, DEMAND_PER_SECOND, now)
+        if not bucket.take(now):
+            raise GossipInvalid("rate_limited", PENALTY["rate_limited"])
         return True
 
     async def _demand_loop(self, channel) -> None:  # type: ignore[no-untyped-def]
