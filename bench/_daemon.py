@@ -128,6 +128,12 @@ class Daemon:
         return {o["offer_id"] for o in self.get("/market/offers")}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> float:
     """Poll ``predicate`` until true; return the seconds it took (SystemExit on timeout)."""
     start = time.monotonic()
@@ -140,8 +146,18 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
 
 
 def report_logs(tmp: Path, names: list[str] | None = None) -> None:
-    """Print the stderr tail of any daemon that logged an error or a traceback."""
+    """Print the stderr tail of any daemon that logged an error or a traceback.
+
+    With ``BENCH_KEEP_LOGS=DIR`` in the environment, every log is also copied there.
+    """
+    import shutil
     import sys
+
+    keep = os.environ.get("BENCH_KEEP_LOGS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for path in tmp.glob("*.log"):
+            shutil.copy(path, Path(keep) / path.name)
 
     for path in sorted(tmp.glob("*.log")):
         if names is not None and path.stem not in names:
