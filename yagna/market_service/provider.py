@@ -43,7 +43,7 @@ from market.negotiation import (
 )
 from market.offers import SignedDemand, SignedOffer, make_offer, make_withdrawal
 from market.offer_book import reannounce_at
-from market.policy import NO_CAPACITY, Policy, PolicyConfig, ProposalContext
+from market.policy import NO_CAPACITY, Policy, PolicyConfig, ProposalContext, Rejection
 from market.presets import OFFER_CONSTRAINTS, Preset, offer_properties
 from market.properties import INF_CPU_THREADS, INF_MEM_GIB, INF_STORAGE_GIB, SRV_COMP_EXPIRATION
 from yagna.core.errors import WireError
@@ -341,8 +341,9 @@ class ProviderMarket:
         except NegotiationError as exc:
             return reject("illegal-move", str(exc))
         rejection = self.policy.check(ProposalContext(requestor, props, offer.properties, now))
-        if rejection is None and not self.ledger.fits(self.presets[preset_name].needs() if preset_name in self.presets else Capacity(1, 0, 0)):
-            rejection = _Rejection(NO_CAPACITY, "all the capacity of this preset is committed to other agreements")
+        preset = self.presets.get(preset_name)
+        if rejection is None and (preset is None or not self.ledger.fits(preset.needs())):
+            rejection = Rejection(NO_CAPACITY, "all the capacity of this preset is committed to other agreements")
         if rejection is not None:
             neg.send(Reject(rejection.code), now_ms=now)
             return reject(rejection.code, rejection.message)
@@ -471,12 +472,6 @@ class ProviderMarket:
             "open_negotiations": len(self._open),
             "policy": self.policy.config.to_json(),
         }
-
-
-@dataclass(frozen=True)
-class _Rejection:
-    code: str
-    message: str
 
 
 def _aid(body: bytes) -> str:
