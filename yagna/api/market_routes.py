@@ -230,31 +230,28 @@ def install(app) -> None:  # type: ignore[no-untyped-def]
     async def preset_error(request: Request, exc: PresetError) -> JSONResponse:
         return JSONResponse({"error": "invalid_preset", "message": str(exc), "field": exc.field}, status_code=400)
 
-    @app.exception_handler(PropertyError)
-    async def property_error(request: Request, exc: PropertyError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_properties", "message": str(exc)}, status_code=400)
-
-    @app.exception_handler(PolicyError)
-    async def policy_error(request: Request, exc: PolicyError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_policy", "message": str(exc)}, status_code=400)
-
-    @app.exception_handler(StrategyError)
-    async def strategy_error(request: Request, exc: StrategyError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_strategy", "message": str(exc)}, status_code=400)
+    for exc_type, status, code in _PLAIN_ERRORS:
+        app.add_exception_handler(exc_type, _plain_handler(status, code))
 
     @app.exception_handler(NegotiationFailed)
     async def negotiation_failed(request: Request, exc: NegotiationFailed) -> JSONResponse:
         status = 404 if exc.code in ("unknown-agreement", "offer-unknown") else 409
         return JSONResponse({"error": exc.code, "message": exc.message}, status_code=status)
 
-    @app.exception_handler(DemandNotFound)
-    async def demand_not_found(request: Request, exc: DemandNotFound) -> JSONResponse:
-        return JSONResponse({"error": "not_found", "message": str(exc)}, status_code=404)
 
-    @app.exception_handler(PresetNotFound)
-    async def preset_not_found(request: Request, exc: PresetNotFound) -> JSONResponse:
-        return JSONResponse({"error": "not_found", "message": str(exc)}, status_code=404)
+_PLAIN_ERRORS = (
+    (PropertyError, 400, "invalid_properties"),
+    (PolicyError, 400, "invalid_policy"),
+    (StrategyError, 400, "invalid_strategy"),
+    (DemandNotFound, 404, "not_found"),
+    (PresetNotFound, 404, "not_found"),
+    (PresetExists, 409, "conflict"),
+)
+"""Market errors answered as ``{"error": code, "message": str(exc)}`` with this status."""
 
-    @app.exception_handler(PresetExists)
-    async def preset_exists(request: Request, exc: PresetExists) -> JSONResponse:
-        return JSONResponse({"error": "conflict", "message": str(exc)}, status_code=409)
+
+def _plain_handler(status: int, code: str):  # type: ignore[no-untyped-def]
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": code, "message": str(exc)}, status_code=status)
+
+    return handle
