@@ -371,3 +371,37 @@ async def test_a_requestor_flooding_demands_is_rate_limited(tmp_path: Path) -> N
                                  created_at_ms=now_ms(), expires_at_ms=now_ms() + 60_000)
             await flood.gossip.publish(demands_topic(NET, "public"), sealed)
         assert prov.directory.stats.refused == 5
+
+
+async def test_expired_agreements_end_on_both_sides(tmp_path: Path) -> None:
+    """Wall time (offers, agreements) is a settable fake. Not autojump_clock: the store's worker
+    thread looks idle to it, so it would fire every protocol timeout at once."""
+    now = [now_ms()]
+    clock = lambda: now[0]  # noqa: E731
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        hub = MemoryHub()
+        services = []
+        for name, provider in (("prov", True), ("req", False)):
+            key = NodeKey.generate()
+            net = hub.node(key.node_id)
+            store = await stack.enter_async_context(Store.open_ctx(tmp_path / f"{name}.db"))
+            svc = MarketService(key=key, config=MarketConfig(network_id=NET, provider=provider, requestor=not provider,
+                                                             capacity=Capacity(1, 8.0, 20.0), agreement_check_s=0.05),
+                                rr=net.rr, gossip=net.gossip, peers=net.peers, store=store, clock_ms=clock)
+            await nursery.start(net.peers.run)
+            await nursery.start(svc.run)
+            services.append(svc)
+        prov, req = services
+        await prov.provider.create_preset(SMALL)  # type: ignore[union-attr]
+        demand = await req.requestor.create_demand({}, "", expiration_s=120)  # type: ignore[union-attr]
+        result = await req.requestor.negotiate(demand.demand_id)  # type: ignore[union-attr]
+        agreement_id = result["agreements"][0]["agreement_id"]
+        hub.disconnect(req.node_id)  # the provider cannot tell the requestor: each side must end it alone
+        now[0] += 121_000
+        with trio.fail_after(10):
+            while prov.provider.active or (await req.agreements.get(agreement_id)).state != "terminated":  # type: ignore[union-attr]
+                await trio.sleep(0.05)
+        assert (await prov.agreements.get(agreement_id)).reason == "expired"  # type: ignore[union-attr]
+        assert (await req.agreements.get(agreement_id)).reason == "expired"  # type: ignore[union-attr]
+        assert prov.provider.ledger.free().threads == 1  # type: ignore[union-attr]
+        nursery.cancel_scope.cancel()

@@ -18,6 +18,7 @@ from market.agreement import AgreementInvalid, verify_agreement
 from market.capacity import Capacity
 from market.policy import Policy, PolicyConfig
 from market.presets import Preset
+from market.properties import SRV_COMP_EXPIRATION
 from yagna.core.identity import NodeKey
 from yagna.market_service.offers import OfferDirectory, now_ms
 from yagna.market_service.protocol import NEGOTIATE, field as msg_field
@@ -44,12 +45,15 @@ class MarketConfig:
     offer_ttl_s: int = 30 * 60
     default_preset: Preset | None = None
     node_name: str = ""
+    agreement_check_s: float = 10.0
+    """How often the requestor side looks for its agreements past their expiration."""
 
 
 class MarketService:
     def __init__(self, *, key: NodeKey, config: MarketConfig, rr, gossip, peers, store,  # type: ignore[no-untyped-def]
                  clock_ms: Callable[[], int] = now_ms) -> None:
         self.config = config
+        self._clock_ms = clock_ms
         self.node_id = key.node_id
         self.network_id = config.network_id
         self._rr = rr
@@ -82,7 +86,23 @@ class MarketService:
                 await nursery.start(self.requestor.run)
             if self.provider is not None:
                 await nursery.start(self.provider.run)
+            nursery.start_soon(self._expire_requestor_agreements, self.config.agreement_check_s)
             task_status.started()
+
+    async def _expire_requestor_agreements(self, every_s: float) -> None:
+        """Our side of agreements past ``golem.srv.comp.expiration`` ends even if the provider never says so.
+
+        (The provider side ends them itself, see ``ProviderMarket._housekeeping``.)
+        """
+        while True:
+            await trio.sleep(every_s)
+            now = self._clock_ms()
+            for row in await self.agreements.list(role="requestor", state="approved"):
+                agreement = verify_agreement(row.raw, network_id=self.network_id)
+                expires = agreement.terms.get(SRV_COMP_EXPIRATION, agreement.demand_properties.get(SRV_COMP_EXPIRATION))
+                if isinstance(expires, int) and expires <= now:
+                    await self.agreements.set_state(row.agreement_id, "terminated", "expired")
+                    log.info("agreement %s expired", row.agreement_id[:12])
 
     # -- protocol dispatch ------------------------------------------------------------
     async def _handle(self, request: Request) -> object:
