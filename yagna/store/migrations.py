@@ -101,6 +101,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        3,
+        "exe-unit: activities",
+        """
+        -- Activities this node runs (provider) or drives (requestor). A provider
+        -- that restarts finds its non-terminal rows and the containers they
+        -- name, reports them terminated and removes the containers.
+        CREATE TABLE activities (
+            activity_id  TEXT PRIMARY KEY,
+            agreement_id TEXT NOT NULL,
+            role         TEXT NOT NULL CHECK (role IN ('requestor', 'provider')),
+            peer_id      TEXT NOT NULL,
+            state        TEXT NOT NULL,
+            reason       TEXT,
+            container_id TEXT,
+            usage        TEXT,
+            created_at   INTEGER NOT NULL,
+            updated_at   INTEGER NOT NULL
+        );
+        CREATE INDEX activities_agreement ON activities (agreement_id);
+        CREATE INDEX activities_state ON activities (state);
+        """,
+    ),
 )
 
 _SCHEMA_VERSION_DDL = """

@@ -1,0 +1,130 @@
+"""The container runtime interface the activity service drives.
+
+The Docker implementation is :mod:`exeunit.docker_runtime` (docker-py on worker
+threads). Failures of the work are results (:class:`ExecResult`), failures of the
+runtime are :class:`~exeunit.errors.RuntimeFailure`.
+
+One container per activity: :meth:`Runtime.create` makes it (hardened, limited,
+labelled), :meth:`Runtime.start` starts an idle init in it, each ``run`` command
+is one :meth:`Runtime.exec` in the running container, and :meth:`Runtime.remove`
+kills and removes it. ``/work`` survives between commands of one activity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+LABEL_NODE = "network.yagna.node"
+"""Container label: the provider node id that created the container."""
+LABEL_ACTIVITY = "network.yagna.activity"
+"""Container label: the activity id the container belongs to."""
+LABEL_AGREEMENT = "network.yagna.agreement"
+
+
+@dataclass(frozen=True)
+class ContainerLimits:
+    """Limits the agreement grants; the requestor cannot widen them."""
+
+    cpu_threads: float
+    memory_bytes: int
+    storage_bytes: int
+    """Size cap of the writable ``/work`` (and what transfers may put there)."""
+    pids: int = 256
+    tmp_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image_id: str
+    """``sha256:<hex>``; images are named by id so nothing else can run."""
+    limits: ContainerLimits
+    labels: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None
+    """None when the command was killed before it exited (timeout)."""
+    stdout: bytes
+    stderr: bytes
+    started_at: float
+    """Wall clock (time.time()) at start and end."""
+    finished_at: float
+    timed_out: bool = False
+    oom_killed: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Counters of one container from its cgroup (Golem's usage vector)."""
+
+    duration_s: float
+    cpu_s: float
+    peak_memory_bytes: int
+
+    def golem_vector(self) -> dict[str, float]:
+        return {
+            "golem.usage.duration_sec": self.duration_s,
+            "golem.usage.cpu_sec": self.cpu_s,
+            "golem.usage.gib": self.peak_memory_bytes / 2**30,
+        }
+
+
+OutputSink = Callable[[str, bytes], Awaitable[None]]
+"""Called with ("stdout"|"stderr", chunk) as output arrives, in order."""
+
+
+class Runtime(Protocol):
+    async def create(self, spec: ContainerSpec) -> str:
+        """Create (not start) a container; returns its id."""
+
+    async def start(self, container_id: str) -> None: ...
+
+    async def exec(
+        self,
+        container_id: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        workdir: str,
+        timeout_s: float,
+        on_output: OutputSink | None = None,
+        max_output_bytes: int = 1024 * 1024,
+    ) -> ExecResult:
+        """Run one command; streams output to ``on_output``; kills it at the timeout.
+        A cancelled caller leaves nothing running of this command."""
+
+    async def put_file(self, container_id: str, path: str, data_path: str, *, mode: int = 0o644) -> None:
+        """Copy a local file into the container at ``path`` (under /work)."""
+
+    async def get_file(self, container_id: str, path: str, dest_path: str, *, max_bytes: int) -> int:
+        """Copy a regular file out of the container; returns its size."""
+
+    async def usage(self, container_id: str) -> Usage: ...
+
+    async def pause(self, container_id: str) -> None: ...
+
+    async def unpause(self, container_id: str) -> None: ...
+
+    async def remove(self, container_id: str) -> None:
+        """Kill and remove; idempotent (a missing container is fine)."""
+
+    async def leftovers(self, node_id: str) -> list[tuple[str, dict[str, str]]]:
+        """Containers labelled with this node id: [(container_id, labels)]."""
+
+    async def has_image(self, image_id: str) -> bool: ...
+
+    async def save_image(self, image_ref: str, dest_path: str) -> str:
+        """``docker save`` into a file; returns the image id (sha256:...)."""
+
+    async def load_image(self, archive_path: str, expected_id: str) -> None:
+        """Verify the archive against ``expected_id`` then ``docker load`` it."""
+
+    async def resolve_image(self, image_ref: str) -> str:
+        """Name or id -> local image id (sha256:...); ImageError if absent."""
