@@ -1,0 +1,423 @@
+"""Exe-script commands and their wire form (sans-io, pure).
+
+An exe-script is a list of one-key dicts, as in Golem's exe-script::
+
+    [{"deploy": {"image": "sha256:<64 hex>", "name": "python:3.12-slim", "env": {}}},
+     {"start": {}},
+     {"transfer_in": {"to": "/work/in/data.csv", "sha256": "<64 hex>", "size": 1234}},
+     {"run": {"argv": ["python", "-c", "..."], "env": {}, "workdir": "/work", "timeout": 60.0}},
+     {"transfer_out": {"from": "/work/out/result.json"}},
+     {"terminate": {}}]
+
+Scripts arrive from peers, so :func:`parse_script` is a total function in the
+h11 sense: on *any* input it either returns commands or raises
+:class:`~exeunit.errors.ScriptError` (with ``index`` = the command's position
+and ``field`` = the wire key at fault), never anything else. The dataclasses
+validate themselves too, so a command built in code obeys the same limits.
+
+Field names in errors are the *wire* names (``to``, ``from``, ``timeout``),
+because the person reading the error wrote the wire form.
+
+:func:`script_to_wire` emits the canonical form: every field spelled out
+(``name`` only when set), ``timeout`` as a float. ``parse_script`` of it gives
+back equal commands, and it uses only str/int/float/list/dict, so it goes
+through canonical CBOR unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, TypeAlias, TypeVar
+
+from exeunit.errors import ScriptError, TransferRefused
+from exeunit.paths import container_path, is_inside, normalise
+
+_C = TypeVar("_C")
+
+__all__ = [
+    "COMMAND_TYPES",
+    "DEFAULT_TIMEOUT_S",
+    "DEFAULT_WORKDIR",
+    "MAX_ARGV_BYTES",
+    "MAX_ARGV_ITEMS",
+    "MAX_COMMANDS",
+    "MAX_ENV_BYTES",
+    "MAX_ENV_VARS",
+    "MAX_NAME_CHARS",
+    "MAX_TIMEOUT_S",
+    "MAX_TRANSFER_BYTES",
+    "TRANSFER_IN_DIR",
+    "TRANSFER_OUT_DIR",
+    "WORKDIR_ROOTS",
+    "Command",
+    "Deploy",
+    "Run",
+    "Start",
+    "Terminate",
+    "TransferIn",
+    "TransferOut",
+    "command_to_wire",
+    "parse_command",
+    "parse_script",
+    "script_to_wire",
+]
+
+MAX_COMMANDS = 100
+MAX_ARGV_ITEMS = 256
+MAX_ARGV_BYTES = 64 * 1024
+"""Sum of the UTF-8 lengths of all argv items."""
+MAX_ENV_VARS = 128
+MAX_ENV_BYTES = 64 * 1024
+"""Sum of the UTF-8 lengths of all names and values of one env (not in the brief:
+without it 128 values could each be as large as a message)."""
+MAX_NAME_CHARS = 256
+"""Longest display name of a deployed image."""
+DEFAULT_TIMEOUT_S = 300.0
+MAX_TIMEOUT_S = 24 * 3600.0
+DEFAULT_WORKDIR = "/work"
+WORKDIR_ROOTS = ("/work", "/tmp")
+"""A ``run`` may start in one of these or below them: the only writable places."""
+TRANSFER_IN_DIR = "/work/in"
+TRANSFER_OUT_DIR = "/work/out"
+MAX_TRANSFER_BYTES = 1 << 40
+"""Sanity cap on a declared transfer size; the real cap is the agreement's storage."""
+
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Invalid(Exception):
+    """A field is invalid; becomes a ScriptError with the field (and index) attached."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        self.message = message
+        super().__init__(message)
+
+
+class _FieldError(ScriptError):
+    """What a command's constructor raises: a ScriptError that keeps its bare
+    message, so :func:`parse_script` can re-raise it with the command index."""
+
+    def __init__(self, message: str, *, where: str) -> None:
+        self.message = message
+        super().__init__(message, field=where)
+
+
+# -- value checks (raise _Invalid) -------------------------------------------------------
+
+
+def _utf8_len(value: str, where: str) -> int:
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _Invalid(where, "is not valid Unicode (lone surrogate?)") from None
+
+
+def _check_str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(where, f"must be a string, not {type(value).__name__}")
+    _utf8_len(value, where)
+    if "\0" in value:
+        raise _Invalid(where, "must not contain NUL")
+    return value
+
+
+def _check_env(env: object) -> dict[str, str]:
+    if not isinstance(env, dict):
+        raise _Invalid("env", f"must be a map of strings, not {type(env).__name__}")
+    if len(env) > MAX_ENV_VARS:
+        raise _Invalid("env", f"has {len(env)} variables, at most {MAX_ENV_VARS} are allowed")
+    total = 0
+    for name, value in env.items():
+        if not isinstance(name, str) or _ENV_NAME.fullmatch(name) is None:
+            shown = repr(name)[:100]
+            raise _Invalid("env", f"variable name {shown} must match [A-Za-z_][A-Za-z0-9_]*")
+        _check_str(value, f"env.{name}")
+        total += len(name) + _utf8_len(value, f"env.{name}")
+    if total > MAX_ENV_BYTES:
+        raise _Invalid("env", f"is {total} bytes, at most {MAX_ENV_BYTES} are allowed")
+    return dict(env)
+
+
+def _check_argv(argv: object) -> list[str]:
+    if not isinstance(argv, (list, tuple)):
+        raise _Invalid("argv", f"must be a list of strings, not {type(argv).__name__}")
+    if not argv:
+        raise _Invalid("argv", "must not be empty")
+    if len(argv) > MAX_ARGV_ITEMS:
+        raise _Invalid("argv", f"has {len(argv)} items, at most {MAX_ARGV_ITEMS} are allowed")
+    total = 0
+    for i, item in enumerate(argv):
+        _check_str(item, f"argv[{i}]")
+        total += _utf8_len(item, f"argv[{i}]")
+    if total > MAX_ARGV_BYTES:
+        raise _Invalid("argv", f"is {total} bytes, at most {MAX_ARGV_BYTES} are allowed")
+    if argv[0] == "":
+        raise _Invalid("argv[0]", "the program name must not be empty")
+    return list(argv)
+
+
+def _check_path(value: object, where: str, under: str) -> str:
+    try:
+        return container_path(value, under=under)
+    except TransferRefused as exc:
+        raise _Invalid(where, str(exc)) from None
+
+
+def _check_workdir(value: object) -> str:
+    try:
+        normal = normalise(value)
+    except TransferRefused as exc:
+        raise _Invalid("workdir", str(exc)) from None
+    if normal in WORKDIR_ROOTS or any(is_inside(normal, root) for root in WORKDIR_ROOTS):
+        return normal
+    raise _Invalid("workdir", f"{normal[:200]!r} is not {' or '.join(WORKDIR_ROOTS)} or below them")
+
+
+def _check_timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid("timeout", f"must be a number of seconds, not {type(value).__name__}")
+    if isinstance(value, int) and abs(value) > 2**53:
+        raise _Invalid("timeout", f"must be at most {MAX_TIMEOUT_S:g} seconds")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _Invalid("timeout", f"must be a positive number of seconds, not {value!r}")
+    if seconds > MAX_TIMEOUT_S:
+        raise _Invalid("timeout", f"must be at most {MAX_TIMEOUT_S:g} seconds, not {value!r}")
+    return seconds
+
+
+def _check_sha256(value: object) -> str:
+    if not isinstance(value, str) or _SHA256.fullmatch(value) is None:
+        raise _Invalid("sha256", "must be 64 lowercase hex digits")
+    return value
+
+
+def _check_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid("size", f"must be an integer number of bytes, not {type(value).__name__}")
+    if not 0 <= value <= MAX_TRANSFER_BYTES:
+        raise _Invalid("size", f"must be between 0 and {MAX_TRANSFER_BYTES}, not {value}")
+    return value
+
+
+def _check_image(value: object) -> str:
+    if not isinstance(value, str) or _IMAGE_ID.fullmatch(value) is None:
+        raise _Invalid("image", "must be an image id 'sha256:<64 lowercase hex>' (images are named by id)")
+    return value
+
+
+def _check_name(value: object) -> str | None:
+    if value is None:
+        return None
+    name = _check_str(value, "name")
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise _Invalid("name", f"must be 1 to {MAX_NAME_CHARS} characters")
+    return name
+
+
+def _validated(fn: Callable[[_C], None]) -> Callable[[_C], None]:
+    """Wrap a ``__post_init__`` check: ``_Invalid`` leaves it as a ``ScriptError``."""
+
+    def post_init(self: _C) -> None:
+        try:
+            fn(self)
+        except _Invalid as exc:
+            raise _FieldError(exc.message, where=exc.where) from None
+
+    return post_init
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# -- the commands ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """Create the activity's container from an image named by id."""
+
+    kind: ClassVar[str] = "deploy"
+    image: str
+    """``sha256:<64 hex>``: a name could be re-tagged to something else."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment of every ``run`` (a ``run``'s own env overrides it)."""
+    name: str | None = None
+    """Display only (``python:3.12-slim``); never used to pick the image."""
+
+    @_validated
+    def __post_init__(self) -> None:
+        _check_image(self.image)
+        _set(self, "env", _check_env(self.env))
+        _check_name(self.name)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Start the deployed container (an idle init; work comes by ``run``)."""
+
+    kind: ClassVar[str] = "start"
+
+
+@dataclass(frozen=True)
+class Run:
+    """Execute one program in the running container."""
+
+    kind: ClassVar[str] = "run"
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = DEFAULT_WORKDIR
+    """Normalised on construction; ``/work``, ``/tmp`` or below them."""
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
+    @_validated
+    def __post_init__(self) -> None:
+        _set(self, "argv", _check_argv(self.argv))
+        _set(self, "env", _check_env(self.env))
+        _set(self, "workdir", _check_workdir(self.workdir))
+        _set(self, "timeout_s", _check_timeout(self.timeout_s))
+
+
+@dataclass(frozen=True)
+class TransferIn:
+    """Fetch a blob from the requestor (content-addressed) into ``/work/in/``."""
+
+    kind: ClassVar[str] = "transfer_in"
+    dest: str
+    sha256: str
+    """Lowercase hex, so one digest has one spelling (it is the blob's name)."""
+    size: int
+
+    @_validated
+    def __post_init__(self) -> None:
+        _set(self, "dest", _check_path(self.dest, "to", TRANSFER_IN_DIR))
+        _check_sha256(self.sha256)
+        _check_size(self.size)
+
+
+@dataclass(frozen=True)
+class TransferOut:
+    """Offer a file from ``/work/out/`` to the requestor as a blob."""
+
+    kind: ClassVar[str] = "transfer_out"
+    src: str
+
+    @_validated
+    def __post_init__(self) -> None:
+        _set(self, "src", _check_path(self.src, "from", TRANSFER_OUT_DIR))
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """End the activity: kill and remove the container."""
+
+    kind: ClassVar[str] = "terminate"
+
+
+Command: TypeAlias = Deploy | Start | Run | TransferIn | TransferOut | Terminate
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.kind: cls for cls in (Deploy, Start, Run, TransferIn, TransferOut, Terminate)
+}
+"""Wire name -> command class."""
+
+
+# -- wire form ---------------------------------------------------------------------------
+
+# command -> wire key -> (required, attribute name)
+_FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
+    "deploy": {"image": (True, "image"), "env": (False, "env"), "name": (False, "name")},
+    "start": {},
+    "run": {"argv": (True, "argv"), "env": (False, "env"), "workdir": (False, "workdir"), "timeout": (False, "timeout_s")},
+    "transfer_in": {"to": (True, "dest"), "sha256": (True, "sha256"), "size": (True, "size")},
+    "transfer_out": {"from": (True, "src")},
+    "terminate": {},
+}
+
+
+def _build(kind: str, body: dict[object, object]) -> Command:
+    spec = _FIELDS[kind]
+    for key in body:
+        if key not in spec:
+            shown = key if isinstance(key, str) else repr(key)
+            raise _Invalid(shown[:100], f"unknown field for {kind!r} (known: {', '.join(spec) or 'none'})")
+    kwargs: dict[str, object] = {}
+    for key, (required, attr) in spec.items():
+        if key in body:
+            if key == "name" and body[key] is None:
+                continue
+            kwargs[attr] = body[key]
+        elif required:
+            raise _Invalid(key, f"is required for {kind!r}")
+    try:
+        return COMMAND_TYPES[kind](**kwargs)
+    except _FieldError as exc:
+        raise _Invalid(exc.field or kind, exc.message) from None
+
+
+def _parse_one(item: object) -> Command:
+    if not isinstance(item, dict):
+        raise _Invalid("", f"a command must be a one-key map like {{'run': {{...}}}}, not {type(item).__name__}")
+    if len(item) != 1:
+        raise _Invalid("", f"a command must be a map with exactly one key (the command name), not {len(item)}")
+    ((kind, body),) = item.items()
+    if not isinstance(kind, str) or kind not in COMMAND_TYPES:
+        shown = kind[:100] if isinstance(kind, str) else repr(kind)[:100]
+        raise _Invalid(shown, f"unknown command (known: {', '.join(COMMAND_TYPES)})")
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise _Invalid(kind, f"the body of {kind!r} must be a map, not {type(body).__name__}")
+    return _build(kind, body)
+
+
+def parse_command(item: object, *, index: int | None = None) -> Command:
+    """One decoded wire command -> a command; :class:`ScriptError` is the only error."""
+    try:
+        return _parse_one(item)
+    except _Invalid as exc:
+        raise ScriptError(exc.message, index=index, field=exc.where or None) from None
+
+
+def parse_script(obj: object) -> list[Command]:
+    """A decoded exe-script (list of one-key maps) -> commands, or :class:`ScriptError`.
+
+    Refuses non-lists, empty scripts and more than :data:`MAX_COMMANDS` commands.
+    """
+    if not isinstance(obj, (list, tuple)):
+        raise ScriptError(f"an exe-script must be a list of commands, not {type(obj).__name__}")
+    if not obj:
+        raise ScriptError("an exe-script must have at least one command")
+    if len(obj) > MAX_COMMANDS:
+        raise ScriptError(f"an exe-script has at most {MAX_COMMANDS} commands, this one has {len(obj)}")
+    return [parse_command(item, index=i) for i, item in enumerate(obj)]
+
+
+def command_to_wire(cmd: Command) -> dict[str, object]:
+    """The canonical wire form of one command (every field spelled out)."""
+    if isinstance(cmd, Deploy):
+        body: dict[str, object] = {"image": cmd.image, "env": dict(cmd.env)}
+        if cmd.name is not None:
+            body["name"] = cmd.name
+    elif isinstance(cmd, Run):
+        body = {"argv": list(cmd.argv), "env": dict(cmd.env), "workdir": cmd.workdir, "timeout": float(cmd.timeout_s)}
+    elif isinstance(cmd, TransferIn):
+        body = {"to": cmd.dest, "sha256": cmd.sha256, "size": cmd.size}
+    elif isinstance(cmd, TransferOut):
+        body = {"from": cmd.src}
+    elif isinstance(cmd, (Start, Terminate)):
+        body = {}
+    else:
+        raise TypeError(f"not a command: {cmd!r}")
+    return {cmd.kind: body}
+
+
+def script_to_wire(commands: list[Command]) -> list[dict[str, object]]:
+    """The canonical wire form of a script; ``parse_script`` of it returns equal commands."""
+    return [command_to_wire(cmd) for cmd in commands]
