@@ -345,7 +345,17 @@ class DockerRuntime:
     # -- cgroup access ------------------------------------------------------
 
     def _cgroup_dirs_of(self, container_id: str) -> tuple[int, dict[str, str | None]]:
-        """(init host pid, {controller: dir or None}) of a running container. Blocking."""
+        """(init host pid, {controller: dir or None}) of a running container. Blocking.
+
+        Cached per container while its init lives (checked by the init's
+        ``/proc/<pid>/cgroup`` still naming the container: no API call).
+        """
+        for (cid, pid), dirs in list(self._cgroup_dirs.items()):
+            if cid == container_id:
+                text = self._read(f"/proc/{pid}", "cgroup")
+                if text is not None and container_id in text:
+                    return pid, dirs
+                del self._cgroup_dirs[(cid, pid)]
         info = self._api().inspect_container(container_id)
         pid = int(info["State"].get("Pid") or 0)
         if pid <= 0:
@@ -474,11 +484,12 @@ class DockerRuntime:
                 pump_done.set()
 
         timed_out = False
-        finished = False
+        failure: Exception | None = None
         async with trio.open_nursery() as nursery:
             # The pump has its own limiter: a long command must not hold one of the
             # shared slots every short docker call needs.
             nursery.start_soon(run_pump)
+            finished = False
             try:
                 with trio.move_on_after(timeout_s) as scope:
                     async for kind, data in recv:
@@ -487,22 +498,15 @@ class DockerRuntime:
                             await on_output(kind, data)
                 timed_out = scope.cancelled_caught
                 finished = not timed_out
+            except Exception as e:  # re-raised below, bare (not in the nursery's group)
+                failure = e
             finally:
                 if not finished:
                     with trio.CancelScope(shield=True):
-                        await self._kill_exec(container_id, exec_id)
-                        if timed_out:
-                            # Deliver what the command wrote before it died (bounded).
-                            with trio.move_on_after(_KILL_GRACE_S):
-                                async for kind, data in recv:
-                                    outs[kind].add(data)
-                                    if on_output is not None:
-                                        await on_output(kind, data)
-                        await recv.aclose()
-                        with trio.move_on_after(_KILL_GRACE_S):
-                            await pump_done.wait()
-                        if not pump_done.is_set():
-                            self._shutdown_socket(sock)
+                        await self._stop_exec(container_id, exec_id, sock, recv, pump_done,
+                                              outs if timed_out else None, on_output if timed_out else None)
+        if failure is not None:
+            raise failure
         finished_at = time.time()
         if timed_out:
             exit_code = None
@@ -521,6 +525,33 @@ class DockerRuntime:
             stdout_truncated=outs["stdout"].truncated,
             stderr_truncated=outs["stderr"].truncated,
         )
+
+    async def _stop_exec(
+        self,
+        container_id: str,
+        exec_id: str,
+        sock: Any,
+        recv: trio.MemoryReceiveChannel[tuple[str, bytes]],
+        pump_done: trio.Event,
+        outs: dict[str, _Tail] | None,
+        on_output: OutputSink | None,
+    ) -> None:
+        """Kill a command that is still running, then end its output pump (bounded)."""
+        try:
+            await self._kill_exec(container_id, exec_id)
+            if outs is not None:
+                # A timeout: deliver what the command wrote before it died (bounded).
+                with trio.move_on_after(_KILL_GRACE_S):
+                    async for kind, data in recv:
+                        outs[kind].add(data)
+                        if on_output is not None:
+                            await on_output(kind, data)
+        finally:
+            await recv.aclose()  # a pump blocked on the channel stops
+            with trio.move_on_after(_KILL_GRACE_S):
+                await pump_done.wait()
+            if not pump_done.is_set():
+                self._shutdown_socket(sock)  # a pump blocked on the socket stops
 
     @staticmethod
     def _oom_killed(before: tuple[int | None, int | None], after: tuple[int | None, int | None], exit_code: int | None) -> bool:
@@ -593,9 +624,13 @@ class DockerRuntime:
             for o in others:
                 if o > 0:
                     spared |= {o} | cgroup.descendants(o, ppid_of)
-            targets = ({pid} | cgroup.descendants(pid, ppid_of)) - spared
-            # Orphans of this (or an earlier) command, adopted by the init.
-            targets |= {p for p, pp in ppid_of.items() if pp == init_pid} - spared
+            # The command, and the orphans of this (or an earlier) command the init
+            # adopted, each with all its descendants.
+            roots = ({pid} | {p for p, pp in ppid_of.items() if pp == init_pid}) - spared
+            targets = set(roots)
+            for r in roots:
+                targets |= cgroup.descendants(r, ppid_of)
+            targets -= spared
             for p in targets:
                 try:
                     os.kill(p, signal.SIGKILL)
