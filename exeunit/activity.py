@@ -48,6 +48,7 @@ __all__ = [
     "COMMAND_STATES",
     "DEFAULT_MAX_BUFFERED_BYTES",
     "DEFAULT_MAX_RESULT_OUTPUT_BYTES",
+    "DEFAULT_TERMINATE_REASON",
     "EVENT_OVERHEAD_BYTES",
     "LIVE",
     "REASON_REQUIRED",
@@ -91,8 +92,14 @@ TRANSITIONS: Mapping[tuple[State, Event], State] = {
     (State.DEPLOYED, Event.START_FAILED): State.FAILED,
     (State.READY, Event.RUN_BEGIN): State.RUNNING,
     (State.RUNNING, Event.RUN_END): State.READY,
-    **{(s, Event.TERMINATE): State.TERMINATED for s in (State.NEW, State.DEPLOYED, State.READY, State.RUNNING)},
-    **{(s, Event.LOST): State.TERMINATED for s in (State.NEW, State.DEPLOYED, State.READY, State.RUNNING)},
+    (State.NEW, Event.TERMINATE): State.TERMINATED,
+    (State.DEPLOYED, Event.TERMINATE): State.TERMINATED,
+    (State.READY, Event.TERMINATE): State.TERMINATED,
+    (State.RUNNING, Event.TERMINATE): State.TERMINATED,
+    (State.NEW, Event.LOST): State.TERMINATED,
+    (State.DEPLOYED, Event.LOST): State.TERMINATED,
+    (State.READY, Event.LOST): State.TERMINATED,
+    (State.RUNNING, Event.LOST): State.TERMINATED,
 }
 """Every legal move: ``(state, event) -> next state``. Nothing else is legal
 (except the documented no-op: ``terminate`` on a terminal state)."""

@@ -22,6 +22,7 @@ from exeunit.activity import (
 )
 from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn, TransferOut
 from exeunit.errors import ExeUnitError, IllegalTransition
+from yagna.core.wire import decode, encode
 
 S, E = State, Event
 
@@ -204,6 +205,7 @@ def test_record_round_trip(state: State) -> None:
     again = Activity.from_record(record)
     assert again == activity
     assert again.to_record() == record
+    assert Activity.from_record(decode(encode(record))) == activity  # storable as canonical CBOR
 
 
 def test_record_of_a_busy_life() -> None:

@@ -12,6 +12,7 @@ from exeunit.activity import EVENT_OVERHEAD_BYTES, Batch
 from exeunit.commands import Command, Deploy, Run, Start, TransferIn
 from exeunit.errors import IllegalTransition
 from exeunit.runtime import ExecResult
+from yagna.core.wire import decode, encode
 
 IMAGE = "sha256:" + "ab" * 32
 SCRIPT: list[Command] = [Deploy(image=IMAGE), Start(), Run(argv=["echo", "hi"]), Run(argv=["false"])]
@@ -83,6 +84,7 @@ def test_a_whole_batch() -> None:
     assert events[5]["data"] == "hi\n" and events[8]["data"] == "no"
     assert events[6]["result"] == r2
     assert events[-1] == {"seq": 11, "index": None, "kind": "done", "reason": None}
+    assert decode(encode(events)) == events  # events and results travel as canonical CBOR
 
 
 def test_events_after_pages_and_copies() -> None:

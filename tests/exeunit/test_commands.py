@@ -310,7 +310,7 @@ def test_property_garbage_raises_only_script_error(obj: object) -> None:
 _text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=12)
 _env = st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), _text, max_size=4)
 _hex64 = st.binary(min_size=32, max_size=32).map(bytes.hex)
-_name = st.from_regex(r"[a-z0-9._-]{1,12}", fullmatch=True)
+_name = st.from_regex(r"[a-z0-9._-]{1,12}", fullmatch=True).filter(lambda n: n not in (".", ".."))
 _commands = st.one_of(
     st.builds(Deploy, image=_hex64.map(lambda h: "sha256:" + h), env=_env, name=st.none() | _name),
     st.just(Start()),
