@@ -133,6 +133,9 @@ async def test_fork_bomb_stops_at_the_pids_limit(docker_runtime, make_container)
     cid = await make_container(ContainerLimits(cpu_threads=1, memory_bytes=64 * 2**20, storage_bytes=8 * 2**20, pids=64))
     r = await sh(docker_runtime, cid, "b() { b | b & }; b; sleep 100", timeout_s=3)
     assert r.timed_out and r.exit_code is None
+    # Every process of the bomb was killed and reaped: the same container runs on.
+    r = await sh(docker_runtime, cid, "echo still here")
+    assert (r.exit_code, r.stdout) == (0, b"still here\n")
     # The host survived and the runtime goes on: a fresh container runs commands.
     fresh = await make_container()
     r = await sh(docker_runtime, fresh, "echo alive")
@@ -162,6 +165,20 @@ async def test_timeout_kills_the_command_and_its_children_work_survives(docker_r
     left = await _processes(docker_runtime, cid)
     assert not [p for p in left if "sleep 100" in p], left
     assert (await sh(docker_runtime, cid, "cat /work/keep")).stdout == b"keep\n"
+
+
+async def test_a_timeout_spares_the_other_running_command(docker_runtime, make_container) -> None:
+    cid = await make_container()
+    results = {}
+
+    async def run(name: str, script: str, timeout_s: float) -> None:
+        results[name] = await sh(docker_runtime, cid, script, timeout_s=timeout_s)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, "slow", "sleep 1.5; echo survived", 30)
+        nursery.start_soon(run, "stuck", "sleep 1000", 0.5)
+    assert results["stuck"].timed_out
+    assert (results["slow"].exit_code, results["slow"].stdout) == (0, b"survived\n")
 
 
 async def test_cancelled_caller_kills_the_command(docker_runtime, make_container) -> None:
