@@ -62,6 +62,18 @@ kernel killed a process of the container during the command (exit code 137
 alone proves nothing). Without the counter (kernels < 4.13) ``memory.failcnt``
 rising together with exit 137 is taken as the sign.
 
+Files: ``put_file`` streams a one-file tar (parent directories included, all
+owned 1000:1000 so commands can change them) through the archive API into
+``/work``; docker cp's semantics apply: whatever is at the path or on its way
+(a file, a symlink, a directory tree) is *replaced*, never followed, so a
+symlink planted by a command cannot redirect a transfer out of ``/work``. A
+full ``/work`` -> ``TransferRefused("too-large")``. Files written this way are
+charged to the engine's memory cgroup, not the container's. ``get_file``
+refuses anything but a regular file (``bad-path``; symlinks included), a file
+over ``max_bytes`` before a byte is copied (``too-large``, and again while
+copying should it grow), a missing one (``not-found``); it writes a temporary
+file renamed into place. Paths must normalize to below ``/work``.
+
 Usage: duration from the container's ``StartedAt``; cpu seconds and peak memory
 from its cgroup, found through its init's ``/proc/<pid>/cgroup`` and our
 mountinfo (:mod:`exeunit.cgroup`, cgroup v1 and v2); ``docker stats`` (one shot)
@@ -633,12 +645,16 @@ class DockerRuntime:
             targets -= spared
             for p in targets:
                 try:
-                    os.kill(p, signal.SIGKILL)
+                    self._sigkill(p)
                 except ProcessLookupError:
                     continue
         finally:
             if not was_paused:
                 api.unpause(container_id)
+
+    @staticmethod
+    def _sigkill(pid: int) -> None:
+        os.kill(pid, signal.SIGKILL)
 
     async def _kill_inside(self, container_id: str, exec_id: str) -> None:
         """Fallback kill from inside: ``kill -KILL -1`` as uid 1000 (PID 1 is immune)."""

@@ -181,6 +181,20 @@ async def test_a_timeout_spares_the_other_running_command(docker_runtime, make_c
     assert (results["slow"].exit_code, results["slow"].stdout) == (0, b"survived\n")
 
 
+async def test_timeout_kill_falls_back_to_killing_from_inside(docker_runtime, make_container, monkeypatch) -> None:
+    # A daemon that may not signal the engine's processes (not root, no CAP_KILL).
+    def refuse(pid: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(docker_runtime.inner, "_sigkill", refuse)
+    cid = await make_container()
+    assert (await sh(docker_runtime, cid, "echo keep > /work/keep")).exit_code == 0
+    r = await sh(docker_runtime, cid, "sleep 1001 & sleep 1000", timeout_s=0.5)
+    assert r.timed_out
+    assert not [p for p in await _processes(docker_runtime, cid) if "sleep 100" in p]
+    assert (await sh(docker_runtime, cid, "cat /work/keep")).stdout == b"keep\n"
+
+
 async def test_cancelled_caller_kills_the_command(docker_runtime, make_container) -> None:
     cid = await make_container()
     with trio.move_on_after(0.5) as scope:
