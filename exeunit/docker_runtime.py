@@ -33,6 +33,11 @@ cap; its price is that files in ``/work`` (like those in ``/tmp``) are RAM and
 are charged to the container's memory cgroup: they count against
 ``memory_bytes``. The volume outlives the container's processes (a timed-out
 command is killed without touching ``/work``) but not a stop of the container.
+:meth:`start` creates the empty ``/work/in`` and ``/work/out`` (1000:1000). What
+the image itself holds under ``/work`` is hidden: Docker's copy-up of image
+content into a fresh volume does not survive a tmpfs backing (it is copied at
+create time into a tmpfs that is unmounted again), so images keep their files
+elsewhere.
 
 Commands (``exec``)
 -------------------
@@ -119,6 +124,8 @@ USER = "1000:1000"
 """Every process of the work runs as this numeric uid:gid."""
 UID = GID = 1000
 WORK_DIR = "/work"
+WORK_SUBDIRS = ("in", "out")
+"""Made empty in ``/work`` at start (owned by the work's user): where inputs and results go by convention."""
 IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 """PID 1 of every container: idles, reaps the orphans of commands, exits on TERM."""
 LABEL_WORK_VOLUME = "network.yagna.work-volume"
@@ -285,6 +292,21 @@ class DockerRuntime:
 
     async def start(self, container_id: str) -> None:
         await self._call("container", "start", container_id)
+        # The tmpfs of /work is fresh at each start: lay out its conventional
+        # directories, writable by the work's user.
+        await self._blocking("container", self._make_work_dirs, container_id)
+
+    def _make_work_dirs(self, container_id: str) -> None:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            for name in WORK_SUBDIRS:
+                d = tarfile.TarInfo(name)
+                d.type = tarfile.DIRTYPE
+                d.mode = 0o755
+                d.uid, d.gid = UID, GID
+                d.mtime = int(time.time())
+                tf.addfile(d)
+        self._api().put_archive(container_id, WORK_DIR, buf.getvalue())
 
     async def pause(self, container_id: str) -> None:
         state = await self._state(container_id)

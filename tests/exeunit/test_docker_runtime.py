@@ -95,6 +95,8 @@ async def test_writable_only_work_and_tmp(docker_runtime, make_container) -> Non
         assert r.exit_code != 0, path
     r = await sh(docker_runtime, cid, "echo a > /work/a && echo b > /tmp/b && mkdir -p /work/d/e && cat /work/a /tmp/b")
     assert (r.exit_code, r.stdout) == (0, b"a\nb\n")
+    r = await sh(docker_runtime, cid, "touch /work/in/x /work/out/y && stat -c '%u:%g %a' /work /work/in /work/out")
+    assert r.stdout.split(b"\n")[:3] == [b"1000:1000 755"] * 3
 
 
 async def test_no_network_at_all(docker_runtime, make_container) -> None:
