@@ -23,3 +23,29 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     for var in ("YAGNA_DATA_DIR", "YAGNA_API_URL", "YAGNA_APPKEY", "YAGNA_API_PORT"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def test_image() -> str:
+    """The local busybox test image (built without a registry); its id."""
+    import os
+    import subprocess
+
+    if not _docker_up():
+        if os.environ.get("CI"):
+            pytest.fail("no Docker engine reachable; CI must run the exe-unit tests for real")
+        pytest.skip("no Docker engine reachable")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(["bash", str(root / "scripts" / "build-test-image.sh")], capture_output=True, text=True,
+                         timeout=300, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _docker_up() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "no engine"
+        return False

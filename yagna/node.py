@@ -19,6 +19,7 @@ import trio
 from market.capacity import Capacity, default_limits, machine_capacity
 from market.presets import Preset
 from yagna import __version__
+from yagna.activity_service import ActivityConfig, ActivityService
 from yagna.api.app import create_app
 from yagna.api.server import ApiServer, bind_api_socket
 from yagna.config import DataDir, NodeConfig
@@ -161,10 +162,24 @@ class Node:
             peers=self.network.peers,
             store=store,
         )
+        self.activity = ActivityService(
+            node_id=key.node_id,
+            config=ActivityConfig(
+                network_id=self.config.network_id,
+                provider=sells,
+                requestor=self.role in ("requestor", "both"),
+                work_dir=self.data.path / "exeunit",
+                keepalive_s=self.config.activity_keepalive_s,
+            ),
+            rr=self.network.rr,
+            store=store,
+            runtime=_container_runtime(),
+        )
         async with trio.open_nursery() as nursery:
             self.user_topics = UserTopics(self.network.gossip, nursery)
             await nursery.start(self.network.run)
             await nursery.start(self.market.run)
+            await nursery.start(self.activity.run)
             await nursery.start(api.run)
             addrs = self.network.full_addrs()
             await _remember_port(settings, self.network.listen_addrs())
@@ -183,6 +198,13 @@ class Node:
                 await trio.sleep_forever()
             finally:
                 api.stop()
+
+
+def _container_runtime():  # type: ignore[no-untyped-def]
+    """The Docker runtime; it connects lazily, so a node without an engine starts and says so on first use."""
+    from exeunit.docker_runtime import DockerRuntime
+
+    return DockerRuntime()
 
 
 async def _default_listen(settings: Settings) -> str:

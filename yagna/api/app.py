@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from yagna import __version__
-from yagna.api import market_routes
+from yagna.api import activity_routes, market_routes
 from yagna.api.auth import PREFIX, Auth
 from yagna.core.errors import YagnaError
 from yagna.net.errors import GossipError
@@ -199,6 +199,7 @@ def create_app(node: NodeFacade) -> FastAPI:
             raise HTTPException(404, f"no app key named {name!r}")
 
     market_routes.install(app)
+    activity_routes.install(app)
 
     @app.exception_handler(YagnaError)
     async def yagna_error(request: Request, exc: YagnaError) -> JSONResponse:

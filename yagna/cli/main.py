@@ -77,13 +77,15 @@ def service() -> None:
 @click.option("--max-threads", type=click.IntRange(min=0), help="Provider: most CPU threads to sell [default: all but one].")
 @click.option("--max-mem-gib", type=click.FloatRange(min=0), help="Provider: most memory to sell, GiB [default: 70%].")
 @click.option("--max-storage-gib", type=click.FloatRange(min=0), help="Provider: most disk to sell, GiB [default: 80% of free].")
+@click.option("--activity-keepalive", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Provider: seconds of requestor silence after which its activity is stopped and its container removed.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
                 px_interval: float, network_id: str, subnets: tuple[str, ...], offer_ttl: int,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
-                log_level: str, log_format: str) -> None:
+                activity_keepalive: float, log_level: str, log_format: str) -> None:
     """Start a node in the foreground; Ctrl-C or SIGTERM stops it."""
     import gc
 
@@ -121,6 +123,7 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         max_threads=max_threads,
         max_mem_gib=max_mem_gib,
         max_storage_gib=max_storage_gib,
+        activity_keepalive_s=activity_keepalive,
     )
     trio.run(_serve, config)
     gc.freeze()
@@ -295,6 +298,10 @@ def _register_devnet() -> None:
 
     cli.add_command(market)
     cli.add_command(provider)
+    from yagna.cli.activity_cmd import activity, provider_activities
+
+    cli.add_command(activity)
+    provider.add_command(provider_activities)
 
 
 _register_devnet()

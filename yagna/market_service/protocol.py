@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from yagna.net.errors import RequestRejected
+from yagna.net.messages import field
 from yagna.net.reqresp import ProtocolSpec
 
 NEGOTIATE = ProtocolSpec(
@@ -34,15 +35,6 @@ NEGOTIATE = ProtocolSpec(
 PROPOSAL = ProtocolSpec("/yagna/market/proposal/1.0.0", max_request_size=32 * 1024, max_response_size=1024, timeout=5.0)
 
 NID_MAX = 64
-
-
-def field(msg: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    """``msg[name]`` if it has type ``kind``, else a ``bad-request`` rejection naming the field."""
-    value = msg.get(name)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise RequestRejected("bad-request", f"field {name!r} must be {expected}")
-    return value
 
 
 def nid(msg: Mapping[str, Any]) -> str:

@@ -1,0 +1,309 @@
+"""The exe-unit service on the in-memory network twin, with real SQLite stores and the real Docker engine.
+
+A provider and a requestor (market + activity services) reach an agreement,
+then drive activities through the requestor side. The provider's runtime is
+the real :class:`~exeunit.docker_runtime.DockerRuntime`, wrapped where a test
+needs the provider to lack an image (both sides share this machine's engine).
+The same flows run across real processes in ``e2e/test_exeunit.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from exeunit.runtime import LABEL_NODE
+from market.capacity import Capacity
+from market.presets import Preset
+from yagna.activity_service import ActivityConfig, ActivityFailed, ActivityService
+from yagna.activity_service.protocol import ACTIVITY
+from yagna.core.identity import NodeKey
+from yagna.market_service import MarketConfig, MarketService
+from yagna.net.errors import RemoteError
+from yagna.net.memory import MemoryHub
+from yagna.store import Store
+
+NET = "test-net"
+ROOT = Path(__file__).resolve().parent.parent
+PRESET = Preset(name="small", threads=1, mem_gib=0.25, storage_gib=0.25)
+
+
+def _docker():  # type: ignore[no-untyped-def]
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+        return client
+    except Exception:  # noqa: BLE001 - any failure means "no engine"
+        if os.environ.get("CI"):
+            pytest.fail("no Docker engine reachable; CI must run the exe-unit tests for real")
+        pytest.skip("no Docker engine reachable")
+
+
+@pytest.fixture(scope="module")
+def image_id() -> str:
+    _docker()
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "build-test-image.sh")], capture_output=True, text=True,
+                         timeout=300, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+class HidingRuntime:
+    """The real runtime, except that ``hidden`` images look absent until loaded (as on another machine)."""
+
+    def __init__(self, real: Any, hidden: set[str]) -> None:
+        self._real = real
+        self.hidden = hidden
+        self.loaded: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def has_image(self, image_id: str) -> bool:
+        return image_id not in self.hidden and await self._real.has_image(image_id)
+
+    async def load_image(self, archive_path: str, expected_id: str) -> None:
+        await self._real.load_image(archive_path, expected_id)
+        self.hidden.discard(expected_id)
+        self.loaded.append(expected_id)
+
+
+class Pair:
+    def __init__(self, prov: ActivityService, req: ActivityService, agreement_id: str, runtime: HidingRuntime,
+                 prov_market: MarketService, req_net: Any, prov_id: str) -> None:
+        self.prov, self.req, self.agreement_id, self.runtime = prov, req, agreement_id, runtime
+        self.prov_market, self.req_net, self.prov_id = prov_market, req_net, prov_id
+
+    async def run(self, script: list[dict[str, Any]], activity_id: str | None = None) -> tuple[str, dict[str, Any]]:
+        assert self.req.requestor is not None
+        if activity_id is None:
+            activity_id = (await self.req.requestor.create(self.agreement_id))["activity_id"]
+        batch = await self.req.requestor.exec(activity_id, script)
+        result = await self.req.requestor.wait(activity_id, batch["batch_id"], 60)
+        assert result["done"], result
+        return activity_id, result
+
+
+@contextlib.asynccontextmanager
+async def pair(tmp_path: Path, *, hidden: set[str] = frozenset(), save_image: Callable[..., Any] | None = None,
+               keepalive_s: float = 30.0) -> AsyncIterator[Pair]:
+    from exeunit.docker_runtime import DockerRuntime
+
+    real = DockerRuntime()
+    runtime = HidingRuntime(real, set(hidden))
+    hub = MemoryHub()
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        services = {}
+        for name, sells in (("prov", True), ("req", False)):
+            key = NodeKey.generate()
+            net = hub.node(key.node_id)
+            store = await stack.enter_async_context(Store.open_ctx(tmp_path / f"{name}.db"))
+            market = MarketService(key=key, config=MarketConfig(network_id=NET, provider=sells, requestor=not sells,
+                                                                capacity=Capacity(2, 1.0, 10.0)),
+                                   rr=net.rr, gossip=net.gossip, peers=net.peers, store=store)
+            activity = ActivityService(
+                node_id=key.node_id,
+                config=ActivityConfig(network_id=NET, provider=sells, requestor=not sells,
+                                      work_dir=tmp_path / name / "exeunit", keepalive_s=keepalive_s,
+                                      agreement_check_s=0.2),
+                rr=net.rr, store=store, runtime=runtime if sells else real,
+            )
+            if not sells and save_image is not None:
+                activity.requestor._save_image = save_image  # type: ignore[union-attr]
+            await nursery.start(net.peers.run)
+            await nursery.start(market.run)
+            await nursery.start(activity.run)
+            services[name] = (key, net, market, activity)
+        pkey, _, pmarket, pact = services["prov"]
+        _, rnet, rmarket, ract = services["req"]
+        await pmarket.provider.create_preset(PRESET)  # type: ignore[union-attr]
+        with trio.fail_after(5):
+            while len(rmarket.directory.book) < 1:
+                await trio.sleep(0.01)
+        demand = await rmarket.requestor.create_demand({}, "")  # type: ignore[union-attr]
+        result = await rmarket.requestor.negotiate(demand.demand_id)  # type: ignore[union-attr]
+        agreement_id = result["agreements"][0]["agreement_id"]
+        try:
+            yield Pair(pact, ract, agreement_id, runtime, pmarket, rnet, pkey.node_id)
+        finally:
+            nursery.cancel_scope.cancel()
+    leftovers = _docker().containers.list(all=True, filters={"label": f"{LABEL_NODE}={pkey.node_id}"})
+    assert leftovers == [], "containers left behind"
+
+
+async def test_deploy_run_and_files_round_trip(tmp_path: Path, image_id: str) -> None:
+    data = tmp_path / "in.bin"
+    data.write_bytes(os.urandom(3 * 1024 * 1024 + 17))  # several chunks
+    out = tmp_path / "got" / "out.bin"
+    async with pair(tmp_path) as p:
+        activity_id, result = await p.run([
+            {"deploy": {"image": "local/busybox:1"}}, {"start": {}},
+            {"transfer_in": {"from": str(data), "to": "/work/in/in.bin"}},
+            {"run": {"argv": ["sh", "-c", "cp /work/in/in.bin /work/out/out.bin; echo copied; id -u"]}},
+            {"transfer_out": {"from": "/work/out/out.bin", "to": str(out)}},
+        ])
+        assert result["error"] is None
+        run = result["results"][3]
+        assert run["exit_code"] == 0 and run["stdout"] == "copied\n1000\n"
+        assert out.exists(), result["results"][4]
+        assert out.read_bytes() == data.read_bytes()
+        assert result["results"][4]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+        state = await p.req.requestor.state(activity_id)  # type: ignore[union-attr]
+        assert state["state"] == "ready" and state["usage"]["golem.usage.duration_sec"] > 0
+        await p.req.requestor.destroy(activity_id)  # type: ignore[union-attr]
+
+
+async def test_output_is_streamed_while_the_command_runs(tmp_path: Path, image_id: str) -> None:
+    async with pair(tmp_path) as p:
+        req = p.req.requestor
+        assert req is not None
+        activity_id = (await req.create(p.agreement_id))["activity_id"]
+        batch = await req.exec(activity_id, [
+            {"deploy": {"image": image_id}}, {"start": {}},
+            {"run": {"argv": ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done"]}},
+        ])
+        seen: list[tuple[str, str]] = []
+        after = 0
+        while not any(kind == "finished" and idx == 2 for kind, idx in seen):  # type: ignore[comparison-overlap]
+            for e in await req.events(activity_id, batch["batch_id"], after, 5):
+                after = e["seq"]
+                seen.append((e["kind"], e.get("data", e.get("index"))))
+        outputs = [i for i, (kind, _) in enumerate(seen) if kind == "stdout"]
+        finished = next(i for i, (kind, idx) in enumerate(seen) if kind == "finished" and idx == 2)
+        assert "".join(seen[i][1] for i in outputs) == "".join(f"line {i}\n" for i in range(1, 6))
+        assert len(outputs) >= 3, seen  # line by line, not one chunk at the end
+        assert max(outputs) < finished
+        await req.destroy(activity_id)
+
+
+async def test_missing_image_is_fetched_from_the_requestor_and_verified(tmp_path: Path, image_id: str) -> None:
+    async with pair(tmp_path, hidden={image_id}) as p:
+        _, result = await p.run([{"deploy": {"image": "local/busybox:1"}}, {"start": {}},
+                                 {"run": {"argv": ["echo", "ok"]}}, {"terminate": {}}])
+        assert result["error"] is None and result["results"][2]["stdout"] == "ok\n"
+        assert p.runtime.loaded == [image_id]
+
+
+async def test_tampered_image_archive_is_refused(tmp_path: Path, image_id: str) -> None:
+    from exeunit.docker_runtime import DockerRuntime
+
+    async def save_tampered(ref: str, dest: Path) -> str:
+        got = await DockerRuntime().save_image(ref, str(dest))
+        _flip_config_byte(dest)
+        return got
+
+    async with pair(tmp_path, hidden={image_id}, save_image=save_tampered) as p:
+        activity_id, result = await p.run([{"deploy": {"image": "local/busybox:1"}}, {"start": {}}])
+        deploy = result["results"][0]
+        assert deploy["error"] and "image" in deploy["error"].lower()
+        assert result["results"][1] is None  # not run
+        assert p.runtime.loaded == []
+        assert (await p.req.requestor.state(activity_id))["state"] == "failed"  # type: ignore[union-attr]
+
+
+def _flip_config_byte(archive: Path) -> None:
+    """Change one byte inside the image's config JSON (its sha256 is the image id)."""
+    import io
+    import json
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]  # type: ignore[union-attr]
+    manifest = json.loads(next(data for m, data in members if m.name == "manifest.json"))
+    config_name = manifest[0]["Config"]
+    with tarfile.open(archive, "w") as tar:
+        for m, data in members:
+            if m.name == config_name:
+                data = data.replace(b'"architecture":"amd64"', b'"architecture":"arm64"', 1)  # type: ignore[union-attr]
+                assert data is not None
+                m.size = len(data)
+            tar.addfile(m, io.BytesIO(data) if data is not None else None)
+
+
+async def test_transfer_with_wrong_hash_or_too_large_is_refused(tmp_path: Path, image_id: str) -> None:
+    real, other = tmp_path / "real.txt", tmp_path / "other.txt"
+    real.write_text("the promised content\n")
+    other.write_text("something else entirely\n")
+    promised = hashlib.sha256(real.read_bytes()).hexdigest()
+    async with pair(tmp_path) as p:
+        activity_id, _ = await p.run([{"deploy": {"image": image_id}}, {"start": {}}])
+        # A requestor that promises one file and serves another: refused on arrival.
+        p.req.blobs.offer_file(p.prov_id, f"file:{promised}", other)
+        rr = p.req_net.rr
+        batch = await rr.request(p.prov_id, ACTIVITY, {"op": "exec", "activity_id": activity_id, "script": [
+            {"transfer_in": {"to": "/work/in/x", "sha256": promised, "size": other.stat().st_size}}]})
+        reply = await _wait_done(rr, p.prov_id, activity_id, batch["batch_id"])
+        assert "hash-mismatch" in reply["results"][0]["error"]
+        # More than the agreement's storage: refused before anything is fetched.
+        batch = await rr.request(p.prov_id, ACTIVITY, {"op": "exec", "activity_id": activity_id, "script": [
+            {"transfer_in": {"to": "/work/in/y", "sha256": promised, "size": 10 * 2**30}}]})
+        reply = await _wait_done(rr, p.prov_id, activity_id, batch["batch_id"])
+        assert "too-large" in reply["results"][0]["error"]
+        # The activity is still usable and nothing was written.
+        _, result = await p.run([{"run": {"argv": ["ls", "/work/in"]}}], activity_id)
+        assert result["results"][0]["stdout"] == ""
+        await p.req.requestor.destroy(activity_id)  # type: ignore[union-attr]
+
+
+async def _wait_done(rr: Any, prov: str, activity_id: str, batch_id: str) -> dict[str, Any]:
+    after = 0
+    with trio.fail_after(30):
+        while True:
+            reply = await rr.request(prov, ACTIVITY, {"op": "events", "activity_id": activity_id, "batch_id": batch_id,
+                                                      "after": after, "wait_ms": 2000})
+            after = max([after] + [e["seq"] for e in reply["events"]])
+            if reply["done"]:
+                return reply  # type: ignore[no-any-return]
+
+
+async def test_illegal_moves_and_strangers_change_nothing(tmp_path: Path, image_id: str) -> None:
+    async with pair(tmp_path) as p:
+        req = p.req.requestor
+        assert req is not None
+        # run before deploy: refused by the state machine, the activity stays "new".
+        activity_id, result = await p.run([{"run": {"argv": ["true"]}}])
+        assert "illegal-transition" in result["results"][0]["error"]
+        assert (await req.state(activity_id))["state"] == "new"
+        # Another node cannot drive or read it, nor create one on our agreement.
+        other = p.req_net.hub.node(NodeKey.generate().node_id)  # type: ignore[attr-defined]
+        for msg in ({"op": "state", "activity_id": activity_id},
+                    {"op": "exec", "activity_id": activity_id, "script": [{"start": {}}]},
+                    {"op": "create", "agreement_id": p.agreement_id}):
+            with pytest.raises(RemoteError) as exc:
+                await other.rr.request(p.prov_id, ACTIVITY, msg)
+            assert exc.value.code in ("unknown-activity", "unknown-agreement")
+        # Garbage is a coded error, not a crash.
+        for msg in ({"op": "exec", "activity_id": activity_id, "script": "rm -rf /"}, {"op": "nope", "activity_id": 5}):
+            with pytest.raises(RemoteError) as exc:
+                await p.req_net.rr.request(p.prov_id, ACTIVITY, msg)
+            assert exc.value.code in ("bad-script", "bad-request")
+        with pytest.raises(ActivityFailed) as failed:
+            await req.exec("nope", [])
+        assert failed.value.code == "unknown-activity"
+        await req.destroy(activity_id)
+
+
+async def test_activity_ends_with_its_agreement(tmp_path: Path, image_id: str) -> None:
+    async with pair(tmp_path) as p:
+        req = p.req.requestor
+        assert req is not None
+        activity_id = (await req.create(p.agreement_id))["activity_id"]
+        await req.exec(activity_id, [{"deploy": {"image": image_id}}, {"start": {}},
+                                     {"run": {"argv": ["sleep", "600"]}}])
+        with trio.fail_after(20):
+            while (await req.state(activity_id))["state"] != "running":
+                await trio.sleep(0.05)
+        await p.prov_market.terminate(p.agreement_id, "provider-done")
+        with trio.fail_after(20):
+            while (await req.state(activity_id))["state"] != "terminated":
+                await trio.sleep(0.1)
+        assert "agreement" in (await req.state(activity_id))["reason"]

@@ -1,0 +1,384 @@
+"""The provider side of activities: run exe-scripts of agreed requestors in containers.
+
+Each activity is one container (see :mod:`exeunit.runtime`), created by
+``deploy`` with the limits of the agreement, and one batch runs at a time per
+activity; activities of different agreements run at once. A batch runs in this
+service's nursery (never fire-and-forget); its events are kept in an
+:class:`exeunit.activity.Batch` that the requestor long-polls.
+
+Guarantees:
+
+- only the requestor of an approved agreement may create, drive or read its
+  activities; an activity of an ended agreement is terminated;
+- an activity whose requestor was silent for ``keepalive_s`` is terminated
+  (a requestor killed with ``kill -9`` leaves nothing running);
+- on start, containers labelled with our node id that no live activity owns
+  are removed, and their activities reported terminated;
+- a failed command ends its batch: later commands are reported ``skipped``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from exeunit.activity import Activity, Batch, Event, State
+from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn, TransferOut, parse_script
+from exeunit.errors import ExeUnitError, ImageError, ScriptError, TransferRefused
+from exeunit.limits import limits_from_agreement
+from exeunit.runtime import LABEL_ACTIVITY, LABEL_AGREEMENT, LABEL_NODE, ContainerLimits, ContainerSpec, Runtime
+from exeunit.transfer import sha256_file
+from market.agreement import verify_agreement
+from yagna.activity_service.blobs import BlobServer, fetch_blob
+from yagna.activity_service.protocol import WAIT_MS_MAX, field, ident
+from yagna.net.errors import RequestError, RequestRejected
+from yagna.store.activity_repos import Activities
+from yagna.store.market_repos import Agreements
+
+log = logging.getLogger("yagna.activity.provider")
+
+MAX_BATCHES_KEPT = 32
+"""Finished batches kept per activity for late readers."""
+MAX_ENDED_KEPT = 256
+"""Ended activities kept in memory so their requestors can still read the last events."""
+
+
+@dataclass
+class _Running:
+    activity: Activity
+    requestor_id: str
+    limits: ContainerLimits
+    container_id: str | None = None
+    last_contact: float = dc_field(default_factory=time.monotonic)
+    batches: dict[str, Batch] = dc_field(default_factory=dict)
+    lock: trio.Lock = dc_field(default_factory=trio.Lock)
+    changed: trio.Event = dc_field(default_factory=trio.Event)
+    started_at: float = dc_field(default_factory=time.time)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+
+class ProviderActivities:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        network_id: str,
+        rr,  # type: ignore[no-untyped-def]
+        blobs: BlobServer,
+        runtime: Runtime,
+        activities: Activities,
+        agreements: Agreements,
+        staging: Path,
+        keepalive_s: float = 30.0,
+        agreement_check_s: float = 2.0,
+    ) -> None:
+        self.node_id = node_id
+        self._network_id = network_id
+        self._rr = rr
+        self._blobs = blobs
+        self._runtime = runtime
+        self._rows = activities
+        self._agreements = agreements
+        self._staging = staging
+        self.keepalive_s = keepalive_s
+        self._check_s = agreement_check_s
+        self._live: dict[str, _Running] = {}
+        self._ended: OrderedDict[str, _Running] = OrderedDict()
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._staging.mkdir(parents=True, exist_ok=True)
+        await self._clean_up_after_restart()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._housekeeping)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                for running in list(self._live.values()):
+                    await self._end(running, "provider shut down")
+
+    async def _clean_up_after_restart(self) -> None:
+        """Activities we ran before a restart are over: their containers go, their rows say so."""
+        for row in await self._rows.list(role="provider", live=True):
+            await self._rows.update(row.activity_id, state="terminated", reason="provider restarted")
+            log.info("activity %s was left running by a previous run; terminated", row.activity_id)
+        try:
+            leftovers = await self._runtime.leftovers(self.node_id)
+        except ExeUnitError as exc:
+            log.warning("cannot list leftover containers: %s", exc)
+            return
+        for container_id, labels in leftovers:
+            await self._runtime.remove(container_id)
+            log.info("removed leftover container %s of activity %s", container_id[:12], labels.get(LABEL_ACTIVITY))
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await trio.sleep(self._check_s)
+            now = time.monotonic()
+            for running in list(self._live.values()):
+                act = running.activity
+                row = await self._agreements.get(act.agreement_id)
+                if row is None or row.state != "approved":
+                    await self._end(running, f"agreement {row.state if row else 'gone'}")
+                elif now - running.last_contact > self.keepalive_s:
+                    await self._end(running, f"requestor silent for {self.keepalive_s:g} s")
+
+    async def _end(self, running: _Running, reason: str) -> None:
+        """Remove the container and record the end (idempotent)."""
+        act = running.activity
+        self._live.pop(act.activity_id, None)
+        self._ended[act.activity_id] = running
+        while len(self._ended) > MAX_ENDED_KEPT:
+            self._ended.popitem(last=False)
+        usage = await self._usage(running)
+        if running.container_id is not None:
+            try:
+                await self._runtime.remove(running.container_id)
+            except ExeUnitError as exc:
+                log.warning("cannot remove container of %s: %s", act.activity_id, exc)
+        act.apply(Event.TERMINATE, reason=reason, now=time.time())  # a no-op on an activity that failed
+        await self._rows.update(act.activity_id, state=act.state.value, reason=act.reason or reason, usage=usage)
+        for batch in running.batches.values():
+            if batch.current is None:  # a command in progress is finished (then closed) by its runner
+                batch.close(reason)
+        running.wake()
+        log.info("activity %s %s: %s", act.activity_id, act.state.value, reason)
+
+    async def _usage(self, running: _Running) -> dict[str, Any] | None:
+        if running.container_id is None:
+            return None
+        try:
+            return (await self._runtime.usage(running.container_id)).golem_vector()
+        except ExeUnitError:
+            return None
+
+    # -- protocol --------------------------------------------------------------------
+    async def handle(self, peer: str, msg: dict[str, Any]) -> object:
+        op = msg.get("op")
+        if op == "create":
+            return await self._create(peer, ident(msg, "agreement_id"))
+        running = self._mine(peer, ident(msg, "activity_id"))
+        if running is None:
+            row = await self._rows.get(msg["activity_id"])
+            if row is not None and row.peer_id == peer and op in ("state", "destroy"):
+                return {"state": row.state, "reason": row.reason, "usage": row.usage}
+            raise RequestRejected("unknown-activity", "no such activity of yours")
+        running.last_contact = time.monotonic()
+        if op == "exec":
+            if running.activity.finished:
+                raise RequestRejected("activity-ended", f"the activity is {running.activity.state.value}: {running.activity.reason}")
+            return await self._exec(running, msg.get("script"))
+        if op == "events":
+            return await self._events(running, ident(msg, "batch_id"), field(msg, "after", int), field(msg, "wait_ms", int))
+        if op == "state":
+            act = running.activity
+            return {"state": act.state.value, "reason": act.reason, "usage": await self._usage(running)}
+        if op == "destroy":
+            if not running.activity.finished:
+                await self._end(running, "destroyed by the requestor")
+            row = await self._rows.get(running.activity.activity_id)
+            return {"state": running.activity.state.value, "usage": row.usage if row else None}
+        raise RequestRejected("bad-request", f"unknown op {op!r}")
+
+    def _mine(self, peer: str, activity_id: str) -> _Running | None:
+        running = self._live.get(activity_id) or self._ended.get(activity_id)
+        return running if running is not None and running.requestor_id == peer else None
+
+    async def _create(self, peer: str, agreement_id: str) -> dict[str, Any]:
+        row = await self._agreements.get(agreement_id)
+        if row is None or row.role != "provider" or row.peer_id != peer:
+            raise RequestRejected("unknown-agreement", "no agreement with this id between us")
+        if row.state != "approved":
+            raise RequestRejected("not-approved", f"the agreement is {row.state}")
+        agreement = verify_agreement(row.raw, network_id=self._network_id)
+        try:
+            limits = limits_from_agreement(dict(agreement.offer_properties))
+        except ExeUnitError as exc:
+            raise RequestRejected("bad-agreement", str(exc)) from None
+        activity_id = secrets.token_hex(16)
+        activity = Activity(activity_id, agreement_id, peer, created_at=time.time())
+        await self._rows.insert(activity_id=activity_id, agreement_id=agreement_id, role="provider",
+                                peer_id=peer, state=activity.state.value)
+        self._live[activity_id] = _Running(activity, peer, limits)
+        log.info("activity %s created for agreement %s", activity_id, agreement_id[:12])
+        return {"activity_id": activity_id, "keepalive_s": self.keepalive_s}
+
+    async def _exec(self, running: _Running, script: object) -> dict[str, Any]:
+        try:
+            commands = parse_script(script)
+        except ScriptError as exc:
+            raise RequestRejected("bad-script", str(exc)) from None
+        if any(not b.done for b in running.batches.values()):
+            raise RequestRejected("busy", "a batch is still running in this activity")
+        batch_id = secrets.token_hex(8)
+        batch = Batch(batch_id, commands)
+        running.batches[batch_id] = batch
+        for old in list(running.batches)[:-MAX_BATCHES_KEPT]:
+            del running.batches[old]
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_batch, running, batch)
+        return {"batch_id": batch_id}
+
+    async def _events(self, running: _Running, batch_id: str, after: int, wait_ms: int) -> dict[str, Any]:
+        batch = running.batches.get(batch_id)
+        if batch is None:
+            raise RequestRejected("unknown-batch", "no such batch")
+        with trio.move_on_after(min(max(wait_ms, 0), WAIT_MS_MAX) / 1000):
+            while not batch.done and not batch.events_after(after, 1):
+                await running.changed.wait()
+        events = batch.events_after(after, 1000)
+        done = batch.done and (not events or events[-1]["seq"] >= batch.last_seq)
+        return {"events": events, "done": done, "results": batch.results if done else None}
+
+    # -- running a batch ----------------------------------------------------------------
+    async def _run_batch(self, running: _Running, batch: Batch) -> None:
+        reason = None
+        async with running.lock:
+            for index, cmd in enumerate(batch.commands):
+                if running.activity.activity_id not in self._live:
+                    reason = running.activity.reason or "activity ended"
+                    break
+                batch.begin(index, now=time.time())
+                running.wake()
+                try:
+                    running.activity.check_command(cmd)
+                    result = await self._command(running, batch, index, cmd)
+                except (ExeUnitError, RequestError) as exc:
+                    code = getattr(exc, "code", None) or type(exc).__name__
+                    result = batch.finish(index, now=time.time(), error=f"{code}: {exc}")
+                running.wake()
+                if running.activity.finished and running.activity.activity_id in self._live:
+                    await self._end(running, running.activity.reason or "failed")  # deploy/start failed
+                if result.get("error") or result.get("exit_code") not in (None, 0) or result.get("timed_out"):
+                    reason = f"command {index} ({cmd.kind}) failed; the rest were not run"
+                    break
+            batch.close(reason)
+            running.wake()
+
+    async def _command(self, running: _Running, batch: Batch, index: int, cmd: Command) -> dict[str, Any]:
+        """Run one command and finish it in ``batch``; raise an ExeUnitError to fail it."""
+        act = running.activity
+        if isinstance(cmd, Deploy):
+            try:
+                await self._ensure_image(running, cmd.image)
+                spec = ContainerSpec(image_id=cmd.image, limits=running.limits, env=dict(cmd.env),
+                                     labels={LABEL_NODE: self.node_id, LABEL_ACTIVITY: act.activity_id,
+                                             LABEL_AGREEMENT: act.agreement_id})
+                running.container_id = await self._runtime.create(spec)
+            except ExeUnitError as exc:
+                act.apply(Event.DEPLOY_FAILED, reason=str(exc), now=time.time())
+                await self._rows.update(act.activity_id, state=act.state.value, reason=act.reason)
+                raise
+            act.apply(Event.DEPLOY_OK, now=time.time())
+            await self._rows.update(act.activity_id, state=act.state.value, container_id=running.container_id)
+            return batch.finish(index, now=time.time())
+        if isinstance(cmd, Terminate):
+            await self._end(running, "terminate command")
+            return batch.finish(index, now=time.time())
+        container = running.container_id
+        assert container is not None  # check_command: every other command needs a deployed container
+        if isinstance(cmd, Start):
+            try:
+                await self._runtime.start(container)
+            except ExeUnitError as exc:
+                act.apply(Event.START_FAILED, reason=str(exc), now=time.time())
+                await self._rows.update(act.activity_id, state=act.state.value, reason=act.reason)
+                raise
+            running.started_at = time.time()
+            act.apply(Event.START_OK, now=time.time())
+            await self._rows.update(act.activity_id, state=act.state.value)
+            return batch.finish(index, now=time.time())
+        if isinstance(cmd, Run):
+            act.apply(Event.RUN_BEGIN, now=time.time())
+
+            async def on_output(kind: str, data: bytes) -> None:
+                batch.output(index, kind, data)
+                running.wake()
+
+            try:
+                res = await self._runtime.exec(container, list(cmd.argv), env=dict(cmd.env), workdir=cmd.workdir,
+                                               timeout_s=cmd.timeout_s, on_output=on_output)
+            finally:
+                if act.state is State.RUNNING:
+                    act.apply(Event.RUN_END, now=time.time())
+            error = None
+            if res.timed_out:
+                error = f"timeout: killed after {cmd.timeout_s:g} s"
+            elif res.oom_killed:
+                error = f"out-of-memory: killed at the agreement's limit of {running.limits.memory_bytes // 2**20} MiB"
+            return batch.finish(index, now=time.time(), exec_result=res, error=error)
+        if isinstance(cmd, (TransferIn, TransferOut)):
+            act.apply(Event.RUN_BEGIN, now=time.time())  # one command at a time works in the container
+            try:
+                return await self._transfer(running, batch, index, cmd)
+            finally:
+                if act.state is State.RUNNING:
+                    act.apply(Event.RUN_END, now=time.time())
+        raise ScriptError(f"unsupported command {type(cmd).__name__}")
+
+    async def _transfer(self, running: _Running, batch: Batch, index: int, cmd: TransferIn | TransferOut) -> dict[str, Any]:
+        container = running.container_id
+        assert container is not None
+        if isinstance(cmd, TransferIn):
+            if cmd.size > running.limits.storage_bytes:
+                raise TransferRefused("too-large", f"{cmd.size} bytes is over the agreement's storage of {running.limits.storage_bytes}")
+            part = self._staging / f"in-{secrets.token_hex(8)}"
+            try:
+                digest, size = await fetch_blob(self._rr, running.requestor_id, f"file:{cmd.sha256}", part,
+                                                max_size=cmd.size, expected_size=cmd.size)
+                if digest != cmd.sha256:
+                    raise TransferRefused("hash-mismatch", f"{cmd.dest}: got sha256 {digest}, expected {cmd.sha256}")
+                await self._runtime.put_file(container, cmd.dest, str(part))
+            finally:
+                part.unlink(missing_ok=True)
+            result = batch.finish(index, now=time.time())
+            result.update(sha256=digest, size=size)  # no await since finish: readers see it complete
+            return result
+        out = self._staging / f"out-{running.activity.activity_id}-{secrets.token_hex(8)}"
+        await self._runtime.get_file(container, cmd.src, str(out), max_bytes=running.limits.storage_bytes)
+        digest, size = await trio.to_thread.run_sync(sha256_file, out)
+        self._blobs.offer_file(running.requestor_id, f"file:{digest}", out)
+        result = batch.finish(index, now=time.time())
+        result.update(sha256=digest, size=size)
+        return result
+
+    async def _ensure_image(self, running: _Running, image_id: str) -> None:
+        if await self._runtime.has_image(image_id):
+            return
+        archive = self._staging / f"image-{secrets.token_hex(8)}.tar"
+        try:
+            try:
+                await fetch_blob(self._rr, running.requestor_id, f"image:{image_id}", archive,
+                                 max_size=running.limits.storage_bytes + 2**30)
+            except TransferRefused as exc:
+                raise ImageError(f"image {image_id} is not here and the requestor could not send it: {exc}") from None
+            await self._runtime.load_image(str(archive), image_id)
+        finally:
+            archive.unlink(missing_ok=True)
+
+    # -- status ----------------------------------------------------------------------------
+    async def list(self) -> list[dict[str, Any]]:
+        out = []
+        for row in await self._rows.list(role="provider", limit=200):
+            running = self._live.get(row.activity_id)
+            usage = await self._usage(running) if running else row.usage
+            out.append({"activity_id": row.activity_id, "agreement_id": row.agreement_id, "requestor_id": row.peer_id,
+                        "state": running.activity.state.value if running else row.state,
+                        "reason": running.activity.reason if running else row.reason, "usage": usage,
+                        "container_id": row.container_id})
+        return out
+
