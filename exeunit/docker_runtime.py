@@ -96,7 +96,7 @@ import socket
 import tarfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Mapping, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -179,8 +179,11 @@ class DockerRuntime:
         client_factory: Callable[[], docker.DockerClient] = docker.from_env,
         *,
         limiter: trio.CapacityLimiter | None = None,
+        extra_labels: Mapping[str, str] | None = None,
     ) -> None:
+        """``extra_labels`` go on every container and volume besides the spec's (e.g. a test session's tag)."""
         self._client_factory = client_factory
+        self._extra_labels = dict(extra_labels or {})
         self._client: docker.DockerClient | None = None
         self.limiter = limiter if limiter is not None else trio.CapacityLimiter(8)
         self._cgroup_dirs: dict[tuple[str, int], dict[str, str | None]] = {}
@@ -232,7 +235,7 @@ class DockerRuntime:
         if lim.cpu_threads <= 0 or lim.memory_bytes <= 0 or lim.storage_bytes <= 0 or lim.pids <= 0:
             raise RuntimeFailure(f"container limits must be positive: {lim}", code="bad-limits")
         volume = f"yagna-work-{uuid.uuid4().hex}"
-        labels = dict(spec.labels)
+        labels = {**self._extra_labels, **spec.labels}
         labels[LABEL_WORK_VOLUME] = volume
         await self._call(
             "volume",
@@ -244,7 +247,7 @@ class DockerRuntime:
                 "device": "tmpfs",
                 "o": f"size={lim.storage_bytes},uid={UID},gid={GID},mode=0755,nosuid,nodev",
             },
-            labels=dict(spec.labels),
+            labels={**self._extra_labels, **spec.labels},
         )
         try:
             return await self._blocking("container", self._create_container, spec, volume, labels)

@@ -98,7 +98,7 @@ async def pair(tmp_path: Path, *, hidden: set[str] = frozenset(), save_image: Ca
                keepalive_s: float = 30.0) -> AsyncIterator[Pair]:
     from exeunit.docker_runtime import DockerRuntime
 
-    real = DockerRuntime()
+    real = DockerRuntime(extra_labels={"network.yagna.test-session": os.environ["YAGNA_TEST_SESSION"]})
     runtime = HidingRuntime(real, set(hidden))
     hub = MemoryHub()
     async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:

@@ -204,7 +204,9 @@ def _container_runtime():  # type: ignore[no-untyped-def]
     """The Docker runtime; it connects lazily, so a node without an engine starts and says so on first use."""
     from exeunit.docker_runtime import DockerRuntime
 
-    return DockerRuntime()
+    # The test suite tags what its daemons create, to check that nothing is left behind (see conftest.py).
+    session = os.environ.get("YAGNA_TEST_SESSION")
+    return DockerRuntime(extra_labels={"network.yagna.test-session": session} if session else None)
 
 
 async def _default_listen(settings: Settings) -> str:
