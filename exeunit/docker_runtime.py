@@ -53,7 +53,9 @@ cannot kill an exec. The runtime freezes the container (``docker pause``: the
 freezer cgroup, so nothing forks meanwhile), SIGKILLs the exec's process (its
 host pid from ``exec_inspect``), every descendant, and every orphan the init
 adopted (from the container cgroup's ``cgroup.procs`` and ``/proc/<pid>/stat``),
-then thaws. Other running execs' trees are spared. The idle init and ``/work``
+then thaws. Other running execs' trees are spared. (A command that exits by
+itself leaves what it started in the background running, like a shell would;
+only a kill sweeps orphans.) The idle init and ``/work``
 survive. This needs the daemon to see the engine's pids and be allowed to
 signal them (root, or CAP_KILL); otherwise it falls back to
 ``kill -KILL -1`` run in the container as uid 1000 (kills every process of the
@@ -688,7 +690,7 @@ class DockerRuntime:
                 "container", "exec_create", container_id, ["kill", "-KILL", "-1"], user=USER, privileged=False
             )
             await self._call("container", "exec_start", created["Id"])
-            for _ in range(50):
+            for _ in range(150):
                 if not (await self._call("container", "exec_inspect", exec_id)).get("Running"):
                     return
                 await trio.sleep(0.02)

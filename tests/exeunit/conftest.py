@@ -92,7 +92,9 @@ class TrackingRuntime:
     def __init__(self) -> None:
         from exeunit.docker_runtime import DockerRuntime
 
-        self.inner = DockerRuntime()
+        # The suite-wide session label too (root conftest.py checks it at the end).
+        session = os.environ.get("YAGNA_TEST_SESSION")
+        self.inner = DockerRuntime(extra_labels={"network.yagna.test-session": session} if session else None)
         self.created: list[str] = []
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
