@@ -677,7 +677,20 @@ class DockerRuntime:
                     continue
         finally:
             if not was_paused:
+                self._thaw(api, container_id)
+
+    @staticmethod
+    def _thaw(api: Any, container_id: str) -> None:
+        """Unpause and make sure it took: under load the next exec otherwise met a paused container (409)."""
+        for _ in range(50):
+            try:
                 api.unpause(container_id)
+            except docker.errors.APIError as e:
+                if e.status_code != 409:  # 409: not paused (any more)
+                    raise
+            if not api.inspect_container(container_id)["State"].get("Paused"):
+                return
+            time.sleep(0.02)
 
     @staticmethod
     def _sigkill(pid: int) -> None:

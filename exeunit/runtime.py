@@ -118,6 +118,9 @@ class Runtime(Protocol):
     async def leftovers(self, node_id: str) -> list[tuple[str, dict[str, str]]]:
         """Containers labelled with this node id: [(container_id, labels)]."""
 
+    async def remove_orphan_volumes(self, node_id: str) -> list[str]:
+        """Remove work volumes of this node that no container uses (a crash between the two creations)."""
+
     async def has_image(self, image_id: str) -> bool: ...
 
     async def save_image(self, image_ref: str, dest_path: str) -> str:

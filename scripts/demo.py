@@ -5,7 +5,8 @@ the requestor's peers, sends one gossip message from the requestor and shows
 every provider receiving it. Then the market: each provider prices its
 preset differently, the requestor lists the signed offers it knows, asks for
 one provider under a price cap, and both sides show the co-signed agreement;
-the requestor then terminates it. The network keeps running for you to
+it runs a command in a hardened container on that provider (output streamed
+back line by line) and then terminates the agreement. The network keeps running for you to
 explore (`yagna devnet down` or `make demo-down` stops it).
 """
 
@@ -107,7 +108,29 @@ def market_demo(requestor: dict, providers: list[dict]) -> None:  # type: ignore
     print(f"\nBoth sides hold the same co-signed agreement ({provider['name']} is the provider):")
     yagna(*req, "market", "agreements")
     yagna("--data-dir", provider["data_dir"], "market", "agreements")
+    exeunit_demo(req, provider, agreement["agreement_id"])
     yagna(*req, "market", "terminate", agreement["agreement_id"])
+
+
+def exeunit_demo(req: list[str], provider: dict, agreement_id: str) -> None:  # type: ignore[type-arg]
+    """Run a command in a hardened container on the provider, output streamed back line by line."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    build = subprocess.run(["bash", str(root / "scripts" / "build-test-image.sh")], text=True, capture_output=True)
+    if build.returncode != 0:
+        print("\nExe-units: skipped, no Docker engine here (start one: dockerd --bridge=none --iptables=false"
+              f" --ip-masq=false). {build.stderr.strip().splitlines()[-1] if build.stderr.strip() else ''}")
+        return
+    script = ("echo \"running as uid $(id -u) in $(pwd)\"; "
+              "for i in 1 2 3; do echo \"frame $i: $(echo $i | md5sum | cut -c1-8)\"; sleep 0.3; done; "
+              "ls /sys/class/net")
+    print(f"\nExe-unit: the requestor runs a command in a container on {provider['name']} "
+          "(no network, no root, read-only image; output streams back):")
+    print(f"  $ yagna activity run {agreement_id[:12]}... -- sh -c '{script}'")
+    yagna(*req, "activity", "run", agreement_id, "--", "sh", "-c", script)
+    print(f"\nWhat {provider['name']} ran, with its usage:")
+    yagna("--data-dir", provider["data_dir"], "provider", "activities")
 
 
 if __name__ == "__main__":

@@ -117,13 +117,13 @@ class ProviderActivities:
             await self._rows.update(row.activity_id, state="terminated", reason="provider restarted")
             log.info("activity %s was left running by a previous run; terminated", row.activity_id)
         try:
-            leftovers = await self._runtime.leftovers(self.node_id)
-        except ExeUnitError as exc:
-            log.warning("cannot list leftover containers: %s", exc)
-            return
-        for container_id, labels in leftovers:
-            await self._runtime.remove(container_id)
-            log.info("removed leftover container %s of activity %s", container_id[:12], labels.get(LABEL_ACTIVITY))
+            for container_id, labels in await self._runtime.leftovers(self.node_id):
+                await self._runtime.remove(container_id)
+                log.info("removed leftover container %s of activity %s", container_id[:12], labels.get(LABEL_ACTIVITY))
+            for volume in await self._runtime.remove_orphan_volumes(self.node_id):
+                log.info("removed orphan work volume %s", volume)
+        except ExeUnitError as exc:  # e.g. no engine yet: the node still starts, deploys will say why
+            log.warning("cannot clean up containers left by a previous run: %s", exc)
 
     async def _housekeeping(self) -> None:
         while True:
