@@ -79,14 +79,16 @@ class HidingRuntime:
 
 class Pair:
     def __init__(self, prov: ActivityService, req: ActivityService, agreement_id: str, runtime: HidingRuntime,
-                 prov_market: MarketService, req_net: Any, prov_id: str) -> None:
+                 prov_market: MarketService, req_net: Any, prov_id: str, req_market: MarketService) -> None:
         self.prov, self.req, self.agreement_id, self.runtime = prov, req, agreement_id, runtime
+        self.req_market = req_market
         self.prov_market, self.req_net, self.prov_id = prov_market, req_net, prov_id
 
-    async def run(self, script: list[dict[str, Any]], activity_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    async def run(self, script: list[dict[str, Any]], activity_id: str | None = None, *,
+                  agreement_id: str | None = None) -> tuple[str, dict[str, Any]]:
         assert self.req.requestor is not None
         if activity_id is None:
-            activity_id = (await self.req.requestor.create(self.agreement_id))["activity_id"]
+            activity_id = (await self.req.requestor.create(agreement_id or self.agreement_id))["activity_id"]
         batch = await self.req.requestor.exec(activity_id, script)
         result = await self.req.requestor.wait(activity_id, batch["batch_id"], 60)
         assert result["done"], result
@@ -133,7 +135,7 @@ async def pair(tmp_path: Path, *, hidden: set[str] = frozenset(), save_image: Ca
         result = await rmarket.requestor.negotiate(demand.demand_id)  # type: ignore[union-attr]
         agreement_id = result["agreements"][0]["agreement_id"]
         try:
-            yield Pair(pact, ract, agreement_id, runtime, pmarket, rnet, pkey.node_id)
+            yield Pair(pact, ract, agreement_id, runtime, pmarket, rnet, pkey.node_id, rmarket)
         finally:
             nursery.cancel_scope.cancel()
     leftovers = _docker().containers.list(all=True, filters={"label": f"{LABEL_NODE}={pkey.node_id}"})
@@ -307,3 +309,31 @@ async def test_activity_ends_with_its_agreement(tmp_path: Path, image_id: str) -
             while (await req.state(activity_id))["state"] != "terminated":
                 await trio.sleep(0.1)
         assert "agreement" in (await req.state(activity_id))["reason"]
+
+
+
+async def test_activities_of_two_agreements_run_at_once(tmp_path: Path, image_id: str) -> None:
+    async with pair(tmp_path) as p:
+        # A second agreement with the same provider (its capacity holds two of the preset).
+        demand = await p.req_market.requestor.create_demand({}, "")  # type: ignore[union-attr]
+        with trio.fail_after(10):
+            while not (result := await p.req_market.requestor.negotiate(demand.demand_id))["agreements"]:  # type: ignore[union-attr]
+                await trio.sleep(0.1)
+        agreements = [p.agreement_id, result["agreements"][0]["agreement_id"]]
+        assert agreements[0] != agreements[1]
+        stamps: dict[str, list[float]] = {}
+
+        async def one(agreement_id: str) -> None:
+            _, result = await p.run([{"deploy": {"image": image_id}}, {"start": {}},
+                                     {"run": {"argv": ["sh", "-c", "date +%s; sleep 1.5; date +%s"]}},
+                                     {"terminate": {}}], agreement_id=agreement_id)
+            stamps[agreement_id] = [float(x) for x in result["results"][2]["stdout"].split()]
+
+        async with trio.open_nursery() as nursery:
+            for agreement_id in agreements:
+                nursery.start_soon(one, agreement_id)
+        (a0, a1), (b0, b1) = stamps[agreements[0]], stamps[agreements[1]]
+        assert a0 < b1 and b0 < a1  # overlapped: each began before the other ended
+        rows = await p.prov.provider.list()  # type: ignore[union-attr]
+        assert {r["agreement_id"] for r in rows} == set(agreements)
+        assert {r["state"] for r in rows} == {"terminated"}
