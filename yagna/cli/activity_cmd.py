@@ -15,11 +15,8 @@ from typing import Any
 
 import click
 
+from yagna.cli.market_cmd import _emit
 from yagna.core.errors import YagnaError
-
-
-def _emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2) if as_json else text)
 
 
 def _usage_line(usage: dict[str, Any] | None) -> str:
@@ -39,10 +36,13 @@ def activity() -> None:
 @click.pass_obj
 def activity_list(obj: Any, as_json: bool) -> None:
     """Activities this node drives as a requestor."""
-    rows = obj.client().call("GET", "/activity")
-    lines = [f"{'ACTIVITY':34} {'AGREEMENT':14} {'STATE':11} {'PROVIDER':54} USAGE"]
+    _activities(obj.client().call("GET", "/activity"), "provider_id", as_json)
+
+
+def _activities(rows: list[dict[str, Any]], peer: str, as_json: bool) -> None:
+    lines = [f"{'ACTIVITY':34} {'AGREEMENT':14} {'STATE':11} {peer.split('_')[0].upper():54} USAGE"]
     for a in rows:
-        lines.append(f"{a['activity_id']:34} {a['agreement_id'][:12]:14} {a['state']:11} {a['provider_id']:54} "
+        lines.append(f"{a['activity_id']:34} {a['agreement_id'][:12]:14} {a['state']:11} {a[peer]:54} "
                      f"{_usage_line(a.get('usage'))}")
     _emit(rows, as_json, "\n".join(lines) if rows else "no activities")
 
@@ -121,9 +121,4 @@ def activity_run(obj: Any, agreement_id: str, argv: tuple[str, ...], image: str,
 @click.pass_obj
 def provider_activities(obj: Any, as_json: bool) -> None:
     """Activities this provider runs or ran, with their usage."""
-    rows = obj.client().call("GET", "/provider/activities")
-    lines = [f"{'ACTIVITY':34} {'AGREEMENT':14} {'STATE':11} {'REQUESTOR':54} USAGE"]
-    for a in rows:
-        lines.append(f"{a['activity_id']:34} {a['agreement_id'][:12]:14} {a['state']:11} {a['requestor_id']:54} "
-                     f"{_usage_line(a.get('usage'))}")
-    _emit(rows, as_json, "\n".join(lines) if rows else "no activities")
+    _activities(obj.client().call("GET", "/provider/activities"), "requestor_id", as_json)
