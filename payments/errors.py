@@ -1,0 +1,82 @@
+"""The exception tree of ``payments``.
+
+::
+
+    YagnaError                        (yagna.core) root of everything we raise on purpose
+    └── PaymentError                  root of the payments' errors
+        ├── VoucherRejected           a voucher fails a payee check; ``.code`` names which
+        │                             (see :data:`VOUCHER_CODES`), ``.terminate`` whether
+        │                             the agreement must end (equivocation, decrease)
+        ├── DebitNoteRejected         a debit note is malformed, forged, or asks more than
+        │                             the requestor's own meter allows; ``.code``
+        ├── ChannelError              a local misuse of a channel (signing a lower amount,
+        │                             over the deposit, a closed channel)
+        └── DriverError               a settlement driver refused; ``.code``:
+            ├── InsufficientFunds     ``insufficient-funds``: lock > free balance
+            ├── DepositReused         ``deposit-reused``: the channel id was used before
+            └── UnknownChannel        ``unknown-channel``
+
+Money is never a float: every amount here is an ``int`` of base units
+(:mod:`yagna.core.money`).
+"""
+
+from __future__ import annotations
+
+from yagna.core.errors import YagnaError
+
+VOUCHER_CODES = (
+    "too-large",        # 1. size limit
+    "unknown-channel",  # 2. no channel record for this id
+    "malformed",        # not a voucher envelope / not canonical / wrong shape
+    "bad-signature",    # 3. not signed by the channel's payer key
+    "wrong-domain",     # signed for another kind of object
+    "wrong-network",    # 4. field differs from the channel record
+    "wrong-driver",
+    "wrong-channel",
+    "wrong-agreement",
+    "wrong-payer",
+    "wrong-payee",
+    "wrong-currency",
+    "equivocation",     # 5. same seq, different bytes (evidence kept, terminate)
+    "decreased",        # 5. lower cumulative amount than the best (terminate)
+    "stale",            # 5. lower seq: ignored, not an error for the payer
+)
+
+
+class PaymentError(YagnaError):
+    """Root of every error the payments package raises on purpose."""
+
+    code = "payment-error"
+
+
+class VoucherRejected(PaymentError):
+    def __init__(self, code: str, message: str, *, terminate: bool = False) -> None:
+        self.code = code
+        self.terminate = terminate
+        super().__init__(f"{code}: {message}")
+
+
+class DebitNoteRejected(PaymentError):
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class ChannelError(PaymentError):
+    code = "channel-error"
+
+
+class DriverError(PaymentError):
+    code = "driver-error"
+
+
+class InsufficientFunds(DriverError):
+    code = "insufficient-funds"
+
+
+class DepositReused(DriverError):
+    code = "deposit-reused"
+
+
+class UnknownChannel(DriverError):
+    code = "unknown-channel"
