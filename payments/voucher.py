@@ -1,0 +1,207 @@
+"""Vouchers: the payer's signed promise of a *cumulative* amount on one channel (sans-io).
+
+A voucher is a signed envelope (:mod:`yagna.core.envelope`) under
+:data:`VOUCHER_DOMAIN`, sealed by the payer's node key, whose payload is the
+positional list::
+
+    [network_id, driver, channel_id, agreement_id, payer, payee, currency, seq, amount]
+
+Every id that binds the voucher is inside the signed bytes, so a voucher can
+never be replayed on another channel, agreement, network or driver (Raiden's
+balance proofs). ``amount`` is cumulative (Filecoin's vouchers): the payee only
+needs the best one, and an old or replayed voucher is worth nothing more.
+
+:func:`open_voucher` runs the payee's checks 1-4 of
+``reference/payments.md`` in order; checks 5-7 (sequence, deposit cap, commit)
+need the channel's state and live in :mod:`payments.channel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from payments.errors import ChannelError, VoucherRejected
+from yagna.core.envelope import seal
+from yagna.core.errors import WireError
+from yagna.core.identity import NodeKey, public_key_from_node_id, verify
+from yagna.core.wire import decode
+
+__all__ = [
+    "MAX_VOUCHER_SIZE",
+    "VOUCHER_DOMAIN",
+    "ChannelTerms",
+    "Voucher",
+    "open_voucher",
+    "peek_channel_id",
+    "sign_voucher",
+]
+
+VOUCHER_DOMAIN = "yagna/voucher/1"
+MAX_VOUCHER_SIZE = 1024
+"""A real voucher is ~400 bytes (two node ids, a few ids, a signature)."""
+
+_FIELDS = ("network_id", "driver", "channel_id", "agreement_id", "payer", "payee", "currency")
+_CODES = {
+    "network_id": "wrong-network",
+    "driver": "wrong-driver",
+    "channel_id": "wrong-channel",
+    "agreement_id": "wrong-agreement",
+    "payer": "wrong-payer",
+    "payee": "wrong-payee",
+    "currency": "wrong-currency",
+}
+
+
+def is_amount(value: object) -> bool:
+    """An exact non-negative ``int`` (``bool`` is not money)."""
+    return type(value) is int and value >= 0
+
+
+@dataclass(frozen=True)
+class ChannelTerms:
+    """What both sides agreed for one channel: the record every voucher is checked against.
+
+    ``payer`` and ``payee`` are node ids; the payer's key is taken from ``payer``,
+    never from a message. ``deposit`` is in base units.
+    """
+
+    network_id: str
+    driver: str
+    channel_id: str
+    agreement_id: str
+    payer: str
+    payee: str
+    currency: str
+    deposit: int
+
+    def __post_init__(self) -> None:
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"channel terms: {name} must be a non-empty str")
+        for name in ("payer", "payee"):
+            try:
+                public_key_from_node_id(getattr(self, name))
+            except WireError as exc:
+                raise ValueError(f"channel terms: {name} is not a node id: {exc}") from None
+        if not is_amount(self.deposit) or self.deposit == 0:
+            raise ValueError(f"channel terms: deposit must be a positive int, got {self.deposit!r}")
+
+    def to_record(self) -> dict[str, Any]:
+        """A CBOR/JSON-friendly dict (the store keeps this next to the channel's state)."""
+        return {name: getattr(self, name) for name in (*_FIELDS, "deposit")}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ChannelTerms:
+        return cls(**{name: record[name] for name in (*_FIELDS, "deposit")})
+
+
+@dataclass(frozen=True)
+class Voucher:
+    """A voucher that passed checks 1-4 for some :class:`ChannelTerms`; ``raw`` is what was signed."""
+
+    network_id: str
+    driver: str
+    channel_id: str
+    agreement_id: str
+    payer: str
+    payee: str
+    currency: str
+    seq: int
+    amount: int
+    raw: bytes
+
+
+def sign_voucher(key: NodeKey, terms: ChannelTerms, seq: int, amount: int) -> bytes:
+    """Seal a voucher for ``terms`` (low level: :class:`payments.channel.PayerChannel` keeps seq order).
+
+    :class:`ChannelError` if ``key`` is not the channel's payer or seq/amount are not
+    ints in range; the deposit cap is the channel's business (a payee caps anyway).
+    """
+    if key.node_id != terms.payer:
+        raise ChannelError(f"key {key.node_id} is not the payer {terms.payer} of channel {terms.channel_id}")
+    if not is_amount(seq) or seq == 0:
+        raise ChannelError(f"voucher seq must be an int >= 1, got {seq!r}")
+    if not is_amount(amount):
+        raise ChannelError(f"voucher amount must be an int >= 0, got {amount!r}")
+    payload = [*(getattr(terms, name) for name in _FIELDS), seq, amount]
+    return seal(key, VOUCHER_DOMAIN, payload)
+
+
+def _split(raw: object, max_size: int) -> tuple[bytes, bytes]:
+    """Check 1 and the envelope's shape: ``(body, signature)``."""
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise VoucherRejected("malformed", f"a voucher is bytes, got {type(raw).__name__}")
+    if len(raw) > max_size:
+        raise VoucherRejected("too-large", f"{len(raw)} bytes, the limit is {max_size}")
+    try:
+        outer = decode(bytes(raw), max_size=max_size, max_depth=1)
+    except WireError as exc:
+        raise VoucherRejected("malformed", str(exc)) from None
+    if not (isinstance(outer, list) and len(outer) == 2):
+        raise VoucherRejected("malformed", "a voucher is a 2-element array [body, signature]")
+    body, signature = outer
+    if not isinstance(body, bytes) or not isinstance(signature, bytes):
+        raise VoucherRejected("malformed", "voucher body and signature must be byte strings")
+    return body, signature
+
+
+def peek_channel_id(raw: bytes, *, max_size: int = MAX_VOUCHER_SIZE) -> str:
+    """The channel id a voucher *claims*, unverified: only to find the channel record (check 2).
+
+    Never trust anything else from it; :func:`open_voucher` then verifies
+    everything against the record found. Raises only :class:`VoucherRejected`.
+    """
+    body, _ = _split(raw, max_size)
+    _, payload = _payload(body, max_size)
+    return str(payload[2])
+
+
+def _payload(body: bytes, max_size: int) -> tuple[object, list[Any]]:
+    """The body's ``(signer key, payload)`` after the domain and shape checks."""
+    try:
+        inner = decode(body, max_size=max_size, max_depth=2)
+    except WireError as exc:
+        raise VoucherRejected("malformed", f"voucher body: {exc}") from None
+    if not (isinstance(inner, list) and len(inner) == 3):
+        raise VoucherRejected("malformed", "voucher body must be [domain, signer key, payload]")
+    tag, signer_key, payload = inner
+    if tag != VOUCHER_DOMAIN:
+        raise VoucherRejected("wrong-domain", f"signed for {tag!r:.80}, not {VOUCHER_DOMAIN!r}")
+    if not (isinstance(payload, list) and len(payload) == len(_FIELDS) + 2):
+        raise VoucherRejected("malformed", f"voucher payload must be a {len(_FIELDS) + 2}-element array")
+    if not all(isinstance(value, str) for value in payload[: len(_FIELDS)]):
+        raise VoucherRejected("malformed", "voucher ids must be text strings")
+    seq, amount = payload[len(_FIELDS) :]
+    if not is_amount(seq) or seq == 0:
+        raise VoucherRejected("malformed", "voucher seq must be an int >= 1")
+    if not is_amount(amount):
+        raise VoucherRejected("malformed", "voucher amount must be an int >= 0")
+    return signer_key, payload
+
+
+def open_voucher(raw: bytes, terms: ChannelTerms, *, max_size: int = MAX_VOUCHER_SIZE) -> Voucher:
+    """Run checks 1-4 in order; raise only :class:`VoucherRejected` (never ``terminate``).
+
+    1. size; 2. the payer key comes from ``terms.payer``; 3. the ed25519
+    signature over the body bytes, by that key; 4. the body is canonical CBOR,
+    tagged :data:`VOUCHER_DOMAIN`, names the payer's key, and every id equals
+    ``terms``. The amount is *not* capped here: a voucher above the deposit is
+    valid and counts as the deposit (check 6, :mod:`payments.channel`).
+    """
+    body, signature = _split(raw, max_size)
+    payer_key = public_key_from_node_id(terms.payer)  # valid: ChannelTerms checked it
+    try:
+        verify(payer_key, body, signature)
+    except WireError as exc:
+        raise VoucherRejected("bad-signature", f"not signed by the payer {terms.payer}: {exc}") from None
+    signer_key, payload = _payload(body, max_size)
+    if signer_key != payer_key:
+        raise VoucherRejected("bad-signature", "the body names another signer than the channel's payer")
+    for name, value in zip(_FIELDS, payload, strict=False):
+        expected = getattr(terms, name)
+        if value != expected:
+            raise VoucherRejected(_CODES[name], f"{name} is {value!r:.80}, the channel's is {expected!r}")
+    seq, amount = payload[len(_FIELDS) :]
+    return Voucher(*payload[: len(_FIELDS)], seq=seq, amount=amount, raw=bytes(raw))
