@@ -124,6 +124,112 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX activities_state ON activities (state);
         """,
     ),
+    Migration(
+        4,
+        "payments: ledger, channels, vouchers, debit notes",
+        """
+        -- Money columns are TEXT holding the canonical decimal of a non-negative
+        -- int of base units (1e-18 token): no sign, no leading zero, at most 78
+        -- digits (2**255 - 1, yagna.core.money.MAX_UNITS). An INTEGER column
+        -- would overflow at 2**63 - 1 base units, about 9.2 tokens. Arithmetic is
+        -- done in Python inside one transaction on the store thread; the CHECKs
+        -- refuse anything that is not canonical, so equal amounts are equal text.
+        -- To order by amount: ORDER BY length(col), col.
+
+        -- The test-network ledger (yagna.store.payment_repos.SqliteLedger): what
+        -- this node's ledger knows of each account. total = funded - spent + earned,
+        -- free = total - locked.
+        CREATE TABLE ledger_accounts (
+            account    TEXT PRIMARY KEY,
+            funded     TEXT NOT NULL DEFAULT '0' CHECK (typeof(funded) = 'text' AND length(funded) BETWEEN 1 AND 78
+                           AND funded NOT GLOB '*[^0-9]*' AND (funded = '0' OR funded NOT GLOB '0*')),
+            locked     TEXT NOT NULL DEFAULT '0' CHECK (typeof(locked) = 'text' AND length(locked) BETWEEN 1 AND 78
+                           AND locked NOT GLOB '*[^0-9]*' AND (locked = '0' OR locked NOT GLOB '0*')),
+            spent      TEXT NOT NULL DEFAULT '0' CHECK (typeof(spent) = 'text' AND length(spent) BETWEEN 1 AND 78
+                           AND spent NOT GLOB '*[^0-9]*' AND (spent = '0' OR spent NOT GLOB '0*')),
+            earned     TEXT NOT NULL DEFAULT '0' CHECK (typeof(earned) = 'text' AND length(earned) BETWEEN 1 AND 78
+                           AND earned NOT GLOB '*[^0-9]*' AND (earned = '0' OR earned NOT GLOB '0*')),
+            updated_at INTEGER NOT NULL
+        );
+
+        -- Deposits the ledger holds. role: this node locked it (payer) or accepted
+        -- the payer's promise (payee). A channel id is never reused, even closed.
+        CREATE TABLE ledger_channels (
+            channel_id TEXT PRIMARY KEY,
+            payer      TEXT NOT NULL,
+            payee      TEXT NOT NULL,
+            deposit    TEXT NOT NULL CHECK (typeof(deposit) = 'text' AND length(deposit) BETWEEN 1 AND 78
+                           AND deposit NOT GLOB '*[^0-9]*' AND (deposit = '0' OR deposit NOT GLOB '0*')),
+            redeemed   TEXT NOT NULL DEFAULT '0' CHECK (typeof(redeemed) = 'text' AND length(redeemed) BETWEEN 1 AND 78
+                           AND redeemed NOT GLOB '*[^0-9]*' AND (redeemed = '0' OR redeemed NOT GLOB '0*')),
+            state      TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+            role       TEXT NOT NULL CHECK (role IN ('payer', 'payee')),
+            created_at INTEGER NOT NULL,
+            closed_at  INTEGER
+        );
+
+        -- The voucher protocol's side of each channel, as this node sees it.
+        -- terms: canonical CBOR of the channel terms. best_voucher: the payee's
+        -- best voucher (raw), or the payer's last signed one. acked_seq: payer
+        -- only. due (payee): the last amount due sent in a debit note. paid
+        -- (payee): counted as paid, min(best_amount, deposit). evidence: both
+        -- vouchers of an equivocation or a decrease, kept for a dispute.
+        CREATE TABLE pay_channels (
+            channel_id   TEXT PRIMARY KEY,
+            agreement_id TEXT NOT NULL UNIQUE,
+            role         TEXT NOT NULL CHECK (role IN ('payer', 'payee')),
+            peer_id      TEXT NOT NULL,
+            terms        BLOB NOT NULL,
+            deposit      TEXT NOT NULL CHECK (typeof(deposit) = 'text' AND length(deposit) BETWEEN 1 AND 78
+                             AND deposit NOT GLOB '*[^0-9]*' AND (deposit = '0' OR deposit NOT GLOB '0*')),
+            state        TEXT NOT NULL CHECK (state IN ('open', 'closing', 'closed')),
+            best_seq     INTEGER NOT NULL DEFAULT 0,
+            best_amount  TEXT NOT NULL DEFAULT '0' CHECK (typeof(best_amount) = 'text'
+                             AND length(best_amount) BETWEEN 1 AND 78 AND best_amount NOT GLOB '*[^0-9]*'
+                             AND (best_amount = '0' OR best_amount NOT GLOB '0*')),
+            best_voucher BLOB,
+            acked_seq    INTEGER NOT NULL DEFAULT 0,
+            due          TEXT NOT NULL DEFAULT '0' CHECK (typeof(due) = 'text' AND length(due) BETWEEN 1 AND 78
+                             AND due NOT GLOB '*[^0-9]*' AND (due = '0' OR due NOT GLOB '0*')),
+            paid         TEXT NOT NULL DEFAULT '0' CHECK (typeof(paid) = 'text' AND length(paid) BETWEEN 1 AND 78
+                             AND paid NOT GLOB '*[^0-9]*' AND (paid = '0' OR paid NOT GLOB '0*')),
+            evidence     BLOB,
+            reason       TEXT,
+            created_at   INTEGER NOT NULL,
+            updated_at   INTEGER NOT NULL
+        );
+        CREATE INDEX pay_channels_role_state ON pay_channels (role, state);
+
+        -- Debit notes sent (provider) or received (requestor), by agreement and seq.
+        CREATE TABLE debit_notes (
+            agreement_id    TEXT NOT NULL,
+            seq             INTEGER NOT NULL,
+            raw             BLOB NOT NULL,
+            amount_due      TEXT NOT NULL CHECK (typeof(amount_due) = 'text' AND length(amount_due) BETWEEN 1 AND 78
+                                AND amount_due NOT GLOB '*[^0-9]*' AND (amount_due = '0' OR amount_due NOT GLOB '0*')),
+            accepted_amount TEXT CHECK (accepted_amount IS NULL OR (typeof(accepted_amount) = 'text'
+                                AND length(accepted_amount) BETWEEN 1 AND 78 AND accepted_amount NOT GLOB '*[^0-9]*'
+                                AND (accepted_amount = '0' OR accepted_amount NOT GLOB '0*'))),
+            status          TEXT NOT NULL CHECK (status IN ('sent', 'accepted', 'rejected')),
+            reason          TEXT,
+            created_at      INTEGER NOT NULL,
+            PRIMARY KEY (agreement_id, seq)
+        );
+
+        -- One invoice per agreement, at its end.
+        CREATE TABLE invoices (
+            agreement_id TEXT PRIMARY KEY,
+            role         TEXT NOT NULL CHECK (role IN ('payer', 'payee')),
+            amount       TEXT NOT NULL CHECK (typeof(amount) = 'text' AND length(amount) BETWEEN 1 AND 78
+                             AND amount NOT GLOB '*[^0-9]*' AND (amount = '0' OR amount NOT GLOB '0*')),
+            status       TEXT NOT NULL CHECK (status IN ('issued', 'paid', 'settled')),
+            raw          BLOB,
+            created_at   INTEGER NOT NULL,
+            updated_at   INTEGER NOT NULL
+        );
+        CREATE INDEX invoices_status ON invoices (status);
+        """,
+    ),
 )
 
 _SCHEMA_VERSION_DDL = """
