@@ -76,6 +76,12 @@ def _positive(value: int, what: str) -> int:
     return value
 
 
+def _id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty str, not {value!r}")
+    return value
+
+
 def _seq(value: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
         raise ValueError(f"seq must be an int in [0, 2**63 - 1], got {value!r}")
@@ -125,6 +131,7 @@ class SqliteLedger:
     # -- writes (one durable transaction each)
 
     async def fund(self, account: str, amount: int) -> Balance:
+        _id(account, "account")
         _positive(amount, "amount")
         now = int(self._clock())
 
@@ -137,6 +144,8 @@ class SqliteLedger:
         return await self._store.transaction(fn, durable=True)
 
     async def lock_deposit(self, channel_id: str, payer: str, payee: str, amount: int) -> ChannelInfo:
+        for value, what in ((channel_id, "channel id"), (payer, "payer"), (payee, "payee")):
+            _id(value, what)
         _positive(amount, "deposit")
         now = int(self._clock())
         name = self.name
@@ -158,6 +167,8 @@ class SqliteLedger:
         return await self._store.transaction(fn, durable=True)
 
     async def accept_deposit(self, channel_id: str, payer: str, payee: str, amount: int) -> ChannelInfo:
+        for value, what in ((channel_id, "channel id"), (payer, "payer"), (payee, "payee")):
+            _id(value, what)
         _positive(amount, "deposit")
         now = int(self._clock())
 
