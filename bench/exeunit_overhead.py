@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> None:
     tmp = Path(tmpdir.name)
     tag = run_tag()
     time_budget(args.budget)
-    p = args.parallel
+    p = asked = args.parallel
     pair = ExePair(procs, tmp, max_threads=p, max_mem_gib=float(p), max_storage_gib=2.0 * p + 1)
     sessions: list[Session] = []
     walls: dict[str, list[float]] = {}
@@ -155,11 +155,12 @@ def run(args: argparse.Namespace) -> None:
         t = time.monotonic()
         pair.start()
         # The provider sells at most one thread per CPU of this machine (--max-threads is capped
-        # there): with fewer threads than workers, workers share agreements round-robin (the
-        # provider lets one agreement hold several activities at once, each with its limits).
+        # there) and an agreement runs one activity at a time: with fewer threads than asked,
+        # every mode (ours and the docker baselines) runs with that many workers.
         cap = int(pair.prov.get("/provider/status")["capacity"]["threads"]) if pair.prov else p
-        signed = [pair.agreement() for _ in range(min(p, cap))]
-        agreements = [signed[w % len(signed)] for w in range(p)]
+        asked, p = p, min(p, cap)
+        signed = [pair.agreement() for _ in range(p)]
+        agreements = signed
         n_agreements = len(signed)
         setup["daemons + agreements"] = time.monotonic() - t
         sessions = [pair.session() for _ in range(p)]
@@ -257,8 +258,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"(removed {n} containers/volumes left behind)")
 
     print(f"\nprovider + requestor up, {n_agreements} agreements signed in {setup['daemons + agreements']:.1f} s"
-          + (f" (the provider sells {n_agreements} threads on this machine: {p} workers share them)"
-             if n_agreements < p else ""))
+          + (f" (the provider sells {n_agreements} threads on this machine: {n_agreements} workers, not {asked})"
+             if n_agreements < asked else ""))
     print(f"\n## {args.tasks} tasks `sh -c 'echo i | md5sum'`, {p} in parallel; wall time in s per round, "
           f"per-task latency in ms")
     names = list(walls)

@@ -291,7 +291,12 @@ async def test_illegal_moves_and_strangers_change_nothing(tmp_path: Path, image_
         with pytest.raises(ActivityFailed) as failed:
             await req.exec("nope", [])
         assert failed.value.code == "unknown-activity"
+        # One live activity per agreement: a second one would oversell its resources.
+        with pytest.raises(ActivityFailed) as failed:
+            await req.create(p.agreement_id)
+        assert failed.value.code == "agreement-busy"
         await req.destroy(activity_id)
+        await req.destroy((await req.create(p.agreement_id))["activity_id"])  # after it: fine
 
 
 async def test_activity_ends_with_its_agreement(tmp_path: Path, image_id: str) -> None:

@@ -112,7 +112,10 @@ class Node:
             c.max_mem_gib if c.max_mem_gib is not None else machine.mem_gib,
             c.max_storage_gib if c.max_storage_gib is not None else machine.storage_gib,
         )
-        return machine.min(limits)
+        capped = machine.min(limits)
+        if capped != limits:
+            log.warning("selling at most what this machine has: %s (asked for %s)", capped, limits)
+        return capped
 
     # -- service -----------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[NodeInfo] = trio.TASK_STATUS_IGNORED) -> None:

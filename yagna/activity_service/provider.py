@@ -23,6 +23,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,12 @@ log = logging.getLogger("yagna.activity.provider")
 
 MAX_BATCHES_KEPT = 32
 """Finished batches kept per activity for late readers."""
+COALESCE_S = 0.1
+"""How long an events poll holds progress-only news for more (output or the batch's end answer at once)."""
+
+WorkGuard = Callable[[str], Awaitable["str | None"]]
+"""agreement id -> None if work may start, else the reason it may not."""
+
 MAX_ENDED_KEPT = 256
 """Ended activities kept in memory so their requestors can still read the last events."""
 
@@ -61,6 +68,9 @@ class _Running:
     lock: trio.Lock = dc_field(default_factory=trio.Lock)
     changed: trio.Event = dc_field(default_factory=trio.Event)
     started_at: float = dc_field(default_factory=time.time)
+    paused_at: float | None = None
+    """Monotonic time of a payment pause in progress (the container is frozen, the meter stops)."""
+    paused_total: float = 0.0
 
     def wake(self) -> None:
         self.changed.set()
@@ -83,6 +93,8 @@ class ProviderActivities:
         agreement_check_s: float = 2.0,
     ) -> None:
         self.node_id = node_id
+        self.work_guard: WorkGuard | None = None
+        """Set by the payment service: refuses work on an agreement without an open channel."""
         self._network_id = network_id
         self._rr = rr
         self._blobs = blobs
@@ -181,6 +193,8 @@ class ProviderActivities:
         if op == "exec":
             if running.activity.finished:
                 raise RequestRejected("activity-ended", f"the activity is {running.activity.state.value}: {running.activity.reason}")
+            if running.paused_at is not None:
+                raise RequestRejected("payment-paused", "the activity is paused until the payments due arrive")
             return await self._exec(running, msg.get("script"))
         if op == "events":
             return await self._events(running, ident(msg, "batch_id"), field(msg, "after", int), field(msg, "wait_ms", int))
@@ -204,6 +218,13 @@ class ProviderActivities:
             raise RequestRejected("unknown-agreement", "no agreement with this id between us")
         if row.state != "approved":
             raise RequestRejected("not-approved", f"the agreement is {row.state}")
+        busy = [r for r in self._live.values() if r.activity.agreement_id == agreement_id]
+        if busy:
+            # An agreement sells one container's worth of resources: activities run one after another.
+            raise RequestRejected("agreement-busy", f"activity {busy[0].activity.activity_id} of this agreement is still "
+                                                    "live; destroy it first")
+        if self.work_guard is not None and (why := await self.work_guard(agreement_id)) is not None:
+            raise RequestRejected("payment-required", why)
         agreement = verify_agreement(row.raw, network_id=self._network_id)
         try:
             limits = limits_from_agreement(dict(agreement.offer_properties))
@@ -240,6 +261,11 @@ class ProviderActivities:
         with trio.move_on_after(min(max(wait_ms, 0), WAIT_MS_MAX) / 1000):
             while not batch.done and not batch.events_after(after, 1):
                 await running.changed.wait()
+            # Only progress events (started/finished) so far: hold them briefly so that a short
+            # command's start, end and the batch's end go back in one answer, not three round trips.
+            with trio.move_on_after(COALESCE_S):
+                while not batch.done and not any(e["kind"] in ("stdout", "stderr") for e in batch.events_after(after, 1000)):
+                    await running.changed.wait()
         events = batch.events_after(after, 1000)
         done = batch.done and (not events or events[-1]["seq"] >= batch.last_seq)
         return {"events": events, "done": done, "results": batch.results if done else None}
@@ -369,6 +395,58 @@ class ProviderActivities:
             await self._runtime.load_image(str(archive), image_id)
         finally:
             archive.unlink(missing_ok=True)
+
+    # -- payments ------------------------------------------------------------------------------
+    async def usage_for_agreement(self, agreement_id: str) -> tuple[int, int, int, int]:
+        """``(duration_ms, cpu_ms, peak_memory_bytes, activities)`` over every activity of the agreement.
+
+        Duration excludes payment pauses (the meter stops while the container is frozen).
+        """
+        duration = cpu = peak = count = 0
+        for row in await self._rows.list(role="provider", agreement_id=agreement_id):
+            running = self._live.get(row.activity_id) or self._ended.get(row.activity_id)
+            usage = await self._usage(running) if running is not None and row.activity_id in self._live else row.usage
+            count += 1
+            if not usage:
+                continue
+            paused = running.paused_total if running is not None else 0.0
+            if running is not None and running.paused_at is not None:
+                paused += time.monotonic() - running.paused_at
+            duration += max(0, int((usage["golem.usage.duration_sec"] - paused) * 1000))
+            cpu += int(usage["golem.usage.cpu_sec"] * 1000)
+            peak = max(peak, int(usage["golem.usage.gib"] * 2**30))
+        return duration, cpu, peak, count
+
+    async def pause_agreement(self, agreement_id: str, reason: str) -> int:
+        """Freeze every live container of the agreement; returns how many were paused."""
+        n = 0
+        for running in list(self._live.values()):
+            if running.activity.agreement_id != agreement_id or running.paused_at is not None:
+                continue
+            running.paused_at = time.monotonic()
+            if running.container_id is not None:
+                try:
+                    await self._runtime.pause(running.container_id)
+                except ExeUnitError as exc:
+                    log.warning("cannot pause %s: %s", running.activity.activity_id, exc)
+            n += 1
+            log.info("activity %s paused: %s", running.activity.activity_id, reason)
+        return n
+
+    async def resume_agreement(self, agreement_id: str) -> int:
+        n = 0
+        for running in list(self._live.values()):
+            if running.activity.agreement_id != agreement_id or running.paused_at is None:
+                continue
+            if running.container_id is not None:
+                try:
+                    await self._runtime.unpause(running.container_id)
+                except ExeUnitError as exc:
+                    log.warning("cannot resume %s: %s", running.activity.activity_id, exc)
+            running.paused_total += time.monotonic() - running.paused_at
+            running.paused_at = None
+            n += 1
+        return n
 
     # -- status ----------------------------------------------------------------------------
     async def list(self) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field as dc_field
 from pathlib import Path
@@ -75,6 +76,14 @@ class _Activity:
     reason: str | None = None
     ping_s: float = 10.0
     """Keep-alive period: a third of what the provider said it tolerates."""
+    created_mono: float = dc_field(default_factory=time.monotonic)
+    ended_mono: float | None = None
+    """Our own clock of the activity's life: what the payment side checks debit notes against."""
+
+    def set_state(self, state: str, reason: str | None) -> None:
+        self.state, self.reason = state, reason
+        if state in ("terminated", "failed") and self.ended_mono is None:
+            self.ended_mono = time.monotonic()
     usage: dict[str, Any] | None = None
     batches: dict[str, _Batch] = dc_field(default_factory=dict)
 
@@ -102,6 +111,8 @@ class RequestorActivities:
         self.keepalive_s = keepalive_s
         self._acts: dict[str, _Activity] = {}
         self._nursery: trio.Nursery | None = None
+        self.before_create: Callable[[str], Awaitable[None]] | None = None
+        """Set by the payment service: opens the agreement's payment channel before the first activity."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._staging.mkdir(parents=True, exist_ok=True)
@@ -134,6 +145,8 @@ class RequestorActivities:
             raise ActivityFailed("unknown-agreement", f"no agreement {agreement_id!r} where we are the requestor")
         if row.state != "approved":
             raise ActivityFailed("not-approved", f"agreement is {row.state}, not approved")
+        if self.before_create is not None:
+            await self.before_create(agreement_id)
         reply = await self._ask(row.peer_id, {"op": "create", "agreement_id": agreement_id})
         activity_id = reply["activity_id"] if isinstance(reply, dict) and isinstance(reply.get("activity_id"), str) else None
         if not activity_id:
@@ -295,7 +308,7 @@ class RequestorActivities:
         state, reason = reply.get("state"), reply.get("reason")
         act.usage = reply.get("usage")
         if state != act.state:
-            act.state, act.reason = state, reason
+            act.set_state(state, reason)
             await self._rows.update(act.activity_id, state=state, reason=reason, usage=act.usage)
 
     def view(self, activity_id: str) -> dict[str, Any]:
@@ -303,6 +316,12 @@ class RequestorActivities:
         return {"activity_id": act.activity_id, "agreement_id": act.agreement_id, "provider_id": act.provider_id,
                 "state": act.state, "reason": act.reason, "usage": act.usage,
                 "batches": [self.batch_view(b) for b in act.batches.values()]}
+
+    def elapsed_for_agreement(self, agreement_id: str) -> tuple[int, int]:
+        """``(milliseconds of activity life summed, activities)`` by our own clock."""
+        now = time.monotonic()
+        acts = [a for a in self._acts.values() if a.agreement_id == agreement_id]
+        return sum(int(((a.ended_mono or now) - a.created_mono) * 1000) for a in acts), len(acts)
 
     def list(self) -> list[dict[str, Any]]:
         return [self.view(a) for a in self._acts]
@@ -312,10 +331,10 @@ class RequestorActivities:
         if act.state not in ("terminated", "failed"):
             try:
                 reply = await self._ask(act.provider_id, {"op": "destroy", "activity_id": activity_id})
-                act.state, act.usage = "terminated", reply.get("usage", act.usage)
-                act.reason = "destroyed by the requestor"
+                act.usage = reply.get("usage", act.usage)
+                act.set_state("terminated", "destroyed by the requestor")
             except ActivityFailed as exc:
-                act.state, act.reason = "terminated", f"provider not told: {exc}"
+                act.set_state("terminated", f"provider not told: {exc}")
             await self._rows.update(activity_id, state=act.state, reason=act.reason, usage=act.usage)
         return self.view(activity_id)
 
@@ -334,7 +353,7 @@ class RequestorActivities:
                         await self._refresh(act)
                     except ActivityFailed as exc:
                         if exc.code == "unknown-activity":
-                            act.state, act.reason = "terminated", "the provider no longer knows it"
+                            act.set_state("terminated", "the provider no longer knows it")
                             await self._rows.update(act.activity_id, state=act.state, reason=act.reason)
                         else:
                             log.info("keep-alive of %s failed: %s", act.activity_id, exc)
