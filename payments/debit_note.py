@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payments.errors import ChannelError, DebitNoteRejected
-from payments.voucher import ChannelTerms, is_amount
+from payments.voucher import MAX_WIRE_AMOUNT, ChannelTerms, is_amount
 from yagna.core.envelope import seal
 from yagna.core.errors import WireError
 from yagna.core.identity import NodeKey, public_key_from_node_id, verify
@@ -74,8 +74,9 @@ class Usage:
 
     def __post_init__(self) -> None:
         for name in _USAGE_KEYS:
-            if not is_amount(getattr(self, name)):
-                raise ValueError(f"usage {name} must be an int >= 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not is_amount(value) or value > MAX_WIRE_AMOUNT:
+                raise ValueError(f"usage {name} must be an int in 0..{MAX_WIRE_AMOUNT}, got {value!r}")
 
     def to_wire(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _USAGE_KEYS}
@@ -111,8 +112,8 @@ def sign_debit_note(
     if key.node_id != terms.payee:
         raise ChannelError(f"key {key.node_id} is not the payee {terms.payee} of channel {terms.channel_id}")
     for name, value in (("seq", seq), ("amount_due", amount_due), ("issued_at_ms", issued_at_ms)):
-        if not is_amount(value):
-            raise ChannelError(f"debit note {name} must be an int >= 0, got {value!r}")
+        if not is_amount(value) or value > MAX_WIRE_AMOUNT:
+            raise ChannelError(f"debit note {name} must be an int in 0..{MAX_WIRE_AMOUNT}, got {value!r}")
     if seq == 0:
         raise ChannelError("debit note seq starts at 1")
     if not isinstance(usage, Usage) or type(final) is not bool:

@@ -29,6 +29,7 @@ from yagna.core.wire import decode
 
 __all__ = [
     "MAX_VOUCHER_SIZE",
+    "MAX_WIRE_AMOUNT",
     "VOUCHER_DOMAIN",
     "ChannelTerms",
     "Voucher",
@@ -39,7 +40,13 @@ __all__ = [
 
 VOUCHER_DOMAIN = "yagna/voucher/1"
 MAX_VOUCHER_SIZE = 1024
-"""A real voucher is ~400 bytes (two node ids, a few ids, a signature)."""
+"""A real voucher is ~260-400 bytes (two node ids, a few ids, a signature)."""
+MAX_WIRE_AMOUNT = 2**64 - 1
+"""Largest amount a signed payload can carry: canonical CBOR ints are 64-bit (no bignums).
+
+That is ~18.4 tokens of 10**18 base units, so deposits are capped there
+(:class:`ChannelTerms`); a wider amount needs a new domain version.
+"""
 
 _FIELDS = ("network_id", "driver", "channel_id", "agreement_id", "payer", "payee", "currency")
 _CODES = {
@@ -85,8 +92,10 @@ class ChannelTerms:
                 public_key_from_node_id(getattr(self, name))
             except WireError as exc:
                 raise ValueError(f"channel terms: {name} is not a node id: {exc}") from None
-        if not is_amount(self.deposit) or self.deposit == 0:
-            raise ValueError(f"channel terms: deposit must be a positive int, got {self.deposit!r}")
+        if not is_amount(self.deposit) or not 0 < self.deposit <= MAX_WIRE_AMOUNT:
+            raise ValueError(
+                f"channel terms: deposit must be an int in 1..{MAX_WIRE_AMOUNT}, got {self.deposit!r}"
+            )
 
     def to_record(self) -> dict[str, Any]:
         """A CBOR/JSON-friendly dict (the store keeps this next to the channel's state)."""
@@ -121,10 +130,10 @@ def sign_voucher(key: NodeKey, terms: ChannelTerms, seq: int, amount: int) -> by
     """
     if key.node_id != terms.payer:
         raise ChannelError(f"key {key.node_id} is not the payer {terms.payer} of channel {terms.channel_id}")
-    if not is_amount(seq) or seq == 0:
-        raise ChannelError(f"voucher seq must be an int >= 1, got {seq!r}")
-    if not is_amount(amount):
-        raise ChannelError(f"voucher amount must be an int >= 0, got {amount!r}")
+    if not is_amount(seq) or not 0 < seq <= MAX_WIRE_AMOUNT:
+        raise ChannelError(f"voucher seq must be an int in 1..{MAX_WIRE_AMOUNT}, got {seq!r}")
+    if not is_amount(amount) or amount > MAX_WIRE_AMOUNT:
+        raise ChannelError(f"voucher amount must be an int in 0..{MAX_WIRE_AMOUNT}, got {amount!r}")
     payload = [*(getattr(terms, name) for name in _FIELDS), seq, amount]
     return seal(key, VOUCHER_DOMAIN, payload)
 
