@@ -189,7 +189,32 @@ async def test_payee_save_best_and_the_rest(store: Store, clock: FakeClock) -> N
     with pytest.raises(ValueError):
         await chans.save_best("ch", 4, -1, b"v", 0)
     with pytest.raises(ValueError):
-        await chans.save_best("ch", 2**63, 1, b"v", 0)
+        await chans.save_best("ch", -1, 1, b"v", 0)
+
+
+async def test_seqs_past_64_bit_integers(store: Store) -> None:
+    """The wire allows seq up to 2**64 - 1 and a payer may jump there; compared as ints, not text."""
+    chans = PayChannels(store)
+    await chans.insert("ch", "ag", "payee", "req", b"terms", 100)
+    assert await chans.save_best("ch", 9, 1, b"v9", 1) is True
+    assert await chans.save_best("ch", 10, 2, b"v10", 2) is True  # "10" < "9" as text; 10 > 9 as ints
+    assert await chans.save_best("ch", 9, 3, b"v9-again", 3) is False
+    assert await chans.save_best("ch", 2**64 - 1, 4, b"vmax", 4) is True
+    assert await chans.save_best("ch", 2**63, 5, b"v-lower", 5) is False
+    assert await chans.set_acked("ch", 2**64 - 1) is True
+    assert await chans.set_acked("ch", 11) is True  # never moves back, even across text order
+    c = await chans.get("ch")
+    assert c is not None and (c.best_seq, c.best_voucher, c.acked_seq) == (2**64 - 1, b"vmax", 2**64 - 1)
+
+    notes = DebitNotes(store)
+    for seq in (2**64 - 1, 10, 9, 100):
+        await notes.insert("ag", seq, b"dn-%d" % seq, seq)
+    assert [n.seq for n in await notes.list("ag")] == [9, 10, 100, 2**64 - 1]
+    latest = await notes.latest("ag")
+    assert latest is not None and latest.seq == 2**64 - 1
+    assert await notes.set_status("ag", 2**64 - 1, "accepted", accepted_amount=2**64 - 1) is True
+    got = await notes.get("ag", 2**64 - 1)
+    assert got is not None and got.accepted_amount == 2**64 - 1
 
 
 async def test_every_pay_channel_write_is_durable(store: Store) -> None:

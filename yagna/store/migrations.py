@@ -134,7 +134,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         -- would overflow at 2**63 - 1 base units, about 9.2 tokens. Arithmetic is
         -- done in Python inside one transaction on the store thread; the CHECKs
         -- refuse anything that is not canonical, so equal amounts are equal text.
-        -- To order by amount: ORDER BY length(col), col.
+        -- To order by amount: ORDER BY length(col), col. Sequence numbers are
+        -- stored the same way: the wire allows them past 2**63 - 1 too.
 
         -- The test-network ledger (yagna.store.payment_repos.SqliteLedger): what
         -- this node's ledger knows of each account. total = funded - spent + earned,
@@ -183,12 +184,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             deposit      TEXT NOT NULL CHECK (typeof(deposit) = 'text' AND length(deposit) BETWEEN 1 AND 78
                              AND deposit NOT GLOB '*[^0-9]*' AND (deposit = '0' OR deposit NOT GLOB '0*')),
             state        TEXT NOT NULL CHECK (state IN ('open', 'closing', 'closed')),
-            best_seq     INTEGER NOT NULL DEFAULT 0,
+            best_seq     TEXT NOT NULL DEFAULT '0' CHECK (typeof(best_seq) = 'text' AND length(best_seq) BETWEEN 1 AND 78
+                             AND best_seq NOT GLOB '*[^0-9]*' AND (best_seq = '0' OR best_seq NOT GLOB '0*')),
             best_amount  TEXT NOT NULL DEFAULT '0' CHECK (typeof(best_amount) = 'text'
                              AND length(best_amount) BETWEEN 1 AND 78 AND best_amount NOT GLOB '*[^0-9]*'
                              AND (best_amount = '0' OR best_amount NOT GLOB '0*')),
             best_voucher BLOB,
-            acked_seq    INTEGER NOT NULL DEFAULT 0,
+            acked_seq    TEXT NOT NULL DEFAULT '0' CHECK (typeof(acked_seq) = 'text' AND length(acked_seq) BETWEEN 1 AND 78
+                             AND acked_seq NOT GLOB '*[^0-9]*' AND (acked_seq = '0' OR acked_seq NOT GLOB '0*')),
             due          TEXT NOT NULL DEFAULT '0' CHECK (typeof(due) = 'text' AND length(due) BETWEEN 1 AND 78
                              AND due NOT GLOB '*[^0-9]*' AND (due = '0' OR due NOT GLOB '0*')),
             paid         TEXT NOT NULL DEFAULT '0' CHECK (typeof(paid) = 'text' AND length(paid) BETWEEN 1 AND 78
@@ -203,7 +206,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         -- Debit notes sent (provider) or received (requestor), by agreement and seq.
         CREATE TABLE debit_notes (
             agreement_id    TEXT NOT NULL,
-            seq             INTEGER NOT NULL,
+            seq             TEXT NOT NULL CHECK (typeof(seq) = 'text' AND length(seq) BETWEEN 1 AND 78
+                                AND seq NOT GLOB '*[^0-9]*' AND (seq = '0' OR seq NOT GLOB '0*')),
             raw             BLOB NOT NULL,
             amount_due      TEXT NOT NULL CHECK (typeof(amount_due) = 'text' AND length(amount_due) BETWEEN 1 AND 78
                                 AND amount_due NOT GLOB '*[^0-9]*' AND (amount_due = '0' OR amount_due NOT GLOB '0*')),

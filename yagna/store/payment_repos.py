@@ -8,6 +8,10 @@ to bind an int past that. Amounts go in and out of this module as Python
 amounts happens in Python inside one ``Store.transaction`` on the store
 thread: read, compute, write, commit, with the write lock held throughout.
 
+Sequence numbers (voucher and debit-note ``seq``) are stored the same way:
+the wire allows them up to ``2**64 - 1``, past SQLite's signed INTEGER, and a
+payer may jump straight there. Comparisons of stored seqs happen in Python.
+
 Every write here is durable (``synchronous=FULL``): payment state is
 acknowledged to a peer only after it is on disk.
 
@@ -46,10 +50,6 @@ __all__ = [
     "amount_to_db",
 ]
 
-MAX_SEQ = 2**63 - 1
-"""Sequence numbers are SQLite INTEGERs."""
-
-
 # ---------------------------------------------------------------------- amounts
 
 
@@ -82,10 +82,9 @@ def _id(value: str, what: str) -> str:
     return value
 
 
-def _seq(value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_SEQ:
-        raise ValueError(f"seq must be an int in [0, 2**63 - 1], got {value!r}")
-    return value
+def _seq(value: int) -> str:
+    """Sequence numbers are stored like amounts: the wire allows them past SQLite's INTEGER."""
+    return amount_to_db(value, "seq")
 
 
 # ---------------------------------------------------------------------- the ledger
@@ -335,10 +334,10 @@ _PAY_COLUMNS = (
 class PayChannels:
     """The voucher protocol's channel records (one per agreement), as this node sees them.
 
-    The sequence guard is in SQL: :meth:`save_signed` and :meth:`save_best` only
-    move forward (``seq > best_seq``) and return False otherwise, so a payer can
-    never store two amounts for one seq, and a late, lower voucher never
-    overwrites a better one.
+    The sequence guard runs in the same transaction as the write:
+    :meth:`save_signed` and :meth:`save_best` only move forward (``seq >
+    best_seq``) and return False otherwise, so a payer can never store two
+    amounts for one seq, and a late, lower voucher never overwrites a better one.
     """
 
     def __init__(self, store: Store, *, clock: Clock = time.time) -> None:
@@ -351,7 +350,7 @@ class PayChannels:
         """A new open channel. :class:`~yagna.store.ConstraintError` if the channel or agreement has one."""
         now = int(self._clock())
         await self._store.execute(
-            f"INSERT INTO pay_channels ({_PAY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'open', 0, '0', NULL, 0, '0', '0',"
+            f"INSERT INTO pay_channels ({_PAY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'open', '0', '0', NULL, '0', '0', '0',"
             " NULL, NULL, ?, ?)",
             (channel_id, agreement_id, role, peer_id, bytes(terms), amount_to_db(deposit, "deposit"), now, now),
             durable=True,
@@ -402,27 +401,39 @@ class PayChannels:
         return await self._advance(channel_id, seq, amount, raw, None)
 
     async def _advance(self, channel_id: str, seq: int, amount: int, raw: bytes, paid: int | None) -> bool:
-        _seq(seq)
-        changed = await self._store.execute(
-            "UPDATE pay_channels SET best_seq = ?, best_amount = ?, best_voucher = ?, paid = COALESCE(?, paid),"
-            " updated_at = ? WHERE channel_id = ? AND best_seq < ?",
-            (
-                seq, amount_to_db(amount), bytes(raw), None if paid is None else amount_to_db(paid, "paid"),
-                int(self._clock()), channel_id, seq,
-            ),
-            durable=True,
+        params = (
+            _seq(seq), amount_to_db(amount), bytes(raw), None if paid is None else amount_to_db(paid, "paid"),
+            int(self._clock()), channel_id,
         )
-        return changed > 0
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT best_seq FROM pay_channels WHERE channel_id = ?", (channel_id,)).fetchone()
+            if row is None or amount_from_db(row[0]) >= seq:
+                return False
+            conn.execute(
+                "UPDATE pay_channels SET best_seq = ?, best_amount = ?, best_voucher = ?, paid = COALESCE(?, paid),"
+                " updated_at = ? WHERE channel_id = ?",
+                params,
+            )
+            return True
+
+        return await self._store.transaction(fn, durable=True)
 
     async def set_acked(self, channel_id: str, seq: int) -> bool:
         """Payer: the payee acknowledged ``seq`` (never moves back). False if the channel is unknown."""
-        _seq(seq)
-        changed = await self._store.execute(
-            "UPDATE pay_channels SET acked_seq = MAX(acked_seq, ?), updated_at = ? WHERE channel_id = ?",
-            (seq, int(self._clock()), channel_id),
-            durable=True,
-        )
-        return changed > 0
+        text, now = _seq(seq), int(self._clock())
+
+        def fn(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT acked_seq FROM pay_channels WHERE channel_id = ?", (channel_id,)).fetchone()
+            if row is None:
+                return False
+            if amount_from_db(row[0]) < seq:
+                conn.execute(
+                    "UPDATE pay_channels SET acked_seq = ?, updated_at = ? WHERE channel_id = ?", (text, now, channel_id)
+                )
+            return True
+
+        return await self._store.transaction(fn, durable=True)
 
     async def set_due(self, channel_id: str, due: int) -> bool:
         """Payee: the amount due sent in the last debit note."""
@@ -461,10 +472,10 @@ def _pay_channel(row: sqlite3.Row) -> StoredPayChannel:
         terms=bytes(row["terms"]),
         deposit=amount_from_db(row["deposit"]),
         state=row["state"],
-        best_seq=row["best_seq"],
+        best_seq=amount_from_db(row["best_seq"]),
         best_amount=amount_from_db(row["best_amount"]),
         best_voucher=None if row["best_voucher"] is None else bytes(row["best_voucher"]),
-        acked_seq=row["acked_seq"],
+        acked_seq=amount_from_db(row["acked_seq"]),
         due=amount_from_db(row["due"]),
         paid=amount_from_db(row["paid"]),
         evidence=None if row["evidence"] is None else bytes(row["evidence"]),
@@ -502,18 +513,17 @@ class DebitNotes:
 
     async def insert(self, agreement_id: str, seq: int, raw: bytes, amount_due: int) -> StoredDebitNote:
         """Status ``sent``. :class:`~yagna.store.ConstraintError` if ``seq`` is taken for the agreement."""
-        _seq(seq)
         now = int(self._clock())
         await self._store.execute(
             f"INSERT INTO debit_notes ({_NOTE_COLUMNS}) VALUES (?, ?, ?, ?, NULL, 'sent', NULL, ?)",
-            (agreement_id, seq, bytes(raw), amount_to_db(amount_due, "amount_due"), now),
+            (agreement_id, _seq(seq), bytes(raw), amount_to_db(amount_due, "amount_due"), now),
             durable=True,
         )
         return StoredDebitNote(agreement_id, seq, bytes(raw), amount_due, None, "sent", None, now)
 
     async def get(self, agreement_id: str, seq: int) -> StoredDebitNote | None:
         row = await self._store.fetchone(
-            f"SELECT {_NOTE_COLUMNS} FROM debit_notes WHERE agreement_id = ? AND seq = ?", (agreement_id, seq)
+            f"SELECT {_NOTE_COLUMNS} FROM debit_notes WHERE agreement_id = ? AND seq = ?", (agreement_id, _seq(seq))
         )
         return _debit_note(row) if row else None
 
@@ -525,7 +535,7 @@ class DebitNotes:
         changed = await self._store.execute(
             "UPDATE debit_notes SET status = ?, accepted_amount = COALESCE(?, accepted_amount),"
             " reason = COALESCE(?, reason) WHERE agreement_id = ? AND seq = ?",
-            (status, accepted, reason, agreement_id, seq),
+            (status, accepted, reason, agreement_id, _seq(seq)),
             durable=True,
         )
         return changed > 0
@@ -533,20 +543,20 @@ class DebitNotes:
     async def list(self, agreement_id: str, *, limit: int = 10_000) -> builtins.list[StoredDebitNote]:
         """The agreement's notes, oldest (lowest seq) first."""
         rows = await self._store.fetchall(
-            f"SELECT {_NOTE_COLUMNS} FROM debit_notes WHERE agreement_id = ? ORDER BY seq LIMIT ?", (agreement_id, limit)
+            f"SELECT {_NOTE_COLUMNS} FROM debit_notes WHERE agreement_id = ? ORDER BY length(seq), seq LIMIT ?", (agreement_id, limit)
         )
         return [_debit_note(r) for r in rows]
 
     async def latest(self, agreement_id: str) -> StoredDebitNote | None:
         row = await self._store.fetchone(
-            f"SELECT {_NOTE_COLUMNS} FROM debit_notes WHERE agreement_id = ? ORDER BY seq DESC LIMIT 1", (agreement_id,)
+            f"SELECT {_NOTE_COLUMNS} FROM debit_notes WHERE agreement_id = ? ORDER BY length(seq) DESC, seq DESC LIMIT 1", (agreement_id,)
         )
         return _debit_note(row) if row else None
 
 
 def _debit_note(row: sqlite3.Row) -> StoredDebitNote:
     return StoredDebitNote(
-        row["agreement_id"], row["seq"], bytes(row["raw"]), amount_from_db(row["amount_due"]),
+        row["agreement_id"], amount_from_db(row["seq"]), bytes(row["raw"]), amount_from_db(row["amount_due"]),
         None if row["accepted_amount"] is None else amount_from_db(row["accepted_amount"]),
         row["status"], row["reason"], row["created_at"],
     )
