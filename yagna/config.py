@@ -35,6 +35,8 @@ class NodeConfig:
     max_storage_gib: float | None = None
     """What a provider sells at most; None: Golem's defaults (all threads but one, 70% RAM, 80% disk).
     Never more than the machine has."""
+    test_faults: frozenset[str] = frozenset()
+    """Test-only fault injection (``--test-fault NAME``): ``withhold-payments``."""
     activity_keepalive_s: float = 30.0
     """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
 

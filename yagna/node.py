@@ -28,8 +28,10 @@ from yagna.market_service import MarketConfig, MarketService
 from yagna.net.errors import ListenError
 from yagna.net.host import check_tcp_listen_addr, parse_multiaddr
 from yagna.net.network import NetConfig, Network
+from yagna.payment_service import PaymentConfig, PaymentService
 from yagna.store import Store
 from yagna.store.errors import StoreError
+from yagna.store.payment_repos import SqliteLedger
 from yagna.store.repos import AppKeys, Peers, Settings
 from yagna.user_topics import UserTopics
 
@@ -178,11 +180,25 @@ class Node:
             store=store,
             runtime=_container_runtime(),
         )
+        self.payments = PaymentService(
+            key=key,
+            config=PaymentConfig(
+                network_id=self.config.network_id,
+                provider=sells,
+                requestor=self.role in ("requestor", "both"),
+                withhold_payments="withhold-payments" in self.config.test_faults,
+            ),
+            rr=self.network.rr,
+            store=store,
+            driver=SqliteLedger(store),
+        )
+        _connect_payments(self.market, self.activity, self.payments)
         async with trio.open_nursery() as nursery:
             self.user_topics = UserTopics(self.network.gossip, nursery)
             await nursery.start(self.network.run)
             await nursery.start(self.market.run)
             await nursery.start(self.activity.run)
+            await nursery.start(self.payments.run)
             await nursery.start(api.run)
             addrs = self.network.full_addrs()
             await _remember_port(settings, self.network.listen_addrs())
@@ -201,6 +217,19 @@ class Node:
                 await trio.sleep_forever()
             finally:
                 api.stop()
+
+
+def _connect_payments(market: MarketService, activity: ActivityService, payments: PaymentService) -> None:
+    """Payments meter the exe-unit and act on it; the exe-unit asks payments before work starts."""
+    if payments.provider is not None and activity.provider is not None:
+        activity.provider.work_guard = payments.provider.work_allowed
+        payments.provider.usage = activity.provider.usage_for_agreement
+        payments.provider.pause = activity.provider.pause_agreement
+        payments.provider.resume = activity.provider.resume_agreement
+        payments.provider.terminate = market.terminate
+    if payments.requestor is not None and activity.requestor is not None:
+        activity.requestor.before_create = payments.requestor.ensure_channel
+        payments.requestor.elapsed = activity.requestor.elapsed_for_agreement
 
 
 def _container_runtime():  # type: ignore[no-untyped-def]

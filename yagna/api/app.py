@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from yagna import __version__
-from yagna.api import activity_routes, market_routes
+from yagna.api import activity_routes, market_routes, payment_routes
 from yagna.api.auth import PREFIX, Auth
 from yagna.core.errors import YagnaError
 from yagna.net.errors import GossipError
@@ -200,6 +200,7 @@ def create_app(node: NodeFacade) -> FastAPI:
 
     market_routes.install(app)
     activity_routes.install(app)
+    payment_routes.install(app)
 
     @app.exception_handler(YagnaError)
     async def yagna_error(request: Request, exc: YagnaError) -> JSONResponse:

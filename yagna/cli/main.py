@@ -77,6 +77,8 @@ def service() -> None:
 @click.option("--max-threads", type=click.IntRange(min=0), help="Provider: most CPU threads to sell [default: all but one].")
 @click.option("--max-mem-gib", type=click.FloatRange(min=0), help="Provider: most memory to sell, GiB [default: 70%].")
 @click.option("--max-storage-gib", type=click.FloatRange(min=0), help="Provider: most disk to sell, GiB [default: 80% of free].")
+@click.option("--test-fault", "test_faults", multiple=True, hidden=True,
+              type=click.Choice(["withhold-payments"]), help="Test only: inject a fault.")
 @click.option("--activity-keepalive", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Provider: seconds of requestor silence after which its activity is stopped and its container removed.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
@@ -85,7 +87,7 @@ def service() -> None:
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
                 px_interval: float, network_id: str, subnets: tuple[str, ...], offer_ttl: int,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
-                activity_keepalive: float, log_level: str, log_format: str) -> None:
+                test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str) -> None:
     """Start a node in the foreground; Ctrl-C or SIGTERM stops it."""
     import gc
 
@@ -124,6 +126,7 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         max_mem_gib=max_mem_gib,
         max_storage_gib=max_storage_gib,
         activity_keepalive_s=activity_keepalive,
+        test_faults=frozenset(test_faults),
     )
     trio.run(_serve, config)
     gc.freeze()
@@ -302,6 +305,9 @@ def _register_devnet() -> None:
 
     cli.add_command(activity)
     provider.add_command(provider_activities)
+    from yagna.cli.payment_cmd import payment
+
+    cli.add_command(payment)
 
 
 _register_devnet()

@@ -1,0 +1,211 @@
+"""Payments on the in-memory network twin, real SQLite stores, the real Docker engine.
+
+A provider and a requestor (market + exe-unit + payments, wired like the
+daemon) sign an agreement with a 1 s debit-note interval; the requestor runs a
+container for several intervals. The provider's earned amount equals the
+requestor's spent amount and matches the agreed price times the usage; a
+requestor that withholds payment is paused, then cut off; an attacker's
+vouchers change nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from market.capacity import Capacity
+from market.presets import Preset
+from market.pricing import LinearPricing
+from payments.voucher import ChannelTerms, sign_voucher
+from yagna.activity_service import ActivityConfig, ActivityService
+from yagna.core.identity import NodeKey
+from yagna.core.money import parse_amount
+from yagna.market_service import MarketConfig, MarketService
+from yagna.market_service.requestor import DEFAULT_EXPIRATION_S  # noqa: F401 - documents the default lifetime
+from yagna.net.errors import RemoteError
+from yagna.net.memory import MemoryHub
+from yagna.node import _connect_payments
+from yagna.payment_service import PaymentConfig, PaymentService
+from yagna.payment_service.protocol import PAYMENT, terms_from_bytes
+from yagna.store import Store
+from yagna.store.payment_repos import SqliteLedger
+
+NET = "test-net"
+ROOT = Path(__file__).resolve().parent.parent
+PRICING = LinearPricing(start_fee=parse_amount("0.001"), per_cpu_sec=parse_amount("0.0001"),
+                        per_duration_sec=parse_amount("0.00001"))
+PRESET = Preset(name="small", threads=1, mem_gib=0.25, storage_gib=0.25, pricing=PRICING)
+TERMS = {"golem.com.scheme.payu.debit-note.interval-sec?": 1, "golem.com.scheme.payu.payment-timeout-sec?": 2}
+
+
+@pytest.fixture(scope="module")
+def image_id() -> str:
+    import subprocess
+
+    from tests.test_activity_service import _docker
+
+    _docker()
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "build-test-image.sh")], capture_output=True, text=True,
+                         timeout=300, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+class Node:
+    def __init__(self, key: NodeKey, net: Any, market: MarketService, activity: ActivityService,
+                 payments: PaymentService) -> None:
+        self.key, self.net, self.market, self.activity, self.payments = key, net, market, activity, payments
+
+
+@contextlib.asynccontextmanager
+async def network(tmp_path: Path, *, withhold: bool = False) -> AsyncIterator[tuple[Node, Node, str]]:
+    from exeunit.docker_runtime import DockerRuntime
+
+    runtime = DockerRuntime(extra_labels={"network.yagna.test-session": os.environ["YAGNA_TEST_SESSION"]})
+    hub = MemoryHub()
+    async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        nodes = {}
+        for name, sells in (("prov", True), ("req", False)):
+            key = NodeKey.generate()
+            net = hub.node(key.node_id)
+            store = await stack.enter_async_context(Store.open_ctx(tmp_path / f"{name}.db"))
+            market = MarketService(key=key, config=MarketConfig(network_id=NET, provider=sells, requestor=not sells,
+                                                                capacity=Capacity(2, 1.0, 10.0)),
+                                   rr=net.rr, gossip=net.gossip, peers=net.peers, store=store)
+            activity = ActivityService(node_id=key.node_id, config=ActivityConfig(
+                network_id=NET, provider=sells, requestor=not sells, work_dir=tmp_path / name, agreement_check_s=0.2),
+                rr=net.rr, store=store, runtime=runtime)
+            payments = PaymentService(key=key, config=PaymentConfig(
+                network_id=NET, provider=sells, requestor=not sells, tick_s=0.1, resend_s=0.3, settle_wait_s=2.0,
+                withhold_payments=withhold and not sells), rr=net.rr, store=store, driver=SqliteLedger(store))
+            _connect_payments(market, activity, payments)
+            for svc in (net.peers, market, activity, payments):
+                await nursery.start(svc.run)
+            nodes[name] = Node(key, net, market, activity, payments)
+        prov, req = nodes["prov"], nodes["req"]
+        await prov.market.provider.create_preset(PRESET)  # type: ignore[union-attr]
+        with trio.fail_after(5):
+            while len(req.market.directory.book) < 1:
+                await trio.sleep(0.01)
+        demand = await req.market.requestor.create_demand(TERMS, "")  # type: ignore[union-attr]
+        result = await req.market.requestor.negotiate(demand.demand_id)  # type: ignore[union-attr]
+        agreement_id = result["agreements"][0]["agreement_id"]
+        try:
+            yield prov, req, agreement_id
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def _run_for(req: Node, agreement_id: str, image_id: str, seconds: float) -> str:
+    acts = req.activity.requestor
+    assert acts is not None
+    activity_id = (await acts.create(agreement_id))["activity_id"]
+    batch = await acts.exec(activity_id, [{"deploy": {"image": image_id}}, {"start": {}},
+                                          {"run": {"argv": ["sh", "-c", f"timeout {seconds} sh -c 'while :; do :; done'; true"]}}])
+    await acts.wait(activity_id, batch["batch_id"], 60)
+    return activity_id
+
+
+async def test_no_deposit_no_work(tmp_path: Path, image_id: str) -> None:
+    async with network(tmp_path) as (prov, req, agreement_id):
+        from yagna.payment_service import PaymentRequired
+
+        with pytest.raises(PaymentRequired) as exc:
+            await req.activity.requestor.create(agreement_id)  # type: ignore[union-attr]
+        assert exc.value.code == "insufficient-funds" and "payment fund" in str(exc.value)
+
+
+async def test_paid_by_the_second_earned_equals_spent_equals_price_times_usage(tmp_path: Path, image_id: str) -> None:
+    async with network(tmp_path) as (prov, req, agreement_id):
+        await req.payments.fund(parse_amount("10"))
+        await _run_for(req, agreement_id, image_id, 3.5)
+        # Several 1 s intervals were paid while it ran.
+        pstatus = await prov.payments.status()
+        row = next(r for r in pstatus["agreements"] if r["agreement_id"] == agreement_id)
+        assert row["best_seq"] >= 3 and row["paid_units"] > 0, row
+        await req.market.terminate(agreement_id, "done")
+        with trio.fail_after(20):
+            while True:
+                p = {r["agreement_id"]: r for r in (await prov.payments.status())["agreements"]}[agreement_id]
+                r = {r["agreement_id"]: r for r in (await req.payments.status())["agreements"]}[agreement_id]
+                if p["state"] == "closed" and r["state"] == "closed":
+                    break
+                await trio.sleep(0.1)
+        earned = (await prov.payments.driver.balance(prov.key.node_id)).earned
+        spent = (await req.payments.driver.balance(req.key.node_id)).spent
+        assert earned == spent > 0
+        req_balance = await req.payments.driver.balance(req.key.node_id)
+        assert req_balance.locked == 0 and req_balance.total == parse_amount("10") - spent
+        # Price x usage: the invoice is exactly the agreed price of the metered usage.
+        notes = await prov.payments.provider._notes.list(agreement_id)  # type: ignore[union-attr]
+        from payments.debit_note import open_debit_note
+
+        channel = await prov.payments._channels.by_agreement(agreement_id)
+        assert channel is not None
+        final = open_debit_note(notes[-1].raw, terms=terms_from_bytes(channel.terms))
+        assert final.final and final.amount_due == PRICING.cost(final.usage.cpu_ms, final.usage.duration_ms)
+        assert final.usage.cpu_ms > 2000  # it burned CPU for ~3.5 s
+        assert earned == final.amount_due  # paid in full
+        invoices = {i["role"]: i for i in await prov.payments.invoices()}
+        assert invoices["provider"]["status"] == "paid"
+
+
+async def test_requestor_that_withholds_payment_is_paused_then_cut_off(tmp_path: Path, image_id: str) -> None:
+    async with network(tmp_path, withhold=True) as (prov, req, agreement_id):
+        await req.payments.fund(parse_amount("10"))
+        acts = req.activity.requestor
+        assert acts is not None
+        activity_id = (await acts.create(agreement_id))["activity_id"]
+        await acts.exec(activity_id, [{"deploy": {"image": image_id}}, {"start": {}},
+                                      {"run": {"argv": ["sleep", "600"]}}])
+        with trio.fail_after(30):
+            while (await prov.market.get_agreement(agreement_id))["state"] != "terminated":
+                await trio.sleep(0.1)
+        agreement = await prov.market.get_agreement(agreement_id)
+        assert "not-paid" in (agreement["reason"] or "")
+        with trio.fail_after(20):
+            while (await acts.state(activity_id))["state"] != "terminated":
+                await trio.sleep(0.2)
+        channel = await prov.payments._channels.by_agreement(agreement_id)
+        assert channel is not None and channel.paid == 0
+        assert "paused" in (channel.reason or "") or channel.state == "closed"
+
+
+async def test_forged_replayed_and_foreign_vouchers_change_nothing(tmp_path: Path, image_id: str) -> None:
+    async with network(tmp_path) as (prov, req, agreement_id):
+        await req.payments.fund(parse_amount("10"))
+        await req.payments.requestor.ensure_channel(agreement_id)  # type: ignore[union-attr]
+        row = await req.payments._channels.by_agreement(agreement_id)
+        assert row is not None
+        terms = terms_from_bytes(row.terms)
+        rr = req.net.rr
+        # A voucher signed with another key (forged), for another agreement, or another network.
+        mallory = NodeKey.generate()
+        forged = sign_voucher(mallory, ChannelTerms(**{**terms.to_record(), "payer": mallory.node_id}), 1, 1000)
+        other_agreement = sign_voucher(req.key, ChannelTerms(**{**terms.to_record(), "agreement_id": "f" * 64}), 1, 1000)
+        other_network = sign_voucher(req.key, ChannelTerms(**{**terms.to_record(), "network_id": "mainnet"}), 1, 1000)
+        for raw, code in ((forged, "bad-signature"), (other_agreement, "wrong-agreement"), (other_network, "wrong-network")):
+            with pytest.raises(RemoteError) as exc:
+                await rr.request(prov.key.node_id, PAYMENT, {"op": "voucher", "raw": raw})
+            assert exc.value.code == code
+        # A real one, then replayed: acknowledged again, counted once.
+        good = sign_voucher(req.key, terms, 1, 1000)
+        assert (await rr.request(prov.key.node_id, PAYMENT, {"op": "voucher", "raw": good}))["ack_seq"] == 1
+        assert (await rr.request(prov.key.node_id, PAYMENT, {"op": "voucher", "raw": good}))["ack_seq"] == 1
+        stored = await prov.payments._channels.by_agreement(agreement_id)
+        assert stored is not None and (stored.best_seq, stored.paid) == (1, 1000)
+        # A lower cumulative amount under a higher seq: rejected, evidence kept, the agreement ends.
+        lower = sign_voucher(req.key, terms, 2, 10)
+        with pytest.raises(RemoteError) as exc:
+            await rr.request(prov.key.node_id, PAYMENT, {"op": "voucher", "raw": lower})
+        assert exc.value.code == "decreased"
+        stored = await prov.payments._channels.by_agreement(agreement_id)
+        assert stored is not None and stored.evidence is not None and (stored.best_seq, stored.paid) == (1, 1000)
+        with trio.fail_after(10):
+            while (await prov.market.get_agreement(agreement_id))["state"] != "terminated":
+                await trio.sleep(0.05)

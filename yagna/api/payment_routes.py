@@ -1,0 +1,63 @@
+"""REST routes of payments: balances, funding (test networks), channels, invoices.
+
+Amounts are decimal strings of tokens (``"0.25"``), never floats; the JSON
+also carries them in base units (``*_units``, integers) for programs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from payments.errors import DriverError, PaymentError
+from yagna.api.auth import PREFIX, Auth
+from yagna.core.money import MoneyError, parse_amount
+
+router = APIRouter(prefix=PREFIX)
+
+
+class FundIn(BaseModel):
+    amount: str = Field(description="tokens to credit, a decimal string, e.g. \"10\" (test networks only)")
+
+
+def _payments(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.node.payments
+
+
+@router.get("/payment/status", tags=["payment"])
+async def payment_status(request: Request, _: Auth) -> dict[str, Any]:
+    return await _payments(request).status()  # type: ignore[no-any-return]
+
+
+@router.post("/payment/fund", tags=["payment"])
+async def payment_fund(body: FundIn, request: Request, _: Auth) -> dict[str, Any]:
+    return await _payments(request).fund(parse_amount(body.amount))  # type: ignore[no-any-return]
+
+
+@router.get("/payment/channels", tags=["payment"])
+async def payment_channels(request: Request, _: Auth) -> list[dict[str, Any]]:
+    return await _payments(request).channels()  # type: ignore[no-any-return]
+
+
+@router.get("/payment/invoices", tags=["payment"])
+async def payment_invoices(request: Request, _: Auth) -> list[dict[str, Any]]:
+    return await _payments(request).invoices()  # type: ignore[no-any-return]
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+
+    @app.exception_handler(MoneyError)
+    async def money_error(request: Request, exc: MoneyError) -> JSONResponse:
+        return JSONResponse({"error": "invalid_amount", "message": str(exc)}, status_code=400)
+
+    @app.exception_handler(DriverError)
+    async def driver_error(request: Request, exc: DriverError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=409)
+
+    @app.exception_handler(PaymentError)
+    async def payment_error(request: Request, exc: PaymentError) -> JSONResponse:
+        return JSONResponse({"error": getattr(exc, "code", "payment-error"), "message": str(exc)}, status_code=409)

@@ -1,0 +1,324 @@
+"""The payee (provider) side: accept deposits, send debit notes, keep the best voucher, enforce, invoice, redeem.
+
+Per open channel a :class:`_Payee` holds the channel core (:class:`payments.PayeeChannel`)
+and the enforcement rules (:class:`payments.enforcement.Enforcement`). One loop
+ticks every ``tick_s``: it sends the debit notes that are due (each in the
+service's nursery, one at a time per channel), applies the enforcement steps
+(pause the agreement's containers, resume them, terminate the agreement with
+a coded reason), and invoices and redeems the channels of ended agreements.
+A voucher is acknowledged only after ``save_best`` committed it durably.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from market.agreement import verify_agreement
+from market.pricing import LinearPricing
+from payments.channel import Outcome, PayeeChannel
+from payments.channel_open import ChannelOpenRejected, open_channel_open
+from payments.debit_note import Usage, sign_debit_note
+from payments.driver import SettlementDriver
+from payments.enforcement import Action, Enforcement
+from payments.errors import DriverError, PaymentError, VoucherRejected
+from payments.voucher import peek_channel_id
+from payments.voucher import ChannelTerms
+from yagna.core import wire
+from yagna.core.errors import WireError
+from yagna.core.identity import NodeKey
+from yagna.net.errors import RequestError, RequestRejected
+from yagna.payment_service.protocol import PAYMENT, payment_terms, pricing_of, terms_bytes, terms_from_bytes, threads_of
+from yagna.store.market_repos import Agreements
+from yagna.store.payment_repos import DebitNotes, Invoices, PayChannels
+
+log = logging.getLogger("yagna.payment.provider")
+
+UsageSource = Callable[[str], Awaitable[tuple[int, int, int, int]]]
+"""agreement id -> (duration_ms, cpu_ms, peak_memory_bytes, activities)."""
+Pauser = Callable[[str, str], Awaitable[Any]]
+Resumer = Callable[[str], Awaitable[Any]]
+Terminator = Callable[[str, str], Awaitable[Any]]
+
+
+@dataclass
+class _Payee:
+    terms: ChannelTerms
+    core: PayeeChannel
+    pricing: LinearPricing
+    threads: int
+    enforcement: Enforcement
+    note_seq: int
+    sending: bool = False
+    closing: bool = False
+
+
+class ProviderPayments:
+    def __init__(self, *, key: NodeKey, network_id: str, rr, driver: SettlementDriver,  # type: ignore[no-untyped-def]
+                 channels: PayChannels, notes: DebitNotes, invoices: Invoices, agreements: Agreements,
+                 tick_s: float = 0.25, debt_intervals: float = 2.0) -> None:
+        self._key = key
+        self._network_id = network_id
+        self._rr = rr
+        self.driver = driver
+        self._channels = channels
+        self._notes = notes
+        self._invoices = invoices
+        self._agreements = agreements
+        self._tick_s = tick_s
+        self._debt_intervals = debt_intervals
+        self._payees: dict[str, _Payee] = {}  # by agreement id
+        self.usage: UsageSource | None = None
+        self.pause: Pauser | None = None
+        self.resume: Resumer | None = None
+        self.terminate: Terminator | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for row in await self._channels.list(role="payee", state="open"):
+            agreement_row = await self._agreements.get(row.agreement_id)
+            if agreement_row is None:
+                continue
+            terms = terms_from_bytes(row.terms)
+            core = PayeeChannel(terms)
+            if row.best_voucher is not None:
+                core.receive(row.best_voucher)  # re-verified: a stored voucher is still checked
+            self._payees[row.agreement_id] = self._new_payee(terms, core, agreement_row.raw, note_seq=await self._last_note_seq(row.agreement_id))
+            self._payees[row.agreement_id].enforcement.voucher_accepted(trio.current_time(), core.paid)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._loop)
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def _last_note_seq(self, agreement_id: str) -> int:
+        latest = await self._notes.latest(agreement_id)
+        return latest.seq if latest else 0
+
+    def _new_payee(self, terms: ChannelTerms, core: PayeeChannel, agreement_raw: bytes, *, note_seq: int = 0) -> _Payee:
+        agreement = verify_agreement(agreement_raw, network_id=self._network_id)
+        interval, timeout = payment_terms(agreement)
+        pricing, threads = pricing_of(agreement), threads_of(agreement)
+        # The agreed unpaid bound: what full use costs over ``debt_intervals`` debit-note intervals.
+        max_unpaid = pricing.estimate(threads, max(1, int(interval * self._debt_intervals))) - pricing.start_fee
+        enforcement = Enforcement(approved_at=trio.current_time(), debit_note_interval_s=interval,
+                                  payment_timeout_s=timeout, max_unpaid=max(max_unpaid, pricing.start_fee, 1))
+        return _Payee(terms, core, pricing, threads, enforcement, note_seq)
+
+    # -- requests from the requestor --------------------------------------------------
+    async def on_open(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        raw = msg.get("channel_open")
+        if not isinstance(raw, bytes):
+            raise RequestRejected("bad-request", "field 'channel_open' must be bytes")
+        row = await self._agreements.get(_agreement_of(raw))
+        if row is None or row.role != "provider" or row.peer_id != peer:
+            raise RequestRejected("unknown-agreement", "no agreement between us for this channel")
+        if row.state != "approved":
+            raise RequestRejected("not-approved", f"the agreement is {row.state}")
+        try:
+            opened = open_channel_open(raw, network_id=self._network_id, payer=peer, payee=self._key.node_id,
+                                       agreement_id=row.agreement_id)
+        except ChannelOpenRejected as exc:
+            raise RequestRejected(exc.code, str(exc)) from None
+        if opened.driver != self.driver.name:
+            raise RequestRejected("wrong-driver", f"this provider settles with {self.driver.name}, not {opened.driver}")
+        existing = await self._channels.by_agreement(row.agreement_id)
+        if existing is not None:
+            if existing.channel_id != opened.channel_id:
+                raise RequestRejected("channel-exists", "this agreement already has a payment channel")
+            return {}
+        terms = ChannelTerms(opened.network_id, opened.driver, opened.channel_id, opened.agreement_id,
+                             opened.payer, opened.payee, opened.currency, opened.deposit)
+        try:
+            await self.driver.accept_deposit(opened.channel_id, opened.payer, opened.payee, opened.deposit)
+        except DriverError as exc:
+            raise RequestRejected(exc.code, str(exc)) from None
+        await self._channels.insert(opened.channel_id, row.agreement_id, "payee", peer, terms_bytes(terms), opened.deposit)
+        self._payees[row.agreement_id] = self._new_payee(terms, PayeeChannel(terms), row.raw)
+        log.info("channel %s open for agreement %s: deposit %d", opened.channel_id[:12], row.agreement_id[:12], opened.deposit)
+        return {}
+
+    async def on_voucher(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        raw = msg.get("raw")
+        if not isinstance(raw, bytes):
+            raise RequestRejected("bad-request", "field 'raw' must be bytes")
+        payee = next((p for p in self._payees.values() if p.terms.payer == peer and _channel_of(raw) == p.terms.channel_id), None)
+        if payee is None:
+            raise RequestRejected("unknown-channel", "no open channel of yours with this id")
+        return {"ack_seq": await self._take_voucher(payee, raw)}
+
+    async def _take_voucher(self, payee: _Payee, raw: bytes) -> int:
+        """Checks 1-6, durable commit, then the seq to acknowledge. A rejection that ends the agreement ends it."""
+        try:
+            receipt = payee.core.receive(raw)
+        except VoucherRejected as exc:
+            if exc.terminate:
+                await self._channels.set_evidence(payee.terms.channel_id, _evidence(payee.core))
+                log.warning("agreement %s: %s; terminating", payee.terms.agreement_id[:12], exc)
+                await self._terminate(payee, exc.code)
+            raise RequestRejected(exc.code, str(exc)) from None
+        if receipt.outcome is Outcome.ACCEPTED:
+            assert receipt.commit is not None and payee.core.best is not None
+            await self._channels.save_best(payee.terms.channel_id, receipt.seq, payee.core.best.amount, receipt.commit,
+                                           receipt.paid)
+            await self._step(payee, payee.enforcement.voucher_accepted(trio.current_time(), receipt.paid))
+        return receipt.ack_seq
+
+    # -- the loop ------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while True:
+            await trio.sleep(self._tick_s)
+            now = trio.current_time()
+            for agreement_id, payee in list(self._payees.items()):
+                if payee.closing or payee.sending:
+                    continue
+                row = await self._agreements.get(agreement_id)
+                if row is None or row.state != "approved":
+                    payee.closing = True
+                    self._spawn(self._close, payee)
+                elif now >= payee.enforcement.next_note_at:
+                    payee.sending = True
+                    self._spawn(self._send_note, payee, False)
+                else:
+                    await self._step(payee, payee.enforcement.tick(now))
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
+
+    async def _send_note(self, payee: _Payee, final: bool) -> None:
+        """Sign and send the next debit note (the invoice when ``final``); take the voucher that answers it."""
+        try:
+            duration_ms, cpu_ms, peak, activities = await self.usage(payee.terms.agreement_id) if self.usage else (0, 0, 0, 0)
+            due = payee.pricing.cost(cpu_ms, duration_ms) if activities else 0
+            due = min(max(due, payee.enforcement.due), 2**63 - 1)  # cumulative: never below what was claimed
+            payee.note_seq += 1
+            raw = sign_debit_note(self._key, payee.terms, seq=payee.note_seq, amount_due=due,
+                                  usage=Usage(duration_ms, cpu_ms, peak), issued_at_ms=int(time.time() * 1000), final=final)
+            await self._notes.insert(payee.terms.agreement_id, payee.note_seq, raw, due)
+            await self._channels.set_due(payee.terms.channel_id, due)
+            await self._step(payee, payee.enforcement.note_sent(trio.current_time(), due))
+            if final:
+                await self._invoices.upsert(payee.terms.agreement_id, "payee", due, "issued", raw)
+            try:
+                reply = await self._rr.request(payee.terms.payer, PAYMENT,
+                                               {"op": "debit_note", "channel_id": payee.terms.channel_id, "raw": raw})
+            except RequestError as exc:
+                log.info("debit note %d of %s not delivered: %s", payee.note_seq, payee.terms.agreement_id[:12], exc)
+                return
+            accepted = isinstance(reply, dict) and reply.get("accepted") is True
+            await self._notes.set_status(payee.terms.agreement_id, payee.note_seq, "accepted" if accepted else "rejected",
+                                         reason=None if accepted else str(reply.get("reason", ""))[:200] if isinstance(reply, dict) else "bad reply")
+            voucher = reply.get("voucher") if isinstance(reply, dict) else None
+            if isinstance(voucher, bytes):
+                try:
+                    seq = await self._take_voucher(payee, voucher)
+                except RequestRejected as exc:
+                    log.warning("voucher answering note %d refused: %s", payee.note_seq, exc)
+                    return
+                with trio.move_on_after(PAYMENT.timeout):
+                    try:
+                        await self._rr.request(payee.terms.payer, PAYMENT,
+                                               {"op": "ack", "channel_id": payee.terms.channel_id, "seq": seq})
+                    except RequestError as exc:
+                        log.info("ack of voucher %d not delivered (the requestor re-sends it): %s", seq, exc)
+        finally:
+            payee.sending = False
+
+    async def _step(self, payee: _Payee, step: Any) -> None:
+        agreement_id = payee.terms.agreement_id
+        if step.action is Action.PAUSE:
+            log.warning("agreement %s paused: %s (unpaid %d)", agreement_id[:12], step.reason, payee.enforcement.unpaid)
+            if self.pause is not None:
+                await self.pause(agreement_id, step.reason)
+            await self._notice(payee, "paused", step.reason)
+        elif step.action is Action.RESUME:
+            log.info("agreement %s resumed: paid up", agreement_id[:12])
+            if self.resume is not None:
+                await self.resume(agreement_id)
+            await self._notice(payee, "resumed", "paid up")
+        elif step.action is Action.TERMINATE:
+            await self._terminate(payee, step.reason or "not-paid")
+
+    async def _notice(self, payee: _Payee, kind: str, reason: str) -> None:
+        with trio.move_on_after(2.0):
+            try:
+                await self._rr.request(payee.terms.payer, PAYMENT, {"op": "notice", "agreement_id": payee.terms.agreement_id,
+                                                                    "kind": kind, "reason": reason})
+            except RequestError:
+                pass  # it will see the effect; the reason is also in `yagna payment status`
+        await self._channels.set_state(payee.terms.channel_id, "open", f"{kind}: {reason}")
+
+    async def _terminate(self, payee: _Payee, code: str) -> None:
+        log.warning("terminating agreement %s: %s", payee.terms.agreement_id[:12], code)
+        if self.terminate is not None:
+            try:
+                await self.terminate(payee.terms.agreement_id, code)
+            except PaymentError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the market's own errors: the agreement may have ended already
+                log.info("terminate %s: %s", payee.terms.agreement_id[:12], exc)
+
+    async def _close(self, payee: _Payee) -> None:
+        """The agreement ended: invoice (a final debit note), take the last voucher, redeem the best, close."""
+        try:
+            await self._send_note(payee, True)
+        finally:
+            paid = payee.core.paid
+            redemption = await self.driver.redeem(payee.terms.channel_id, paid, close=True)
+            invoice = await self._invoices.get(payee.terms.agreement_id)
+            due = invoice.amount if invoice else payee.enforcement.due
+            await self._invoices.upsert(payee.terms.agreement_id, "payee", due, "paid" if paid >= due else "settled",
+                                        invoice.raw if invoice else None)
+            await self._channels.set_state(payee.terms.channel_id, "closed",
+                                           f"redeemed {paid} of {due} due" if paid < due else "paid in full")
+            self._payees.pop(payee.terms.agreement_id, None)
+            log.info("agreement %s settled: earned %d (%d now), due %d", payee.terms.agreement_id[:12], paid,
+                     redemption.paid, due)
+
+    # -- for the work guard and status -------------------------------------------------------
+    async def work_allowed(self, agreement_id: str) -> str | None:
+        payee = self._payees.get(agreement_id)
+        if payee is None:
+            return "no payment channel for this agreement yet (the requestor opens one with its deposit)"
+        if payee.enforcement.state.value == "paused":
+            return f"payments are late: {payee.enforcement.reason}"
+        return None
+
+    def live(self, agreement_id: str) -> dict[str, Any] | None:
+        payee = self._payees.get(agreement_id)
+        if payee is None:
+            return None
+        e = payee.enforcement
+        return {"enforcement": e.state.value, "unpaid": e.unpaid, "due": e.due, "paid": payee.core.paid,
+                "reason": e.reason}
+
+
+def _evidence(core: PayeeChannel) -> bytes:
+    return wire.encode(core.to_record()["evidence"])
+
+
+def _agreement_of(raw: bytes) -> str:
+    """The agreement id a channel-open names (unverified: only to find the agreement; verified next)."""
+    try:
+        body = wire.decode(wire.decode(raw, max_size=4096)[0], max_size=4096)  # type: ignore[index]
+        agreement_id = body[2][3]  # type: ignore[index]
+    except (WireError, TypeError, IndexError, KeyError):
+        raise RequestRejected("malformed", "not a channel-open message") from None
+    if not isinstance(agreement_id, str):
+        raise RequestRejected("malformed", "not a channel-open message")
+    return agreement_id
+
+
+def _channel_of(raw: bytes) -> str | None:
+    try:
+        return peek_channel_id(raw)
+    except VoucherRejected:
+        return None
+

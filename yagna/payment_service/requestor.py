@@ -1,0 +1,255 @@
+"""The payer (requestor) side: lock a deposit per agreement, answer debit notes with vouchers, settle.
+
+Before the first activity of an agreement (:meth:`RequestorPayments.ensure_channel`)
+the deposit is locked through the driver and the provider is told with a
+signed channel-open. Each debit note is checked against our own clock of the
+agreement's activities (:class:`payments.debit_note.decide_payment`: never
+more than our estimate, never more than the deposit); a voucher is stored
+durably before it is sent, and re-sent until the provider acknowledges it.
+When the agreement has ended and the invoice is paid (or did not come within
+``settle_wait_s``), the channel is settled on our side: what we signed is
+spent, the rest of the deposit is free again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from market.agreement import verify_agreement
+from market.pricing import LinearPricing
+from market.properties import SRV_COMP_EXPIRATION
+from payments.channel import PayerChannel
+from payments.channel_open import seal_channel_open
+from payments.debit_note import decide_payment, open_debit_note
+from payments.driver import SettlementDriver
+from payments.errors import ChannelError, DebitNoteRejected, PaymentError
+from payments.voucher import ChannelTerms
+from yagna.core.identity import NodeKey
+from yagna.net.errors import RemoteError, RequestError, RequestRejected
+from yagna.payment_service.protocol import PAYMENT, pricing_of, terms_bytes, terms_from_bytes, threads_of
+from yagna.store.market_repos import Agreements
+from yagna.store.payment_repos import Invoices, PayChannels
+
+log = logging.getLogger("yagna.payment.requestor")
+
+SLACK_MS = 2000
+"""Per activity: how far the provider's clock may run ahead of ours before we pay less than it asks."""
+
+Elapsed = Callable[[str], tuple[int, int]]
+"""agreement id -> (milliseconds of activity life by our clock, activities)."""
+
+
+class PaymentRequired(PaymentError):
+    """The channel for an agreement could not be opened (funds, the provider refused, unreachable)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass
+class _Payer:
+    core: PayerChannel
+    pricing: LinearPricing
+    threads: int
+    provider: str
+    confirmed: bool = False
+    invoice_paid: bool = False
+    ended_seen: float | None = None
+    notice: str | None = None
+    lock: trio.Lock = field(default_factory=trio.Lock)
+
+
+class RequestorPayments:
+    def __init__(self, *, key: NodeKey, network_id: str, rr, driver: SettlementDriver,  # type: ignore[no-untyped-def]
+                 channels: PayChannels, invoices: Invoices, agreements: Agreements, currency: str = "tGLM",
+                 resend_s: float = 2.0, settle_wait_s: float = 10.0, withhold: bool = False) -> None:
+        self._key = key
+        self._network_id = network_id
+        self._rr = rr
+        self.driver = driver
+        self._channels = channels
+        self._invoices = invoices
+        self._agreements = agreements
+        self._currency = currency
+        self._resend_s = resend_s
+        self._settle_wait_s = settle_wait_s
+        self.withhold = withhold
+        """Test-only fault: answer debit notes without paying (``--test-fault withhold-payments``)."""
+        self.elapsed: Elapsed | None = None
+        self._payers: dict[str, _Payer] = {}  # by agreement id
+        self._opening: dict[str, trio.Lock] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for row in await self._channels.list(role="payer", state="open"):
+            agreement_row = await self._agreements.get(row.agreement_id)
+            if agreement_row is None:
+                continue
+            terms = terms_from_bytes(row.terms)
+            core = PayerChannel(terms, self._key)
+            if row.best_voucher is not None:
+                core = PayerChannel.from_record(terms, self._key, {"last_seq": row.best_seq, "last_amount": row.best_amount,
+                                                                   "last": row.best_voucher, "acked_seq": row.acked_seq})
+            agreement = verify_agreement(agreement_row.raw, network_id=self._network_id)
+            self._payers[row.agreement_id] = _Payer(core, pricing_of(agreement), threads_of(agreement), row.peer_id,
+                                                    confirmed=True)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._loop)
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- opening -----------------------------------------------------------------------
+    async def ensure_channel(self, agreement_id: str) -> None:
+        """Open (or finish opening) the agreement's channel; :class:`PaymentRequired` if it cannot be."""
+        lock = self._opening.setdefault(agreement_id, trio.Lock())
+        async with lock:
+            payer = self._payers.get(agreement_id)
+            if payer is not None and payer.confirmed:
+                return
+            if payer is None:
+                payer = await self._lock_deposit(agreement_id)
+            raw = seal_channel_open(self._key, network_id=self._network_id, driver=self.driver.name,
+                                    channel_id=payer.core.terms.channel_id, agreement_id=agreement_id,
+                                    payee=payer.provider, currency=self._currency, deposit=payer.core.terms.deposit)
+            try:
+                await self._rr.request(payer.provider, PAYMENT, {"op": "open", "channel_open": raw})
+            except RemoteError as exc:
+                raise PaymentRequired(exc.code, f"the provider refused the payment channel: {exc.message}") from None
+            except RequestError as exc:
+                raise PaymentRequired("provider-unreachable", f"cannot open the payment channel: {exc}") from None
+            payer.confirmed = True
+
+    async def _lock_deposit(self, agreement_id: str) -> _Payer:
+        row = await self._agreements.get(agreement_id)
+        if row is None or row.role != "requestor" or row.state != "approved":
+            raise PaymentRequired("unknown-agreement", f"no approved agreement {agreement_id!r} of ours")
+        agreement = verify_agreement(row.raw, network_id=self._network_id)
+        pricing, threads = pricing_of(agreement), threads_of(agreement)
+        expires = agreement.terms.get(SRV_COMP_EXPIRATION, agreement.demand_properties.get(SRV_COMP_EXPIRATION))
+        lifetime_s = max(60, (int(expires) - int(time.time() * 1000)) // 1000) if isinstance(expires, int) else 3600
+        # The worst case over the agreement's whole life: every thread busy all the time.
+        deposit = max(1, pricing.estimate(threads, lifetime_s))
+        channel_id = secrets.token_hex(16)
+        try:
+            await self.driver.lock_deposit(channel_id, self._key.node_id, row.peer_id, deposit)
+        except PaymentError as exc:
+            code = getattr(exc, "code", "payment-error")
+            from yagna.core.money import format_amount
+
+            raise PaymentRequired(code, f"cannot lock a deposit of {format_amount(deposit)} for this agreement: {exc}"
+                                  " (on a test network: yagna payment fund --amount 10)") from None
+        terms = ChannelTerms(self._network_id, self.driver.name, channel_id, agreement_id, self._key.node_id,
+                             row.peer_id, self._currency, deposit)
+        await self._channels.insert(channel_id, agreement_id, "payer", row.peer_id, terms_bytes(terms), deposit)
+        payer = _Payer(PayerChannel(terms, self._key), pricing, threads, row.peer_id)
+        self._payers[agreement_id] = payer
+        log.info("deposit %d locked in channel %s for agreement %s", deposit, channel_id[:12], agreement_id[:12])
+        return payer
+
+    # -- requests from the provider ---------------------------------------------------------
+    def _by_channel(self, peer: str, channel_id: object) -> _Payer:
+        payer = next((p for p in self._payers.values()
+                      if p.core.terms.channel_id == channel_id and p.provider == peer), None)
+        if payer is None:
+            raise RequestRejected("unknown-channel", "no open channel with you under this id")
+        return payer
+
+    async def on_debit_note(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        payer = self._by_channel(peer, msg.get("channel_id"))
+        raw = msg.get("raw")
+        try:
+            note = open_debit_note(raw, terms=payer.core.terms)  # type: ignore[arg-type]
+        except DebitNoteRejected as exc:
+            raise RequestRejected(exc.code, str(exc)) from None
+        async with payer.lock:
+            estimate = self._estimate(payer, note)
+            decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount,
+                                      deposit=payer.core.terms.deposit, tolerance=0)
+            voucher = payer.core.pending()
+            if decision.voucher_amount is not None and not self.withhold:
+                try:
+                    seq, voucher = payer.core.next_voucher(decision.voucher_amount)
+                except ChannelError as exc:
+                    raise RequestRejected("channel-error", str(exc)) from None
+                # Stored before it is sent: one seq never carries two amounts, and it is re-sent until acknowledged.
+                await self._channels.save_signed(payer.core.terms.channel_id, seq, decision.voucher_amount, voucher)
+            if note.final:
+                payer.invoice_paid = decision.accepted and not self.withhold
+                await self._invoices.upsert(note.agreement_id, "payer", note.amount_due,
+                                            "paid" if payer.invoice_paid else "issued", note.raw)
+        if not decision.accepted:
+            log.warning("debit note %d of %s rejected: %s", note.seq, note.agreement_id[:12], decision.reason)
+        return {"accepted": decision.accepted, "code": decision.code, "reason": decision.reason, "voucher": voucher}
+
+    def _estimate(self, payer: _Payer, note: Any) -> int:
+        """What the note's usage costs at the agreed price, capped by our own clock of the activities."""
+        elapsed_ms, activities = self.elapsed(note.agreement_id) if self.elapsed else (0, 0)
+        if activities == 0:
+            return 0
+        cap = elapsed_ms + SLACK_MS * activities
+        return payer.pricing.cost(min(note.usage.cpu_ms, payer.threads * cap), min(note.usage.duration_ms, cap))
+
+    async def on_ack(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        payer = self._by_channel(peer, msg.get("channel_id"))
+        seq = msg.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool) and payer.core.acked(seq):
+            await self._channels.set_acked(payer.core.terms.channel_id, seq)
+        return {}
+
+    async def on_notice(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
+        payer = self._payers.get(str(msg.get("agreement_id")))
+        if payer is not None and payer.provider == peer:
+            payer.notice = f"{msg.get('kind')}: {str(msg.get('reason'))[:200]}"
+            log.warning("provider says agreement %s is %s", str(msg.get("agreement_id"))[:12], payer.notice)
+            await self._channels.set_state(payer.core.terms.channel_id, "open", payer.notice)
+        return {}
+
+    # -- the loop: re-send unacknowledged vouchers, settle ended agreements ---------------------
+    async def _loop(self) -> None:
+        while True:
+            await trio.sleep(self._resend_s)
+            for agreement_id, payer in list(self._payers.items()):
+                pending = payer.core.pending()
+                if pending is not None and payer.confirmed:
+                    with trio.move_on_after(PAYMENT.timeout):
+                        try:
+                            reply = await self._rr.request(payer.provider, PAYMENT, {"op": "voucher", "raw": pending})
+                            seq = reply.get("ack_seq") if isinstance(reply, dict) else None
+                            if isinstance(seq, int) and payer.core.acked(seq):
+                                await self._channels.set_acked(payer.core.terms.channel_id, seq)
+                        except RequestError as exc:
+                            log.debug("re-sending voucher to %s: %s", payer.provider, exc)
+                row = await self._agreements.get(agreement_id)
+                if row is not None and row.state == "approved":
+                    continue
+                now = trio.current_time()
+                payer.ended_seen = payer.ended_seen or now
+                if payer.invoice_paid or now - payer.ended_seen >= self._settle_wait_s:
+                    await self.settle(agreement_id)
+
+    async def settle(self, agreement_id: str) -> None:
+        """Our side of the end: what we signed is spent, the rest of the deposit is ours again."""
+        payer = self._payers.pop(agreement_id, None)
+        if payer is None:
+            return
+        payer.core.close()
+        signed = payer.core.last_amount
+        redemption = await self.driver.redeem(payer.core.terms.channel_id, signed, close=True)
+        if await self._invoices.get(agreement_id) is None:
+            await self._invoices.upsert(agreement_id, "payer", signed, "settled")
+        await self._channels.set_state(payer.core.terms.channel_id, "closed",
+                                       f"spent {signed}, released {redemption.released}")
+        log.info("agreement %s settled: spent %d, released %d", agreement_id[:12], signed, redemption.released)
+
+    def live(self, agreement_id: str) -> dict[str, Any] | None:
+        payer = self._payers.get(agreement_id)
+        if payer is None:
+            return None
+        return {"signed": payer.core.last_amount, "acked_seq": payer.core.acked_seq, "notice": payer.notice}

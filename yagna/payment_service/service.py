@@ -1,0 +1,133 @@
+"""Composition of payments: the settlement driver, the provider (payee) and requestor (payer) sides.
+
+The daemon's first driver is the test-network ledger in the node's own SQLite
+file (:class:`yagna.store.payment_repos.SqliteLedger`): ``yagna payment fund``
+credits test tokens; it says plainly that they have no value.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from payments.driver import SettlementDriver
+from yagna.core.identity import NodeKey
+from yagna.core.money import format_amount
+from yagna.net.errors import RequestRejected
+from yagna.net.reqresp import Request
+from yagna.payment_service.protocol import PAYMENT
+from yagna.payment_service.provider import ProviderPayments
+from yagna.payment_service.requestor import RequestorPayments
+from yagna.store.market_repos import Agreements
+from yagna.store.payment_repos import DebitNotes, Invoices, PayChannels
+
+log = logging.getLogger("yagna.payment")
+
+
+@dataclass
+class PaymentConfig:
+    network_id: str = "testnet"
+    provider: bool = True
+    requestor: bool = True
+    currency: str = "tGLM"
+    tick_s: float = 0.25
+    """Provider: how often due debit notes and enforcement deadlines are looked at."""
+    resend_s: float = 2.0
+    """Requestor: how often an unacknowledged voucher is re-sent (and ended agreements settled)."""
+    settle_wait_s: float = 10.0
+    """Requestor: how long after an agreement ends to wait for the provider's invoice before settling."""
+    withhold_payments: bool = False
+    """Test-only fault: a requestor that answers debit notes but never pays."""
+
+
+class PaymentService:
+    def __init__(self, *, key: NodeKey, config: PaymentConfig, rr, store, driver: SettlementDriver) -> None:  # type: ignore[no-untyped-def]
+        self.config = config
+        self.node_id = key.node_id
+        self.driver = driver
+        self._channels = PayChannels(store)
+        self._invoices = Invoices(store)
+        agreements = Agreements(store)
+        self.provider: ProviderPayments | None = None
+        self.requestor: RequestorPayments | None = None
+        if config.provider:
+            self.provider = ProviderPayments(key=key, network_id=config.network_id, rr=rr, driver=driver,
+                                             channels=self._channels, notes=DebitNotes(store), invoices=self._invoices,
+                                             agreements=agreements, tick_s=config.tick_s)
+        if config.requestor:
+            self.requestor = RequestorPayments(key=key, network_id=config.network_id, rr=rr, driver=driver,
+                                               channels=self._channels, invoices=self._invoices, agreements=agreements,
+                                               currency=config.currency, resend_s=config.resend_s,
+                                               settle_wait_s=config.settle_wait_s, withhold=config.withhold_payments)
+        rr.register(PAYMENT, self._handle)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            if self.provider is not None:
+                await nursery.start(self.provider.run)
+            if self.requestor is not None:
+                await nursery.start(self.requestor.run)
+            task_status.started()
+
+    async def _handle(self, request: Request) -> object:
+        msg = request.payload
+        if not isinstance(msg, dict):
+            raise RequestRejected("bad-request", "expected a map")
+        op = msg.get("op")
+        if op in ("open", "voucher"):
+            if self.provider is None:
+                raise RequestRejected("not-a-provider", "this node does not sell")
+            return await (self.provider.on_open if op == "open" else self.provider.on_voucher)(request.peer, msg)
+        if op in ("debit_note", "ack", "notice"):
+            if self.requestor is None:
+                raise RequestRejected("not-a-requestor", "this node does not buy")
+            handler = {"debit_note": self.requestor.on_debit_note, "ack": self.requestor.on_ack,
+                       "notice": self.requestor.on_notice}[op]
+            return await handler(request.peer, msg)
+        raise RequestRejected("bad-request", f"unknown op {op!r}")
+
+    # -- what users see ------------------------------------------------------------------------
+    async def fund(self, amount: int) -> dict[str, Any]:
+        return _balance_view(await self.driver.fund(self.node_id, amount))
+
+    async def status(self) -> dict[str, Any]:
+        balance = await self.driver.balance(self.node_id)
+        rows = []
+        for c in await self._channels.list():
+            live = (self.provider.live(c.agreement_id) if self.provider and c.role == "payee" else None) or \
+                   (self.requestor.live(c.agreement_id) if self.requestor and c.role == "payer" else None) or {}
+            rows.append({
+                "agreement_id": c.agreement_id, "channel_id": c.channel_id,
+                "role": "provider" if c.role == "payee" else "requestor", "peer_id": c.peer_id, "state": c.state,
+                "deposit": format_amount(c.deposit), "amount_due": format_amount(live.get("due", c.due)),
+                "paid": format_amount(c.paid if c.role == "payee" else c.best_amount),
+                "best_seq": c.best_seq, "best_amount": format_amount(c.best_amount),
+                "acked_seq": c.acked_seq, "enforcement": live.get("enforcement"), "reason": c.reason,
+                "deposit_units": c.deposit, "paid_units": c.paid if c.role == "payee" else c.best_amount,
+                "due_units": live.get("due", c.due),
+            })
+        return {"driver": self.driver.name, "test_network": self.driver.test_network, "account": self.node_id,
+                "balance": _balance_view(balance), "agreements": rows}
+
+    async def channels(self) -> list[dict[str, Any]]:
+        return [{"channel_id": c.channel_id, "agreement_id": c.agreement_id, "role": c.role, "peer_id": c.peer_id,
+                 "state": c.state, "deposit": format_amount(c.deposit), "best_seq": c.best_seq,
+                 "best_amount": format_amount(c.best_amount), "acked_seq": c.acked_seq, "reason": c.reason,
+                 "deposit_units": c.deposit, "best_amount_units": c.best_amount}
+                for c in await self._channels.list()]
+
+    async def invoices(self) -> list[dict[str, Any]]:
+        return [{"agreement_id": i.agreement_id, "role": "provider" if i.role == "payee" else "requestor",
+                 "amount": format_amount(i.amount),
+                 "amount_units": i.amount, "status": i.status}
+                for i in await self._invoices.list()]
+
+
+def _balance_view(b: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {name: format_amount(getattr(b, name)) for name in ("total", "locked", "spent", "earned")}
+    out["free"] = format_amount(b.free)
+    out.update({f"{name}_units": getattr(b, name) for name in ("total", "locked", "spent", "earned")})
+    return out
