@@ -37,6 +37,7 @@ def _pair(tmp_path: Path, daemons: list[Daemon], keepalive: float = 3.0) -> tupl
     req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", prov.p2p_addr]).start()
     daemons.append(req)
     wait_until(lambda: len(req.api("GET", "/market/offers")) == 1, timeout=15, what="requestor sees the offer")
+    run_cli("payment", "fund", "--amount", "10", data_dir=req.data_dir)  # a deposit backs every agreement
     out = run_cli("market", "negotiate", "--json", data_dir=req.data_dir, timeout=60)
     agreement_id = json.loads(out.stdout)["agreements"][0]["agreement_id"]
     return prov, req, agreement_id

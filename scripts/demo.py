@@ -127,10 +127,14 @@ def exeunit_demo(req: list[str], provider: dict, agreement_id: str) -> None:  # 
               "ls /sys/class/net")
     print(f"\nExe-unit: the requestor runs a command in a container on {provider['name']} "
           "(no network, no root, read-only image; output streams back):")
+    print("  (the requestor funds its test-network account first: yagna payment fund --amount 10)")
+    yagna(*req, "payment", "fund", "--amount", "10", capture=True)
     print(f"  $ yagna activity run {agreement_id[:12]}... -- sh -c '{script}'")
     yagna(*req, "activity", "run", agreement_id, "--", "sh", "-c", script)
     print(f"\nWhat {provider['name']} ran, with its usage:")
     yagna("--data-dir", provider["data_dir"], "provider", "activities")
+    print("\nPayments so far (a signed voucher answers each debit note):")
+    yagna(*req, "payment", "status")
 
 
 if __name__ == "__main__":

@@ -89,8 +89,11 @@ class ProviderPayments:
             core = PayeeChannel(terms)
             if row.best_voucher is not None:
                 core.receive(row.best_voucher)  # re-verified: a stored voucher is still checked
-            self._payees[row.agreement_id] = self._new_payee(terms, core, agreement_row.raw, note_seq=await self._last_note_seq(row.agreement_id))
-            self._payees[row.agreement_id].enforcement.voucher_accepted(trio.current_time(), core.paid)
+            payee = self._new_payee(terms, core, agreement_row.raw, note_seq=await self._last_note_seq(row.agreement_id))
+            now = trio.current_time()
+            payee.enforcement.note_sent(now, row.due)  # what was claimed before the restart stays claimed
+            payee.enforcement.voucher_accepted(now, core.paid)
+            self._payees[row.agreement_id] = payee
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._loop)
