@@ -47,6 +47,13 @@ async def payment_invoices(request: Request, _: Auth) -> list[dict[str, Any]]:
     return await _payments(request).invoices()  # type: ignore[no-any-return]
 
 
+@router.get("/payment/stats", tags=["payment"])
+async def payment_stats(request: Request, _: Auth) -> dict[str, Any]:
+    """Provider: debit note -> voucher stored -> acknowledged, ms, for the last 1,000 notes."""
+    provider = _payments(request).provider
+    return {"round_trips": list(provider.round_trips) if provider is not None else []}
+
+
 def install(app: FastAPI) -> None:
     app.include_router(router)
 

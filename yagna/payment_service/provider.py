@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,8 @@ class ProviderPayments:
         self._tick_s = tick_s
         self._debt_intervals = debt_intervals
         self._payees: dict[str, _Payee] = {}  # by agreement id
+        self.round_trips: deque[dict[str, float]] = deque(maxlen=1000)
+        """Per debit note, ms from signing it: voucher durably stored, acknowledgement delivered."""
         self.usage: UsageSource | None = None
         self.pause: Pauser | None = None
         self.resume: Resumer | None = None
@@ -197,6 +200,7 @@ class ProviderPayments:
 
     async def _send_note(self, payee: _Payee, final: bool) -> None:
         """Sign and send the next debit note (the invoice when ``final``); take the voucher that answers it."""
+        t0 = time.perf_counter()
         try:
             duration_ms, cpu_ms, peak, activities = await self.usage(payee.terms.agreement_id) if self.usage else (0, 0, 0, 0)
             due = payee.pricing.cost(cpu_ms, duration_ms) if activities else 0
@@ -225,10 +229,13 @@ class ProviderPayments:
                 except RequestRejected as exc:
                     log.warning("voucher answering note %d refused: %s", payee.note_seq, exc)
                     return
+                stored = time.perf_counter()
                 with trio.move_on_after(PAYMENT.timeout):
                     try:
                         await self._rr.request(payee.terms.payer, PAYMENT,
                                                {"op": "ack", "channel_id": payee.terms.channel_id, "seq": seq})
+                        self.round_trips.append({"voucher_stored_ms": (stored - t0) * 1000,
+                                                 "acked_ms": (time.perf_counter() - t0) * 1000})
                     except RequestError as exc:
                         log.info("ack of voucher %d not delivered (the requestor re-sends it): %s", seq, exc)
         finally:
