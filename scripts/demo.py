@@ -101,18 +101,38 @@ def market_demo(requestor: dict, providers: list[dict]) -> None:  # type: ignore
     print("\nSigned offers the requestor knows:")
     yagna(*req, "market", "offers")
     print("\nThe requestor asks for 1 provider at most 0.04 per CPU-hour (best score wins: the cheapest):")
-    out = json.loads(yagna(*req, "market", "negotiate", "--max-cpu-hour", "0.04", "--json", capture=True))
+    out = json.loads(yagna(*req, "market", "negotiate", "--max-cpu-hour", "0.04", "--json",
+                           "--property", "golem.com.scheme.payu.debit-note.interval-sec?=1", capture=True))
     agreement = out["agreements"][0]
     print(f"  agreement {agreement['agreement_id'][:12]} with {agreement['provider_id']}")
     provider = next(p for p in providers if p["node_id"] == agreement["provider_id"])
     print(f"\nBoth sides hold the same co-signed agreement ({provider['name']} is the provider):")
     yagna(*req, "market", "agreements")
     yagna("--data-dir", provider["data_dir"], "market", "agreements")
-    exeunit_demo(req, provider, agreement["agreement_id"])
+    ran = exeunit_demo(req, provider, agreement["agreement_id"])
     yagna(*req, "market", "terminate", agreement["agreement_id"])
+    if ran:
+        settled_payments(req, provider, agreement["agreement_id"])
 
 
-def exeunit_demo(req: list[str], provider: dict, agreement_id: str) -> None:  # type: ignore[type-arg]
+def settled_payments(req: list[str], provider: dict, agreement_id: str) -> None:  # type: ignore[type-arg]
+    """After the end: the provider invoices, the requestor pays the last voucher, both settle."""
+    deadline = time.monotonic() + 20
+    rows: list[dict] = []  # type: ignore[type-arg]
+    while time.monotonic() < deadline:
+        rows = [next((r for r in json.loads(yagna(*side, "payment", "status", "--json", capture=True))["agreements"]
+                      if r["agreement_id"] == agreement_id), {}) for side in (req, ["--data-dir", provider["data_dir"]])]
+        if all(r.get("state") == "closed" for r in rows):
+            break
+        time.sleep(0.5)
+    print("\nSettled (debit note every second, one voucher each; the provider redeemed the best one):")
+    print("  requestor:")
+    yagna(*req, "payment", "status")
+    print(f"  {provider['name']}:")
+    yagna("--data-dir", provider["data_dir"], "payment", "status")
+
+
+def exeunit_demo(req: list[str], provider: dict, agreement_id: str) -> bool:  # type: ignore[type-arg]
     """Run a command in a hardened container on the provider, output streamed back line by line."""
     import pathlib
 
@@ -121,9 +141,9 @@ def exeunit_demo(req: list[str], provider: dict, agreement_id: str) -> None:  # 
     if build.returncode != 0:
         print("\nExe-units: skipped, no Docker engine here (start one: dockerd --bridge=none --iptables=false"
               f" --ip-masq=false). {build.stderr.strip().splitlines()[-1] if build.stderr.strip() else ''}")
-        return
+        return False
     script = ("echo \"running as uid $(id -u) in $(pwd)\"; "
-              "for i in 1 2 3; do echo \"frame $i: $(echo $i | md5sum | cut -c1-8)\"; sleep 0.3; done; "
+              "for i in 1 2 3 4 5 6; do echo \"frame $i: $(echo $i | md5sum | cut -c1-8)\"; sleep 0.5; done; "
               "ls /sys/class/net")
     print(f"\nExe-unit: the requestor runs a command in a container on {provider['name']} "
           "(no network, no root, read-only image; output streams back):")
@@ -133,8 +153,7 @@ def exeunit_demo(req: list[str], provider: dict, agreement_id: str) -> None:  # 
     yagna(*req, "activity", "run", agreement_id, "--", "sh", "-c", script)
     print(f"\nWhat {provider['name']} ran, with its usage:")
     yagna("--data-dir", provider["data_dir"], "provider", "activities")
-    print("\nPayments so far (a signed voucher answers each debit note):")
-    yagna(*req, "payment", "status")
+    return True
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from payments.voucher import ChannelTerms
 from yagna.core import wire
 from yagna.core.errors import WireError
 from yagna.core.identity import NodeKey
+from yagna.core.money import format_amount
 from yagna.net.errors import RequestError, RequestRejected
 from yagna.payment_service.protocol import PAYMENT, payment_terms, pricing_of, terms_bytes, terms_from_bytes, threads_of
 from yagna.store.market_repos import Agreements
@@ -287,7 +288,8 @@ class ProviderPayments:
             await self._invoices.upsert(payee.terms.agreement_id, "payee", due, "paid" if paid >= due else "settled",
                                         invoice.raw if invoice else None)
             await self._channels.set_state(payee.terms.channel_id, "closed",
-                                           f"redeemed {paid} of {due} due" if paid < due else "paid in full")
+                                           f"redeemed {format_amount(paid)} of {format_amount(due)} due"
+                                           if paid < due else "paid in full")
             self._payees.pop(payee.terms.agreement_id, None)
             log.info("agreement %s settled: earned %d (%d now), due %d", payee.terms.agreement_id[:12], paid,
                      redemption.paid, due)

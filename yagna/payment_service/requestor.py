@@ -32,6 +32,7 @@ from payments.driver import SettlementDriver
 from payments.errors import ChannelError, DebitNoteRejected, PaymentError
 from payments.voucher import ChannelTerms
 from yagna.core.identity import NodeKey
+from yagna.core.money import format_amount
 from yagna.net.errors import RemoteError, RequestError, RequestRejected
 from yagna.payment_service.protocol import PAYMENT, pricing_of, terms_bytes, terms_from_bytes, threads_of
 from yagna.store.market_repos import Agreements
@@ -141,8 +142,6 @@ class RequestorPayments:
             await self.driver.lock_deposit(channel_id, self._key.node_id, row.peer_id, deposit)
         except PaymentError as exc:
             code = getattr(exc, "code", "payment-error")
-            from yagna.core.money import format_amount
-
             raise PaymentRequired(code, f"cannot lock a deposit of {format_amount(deposit)} for this agreement: {exc}"
                                   " (on a test network: yagna payment fund --amount 10)") from None
         terms = ChannelTerms(self._network_id, self.driver.name, channel_id, agreement_id, self._key.node_id,
@@ -245,7 +244,7 @@ class RequestorPayments:
         if await self._invoices.get(agreement_id) is None:
             await self._invoices.upsert(agreement_id, "payer", signed, "settled")
         await self._channels.set_state(payer.core.terms.channel_id, "closed",
-                                       f"spent {signed}, released {redemption.released}")
+                                       f"spent {format_amount(signed)}, released {format_amount(redemption.released)}")
         log.info("agreement %s settled: spent %d, released %d", agreement_id[:12], signed, redemption.released)
 
     def live(self, agreement_id: str) -> dict[str, Any] | None:
