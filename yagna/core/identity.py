@@ -29,6 +29,7 @@ version so that a future format is refused clearly instead of misread.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import secrets
@@ -94,8 +95,14 @@ def _check_public_key(public_key: bytes) -> None:
     """Reject wrong sizes and weak (small-order / non-canonical) points."""
     if not isinstance(public_key, (bytes, bytearray)) or len(public_key) != PUBLIC_KEY_SIZE:
         raise WireError(f"an ed25519 public key is {PUBLIC_KEY_SIZE} bytes")
-    if not crypto_core_ed25519_is_valid_point(bytes(public_key)):
+    if not _valid_point(bytes(public_key)):
         raise WireError("not a valid ed25519 public key (weak or off-curve point)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_point(public_key: bytes) -> bool:
+    """The point check costs ~74 us and the same few keys (channel parties, peers) recur: cache it."""
+    return bool(crypto_core_ed25519_is_valid_point(public_key))
 
 
 def verify(node_id_or_public_key: str | bytes, data: bytes, signature: bytes) -> None:

@@ -155,7 +155,8 @@ class ProviderPayments:
         raw = msg.get("raw")
         if not isinstance(raw, bytes):
             raise RequestRejected("bad-request", "field 'raw' must be bytes")
-        payee = next((p for p in self._payees.values() if p.terms.payer == peer and _channel_of(raw) == p.terms.channel_id), None)
+        channel_id = _channel_of(raw)
+        payee = next((p for p in self._payees.values() if p.terms.payer == peer and p.terms.channel_id == channel_id), None)
         if payee is None:
             raise RequestRejected("unknown-channel", "no open channel of yours with this id")
         return {"ack_seq": await self._take_voucher(payee, raw)}

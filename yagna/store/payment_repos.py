@@ -436,11 +436,14 @@ class PayChannels:
         return await self._store.transaction(fn, durable=True)
 
     async def set_due(self, channel_id: str, due: int) -> bool:
-        """Payee: the amount due sent in the last debit note."""
+        """Payee: the amount due sent in the last debit note.
+
+        Not durable (``synchronous=NORMAL``: it survives a killed process, not a power cut):
+        the claim itself is the durably stored debit note, and the next note recomputes it.
+        """
         changed = await self._store.execute(
             "UPDATE pay_channels SET due = ?, updated_at = ? WHERE channel_id = ?",
             (amount_to_db(due, "due"), int(self._clock()), channel_id),
-            durable=True,
         )
         return changed > 0
 
@@ -530,13 +533,15 @@ class DebitNotes:
     async def set_status(
         self, agreement_id: str, seq: int, status: str, *, accepted_amount: int | None = None, reason: str | None = None
     ) -> bool:
-        """``accepted`` (with the amount the voucher covers) or ``rejected`` (with a reason)."""
+        """``accepted`` (with the amount the voucher covers) or ``rejected`` (with a reason).
+
+        Not durable: a record of the answer, not money (the voucher is stored durably on its own).
+        """
         accepted = None if accepted_amount is None else amount_to_db(accepted_amount, "accepted_amount")
         changed = await self._store.execute(
             "UPDATE debit_notes SET status = ?, accepted_amount = COALESCE(?, accepted_amount),"
             " reason = COALESCE(?, reason) WHERE agreement_id = ? AND seq = ?",
             (status, accepted, reason, agreement_id, _seq(seq)),
-            durable=True,
         )
         return changed > 0
 
