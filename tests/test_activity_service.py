@@ -342,3 +342,26 @@ async def test_activities_of_two_agreements_run_at_once(tmp_path: Path, image_id
         rows = await p.prov.provider.list()  # type: ignore[union-attr]
         assert {r["agreement_id"] for r in rows} == set(agreements)
         assert {r["state"] for r in rows} == {"terminated"}
+
+
+async def test_usage_is_billed_while_the_container_is_being_removed(tmp_path: Path, image_id: str) -> None:
+    """Regression: between leaving the live set and storing its final usage, an activity billed as zero."""
+    async with pair(tmp_path) as p:
+        req, prov = p.req.requestor, p.prov.provider
+        assert req is not None and prov is not None
+        activity_id, _ = await p.run([{"deploy": {"image": image_id}}, {"start": {}},
+                                      {"run": {"argv": ["sh", "-c", "timeout 1 sh -c 'while :; do :; done'; true"]}}])
+        real_remove = p.runtime._real.remove
+        removing = trio.Event()
+
+        async def slow_remove(container_id: str) -> None:
+            removing.set()
+            await trio.sleep(1.0)
+            await real_remove(container_id)
+
+        p.runtime.remove = slow_remove  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(req.destroy, activity_id)
+            await removing.wait()
+            duration_ms, cpu_ms, _, count = await prov.usage_for_agreement(p.agreement_id)
+        assert count == 1 and duration_ms > 500 and cpu_ms > 300, (duration_ms, cpu_ms)

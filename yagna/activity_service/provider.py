@@ -71,6 +71,8 @@ class _Running:
     paused_at: float | None = None
     """Monotonic time of a payment pause in progress (the container is frozen, the meter stops)."""
     paused_total: float = 0.0
+    final_usage: dict[str, Any] | None = None
+    """Usage read just before the container was removed (billing must not see a gap)."""
 
     def wake(self) -> None:
         self.changed.set()
@@ -152,11 +154,13 @@ class ProviderActivities:
     async def _end(self, running: _Running, reason: str) -> None:
         """Remove the container and record the end (idempotent)."""
         act = running.activity
+        if running.final_usage is None:  # read while the container exists; billing reads it from here on
+            running.final_usage = await self._usage(running) or {}
+        usage = running.final_usage or None
         self._live.pop(act.activity_id, None)
         self._ended[act.activity_id] = running
         while len(self._ended) > MAX_ENDED_KEPT:
             self._ended.popitem(last=False)
-        usage = await self._usage(running)
         if running.container_id is not None:
             try:
                 await self._runtime.remove(running.container_id)
@@ -405,7 +409,12 @@ class ProviderActivities:
         duration = cpu = peak = count = 0
         for row in await self._rows.list(role="provider", agreement_id=agreement_id):
             running = self._live.get(row.activity_id) or self._ended.get(row.activity_id)
-            usage = await self._usage(running) if running is not None and row.activity_id in self._live else row.usage
+            if running is not None and running.final_usage is not None:
+                usage = running.final_usage
+            elif running is not None and row.activity_id in self._live:
+                usage = await self._usage(running)
+            else:
+                usage = row.usage
             count += 1
             if not usage:
                 continue
