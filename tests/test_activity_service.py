@@ -117,7 +117,7 @@ async def pair(tmp_path: Path, *, hidden: set[str] = frozenset(), save_image: Ca
                 config=ActivityConfig(network_id=NET, provider=sells, requestor=not sells,
                                       work_dir=tmp_path / name / "exeunit", keepalive_s=keepalive_s,
                                       agreement_check_s=0.2),
-                rr=net.rr, store=store, runtime=runtime if sells else real,
+                rr=net.rr, store=store, runtime=runtime if sells else real, key=key,
             )
             if not sells and save_image is not None:
                 activity.requestor._save_image = save_image  # type: ignore[union-attr]
@@ -159,6 +159,9 @@ async def test_deploy_run_and_files_round_trip(tmp_path: Path, image_id: str) ->
         assert out.exists(), result["results"][4]
         assert out.read_bytes() == data.read_bytes()
         assert result["results"][4]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+        # The provider signed what it produced; the requestor checked the receipt against the results.
+        assert result["receipt_verified"] is True and result["receipt"]
+        assert run["stdout_sha256"] == hashlib.sha256(b"copied\n1000\n").hexdigest()
         state = await p.req.requestor.state(activity_id)  # type: ignore[union-attr]
         assert state["state"] == "ready" and state["usage"]["golem.usage.duration_sec"] > 0
         await p.req.requestor.destroy(activity_id)  # type: ignore[union-attr]

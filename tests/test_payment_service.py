@@ -79,7 +79,7 @@ async def network(tmp_path: Path, *, withhold: bool = False) -> AsyncIterator[tu
                                    rr=net.rr, gossip=net.gossip, peers=net.peers, store=store)
             activity = ActivityService(node_id=key.node_id, config=ActivityConfig(
                 network_id=NET, provider=sells, requestor=not sells, work_dir=tmp_path / name, agreement_check_s=0.2),
-                rr=net.rr, store=store, runtime=runtime)
+                rr=net.rr, store=store, runtime=runtime, key=key)
             payments = PaymentService(key=key, config=PaymentConfig(
                 network_id=NET, provider=sells, requestor=not sells, tick_s=0.1, resend_s=0.3, settle_wait_s=2.0,
                 withhold_payments=withhold and not sells), rr=net.rr, store=store, driver=SqliteLedger(store))

@@ -36,7 +36,7 @@ class NodeConfig:
     """What a provider sells at most; None: Golem's defaults (all threads but one, 70% RAM, 80% disk).
     Never more than the machine has."""
     test_faults: frozenset[str] = frozenset()
-    """Test-only fault injection (``--test-fault NAME``): ``withhold-payments``."""
+    """Test-only fault injection (``--test-fault NAME``): ``withhold-payments``, ``wrong-results``."""
     activity_keepalive_s: float = 30.0
     """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
 

@@ -175,10 +175,12 @@ class Node:
                 requestor=self.role in ("requestor", "both"),
                 work_dir=self.data.path / "exeunit",
                 keepalive_s=self.config.activity_keepalive_s,
+                faults=self.config.test_faults,
             ),
             rr=self.network.rr,
             store=store,
             runtime=_container_runtime(),
+            key=key,
         )
         self.payments = PaymentService(
             key=key,

@@ -35,10 +35,12 @@ from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn,
 from exeunit.errors import ExeUnitError, ImageError, ScriptError, TransferRefused
 from exeunit.limits import limits_from_agreement
 from exeunit.runtime import LABEL_ACTIVITY, LABEL_AGREEMENT, LABEL_NODE, ContainerLimits, ContainerSpec, Runtime
+from exeunit.receipt import rows_of, seal_receipt
 from exeunit.transfer import sha256_file
 from market.agreement import verify_agreement
 from yagna.activity_service.blobs import BlobServer, fetch_blob
 from yagna.activity_service.protocol import WAIT_MS_MAX, field, ident
+from yagna.core.identity import NodeKey
 from yagna.net.errors import RequestError, RequestRejected
 from yagna.store.activity_repos import Activities
 from yagna.store.market_repos import Agreements
@@ -93,8 +95,13 @@ class ProviderActivities:
         staging: Path,
         keepalive_s: float = 30.0,
         agreement_check_s: float = 2.0,
+        key: NodeKey | None = None,
+        faults: frozenset[str] = frozenset(),
     ) -> None:
         self.node_id = node_id
+        self._key = key
+        self._faults = faults
+        self._receipts: dict[str, bytes] = {}
         self.work_guard: WorkGuard | None = None
         """Set by the payment service: refuses work on an agreement without an open channel."""
         self._network_id = network_id
@@ -272,7 +279,8 @@ class ProviderActivities:
                     await running.changed.wait()
         events = batch.events_after(after, 1000)
         done = batch.done and (not events or events[-1]["seq"] >= batch.last_seq)
-        return {"events": events, "done": done, "results": batch.results if done else None}
+        return {"events": events, "done": done, "results": batch.results if done else None,
+                "receipt": self._receipts.get(batch_id) if done else None}
 
     # -- running a batch ----------------------------------------------------------------
     async def _run_batch(self, running: _Running, batch: Batch) -> None:
@@ -297,6 +305,12 @@ class ProviderActivities:
                     reason = f"command {index} ({cmd.kind}) failed; the rest were not run"
                     break
             batch.close(reason)
+            if self._key is not None:
+                self._receipts[batch.batch_id] = seal_receipt(
+                    self._key, network_id=self._network_id, agreement_id=running.activity.agreement_id,
+                    activity_id=running.activity.activity_id, batch_id=batch.batch_id, rows=rows_of(batch.results))
+                while len(self._receipts) > MAX_ENDED_KEPT * MAX_BATCHES_KEPT:
+                    self._receipts.pop(next(iter(self._receipts)))
             running.wake()
 
     async def _command(self, running: _Running, batch: Batch, index: int, cmd: Command) -> dict[str, Any]:
@@ -342,6 +356,8 @@ class ProviderActivities:
             try:
                 res = await self._runtime.exec(container, list(cmd.argv), env=dict(cmd.env), workdir=cmd.workdir,
                                                timeout_s=cmd.timeout_s, on_output=on_output)
+                if "wrong-results" in self._faults:  # test only: a provider that lies about its work
+                    batch.output(index, "stdout", b"(wrong)\n")
             finally:
                 if act.state is State.RUNNING:
                     act.apply(Event.RUN_END, now=time.time())
@@ -380,6 +396,8 @@ class ProviderActivities:
             return result
         out = self._staging / f"out-{running.activity.activity_id}-{secrets.token_hex(8)}"
         await self._runtime.get_file(container, cmd.src, str(out), max_bytes=running.limits.storage_bytes)
+        if "wrong-results" in self._faults:  # test only: a provider that lies about its work
+            await trio.to_thread.run_sync(_corrupt, out)
         digest, size = await trio.to_thread.run_sync(sha256_file, out)
         self._blobs.offer_file(running.requestor_id, f"file:{digest}", out)
         result = batch.finish(index, now=time.time())
@@ -469,3 +487,9 @@ class ProviderActivities:
                         "container_id": row.container_id})
         return out
 
+
+def _corrupt(path: Path) -> None:
+    with open(path, "r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([(first[0] ^ 0xFF) if first else 0x58]))

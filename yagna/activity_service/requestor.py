@@ -21,6 +21,7 @@ the provider for every open activity, so a provider whose requestor vanished
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import time
@@ -33,6 +34,7 @@ import trio
 
 from exeunit.commands import parse_script, script_to_wire
 from exeunit.errors import ExeUnitError, ImageError, ScriptError, TransferRefused
+from exeunit.receipt import ReceiptInvalid, check_results, open_receipt, stdout_digest
 from exeunit.transfer import sha256_file
 from yagna.activity_service.blobs import BlobServer, fetch_blob
 from yagna.activity_service.events import EventLog
@@ -65,6 +67,9 @@ class _Batch:
     done: bool = False
     error: str | None = None
     done_event: trio.Event = dc_field(default_factory=trio.Event)
+    receipt: bytes | None = None
+    receipt_verified: bool = False
+    """The provider's signed receipt matched the results we got (see :mod:`exeunit.receipt`)."""
 
 
 @dataclass
@@ -100,7 +105,9 @@ class RequestorActivities:
         resolve_image: ImageResolver | None = None,
         save_image: ImageSaver | None = None,
         keepalive_s: float = 10.0,
+        network_id: str = "testnet",
     ) -> None:
+        self._network_id = network_id
         self._rr = rr
         self._blobs = blobs
         self._rows = activities
@@ -246,6 +253,7 @@ class RequestorActivities:
                     batch.log.append(event)
                 if reply.get("done"):
                     batch.results = list(reply.get("results") or [])
+                    self._check_receipt(act, batch, reply.get("receipt"))
                     break
             await self._download(act, batch)
         except ActivityFailed as exc:
@@ -256,6 +264,18 @@ class RequestorActivities:
             batch.log.append({"seq": batch.log.last_seq + 1, "kind": "batch_done", "error": batch.error})
             batch.log.close()
             batch.done_event.set()
+
+    def _check_receipt(self, act: _Activity, batch: _Batch, raw: object) -> None:
+        if not isinstance(raw, bytes):
+            return
+        try:
+            receipt = open_receipt(raw, provider=act.provider_id, network_id=self._network_id,
+                                   agreement_id=act.agreement_id, activity_id=act.activity_id, batch_id=batch.batch_id)
+            check_results(receipt, batch.results or [])
+        except ReceiptInvalid as exc:
+            log.warning("batch %s from %s: %s", batch.batch_id, act.provider_id, exc)
+            return
+        batch.receipt, batch.receipt_verified = raw, True
 
     async def _download(self, act: _Activity, batch: _Batch) -> None:
         for index, dest in batch.downloads.items():
@@ -294,8 +314,13 @@ class RequestorActivities:
 
     @staticmethod
     def batch_view(batch: _Batch) -> dict[str, Any]:
+        results = batch.results
+        if results is not None:
+            results = [None if r is None else {**r, "stdout_sha256": stdout_digest(r.get("stdout") or "")} for r in results]
         return {"batch_id": batch.batch_id, "activity_id": batch.activity_id, "done": batch.done,
-                "error": batch.error, "results": batch.results}
+                "error": batch.error, "results": results,
+                "receipt": base64.b64encode(batch.receipt).decode() if batch.receipt else None,
+                "receipt_verified": batch.receipt_verified}
 
     async def state(self, activity_id: str) -> dict[str, Any]:
         act = self._get(activity_id)

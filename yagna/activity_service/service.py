@@ -14,6 +14,7 @@ from pathlib import Path
 import trio
 
 from exeunit.runtime import Runtime
+from yagna.core.identity import NodeKey
 from yagna.activity_service.blobs import BlobServer
 from yagna.activity_service.protocol import ACTIVITY
 from yagna.activity_service.provider import ProviderActivities
@@ -37,10 +38,14 @@ class ActivityConfig:
     """Provider: an activity whose requestor was silent this long is terminated and its container removed."""
     agreement_check_s: float = 2.0
     """Provider: how often activities of ended agreements are looked for."""
+    faults: frozenset[str] = frozenset()
+    """Test-only fault injection: ``wrong-results`` (a provider that returns wrong outputs)."""
 
 
 class ActivityService:
-    def __init__(self, *, node_id: str, config: ActivityConfig, rr, store, runtime: Runtime | None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *, node_id: str, config: ActivityConfig, rr, store, runtime: Runtime | None,  # type: ignore[no-untyped-def]
+                 key: NodeKey | None = None) -> None:
+        """``key`` (the node's) signs result receipts; without it a provider sends none."""
         self.config = config
         self.blobs = BlobServer(rr)
         rows, agreements = Activities(store), Agreements(store)
@@ -50,14 +55,15 @@ class ActivityService:
             if runtime is None:
                 raise ValueError("a provider needs a container runtime")
             self.provider = ProviderActivities(
-                node_id=node_id, network_id=config.network_id, rr=rr, blobs=self.blobs, runtime=runtime,
+                node_id=node_id, network_id=config.network_id, rr=rr, blobs=self.blobs, runtime=runtime, key=key,
+                faults=config.faults,
                 activities=rows, agreements=agreements, staging=config.work_dir / "provider",
                 keepalive_s=config.keepalive_s, agreement_check_s=config.agreement_check_s,
             )
         if config.requestor:
             self.requestor = RequestorActivities(
                 rr=rr, blobs=self.blobs, activities=rows, agreements=agreements,
-                staging=config.work_dir / "requestor",
+                staging=config.work_dir / "requestor", network_id=config.network_id,
                 resolve_image=runtime.resolve_image if runtime is not None else None,
                 save_image=runtime.save_image if runtime is not None else None,
                 keepalive_s=min(config.keepalive_s, 10.0),
