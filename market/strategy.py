@@ -69,7 +69,7 @@ TOO_MANY_ATTEMPTS = "too-many-attempts"
 DROP_CODES = (PROVIDER_DENIED, PRICING_INVALID, OVER_PRICE_CAP, PROVIDER_COOLING_DOWN, TOO_MANY_ATTEMPTS)
 """Every reason a candidate is dropped, in the order the filters run."""
 
-Outcome = Literal["success", "failure", "rejection", "timeout"]
+Outcome = Literal["success", "failure", "rejection", "timeout", "disagreement"]
 _OUTCOMES = frozenset(get_args(Outcome))
 
 
@@ -95,6 +95,8 @@ class ProviderRecord:
     failures: int = 0
     rejections: int = 0
     timeouts: int = 0
+    disagreements: int = 0
+    """Results that lost a redundancy vote (a wrong answer, signed)."""
     latency_ms: float | None = None
     consecutive_failures: int = 0
     last_failure_ms: int | None = None
@@ -102,7 +104,8 @@ class ProviderRecord:
     @property
     def reputation(self) -> float:
         """Laplace-smoothed success rate: 0.5 for a stranger, towards 1 or 0 with evidence."""
-        outcomes = self.successes + self.failures + self.rejections + self.timeouts
+        # A disagreement (a wrong result) weighs as much as three failures.
+        outcomes = self.successes + self.failures + self.rejections + self.timeouts + 3 * self.disagreements
         return (self.successes + 1) / (outcomes + 2)
 
 
@@ -153,7 +156,8 @@ def record_outcome(
         changes["successes"] = record.successes + 1
         changes["consecutive_failures"] = 0
     else:
-        counter = {"failure": "failures", "rejection": "rejections", "timeout": "timeouts"}[outcome]
+        counter = {"failure": "failures", "rejection": "rejections", "timeout": "timeouts",
+                   "disagreement": "disagreements"}[outcome]
         changes[counter] = getattr(record, counter) + 1
         changes["consecutive_failures"] = record.consecutive_failures + 1
         changes["last_failure_ms"] = now_ms

@@ -58,6 +58,11 @@ class NegotiateIn(BaseModel):
     strategy: dict[str, Any] = Field(default_factory=dict, description="market.strategy.StrategyConfig as JSON: price caps (decimal strings), deny list, weights")
 
 
+class OutcomeIn(BaseModel):
+    outcome: str = Field(description="success, failure, timeout or disagreement (a result that lost a vote)")
+    latency_ms: float | None = Field(default=None, ge=0, description="time to the result")
+
+
 class TerminateIn(BaseModel):
     reason: str = Field(default="requestor-done", min_length=1, max_length=200)
 
@@ -78,6 +83,21 @@ def _provider(request: Request):  # type: ignore[no-untyped-def]
     if market.provider is None:
         raise HTTPException(409, "this node does not sell; start it with --role provider or both")
     return market.provider
+
+
+# -- reputation ------------------------------------------------------------------------------
+@router.get("/reputation", tags=["market"])
+async def reputation(request: Request, _: Auth) -> list[dict[str, Any]]:
+    """This node's own record of every provider it used, best first (what its strategy scores)."""
+    return await _requestor(request).reputation()  # type: ignore[no-any-return]
+
+
+@router.post("/reputation/{provider_id}", tags=["market"])
+async def record_outcome(provider_id: str, body: OutcomeIn, request: Request, _: Auth) -> dict[str, Any]:
+    """Record a task outcome for a provider (the SDK reports each verified or failed task)."""
+    if body.outcome not in ("success", "failure", "timeout", "disagreement"):
+        raise HTTPException(400, "outcome must be success, failure, timeout or disagreement")
+    return await _requestor(request).record(provider_id, body.outcome, body.latency_ms)  # type: ignore[no-any-return]
 
 
 # -- offers ------------------------------------------------------------------------------

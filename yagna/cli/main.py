@@ -297,8 +297,9 @@ def _register_devnet() -> None:
     from yagna.cli.devnet_cmd import devnet
 
     cli.add_command(devnet)
-    from yagna.cli.market_cmd import market, provider
+    from yagna.cli.market_cmd import market, provider, reputation
 
+    cli.add_command(reputation)
     cli.add_command(market)
     cli.add_command(provider)
     from yagna.cli.activity_cmd import activity, provider_activities

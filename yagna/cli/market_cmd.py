@@ -375,3 +375,17 @@ def policy_set(obj: Any, deny: tuple[str, ...], undeny: tuple[str, ...], allow: 
     if not change:
         raise YagnaError("nothing to change: give at least one option (see --help)")
     click.echo(_policy_text(client.call("PATCH", "/provider/policy", json=change)))
+
+
+@click.command("reputation")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def reputation(obj: Any, as_json: bool) -> None:
+    """This node's own record of every provider it used (successes, failures, disagreements, timeouts, latency)."""
+    rows = obj.client().call("GET", "/reputation")
+    lines = [f"{'PROVIDER':54} {'SCORE':>6} {'OK':>5} {'FAIL':>5} {'WRONG':>5} {'TIMEOUT':>7} {'REFUSED':>7} {'LATENCY':>9}"]
+    for r in rows:
+        latency = f"{r['latency_ms']:.0f} ms" if r.get("latency_ms") is not None else "-"
+        lines.append(f"{r['provider_id']:54} {r['reputation']:>6.2f} {r['successes']:>5} {r['failures']:>5} "
+                     f"{r['disagreements']:>5} {r['timeouts']:>7} {r['rejections']:>7} {latency:>9}")
+    _emit(rows, as_json, "\n".join(lines) if rows else "no providers used yet")

@@ -409,6 +409,22 @@ class RequestorMarket:
             raise NegotiationFailed("bad-reply", "the provider's reply is not a map")
         return reply
 
+    async def record(self, provider: str, outcome: str, latency_ms: float | None = None) -> dict[str, object]:
+        """A task outcome reported by the SDK (success, failure, timeout, disagreement); returns the record."""
+        await self._record(provider, outcome, latency_ms)
+        return (await self.reputation(provider))[0]
+
+    async def reputation(self, provider: str | None = None) -> list[dict[str, object]]:
+        """The node's own record of each provider it used, best first, with the score the strategy uses."""
+        rows = await self._records.all()
+        out = []
+        for node_id, fields in rows.items():
+            if provider is not None and node_id != provider:
+                continue
+            record = ProviderRecord(**fields)
+            out.append({"provider_id": node_id, **fields, "reputation": round(record.reputation, 4)})
+        return sorted(out, key=lambda r: (-float(r["reputation"]), str(r["provider_id"])))  # type: ignore[arg-type]
+
     async def _record(self, provider: str, outcome: str | None, latency_ms: float | None) -> None:
         """Update the node's own record of ``provider`` (None: latency only)."""
         current = await self._records.get(provider)

@@ -142,7 +142,8 @@ def _agreement(row: sqlite3.Row) -> StoredAgreement:
     )
 
 
-_RECORD_FIELDS = ("successes", "failures", "rejections", "timeouts", "latency_ms", "consecutive_failures", "last_failure_ms")
+_RECORD_FIELDS = ("successes", "failures", "rejections", "timeouts", "disagreements", "latency_ms", "consecutive_failures",
+                  "last_failure_ms")
 
 
 class ProviderRecords:

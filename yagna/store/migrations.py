@@ -234,6 +234,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX invoices_status ON invoices (status);
         """,
     ),
+    Migration(
+        5,
+        "reputation: disagreements",
+        """
+        -- Results of a provider that lost a redundancy vote (requestor_sdk verification).
+        ALTER TABLE provider_records ADD COLUMN disagreements INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 _SCHEMA_VERSION_DDL = """
