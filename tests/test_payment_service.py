@@ -209,3 +209,22 @@ async def test_forged_replayed_and_foreign_vouchers_change_nothing(tmp_path: Pat
         with trio.fail_after(10):
             while (await prov.market.get_agreement(agreement_id))["state"] != "terminated":
                 await trio.sleep(0.05)
+
+
+async def test_a_bonus_is_paid_on_top_of_usage_and_not_absorbed(tmp_path: Path, image_id: str) -> None:
+    async with network(tmp_path) as (prov, req, agreement_id):
+        await req.payments.fund(parse_amount("10"))
+        await req.payments.requestor.ensure_channel(agreement_id)  # type: ignore[union-attr]
+        bonus = parse_amount("0.0001")
+        await req.payments.requestor.pay_bonus(agreement_id, bonus)  # type: ignore[union-attr]
+        with trio.fail_after(10):
+            while (await prov.payments._channels.by_agreement(agreement_id)).paid != bonus:  # type: ignore[union-attr]
+                await trio.sleep(0.05)
+        await _run_for(req, agreement_id, image_id, 2.0)
+        await req.market.terminate(agreement_id, "done")
+        with trio.fail_after(20):
+            while (await prov.payments._channels.by_agreement(agreement_id)).state != "closed":  # type: ignore[union-attr]
+                await trio.sleep(0.1)
+        invoice = await prov.payments._invoices.get(agreement_id)
+        earned = (await prov.payments.driver.balance(prov.key.node_id)).earned
+        assert invoice is not None and earned == invoice.amount + bonus  # usage paid in full, plus the bonus

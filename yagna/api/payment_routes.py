@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -45,6 +45,20 @@ async def payment_channels(request: Request, _: Auth) -> list[dict[str, Any]]:
 @router.get("/payment/invoices", tags=["payment"])
 async def payment_invoices(request: Request, _: Auth) -> list[dict[str, Any]]:
     return await _payments(request).invoices()  # type: ignore[no-any-return]
+
+
+class BonusIn(BaseModel):
+    agreement_id: str
+    amount: str = Field(description="tokens to pay on top of the metered usage, a decimal string")
+
+
+@router.post("/payment/bonus", tags=["payment"])
+async def payment_bonus(body: BonusIn, request: Request, _: Auth) -> dict[str, Any]:
+    """Requestor: pay a provider more than its metered usage now (a verified task's bonus share)."""
+    requestor = _payments(request).requestor
+    if requestor is None:
+        raise HTTPException(409, "this node does not buy")
+    return await requestor.pay_bonus(body.agreement_id, parse_amount(body.amount))  # type: ignore[no-any-return]
 
 
 @router.get("/payment/stats", tags=["payment"])

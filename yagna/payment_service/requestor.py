@@ -65,6 +65,8 @@ class _Payer:
     invoice_paid: bool = False
     ended_seen: float | None = None
     notice: str | None = None
+    bonus: int = 0
+    """Paid on top of metered usage (``pay_bonus``); kept out of the usage accounting."""
     lock: trio.Lock = field(default_factory=trio.Lock)
 
 
@@ -169,16 +171,11 @@ class RequestorPayments:
             raise RequestRejected(exc.code, str(exc)) from None
         async with payer.lock:
             estimate = self._estimate(payer, note)
-            decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount,
-                                      deposit=payer.core.terms.deposit, tolerance=0)
+            decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount - payer.bonus,
+                                      deposit=payer.core.terms.deposit - payer.bonus, tolerance=0)
             voucher = payer.core.pending()
             if decision.voucher_amount is not None and not self.withhold:
-                try:
-                    seq, voucher = payer.core.next_voucher(decision.voucher_amount)
-                except ChannelError as exc:
-                    raise RequestRejected("channel-error", str(exc)) from None
-                # Stored before it is sent: one seq never carries two amounts, and it is re-sent until acknowledged.
-                await self._channels.save_signed(payer.core.terms.channel_id, seq, decision.voucher_amount, voucher)
+                voucher = await self._sign(payer, decision.voucher_amount + payer.bonus)
             if note.final:
                 payer.invoice_paid = decision.accepted and not self.withhold
                 await self._invoices.upsert(note.agreement_id, "payer", note.amount_due,
@@ -186,6 +183,39 @@ class RequestorPayments:
         if not decision.accepted:
             log.warning("debit note %d of %s rejected: %s", note.seq, note.agreement_id[:12], decision.reason)
         return {"accepted": decision.accepted, "code": decision.code, "reason": decision.reason, "voucher": voucher}
+
+    async def _sign(self, payer: _Payer, amount: int) -> bytes:
+        try:
+            seq, voucher = payer.core.next_voucher(amount)
+        except ChannelError as exc:
+            raise RequestRejected("channel-error", str(exc)) from None
+        # Stored before it is sent: one seq never carries two amounts, and it is re-sent until acknowledged.
+        await self._channels.save_signed(payer.core.terms.channel_id, seq, amount, voucher)
+        return voucher
+
+    async def pay_bonus(self, agreement_id: str, amount: int) -> dict[str, Any]:
+        """Pay ``amount`` on top of the metered usage now (e.g. a verified task's bonus share)."""
+        payer = self._payers.get(agreement_id)
+        if payer is None:
+            raise PaymentRequired("unknown-channel", f"no open payment channel for agreement {agreement_id!r}")
+        if amount <= 0:
+            raise PaymentRequired("bad-amount", "a bonus must be positive")
+        async with payer.lock:
+            total = payer.core.last_amount + amount
+            if total > payer.core.terms.deposit:
+                raise PaymentRequired("above-deposit", f"the deposit ({format_amount(payer.core.terms.deposit)}) "
+                                      "cannot cover this bonus")
+            voucher = await self._sign(payer, total)
+            payer.bonus += amount
+        with trio.move_on_after(PAYMENT.timeout):
+            try:
+                reply = await self._rr.request(payer.provider, PAYMENT, {"op": "voucher", "raw": voucher})
+                seq = reply.get("ack_seq") if isinstance(reply, dict) else None
+                if isinstance(seq, int) and payer.core.acked(seq):
+                    await self._channels.set_acked(payer.core.terms.channel_id, seq)
+            except RequestError as exc:
+                log.info("bonus voucher not delivered yet (re-sent until acknowledged): %s", exc)
+        return {"agreement_id": agreement_id, "bonus": format_amount(payer.bonus), "signed": format_amount(total)}
 
     def _estimate(self, payer: _Payer, note: Any) -> int:
         """What the note's usage costs at the agreed price, capped by our own clock of the activities."""
