@@ -303,3 +303,14 @@ def _open_error(e: sqlite3.Error, path: Path) -> StoreOpenError:
             f"Stop it, or use another data directory."
         )
     return StoreOpenError(f"cannot open the node database {path}: {e}")
+
+
+def where_equal(**filters: object) -> tuple[str, list[object]]:
+    """``("WHERE a = ? AND b = ?", [a, b])`` for the filters that are not None (``("", [])`` if none).
+
+    Column names come from our code (keyword names), never from input.
+    """
+    used = {k: v for k, v in filters.items() if v is not None}
+    if not used:
+        return "", []
+    return "WHERE " + " AND ".join(f"{k} = ?" for k in used), list(used.values())

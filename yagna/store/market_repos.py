@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from yagna.store.db import Store
+from yagna.store.db import Store, where_equal
 from yagna.store.errors import ConstraintError
 from yagna.store.repos import Clock
 
@@ -120,14 +120,7 @@ class Agreements:
         return _agreement(row) if row else None
 
     async def list(self, *, role: str | None = None, state: str | None = None, limit: int = 1000) -> builtins.list[StoredAgreement]:
-        clauses, params = [], []
-        if role is not None:
-            clauses.append("role = ?")
-            params.append(role)
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = where_equal(role=role, state=state)
         rows = await self._store.fetchall(
             f"SELECT {_AGREEMENT_COLUMNS} FROM agreements {where} ORDER BY created_at DESC, agreement_id LIMIT ?",
             (*params, limit),

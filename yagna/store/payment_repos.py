@@ -34,7 +34,7 @@ from typing import Any
 from payments.driver import Balance, ChannelInfo, Redemption
 from payments.errors import DepositReused, InsufficientFunds, UnknownChannel
 from yagna.core.money import MAX_UNITS
-from yagna.store.db import Store
+from yagna.store.db import Store, where_equal
 
 Clock = Callable[[], float]
 
@@ -370,15 +370,7 @@ class PayChannels:
     async def list(
         self, *, role: str | None = None, state: str | None = None, limit: int = 1000
     ) -> builtins.list[StoredPayChannel]:
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        if role is not None:
-            clauses.append("role = ?")
-            params.append(role)
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = where_equal(role=role, state=state)
         rows = await self._store.fetchall(
             f"SELECT {_PAY_COLUMNS} FROM pay_channels {where} ORDER BY created_at DESC, channel_id LIMIT ?",
             (*params, limit),
@@ -611,15 +603,7 @@ class Invoices:
     async def list(
         self, *, role: str | None = None, status: str | None = None, limit: int = 1000
     ) -> builtins.list[StoredInvoice]:
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        if role is not None:
-            clauses.append("role = ?")
-            params.append(role)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = where_equal(role=role, status=status)
         rows = await self._store.fetchall(
             f"SELECT {_INVOICE_COLUMNS} FROM invoices {where} ORDER BY created_at DESC, agreement_id LIMIT ?",
             (*params, limit),
