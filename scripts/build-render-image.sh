@@ -19,6 +19,7 @@
 # `docker commit`. Unlike `docker build FROM local/busybox:1` this needs neither
 # the legacy builder nor BuildKit (which may try to resolve the base from a
 # registry), and the image shares the base's layer.
+# A rebuild removes the image it replaces unless a container still uses it.
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +34,7 @@ FORCE=0
 for arg in "$@"; do
     case "$arg" in
         --force) FORCE=1 ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "usage: $0 [--force]" >&2; exit 2 ;;
     esac
 done
@@ -56,6 +57,7 @@ if [ "$FORCE" = 0 ]; then
     fi
 fi
 
+OLD=$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 WORK=$(mktemp -d)
 CID=""
 cleanup() {
@@ -83,4 +85,9 @@ docker commit \
     --change 'ENV PATH=/bin' \
     --change 'CMD ["/bin/sh"]' \
     "$CID" "$IMAGE" >/dev/null
-docker image inspect --format '{{.Id}}' "$IMAGE"
+NEW=$(docker image inspect --format '{{.Id}}' "$IMAGE")
+# The image this one replaces, now untagged: removed unless a container uses it.
+if [ -n "$OLD" ] && [ "$OLD" != "$NEW" ]; then
+    docker rmi "$OLD" >/dev/null 2>&1 || true
+fi
+echo "$NEW"
