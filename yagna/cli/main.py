@@ -309,6 +309,9 @@ def _register_devnet() -> None:
     from yagna.cli.payment_cmd import payment
 
     cli.add_command(payment)
+    from yagna.cli.batch_cmd import batch
+
+    cli.add_command(batch)
 
 
 _register_devnet()
