@@ -451,7 +451,12 @@ class Requestor:
                     reason = f"vanished: {attempt.error}"
                     self._gone.add(slot.provider_id)
                     break
+        except trio.Cancelled:
+            reason = f"stopped: {self.stopped}" if self.stopped else "cancelled"
+            raise
         finally:
+            if reason == "idle" and self._all_done(states):
+                reason = "all tasks done"
             with trio.CancelScope(shield=True), trio.move_on_after(self.teardown_timeout_s):
                 await self._drop(slot, reason, True)
             self._touch()
