@@ -186,6 +186,7 @@ class Requestor:
         self.stopped: str | None = None
         """Why no more tasks are taken (budget), if so."""
         self._gone: set[str] = set()
+        self._last_note = ""
         self._results: list[_TaskState] = []
         self._changed = trio.Event()
         self._clock = time.monotonic
@@ -403,7 +404,9 @@ class Requestor:
         if not slots:
             fails = reply.get("failures") or []
             text = "; ".join(f"{f.get('provider_id', '?')[:16]}: {f.get('code')}" for f in fails[:5]) or "no matching offer"
-            await self._emit(MarketNote(f"no new agreement ({text})"))
+            if text != self._last_note:  # say it once, not at every retry
+                self._last_note = text
+                await self._emit(MarketNote(f"no new agreement ({text})"))
         return slots
 
     async def _terminate(self, agreement_id: str, reason: str) -> None:
@@ -665,6 +668,8 @@ class Requestor:
                 else:
                     a.outcome = "disagreement"
                     await self._report(a.provider_id, "disagreement", a.seconds * 1000)
+                    await self._emit(AttemptFinished(t.id, a.provider_id, "disagreement",
+                                                     f"its result lost the vote ({decision.reason})"))
             winner = next(a for a in st.attempts if a.digest == decision.digest)
             self._accept(st, winner, decision)
         await self._emit(TaskFinished(st.result))  # type: ignore[arg-type]
