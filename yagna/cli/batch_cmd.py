@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-import trio
 
-from requestor_sdk import (
-    AttemptFinished, AttemptStarted, BudgetStopped, Event, Job, MarketNote, ProviderJoined, ProviderLeft,
-    Requestor, Spend, TaskFinished, load_job, locate, parse_tokens, tokens,
-)
-from requestor_sdk.locate import DaemonLocation
-from requestor_sdk.manifest import build_manifest, write_manifest
 from yagna.core.errors import YagnaError
+from yagna.core.money import format_amount as tokens
+from yagna.core.money import parse_amount
+
+# The SDK (trio, httpx) is imported by the command itself: `yagna --help` does not pay for it.
+
+
+def parse_tokens(value: str) -> int:
+    return parse_amount(value)
 
 
 @click.group()
@@ -80,7 +81,12 @@ class _Progress:
         elif not self.quiet:
             click.echo(text, err=True)
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Any) -> None:
+        from requestor_sdk import (
+            AttemptFinished, AttemptStarted, BudgetStopped, MarketNote, ProviderJoined, ProviderLeft, Spend,
+            TaskFinished,
+        )
+
         if isinstance(event, ProviderJoined):
             self.providers.add(event.provider_id)
             self.line(f"provider {event.provider_id} joined ({event.price_cpu_hour}/cpu-h, {event.price_hour}/h)")
@@ -109,7 +115,7 @@ class _Progress:
             self._live.update(self.render())
 
 
-def _check_funds(location: DaemonLocation, budget: int, fund: bool) -> None:
+def _check_funds(location: Any, budget: int, fund: bool) -> None:
     import httpx
 
     headers = {"Authorization": f"Bearer {location.app_key}"}
@@ -138,7 +144,7 @@ def _check_funds(location: DaemonLocation, budget: int, fund: bool) -> None:
                      f"({tokens(budget)}); {hint}")
 
 
-def _unstarted(job: Job, done: set[str], reason: str) -> list[dict[str, Any]]:
+def _unstarted(job: Any, done: set[str], reason: str) -> list[dict[str, Any]]:
     return [{"id": t.id, "params": dict(t.params), "status": "failed", "reason": reason, "exit_code": None,
              "stdout": "", "stderr": "", "stdout_sha256": None, "outputs": {}, "providers": [], "verification": "",
              "attempts": [], "cost": "0", "cost_units": 0} for t in job.tasks if t.id not in done]
@@ -154,10 +160,15 @@ def _unstarted(job: Job, done: set[str], reason: str) -> list[dict[str, Any]]:
 @click.pass_obj
 def batch_run(obj: Any, job_file: Path, out_dir: Path | None, as_json: bool, fund: bool, quiet: bool) -> None:
     """Run every task of JOB_FILE (TOML); exit code 0 when all are ok."""
+    import trio
+
+    from requestor_sdk import Requestor, load_job, locate
+    from requestor_sdk.manifest import build_manifest, write_manifest
+
     job = load_job(job_file)
     out = (out_dir or job_file.parent / f"{job_file.stem}-results").absolute()
     location = locate(obj.data_dir)
-    budget = parse_tokens(job.budget, "budget")
+    budget = parse_tokens(job.budget)
     _check_funds(location, budget, fund)
     out.mkdir(parents=True, exist_ok=True)
     live = sys.stderr.isatty() and not quiet
@@ -194,7 +205,7 @@ def batch_run(obj: Any, job_file: Path, out_dir: Path | None, as_json: bool, fun
             trio.run(main)
         except BaseException as exc:  # noqa: BLE001 - the manifest is written whatever happened, then re-raised
             holder["error"] = exc
-    requestor: Requestor | None = holder.get("requestor")
+    requestor: Any = holder.get("requestor")
     results = requestor.results() if requestor is not None else []
     error = holder["error"]
     reason = holder["interrupted"] or (f"not run: {error}" if error is not None else "not run")
