@@ -10,11 +10,18 @@ from e2e.daemons import Daemon
 
 @pytest.fixture
 def daemons(tmp_path: Path) -> Iterator[list[Daemon]]:
-    """A list to put started daemons in; all are killed (by PID) at teardown."""
+    """A list to put started daemons in; all are stopped (by PID) at teardown.
+
+    SIGTERM first: a provider that shuts down removes its containers and work
+    volumes (a SIGKILL mid-removal would leave one behind for the suite's check).
+    """
     started: list[Daemon] = []
     yield started
     for d in started:
-        d.kill()
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.terminate()
+    for d in started:
+        d.stop(timeout=15)
 
 
 @pytest.fixture(autouse=True)

@@ -53,6 +53,11 @@ def _containers(node_id: str) -> list:  # type: ignore[type-arg]
     return docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_NODE}={node_id}"})
 
 
+def _leftovers(node_id: str) -> list:  # type: ignore[type-arg]
+    """Containers and their work volumes (a volume goes a moment after its container)."""
+    return _containers(node_id) + docker.from_env().volumes.list(filters={"label": f"{LABEL_NODE}={node_id}"})
+
+
 def test_wrong_results_are_outvoted_and_remembered(tmp_path: Path, daemons: list[Daemon], test_image: str) -> None:
     req, provs = _network(tmp_path, daemons, faults={3: ["--test-fault", "wrong-results"]})
     liar = provs[2].node_id
@@ -104,7 +109,7 @@ def test_provider_killed_mid_batch_its_tasks_run_elsewhere(tmp_path: Path, daemo
     assert status["balance"]["locked_units"] == 0
     assert status["balance"]["spent_units"] == manifest["totals"]["cost_units"] <= 10**18
     victim.start()  # a provider that comes back removes what it left behind
-    wait_until(lambda: _containers(victim.node_id) == [], timeout=30, what="the victim cleans up")
+    wait_until(lambda: _leftovers(victim.node_id) == [], timeout=30, what="the victim cleans up")
 
 
 def test_ctrl_c_terminates_and_settles_everything(tmp_path: Path, daemons: list[Daemon], test_image: str) -> None:
@@ -128,7 +133,7 @@ def test_ctrl_c_terminates_and_settles_everything(tmp_path: Path, daemons: list[
     assert all(t["status"] == "ok" or "interrupted" in (t["reason"] or "") for t in manifest["tasks"])
     agreements = json.loads(run_cli("market", "agreements", "--json", data_dir=req.data_dir).stdout)
     assert agreements and {a["state"] for a in agreements} == {"terminated"}
-    wait_until(lambda: all(_containers(p.node_id) == [] for p in provs), timeout=30, what="nothing left running")
+    wait_until(lambda: all(_leftovers(p.node_id) == [] for p in provs), timeout=30, what="nothing left running")
     wait_until(lambda: json.loads(run_cli("payment", "status", "--json", data_dir=req.data_dir).stdout)
                ["balance"]["locked_units"] == 0, timeout=30, what="every channel settled")
     wait_until(lambda: sum(json.loads(run_cli("payment", "status", "--json", data_dir=p.data_dir).stdout)

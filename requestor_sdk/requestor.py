@@ -741,7 +741,7 @@ class Requestor:
             open_ = [r for r in rows if r.get("state") not in ("closed", "settled")]
             if not open_:
                 return
-            await trio.sleep(0.5)
+            await trio.sleep(0.1)
 
     def _assign_costs(self) -> None:
         """Split each agreement's signed amount over its attempts in proportion to their run time."""

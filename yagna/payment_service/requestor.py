@@ -88,6 +88,7 @@ class RequestorPayments:
         """Test-only fault: answer debit notes without paying (``--test-fault withhold-payments``)."""
         self.elapsed: Elapsed | None = None
         self._payers: dict[str, _Payer] = {}  # by agreement id
+        self._wake = trio.Event()
         self._opening: dict[str, trio.Lock] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -180,6 +181,8 @@ class RequestorPayments:
                 payer.invoice_paid = decision.accepted and not self.withhold
                 await self._invoices.upsert(note.agreement_id, "payer", note.amount_due,
                                             "paid" if payer.invoice_paid else "issued", note.raw)
+                if payer.invoice_paid:
+                    self._wake.set()
         if not decision.accepted:
             log.warning("debit note %d of %s rejected: %s", note.seq, note.agreement_id[:12], decision.reason)
         return {"accepted": decision.accepted, "code": decision.code, "reason": decision.reason, "voucher": voucher}
@@ -243,7 +246,9 @@ class RequestorPayments:
     # -- the loop: re-send unacknowledged vouchers, settle ended agreements ---------------------
     async def _loop(self) -> None:
         while True:
-            await trio.sleep(self._resend_s)
+            with trio.move_on_after(self._resend_s):
+                await self._wake.wait()  # a paid invoice settles now, not at the next tick
+            self._wake = trio.Event()
             for agreement_id, payer in list(self._payers.items()):
                 pending = payer.core.pending()
                 if pending is not None and payer.confirmed:
