@@ -45,6 +45,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except docker.errors.APIError as exc:
             print(f"cannot remove {obj}: {exc}")
     if left or volumes:
-        names = [f"container {c.short_id} {c.labels}" for c in left] + [f"volume {v.name}" for v in volumes]
+        names = [f"container {c.short_id} {c.labels}" for c in left] + [f"volume {v.name} {v.attrs.get('Labels')}" for v in volumes]
         print("\nLEFT BEHIND by the test suite (now removed):\n  " + "\n  ".join(names))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import posixpath
 import signal
@@ -98,7 +99,7 @@ import socket
 import tarfile
 import time
 import uuid
-from collections.abc import Mapping, Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -119,6 +120,8 @@ from exeunit.runtime import (
     OutputSink,
     Usage,
 )
+
+log = logging.getLogger("yagna.exeunit.docker")
 
 T = TypeVar("T")
 
@@ -239,24 +242,35 @@ class DockerRuntime:
         volume = f"yagna-work-{uuid.uuid4().hex}"
         labels = {**self._extra_labels, **spec.labels}
         labels[LABEL_WORK_VOLUME] = volume
-        await self._call(
-            "volume",
-            "create_volume",
-            name=volume,
-            driver="local",
-            driver_opts={
-                "type": "tmpfs",
-                "device": "tmpfs",
-                "o": f"size={lim.storage_bytes},uid={UID},gid={GID},mode=0755,nosuid,nodev",
-            },
-            labels={**self._extra_labels, **spec.labels},
-        )
         try:
+            await self._call(
+                "volume",
+                "create_volume",
+                name=volume,
+                driver="local",
+                driver_opts={
+                    "type": "tmpfs",
+                    "device": "tmpfs",
+                    "o": f"size={lim.storage_bytes},uid={UID},gid={GID},mode=0755,nosuid,nodev",
+                },
+                labels={**self._extra_labels, **spec.labels},
+            )
             return await self._blocking("container", self._create_container, spec, volume, labels)
         except BaseException:
+            # Also when cancelled while the volume or the container was being made: nothing may
+            # outlive a failed create (the container, if the engine made it, carries the volume's label).
             with trio.CancelScope(shield=True):
-                await self._remove_volume(volume)
+                await self._discard(volume)
             raise
+
+    async def _discard(self, volume: str) -> None:
+        try:
+            made = await self._call("container", "containers", all=True, filters={"label": f"{LABEL_WORK_VOLUME}={volume}"})
+            for c in made or []:
+                await self._call("container", "remove_container", c["Id"], force=True, v=True)
+            await self._remove_volume(volume)
+        except RuntimeFailure as exc:  # the engine is gone or busy: the node's next start removes orphans
+            log.warning("could not clean up after a failed create (%s): %s", volume, exc)
 
     def _create_container(self, spec: ContainerSpec, volume: str, labels: dict[str, str]) -> str:
         api = self._api()
