@@ -146,11 +146,15 @@ async def libp2p_world() -> AsyncIterator[World]:
         world = World("libp2p", a, b, c, settle=0.5)
 
         async def drop(endpoint: Endpoint) -> None:
+            port = int(endpoint.net.listen_addrs()[0].split("/tcp/")[1].split("/")[0])  # type: ignore[union-attr]
             scopes[endpoint.node_id].cancel()
             others = [e.net for e in world.endpoints if e is not endpoint]
             await world.eventually(
                 lambda: all(endpoint.node_id not in n.peers.connected_peers() for n in others)  # type: ignore[union-attr]
             )
+            # Vanished means gone, not shutting down: under load its listener could still take a
+            # dial for a moment and answer "protocol not supported" (flaked in CI once).
+            await world.eventually(lambda: not _accepts(port))
 
         world._drop = drop
         yield world
@@ -172,3 +176,11 @@ async def memory_world() -> AsyncIterator[World]:
         settle=0.0,
         _drop=drop,
     )
+
+
+def _accepts(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
