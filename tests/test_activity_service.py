@@ -368,3 +368,32 @@ async def test_usage_is_billed_while_the_container_is_being_removed(tmp_path: Pa
             await removing.wait()
             duration_ms, cpu_ms, _, count = await prov.usage_for_agreement(p.agreement_id)
         assert count == 1 and duration_ms > 500 and cpu_ms > 300, (duration_ms, cpu_ms)
+
+
+async def test_a_removal_cancelled_midway_still_finishes(tmp_path: Path, image_id: str) -> None:
+    """Regression: a provider cancelled while removing a container left its work volume behind."""
+    async with pair(tmp_path) as p:
+        req, prov = p.req.requestor, p.prov.provider
+        assert req is not None and prov is not None
+        activity_id, _ = await p.run([{"deploy": {"image": image_id}}, {"start": {}}])
+        real_remove = p.runtime._real.remove
+        removing = trio.Event()
+
+        async def slow_remove(container_id: str) -> None:
+            removing.set()
+            await trio.sleep(0.5)  # the cancellation lands here
+            await real_remove(container_id)
+
+        p.runtime.remove = slow_remove  # type: ignore[method-assign]
+        running = prov._live[activity_id]
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(prov._end, running, "test")
+                await removing.wait()
+                scope.cancel()
+        import docker
+
+        engine = docker.from_env()
+        label = {"label": f"network.yagna.activity={activity_id}"}
+        assert engine.containers.list(all=True, filters=label) == []
+        assert engine.volumes.list(filters=label) == []

@@ -169,10 +169,13 @@ class ProviderActivities:
         while len(self._ended) > MAX_ENDED_KEPT:
             self._ended.popitem(last=False)
         if running.container_id is not None:
-            try:
-                await self._runtime.remove(running.container_id)
-            except ExeUnitError as exc:
-                log.warning("cannot remove container of %s: %s", act.activity_id, exc)
+            # Once started, a removal finishes (container and work volume) even if we are being
+            # cancelled: half a removal leaves a volume behind. Bounded.
+            with trio.CancelScope(shield=True), trio.move_on_after(30):
+                try:
+                    await self._runtime.remove(running.container_id)
+                except ExeUnitError as exc:
+                    log.warning("cannot remove container of %s: %s", act.activity_id, exc)
         act.apply(Event.TERMINATE, reason=reason, now=time.time())  # a no-op on an activity that failed
         await self._rows.update(act.activity_id, state=act.state.value, reason=act.reason or reason, usage=usage)
         for batch in running.batches.values():
