@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from yagna.cli.market_cmd import _emit
+from yagna.cli.output import emit
 from yagna.core.errors import YagnaError
 
 
@@ -44,7 +44,7 @@ def _activities(rows: list[dict[str, Any]], peer: str, as_json: bool) -> None:
     for a in rows:
         lines.append(f"{a['activity_id']:34} {a['agreement_id'][:12]:14} {a['state']:11} {a[peer]:54} "
                      f"{_usage_line(a.get('usage'))}")
-    _emit(rows, as_json, "\n".join(lines) if rows else "no activities")
+    emit(rows, as_json, "\n".join(lines) if rows else "no activities")
 
 
 @activity.command("run", context_settings={"ignore_unknown_options": True})

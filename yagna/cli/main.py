@@ -7,7 +7,6 @@ command takes ``--json``. Errors are one line on stderr and a non-zero exit.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from pathlib import Path
@@ -16,17 +15,11 @@ from typing import Any
 import click
 
 from yagna import __version__
+from yagna.cli.output import emit
 from yagna.core.errors import YagnaError
 
 # Heavy modules (libp2p, FastAPI) are imported inside the commands that need
 # them: `yagna net peers` should not pay half a second of libp2p import.
-
-
-def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-    else:
-        click.echo(text if text is not None else data)
 
 
 class Ctx:
@@ -188,7 +181,7 @@ def id_show(obj: Ctx, as_json: bool) -> None:
             ) from None
         key, _ = NodeKey.load_or_create(path.key_file)  # exists: only read
         data = {"node_id": key.node_id, "running": False}
-    _emit(data, as_json, data["node_id"])
+    emit(data, as_json, data["node_id"])
 
 
 # -- net --------------------------------------------------------------------------------
@@ -208,7 +201,7 @@ def net_status(obj: Ctx, as_json: bool) -> None:
         + [f"listening: {a}" for a in data["listen_addrs"]]
         + [f"peers:     {data['connected']} connected, {data['known']} known"]
     )
-    _emit(data, as_json, text)
+    emit(data, as_json, text)
 
 
 @net.command("peers")
@@ -223,7 +216,7 @@ def net_peers(obj: Ctx, as_json: bool, show_all: bool) -> None:
         state = ("connected" + (f"/{p['direction'][:3]}" if p["direction"] else "")) if p["connected"] else f"down({p['failures']})"
         addr = (p["remote_addrs"] or p["addrs"] or ["-"])[0]
         lines.append(f"{p['node_id']:54} {state:14} {addr}")
-    _emit(peers, as_json, "\n".join(lines) if peers else "no peers")
+    emit(peers, as_json, "\n".join(lines) if peers else "no peers")
 
 
 @net.command("subscribe")
@@ -253,7 +246,7 @@ def net_publish(obj: Ctx, topic: str, message: str) -> None:
 def net_messages(obj: Ctx, topic: str, after: int, as_json: bool) -> None:
     """Messages received on a subscribed user/<name> topic."""
     msgs = obj.client().call("GET", f"/net/gossip/{topic}/messages", params={"after": after})
-    _emit(msgs, as_json, "\n".join(f"{m['seq']:>5} {m['origin']} {m['data']}" for m in msgs) or "no messages")
+    emit(msgs, as_json, "\n".join(f"{m['seq']:>5} {m['origin']} {m['data']}" for m in msgs) or "no messages")
 
 
 # -- app keys ------------------------------------------------------------------------------
@@ -269,7 +262,7 @@ def app_key() -> None:
 def app_key_create(obj: Ctx, name: str, as_json: bool) -> None:
     """Create a key; it is printed once and never stored in clear."""
     data = obj.client().call("POST", "/app-keys", json={"name": name})
-    _emit(data, as_json, data["key"])
+    emit(data, as_json, data["key"])
 
 
 @app_key.command("list")
@@ -281,7 +274,7 @@ def app_key_list(obj: Ctx, as_json: bool) -> None:
     lines = [f"{'NAME':24} {'ID':34} CREATED"] + [
         f"{k['name']:24} {k['id']:34} {k['created_at']}" for k in keys
     ]
-    _emit(keys, as_json, "\n".join(lines))
+    emit(keys, as_json, "\n".join(lines))
 
 
 @app_key.command("drop")

@@ -13,11 +13,9 @@ from typing import Any
 
 import click
 
+from yagna.cli.output import emit
+
 from yagna.core.errors import YagnaError
-
-
-def _emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2) if as_json else text)
 
 
 def _hourly(units_per_sec: int) -> str:
@@ -74,7 +72,7 @@ def market_offers(obj: Any, subnet: str | None, as_json: bool) -> None:
             f"{o['offer_id'][:12]:14} {o['provider_id']:54} {o['subnet']:10} {p.get('golem.inf.cpu.threads', '?'):>4} "
             f"{p.get('golem.inf.mem.gib', '?'):>6} {p.get('golem.inf.storage.gib', '?'):>6}  {_price_line(p)}"
         )
-    _emit(offers, as_json, "\n".join(lines) if offers else "no offers known")
+    emit(offers, as_json, "\n".join(lines) if offers else "no offers known")
 
 
 @market.command("status")
@@ -89,7 +87,7 @@ def market_status(obj: Any, as_json: bool) -> None:
         f"{s['withdrawn']} withdrawn, {s['refused']} refused, {s['synced']} from catch-up)",
         f"demands:   {s['demands']} open",
     ])
-    _emit(s, as_json, text)
+    emit(s, as_json, text)
 
 
 @market.command("agreements")
@@ -105,7 +103,7 @@ def market_agreements(obj: Any, role: str | None, state: str | None, as_json: bo
     for a in rows:
         peer = a["provider_id"] if a["role"] == "requestor" else a["requestor_id"]
         lines.append(f"{a['agreement_id'][:12]:14} {a['role']:10} {a['state']:11} {peer:54} {a['reason'] or ''}")
-    _emit(rows, as_json, "\n".join(lines) if rows else "no agreements")
+    emit(rows, as_json, "\n".join(lines) if rows else "no agreements")
 
 
 @market.command("negotiate")
@@ -157,7 +155,7 @@ def market_negotiate(obj: Any, constraints: str, properties: tuple[str, ...], su
         lines.append(f"  agreement {a['agreement_id'][:12]} with {a['provider_id']}  {_price_line(a['offer_properties'])}")
     for f in result["failures"]:
         lines.append(f"  skipped {f['provider_id']}: {f['code']}: {f['message']}")
-    _emit(result, as_json, "\n".join(lines))
+    emit(result, as_json, "\n".join(lines))
     if not result["agreements"]:
         raise YagnaError("no agreement signed: no matching provider accepted (see the reasons above)")
 
@@ -195,7 +193,7 @@ def provider_status(obj: Any, as_json: bool) -> None:
         offer = p["offer_id"][:12] if p["offer_id"] else "not offered (no free capacity)"
         lines.append(f"  {p['name']:16} {p['threads']} thr {p['mem_gib']:g} GiB {p['storage_gib']:g} GiB  "
                      f"subnet {p['subnet']}  offer {offer}")
-    _emit(s, as_json, "\n".join(lines))
+    emit(s, as_json, "\n".join(lines))
 
 
 @provider.group("preset")
@@ -260,7 +258,7 @@ def preset_create(obj: Any, name: str, **opts: Any) -> None:
 def preset_list(obj: Any, as_json: bool) -> None:
     """The node's presets."""
     rows = obj.client().call("GET", "/provider/presets")
-    _emit(rows, as_json, "\n".join(_preset_text(p) for p in rows) if rows else "no presets")
+    emit(rows, as_json, "\n".join(_preset_text(p) for p in rows) if rows else "no presets")
 
 
 @preset.command("update")
@@ -312,7 +310,7 @@ def _policy_text(p: dict[str, Any]) -> str:
 def policy_show(obj: Any, as_json: bool) -> None:
     """The current acceptance policy."""
     p = obj.client().call("GET", "/provider/policy")
-    _emit(p, as_json, _policy_text(p))
+    emit(p, as_json, _policy_text(p))
 
 
 def _range(text: str | None, name: str) -> list[int] | None:
@@ -388,4 +386,4 @@ def reputation(obj: Any, as_json: bool) -> None:
         latency = f"{r['latency_ms']:.0f} ms" if r.get("latency_ms") is not None else "-"
         lines.append(f"{r['provider_id']:54} {r['reputation']:>6.2f} {r['successes']:>5} {r['failures']:>5} "
                      f"{r['disagreements']:>5} {r['timeouts']:>7} {r['rejections']:>7} {latency:>9}")
-    _emit(rows, as_json, "\n".join(lines) if rows else "no providers used yet")
+    emit(rows, as_json, "\n".join(lines) if rows else "no providers used yet")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from yagna.cli.market_cmd import _emit
+from yagna.cli.output import emit
 
 
 @click.group()
@@ -31,7 +31,7 @@ def payment_status(obj: Any, as_json: bool) -> None:
         for a in s["agreements"]:
             lines.append(f"{a['agreement_id'][:12]:14} {a['role']:10} {a['state']:9} {a['deposit']:>14} {a['amount_due']:>14} "
                          f"{a['paid']:>14} {a['best_seq']:>5}  {a['reason'] or ''}")
-    _emit(s, as_json, "\n".join(lines))
+    emit(s, as_json, "\n".join(lines))
 
 
 @payment.command("fund")
@@ -41,7 +41,7 @@ def payment_status(obj: Any, as_json: bool) -> None:
 def payment_fund(obj: Any, amount: str, as_json: bool) -> None:
     """Credit test tokens to this node's account (test-network ledger only)."""
     b = obj.client().call("POST", "/payment/fund", json={"amount": amount})
-    _emit(b, as_json, f"funded {amount}: balance {b['total']} (free {b['free']})")
+    emit(b, as_json, f"funded {amount}: balance {b['total']} (free {b['free']})")
 
 
 @payment.command("channels")
@@ -54,7 +54,7 @@ def payment_channels(obj: Any, as_json: bool) -> None:
     for c in rows:
         lines.append(f"{c['channel_id'][:16]:18} {c['agreement_id'][:12]:14} {c['role']:6} {c['state']:8} {c['deposit']:>14} "
                      f"{c['best_amount']:>14} {c['best_seq']:>5}  {c['peer_id']}")
-    _emit(rows, as_json, "\n".join(lines) if rows else "no channels")
+    emit(rows, as_json, "\n".join(lines) if rows else "no channels")
 
 
 @payment.command("invoices")
@@ -66,4 +66,4 @@ def payment_invoices(obj: Any, as_json: bool) -> None:
     lines = [f"{'AGREEMENT':14} {'ROLE':10} {'STATUS':9} {'AMOUNT':>14}"]
     for i in rows:
         lines.append(f"{i['agreement_id'][:12]:14} {i['role']:10} {i['status']:9} {i['amount']:>14}")
-    _emit(rows, as_json, "\n".join(lines) if rows else "no invoices")
+    emit(rows, as_json, "\n".join(lines) if rows else "no invoices")
