@@ -9,24 +9,11 @@ import pytest
 from payments.channel import Evidence, Outcome, PayeeChannel, PayerChannel
 from payments.errors import ChannelError, VoucherRejected
 from payments.testnet_ledger import MemoryLedger
-from payments.voucher import VOUCHER_DOMAIN, ChannelTerms, sign_voucher
+from payments.voucher import VOUCHER_DOMAIN, sign_voucher
 from yagna.core.envelope import seal
-from yagna.core.identity import NodeKey
+from tests.payments.parties import MALLORY, PAYEE, PAYER, TERMS
 from yagna.core.wire import decode, encode
 
-PAYER = NodeKey.from_seed(bytes(range(32)))
-PAYEE = NodeKey.from_seed(bytes(range(1, 33)))
-MALLORY = NodeKey.from_seed(bytes(range(2, 34)))
-TERMS = ChannelTerms(
-    network_id="devnet-1",
-    driver="testnet-ledger",
-    channel_id="ch-0001",
-    agreement_id="ag-0001",
-    payer=PAYER.node_id,
-    payee=PAYEE.node_id,
-    currency="tGLM",
-    deposit=1_000,
-)
 
 
 def test_accept_then_duplicate_is_acknowledged_again_without_credit() -> None:
