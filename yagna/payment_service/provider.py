@@ -27,13 +27,14 @@ from payments.channel_open import ChannelOpenRejected, open_channel_open
 from payments.debit_note import Usage, sign_debit_note
 from payments.driver import SettlementDriver
 from payments.enforcement import Action, Enforcement
-from payments.errors import DriverError, PaymentError, VoucherRejected
+from payments.errors import DriverError, VoucherRejected
 from payments.voucher import peek_channel_id
 from payments.voucher import ChannelTerms
 from yagna.core import wire
 from yagna.core.errors import WireError
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
+from yagna.market_service.requestor import NegotiationFailed
 from yagna.net.errors import RequestError, RequestRejected
 from yagna.payment_service.protocol import PAYMENT, payment_terms, pricing_of, terms_bytes, terms_from_bytes, threads_of
 from yagna.store.market_repos import Agreements
@@ -272,9 +273,7 @@ class ProviderPayments:
         if self.terminate is not None:
             try:
                 await self.terminate(payee.terms.agreement_id, code)
-            except PaymentError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the market's own errors: the agreement may have ended already
+            except NegotiationFailed as exc:  # it ended already (e.g. the requestor terminated it first)
                 log.info("terminate %s: %s", payee.terms.agreement_id[:12], exc)
 
     async def _close(self, payee: _Payee) -> None:
