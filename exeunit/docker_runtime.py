@@ -368,8 +368,8 @@ class DockerRuntime:
                 raise
 
     def _forget(self, container_id: str) -> None:
-        for key in [k for k in self._cgroup_dirs if k[0] == container_id]:
-            del self._cgroup_dirs[key]
+        for key in [k for k in list(self._cgroup_dirs) if k[0] == container_id]:
+            self._cgroup_dirs.pop(key, None)  # shared by the worker threads: another may drop it first
         self._running_execs.pop(container_id, None)
 
     async def leftovers(self, node_id: str) -> list[tuple[str, dict[str, str]]]:
@@ -408,7 +408,7 @@ class DockerRuntime:
                 text = self._read(f"/proc/{pid}", "cgroup")
                 if text is not None and container_id in text:
                     return pid, dirs
-                del self._cgroup_dirs[(cid, pid)]
+                self._cgroup_dirs.pop((cid, pid), None)  # another worker thread may have dropped it already
         info = self._api().inspect_container(container_id)
         pid = int(info["State"].get("Pid") or 0)
         if pid <= 0:

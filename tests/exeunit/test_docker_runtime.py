@@ -372,3 +372,23 @@ async def test_unreachable_engine_is_a_runtime_failure(test_image) -> None:
     with pytest.raises(RuntimeFailure) as e:
         await rt.has_image(test_image)
     assert e.value.code == "engine-unavailable"
+
+
+async def test_stale_cgroup_cache_entry_dropped_by_two_threads_at_once(docker_runtime, make_container) -> None:
+    """Regression: usage() from two worker threads both deleted the same stale cache entry (KeyError)."""
+    cid = await make_container()
+    await docker_runtime.usage(cid)  # caches (cid, init pid)
+    stale = (cid, 999_999_999)  # an init that is gone, looked at first
+    fresh = dict(docker_runtime._cgroup_dirs)
+    docker_runtime._cgroup_dirs.clear()
+    docker_runtime._cgroup_dirs.update({stale: {}, **fresh})
+    real_read = docker_runtime.inner._read
+
+    def read_while_another_thread_drops_it(path: str, name: str):  # type: ignore[no-untyped-def]
+        if path == f"/proc/{stale[1]}":
+            docker_runtime._cgroup_dirs.pop(stale, None)  # what the other thread did meanwhile
+        return real_read(path, name)
+
+    docker_runtime.inner._read = read_while_another_thread_drops_it
+    usage = await docker_runtime.usage(cid)
+    assert usage.duration_s >= 0
