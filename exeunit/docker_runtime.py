@@ -692,6 +692,24 @@ class DockerRuntime:
         finally:
             if not was_paused:
                 self._thaw(api, container_id)
+        self._wait_dead(targets)
+
+    @staticmethod
+    def _wait_dead(pids: set[int], bound_s: float = 3.0) -> None:
+        """Return once every killed pid is gone or a zombie (a SIGKILL lands when the cgroup thaws;
+        under load the caller could otherwise still see the command listed). Bounded. Blocking."""
+        deadline = time.monotonic() + bound_s
+        alive = set(pids)
+        while alive and time.monotonic() < deadline:
+            for pid in list(alive):
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                            alive.discard(pid)
+                except OSError:
+                    alive.discard(pid)
+            if alive:
+                time.sleep(0.01)
 
     @staticmethod
     def _thaw(api: Any, container_id: str) -> None:
