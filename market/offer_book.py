@@ -8,7 +8,10 @@ decides whether to keep them:
   ``created_at_ms``) *replaces* the older copy; an older copy arriving after a
   newer one is refused as ``superseded``;
 - each provider is held to caps (live offers, bytes) and a token-bucket rate;
-  the whole book to a total cap, since provider ids cost nothing to mint;
+  the whole book to total caps (offers and bytes), since provider ids cost
+  nothing to mint; and each *relaying peer* (``via``: the peer that handed us
+  the offer) to a share of the bytes, so that one connected peer minting
+  identities cannot fill the book for everyone else (issue 11, row 5);
 - a withdrawal is honoured only from the offer's own provider; its tombstone
   is remembered until the offer would have expired, so a late re-gossip of the
   withdrawn offer (or of an older copy of it) is refused as ``withdrawn``. A
@@ -143,6 +146,8 @@ class OfferBook:
         max_offers_per_provider: int = 64,
         max_bytes_per_provider: int = 256 * 1024,
         max_offers: int = 50_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_bytes_per_via: int = 8 * 1024 * 1024,
         burst: float = 100,
         refill_per_second: float = 20,
         tombstone_ttl_ms: int = DEFAULT_MAX_TTL_MS,
@@ -150,6 +155,11 @@ class OfferBook:
         self.max_offers_per_provider = max_offers_per_provider
         self.max_bytes_per_provider = max_bytes_per_provider
         self.max_offers = max_offers
+        self.max_bytes = max_bytes
+        self.max_bytes_per_via = max_bytes_per_via
+        self._bytes = 0
+        self._via: dict[str, str] = {}
+        self._via_bytes: dict[str, int] = {}
         self.burst = burst
         self.refill_per_second = refill_per_second
         self.tombstone_ttl_ms = tombstone_ttl_ms
@@ -173,8 +183,21 @@ class OfferBook:
         return p
 
     # -- adding ---------------------------------------------------------------------
-    def add(self, signed: SignedOffer, now_ms: int) -> AddResult:
-        """Take a verified offer into the book, or say why not."""
+    @property
+    def bytes(self) -> int:
+        """Sealed bytes of all live offers."""
+        return self._bytes
+
+    def via_bytes(self, peer: str) -> int:
+        """Sealed bytes of the live offers that ``peer`` handed us first."""
+        return self._via_bytes.get(peer, 0)
+
+    def add(self, signed: SignedOffer, now_ms: int, *, via: str | None = None) -> AddResult:
+        """Take a verified offer into the book, or say why not.
+
+        ``via`` is the peer that handed it over (None: this node itself); an
+        offer is charged to the peer that brought it first.
+        """
         oid = signed.offer_id
         if oid in self._offers:
             return AddResult(AddStatus.DUPLICATE)
@@ -195,10 +218,18 @@ class OfferBook:
         if not p.bucket.take(now_ms):
             return AddResult(AddStatus.REJECTED, "rate_limited")
         freed_count, freed_bytes = (1, len(older.raw)) if older is not None else (0, 0)
+        size = len(signed.raw)
+        charged_to = self._via.get(older.offer_id) if older is not None else via
+        via_freed = freed_bytes if older is not None else 0
         if (
             len(p.offers) - freed_count >= self.max_offers_per_provider
-            or p.bytes - freed_bytes + len(signed.raw) > self.max_bytes_per_provider
+            or p.bytes - freed_bytes + size > self.max_bytes_per_provider
             or len(self._offers) - freed_count >= self.max_offers
+            or self._bytes - freed_bytes + size > self.max_bytes
+            or (
+                charged_to is not None
+                and self._via_bytes.get(charged_to, 0) - via_freed + size > self.max_bytes_per_via
+            )
         ):
             return AddResult(AddStatus.REJECTED, "over_cap")
         if older is not None:
@@ -206,7 +237,11 @@ class OfferBook:
         self._offers[oid] = signed
         self._by_slot[slot] = oid
         p.offers.add(oid)
-        p.bytes += len(signed.raw)
+        p.bytes += size
+        self._bytes += size
+        if charged_to is not None:
+            self._via[oid] = charged_to
+            self._via_bytes[charged_to] = self._via_bytes.get(charged_to, 0) + size
         self._matcher.add(oid, signed.as_offer())
         if older is not None:
             return AddResult(AddStatus.REPLACED, replaced=older.offer_id)
@@ -222,6 +257,14 @@ class OfferBook:
         p = self._providers[offer.provider_id]
         p.offers.discard(oid)
         p.bytes -= len(offer.raw)
+        self._bytes -= len(offer.raw)
+        via = self._via.pop(oid, None)
+        if via is not None:
+            left = self._via_bytes[via] - len(offer.raw)
+            if left:
+                self._via_bytes[via] = left
+            else:
+                del self._via_bytes[via]
         self._matcher.remove(oid)
         return offer
 

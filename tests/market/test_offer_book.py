@@ -248,3 +248,30 @@ def test_due_for_reannounce() -> None:
     assert due_for_reannounce([a, b], T0 + 50_000) == [b]
     assert due_for_reannounce([a, b], T0 + 300_000) == [a, b]
     assert due_for_reannounce([a], T0 + 100_000, margin_ms=500_000) == [a]
+
+
+def test_relaying_peer_is_held_to_its_share_of_bytes() -> None:
+    """Issue 11 row 5: one connected peer minting identities could fill every node's book."""
+    one = len(signed(P1).raw)
+    book = OfferBook(max_bytes_per_via=3 * one + one // 2)
+    keys = [NodeKey.from_seed(bytes([i]) * 32) for i in range(1, 7)]
+    results = [book.add(signed(k), T0, via="rogue").reason for k in keys[:4]]
+    assert results == [None, None, None, "over_cap"]
+    assert book.via_bytes("rogue") == 3 * one
+    assert book.add(signed(keys[4]), T0, via="honest").accepted  # other relays are unaffected
+    assert book.add(signed(keys[5]), T0).accepted  # and so is this node's own
+    # a re-announcement replaces in place and stays charged to the first relay
+    again = signed(keys[0], created=T0 + 1000)
+    assert book.add(again, T0 + 1000, via="honest").status is AddStatus.REPLACED
+    assert book.via_bytes("rogue") == 3 * one and book.via_bytes("honest") == one
+    book.withdraw(tombstone(keys[0], again.offer_id, T0 + 2000), T0 + 2000)
+    assert book.via_bytes("rogue") == 2 * one
+
+
+def test_book_total_bytes_are_capped() -> None:
+    one = len(signed(P1).raw)
+    book = OfferBook(max_bytes=2 * one + one // 2)
+    keys = [NodeKey.from_seed(bytes([i]) * 32) for i in range(10, 13)]
+    assert [book.add(signed(k), T0, via=f"p{i}").reason for i, k in enumerate(keys)] == [None, None, "over_cap"]
+    assert book.bytes == 2 * one
+    assert book.expire(T0 + TTL + 1) and book.bytes == 0

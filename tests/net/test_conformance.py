@@ -25,7 +25,7 @@ from yagna.net import (
     RequestTimeout,
     RequestTooLarge,
 )
-from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE
+from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE, Inbound
 from yagna.net.memory import MemoryHub
 
 from .conformance import World
@@ -310,9 +310,9 @@ async def test_receiver_validator_stops_delivery(world: World) -> None:
     _, sub_b, sub_c = await subscribe_all(world, topic)
     seen: list[tuple[str, bytes]] = []
 
-    def only_good(origin: str, data: bytes) -> bool:
-        seen.append((origin, data))
-        return not data.startswith(b"bad")
+    def only_good(msg: Inbound) -> bool:
+        seen.append((msg.origin, msg.data))
+        return not msg.data.startswith(b"bad")
 
     world.b.gossip.set_validator(topic, only_good)
     with trio.fail_after(BOUND):
@@ -332,8 +332,8 @@ async def test_invalid_message_names_its_forwarder(world: World) -> None:
     _, sub_b, _ = await subscribe_all(world, topic)
     charged: list[tuple[str, str, int]] = []
 
-    def strict(origin: str, data: bytes) -> bool:
-        if data.startswith(b"forged"):
+    def strict(msg: Inbound) -> bool:
+        if msg.data.startswith(b"forged"):
             raise GossipInvalid("bad_signature", penalty=10)
         return True
 
@@ -357,10 +357,10 @@ async def test_publisher_validator_gates_its_own_messages(world: World) -> None:
     topic = "test/own-validator"
     _, sub_b, sub_c = await subscribe_all(world, topic)
 
-    def picky(origin: str, data: bytes) -> bool:
-        if data == b"explode":
+    def picky(msg: Inbound) -> bool:
+        if msg.data == b"explode":
             raise RuntimeError("a bug in the validator")
-        return data != b"bad"
+        return msg.data != b"bad"
 
     world.a.gossip.set_validator(topic, picky)
     with trio.fail_after(BOUND):

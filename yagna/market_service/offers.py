@@ -208,7 +208,7 @@ class OfferDirectory:
                 return
             topic = offers_topic(self.network_id, subnet)
             self._gossip.set_validator(
-                topic, lambda origin, data: self._validate_offer_msg(subnet, data), on_invalid=self._charge
+                topic, lambda msg: self._validate_offer_msg(subnet, msg.data, msg.forwarder), on_invalid=self._charge
             )
             channel = await self._gossip.subscribe(topic)
             self._subnets.add(subnet)
@@ -224,7 +224,7 @@ class OfferDirectory:
                 return
             topic = demands_topic(self.network_id, subnet)
             self._gossip.set_validator(
-                topic, lambda origin, data: self._validate_demand_msg(subnet, data), on_invalid=self._charge
+                topic, lambda msg: self._validate_demand_msg(subnet, msg.data), on_invalid=self._charge
             )
             channel = await self._gossip.subscribe(topic)
             self._demand_subnets.add(subnet)
@@ -245,10 +245,10 @@ class OfferDirectory:
         if peer != self.me:
             self.penalties.charge(peer, exc.penalty)
 
-    def _validate_offer_msg(self, subnet: str, data: bytes) -> bool:
+    def _validate_offer_msg(self, subnet: str, data: bytes, forwarder: str) -> bool:
         domain = peek_domain(data)
         if domain == OFFER_DOMAIN:
-            return self._take_offer(subnet, data)
+            return self._take_offer(subnet, data, via=None if forwarder == self.me else forwarder)
         if domain == WITHDRAW_DOMAIN:
             return self._take_withdrawal(data)
         raise GossipInvalid("unknown_kind", PENALTY["unknown_kind"])
@@ -261,7 +261,8 @@ class OfferDirectory:
             return None
         return self.book.get(content_id(data))
 
-    def _take_offer(self, subnet: str | None, data: bytes, source: str = "gossip") -> bool:
+    def _take_offer(self, subnet: str | None, data: bytes, source: str = "gossip", *, via: str | None = None) -> bool:
+        """``via``: the peer that handed the offer to us (None: this node), charged in the book's per-peer totals."""
         now = self._clock_ms()
         try:
             offer = verify_offer(data, network_id=self.network_id, now_ms=now)
@@ -269,7 +270,7 @@ class OfferDirectory:
             raise GossipInvalid(exc.reason, PENALTY.get(exc.reason, 20)) from None
         if subnet is not None and offer.subnet != subnet:
             raise GossipInvalid("wrong_subnet", PENALTY["wrong_subnet"])
-        result = self.book.add(offer, now)
+        result = self.book.add(offer, now, via=via)
         if result.status is AddStatus.DUPLICATE:
             return True
         if result.status is AddStatus.REJECTED:
@@ -354,7 +355,7 @@ class OfferDirectory:
                         self.penalties.charge(peer, PENALTY["malformed"])
                         return
                     try:
-                        self._take_offer(subnet, raw, "sync")
+                        self._take_offer(subnet, raw, "sync", via=peer)
                         self.stats.synced += 1
                     except GossipInvalid as exc:
                         self._charge(peer, exc)

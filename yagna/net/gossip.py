@@ -12,7 +12,15 @@ py-libp2p 0.8.1 gossip defaults and what we do about them (lab report §4):
   per topic moves messages into bounded per-subscriber channels, counting drops;
 * own messages come back on our subscription -> filtered out;
 * a ~1 MiB message is dropped silently by the sender -> refused with
-  :class:`GossipError` before publishing.
+  :class:`GossipError` before publishing;
+* its signature validator *raises* on some garbage, inside a task whose
+  exception ends the pubsub service and the node -> every message from a peer
+  passes our own checks first, then per-forwarder admission (size, messages
+  and bytes per second per topic, :mod:`yagna.net.limits`), and the library
+  runs inside a boundary (:mod:`yagna.net.pubsub_guard`).
+
+A peer that keeps sending malformed messages is banned (``ban`` hook, set by
+the network to the peer manager's).
 """
 
 from __future__ import annotations
@@ -27,19 +35,36 @@ from libp2p.abc import IHost, INetStream
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
-from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
 from yagna.net.errors import GossipError, GossipInvalid
+from yagna.net.limits import Admission, RefusalCounter, TopicLimits
+from yagna.net.pubsub_guard import GuardedPubsub, guard_task_spawns
 
 log = logging.getLogger("yagna.net.gossip")
 
 MAX_GOSSIP_SIZE = 1000 * 1024
 PUBLISH_QUEUE = 256
 SUBSCRIBER_QUEUE = 1024
+MALFORMED_BAN_AFTER = 20
+"""Malformed pubsub messages (failing our own checks) a peer may send before it is banned."""
+MALFORMED_BAN_S = 600.0
 
-Validator = Callable[[str, bytes], bool]
-"""(origin node id, data) -> accept? Runs before delivery and before relaying.
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message from the network before validation."""
+
+    topic: str
+    origin: str
+    """Node id of the publisher (its signature was checked)."""
+    forwarder: str
+    """Node id of the peer that handed it to us (the origin itself or a relay)."""
+    data: bytes
+
+
+Validator = Callable[[Inbound], bool]
+"""Accept the message? Runs before delivery and before relaying.
 
 A validator may raise :class:`~yagna.net.errors.GossipInvalid` instead of
 returning False to say why; the topic's ``on_invalid`` hook then learns the
@@ -73,9 +98,14 @@ class Gossip:
             heartbeat_interval=heartbeat_interval,  # type: ignore[arg-type]
             spam_protection_enabled=False,
         )
+        self.admission = Admission()
+        self.refusals = RefusalCounter()
+        self.ban: Callable[[str, float], None] | None = None
         # Must exist before any connection: Pubsub registers its notifee here and
         # never announces subscriptions to peers connected before it existed.
-        self.pubsub = Pubsub(host, self.router)
+        self.pubsub = GuardedPubsub(
+            host, self.router, max_data=MAX_GOSSIP_SIZE, admit=self.admission.admit, refused=self._refused
+        )
         # Pubsub's own stream handler raises RuntimeError("Nursery is closed to
         # new arrivals") for a message arriving after the pubsub service stopped
         # but before the host closed; anything escaping a stream handler kills
@@ -94,6 +124,8 @@ class Gossip:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with background_trio_service(self.pubsub), background_trio_service(self.router):
             await self.pubsub.wait_until_ready()
+            guard_task_spawns(self.pubsub, "pubsub")
+            guard_task_spawns(self.router, "gossipsub")
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._sender)
@@ -111,11 +143,36 @@ class Gossip:
                 except BaseLibp2pError:
                     pass
 
+    @property
+    def rejected(self) -> int:
+        """Messages from peers dropped before delivery (malformed, over limits, refused by a validator)."""
+        return self.refusals.total
+
+    @property
+    def rejected_by_peer(self) -> dict[str, int]:
+        return self.refusals.by_peer
+
+    def _refused(self, forwarder: str, topic: str, reason: str) -> None:
+        count = self.refusals.add(forwarder)
+        if count == 1 or count % 100 == 0:
+            log.info("gossip from %s refused (%s%s): %s", forwarder, topic or "-", f", {count} so far", reason)
+        malformed = reason not in ("rate_limited", "oversized", "validator")
+        if malformed and count >= MALFORMED_BAN_AFTER and self.ban is not None:
+            self.ban(forwarder, MALFORMED_BAN_S)
+
+    def set_limits(self, topic: str, limits: TopicLimits) -> None:
+        """Per-forwarder bounds on ``topic`` (size, messages and bytes per second)."""
+        self.admission.set_limits(topic, limits)
+
     def set_validator(self, topic: str, validator: Validator, *, on_invalid: InvalidHook | None = None) -> None:
         def check(forwarder: ID, msg: object) -> bool:
             try:
-                return bool(validator(ID(msg.from_id).to_base58(), msg.data))  # type: ignore[attr-defined]
+                ok = bool(validator(Inbound(topic, ID(msg.from_id).to_base58(), forwarder.to_base58(), msg.data)))  # type: ignore[attr-defined]
+                if not ok:
+                    self._refused(forwarder.to_base58(), topic, "validator")
+                return ok
             except GossipInvalid as exc:
+                self._refused(forwarder.to_base58(), topic, "validator")
                 if on_invalid is not None:
                     on_invalid(forwarder.to_base58(), exc)
                 return False
@@ -130,9 +187,10 @@ class Gossip:
         if not isinstance(data, bytes):
             # checked here: a TypeError in the sender task would end the network service
             raise TypeError(f"gossip data must be bytes, not {type(data).__name__}")
-        if len(data) > MAX_GOSSIP_SIZE:
+        limit = min(MAX_GOSSIP_SIZE, self.admission.limits(topic).max_size)
+        if len(data) > limit:
             raise GossipError(
-                f"gossip message of {len(data)} bytes is over {MAX_GOSSIP_SIZE}; send bulk data over a stream"
+                f"gossip message of {len(data)} bytes is over {limit} on {topic}; send bulk data over a stream"
             )
         await self._publish_send.send((topic, data))
 

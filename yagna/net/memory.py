@@ -55,7 +55,8 @@ from yagna.net.errors import (
     RequestRejected,
     RequestTimeout,
 )
-from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE, GossipMessage, InvalidHook, Validator
+from yagna.net.gossip import MAX_GOSSIP_SIZE, SUBSCRIBER_QUEUE, GossipMessage, Inbound, InvalidHook, Validator
+from yagna.net.limits import Admission, RefusalCounter, TopicLimits
 from yagna.net.reqresp import Handler, ProtocolSpec, _parse_reply, encode_request, handle_frame
 
 __all__ = ["MemoryGossip", "MemoryHub", "MemoryNode", "MemoryPeers", "MemoryRequestResponse"]
@@ -204,9 +205,18 @@ class MemoryGossip:
         self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
         self._validators: dict[str, Validator] = {}
         self._invalid_hooks: dict[str, InvalidHook] = {}
+        self.admission = Admission()
+        self.refusals = RefusalCounter()
         self.dropped = 0
         self.delivered = 0
         self.published = 0
+
+    @property
+    def rejected(self) -> int:
+        return self.refusals.total
+
+    def set_limits(self, topic: str, limits: TopicLimits) -> None:
+        self.admission.set_limits(topic, limits)
 
     def set_validator(self, topic: str, validator: Validator, *, on_invalid: InvalidHook | None = None) -> None:
         self._validators[topic] = validator
@@ -216,9 +226,10 @@ class MemoryGossip:
     async def publish(self, topic: str, data: bytes) -> None:
         if not isinstance(data, bytes):
             raise TypeError(f"gossip data must be bytes, not {type(data).__name__}")
-        if len(data) > MAX_GOSSIP_SIZE:
+        limit = min(MAX_GOSSIP_SIZE, self.admission.limits(topic).max_size)
+        if len(data) > limit:
             raise GossipError(
-                f"gossip message of {len(data)} bytes is over {MAX_GOSSIP_SIZE}; send bulk data over a stream"
+                f"gossip message of {len(data)} bytes is over {limit} on {topic}; send bulk data over a stream"
             )
         await trio.lowlevel.checkpoint()
         self.published += 1
@@ -241,12 +252,19 @@ class MemoryGossip:
         return sorted(self._subscribers)
 
     def _accepts(self, topic: str, origin: str, data: bytes, forwarder: str) -> bool:
+        if forwarder != self._me and self.admission.admit(forwarder, topic, len(data)) is not None:
+            self.refusals.add(forwarder)
+            return False
         validator = self._validators.get(topic)
         if validator is None:
             return True
         try:
-            return bool(validator(origin, data))
+            ok = bool(validator(Inbound(topic, origin, forwarder, data)))
+            if not ok:
+                self.refusals.add(forwarder)
+            return ok
         except GossipInvalid as exc:
+            self.refusals.add(forwarder)
             hook = self._invalid_hooks.get(topic)
             if hook is not None:
                 hook(forwarder, exc)
