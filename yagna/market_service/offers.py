@@ -31,6 +31,7 @@ import trio
 
 from market.offer_book import AddStatus, OfferBook, TokenBucket, WithdrawStatus
 from market.offers import (
+    MAX_OFFER_SIZE,
     OFFER_DOMAIN,
     WITHDRAW_DOMAIN,
     OfferRejected,
@@ -44,6 +45,7 @@ from yagna.core.envelope import content_id
 from yagna.core.errors import WireError
 from yagna.core.wire import decode
 from yagna.net.errors import GossipInvalid, RequestError, RequestRejected
+from yagna.net.limits import TopicLimits
 from yagna.net.reqresp import ProtocolSpec, Request
 
 log = logging.getLogger("yagna.market.offers")
@@ -72,6 +74,9 @@ PENALTY = {
     "superseded": 0,
     "not_owner": 20,
 }
+OFFER_TOPIC_LIMITS = TopicLimits(max_size=MAX_OFFER_SIZE, messages_per_s=2000, bytes_per_s=8 * 1024 * 1024)
+"""Per forwarding peer: a neighbour relays the whole subnet's offers, so this is the subnet's peak rate."""
+DEMAND_TOPIC_LIMITS = TopicLimits(max_size=MAX_OFFER_SIZE, messages_per_s=200, bytes_per_s=1024 * 1024)
 DEMAND_BURST = 10
 DEMAND_PER_SECOND = 1.0
 """Demands one requestor may publish: each one makes every matching provider answer it."""
@@ -207,6 +212,7 @@ class OfferDirectory:
             if subnet in self._subnets:
                 return
             topic = offers_topic(self.network_id, subnet)
+            self._gossip.set_limits(topic, OFFER_TOPIC_LIMITS)
             self._gossip.set_validator(
                 topic, lambda msg: self._validate_offer_msg(subnet, msg.data, msg.forwarder), on_invalid=self._charge
             )
@@ -223,6 +229,7 @@ class OfferDirectory:
             if subnet in self._demand_subnets:
                 return
             topic = demands_topic(self.network_id, subnet)
+            self._gossip.set_limits(topic, DEMAND_TOPIC_LIMITS)
             self._gossip.set_validator(
                 topic, lambda msg: self._validate_demand_msg(subnet, msg.data), on_invalid=self._charge
             )

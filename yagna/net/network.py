@@ -60,6 +60,7 @@ class Network:
             redial_cap=config.redial_cap,
             max_peers=config.max_peers,
         )
+        self.gossip.ban = self.peers.ban
 
     def listen_addrs(self) -> list[str]:
         """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``."""
