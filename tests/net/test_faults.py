@@ -16,11 +16,12 @@ import pytest
 import trio
 from libp2p.abc import INetStream
 from libp2p.custom_types import TProtocol
+from libp2p.host.exceptions import StreamFailure
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
 
 from yagna.core import wire
-from yagna.net import ListenError, Network, ProtocolSpec, RemoteError, Request
+from yagna.net import ListenError, Network, ProtocolSpec, RemoteError, Request, RequestError
 from yagna.net.errors import FrameError
 from yagna.net.framing import FrameDecoder, encode_frame, encode_varint, read_frame
 
@@ -151,12 +152,15 @@ async def test_handler_exception_is_an_internal_error_reply() -> None:
 
 async def test_many_hostile_streams_at_once() -> None:
     async def attack(attacker: Network, server: Network, kind: int) -> None:
-        async with raw_stream(attacker, server) as stream:
-            if kind == 0:
-                await stream.write(encode_frame(b"\xff"))
-            elif kind == 1:
-                await stream.write(encode_varint(1 << 40))
-            await answer(stream)  # kind 2: stall until the server resets
+        try:
+            async with raw_stream(attacker, server) as stream:
+                if kind == 0:
+                    await stream.write(encode_frame(b"\xff"))
+                elif kind == 1:
+                    await stream.write(encode_varint(1 << 40))
+                await answer(stream)  # kind 2: stall until the server resets
+        except (StreamError, StreamFailure):
+            return  # past the per-peer bound the server resets new streams at once
 
     with trio.fail_after(BOUND):
         async with three_nodes() as (attacker, server, honest):
@@ -236,3 +240,43 @@ async def test_listen_port_held_by_another_node_is_a_listen_error() -> None:
             with pytest.raises(ListenError):
                 await nursery.start(second.run)
             nursery.cancel_scope.cancel()
+
+
+SHARED = ProtocolSpec("/test/faults-shared/1", max_request_size=1024, timeout=60.0, concurrency=4, per_peer=2,
+                      max_open_per_peer=4)
+
+
+async def test_stalled_streams_of_one_peer_do_not_hold_others_up() -> None:
+    """Issue 11 row 4: 64 stalled streams from one peer took the limit all peers share."""
+    from e2e.rogue import stall_streams
+
+    with trio.fail_after(BOUND):
+        async with three_nodes() as (attacker, server, honest):
+            server.rr.register(SHARED, handler)
+            stalled = await stall_streams(attacker.host, ID.from_base58(server.node_id), SHARED.name, 8)
+            try:
+                # Far below the server's 60 s deadline that would free a stalled place.
+                with trio.fail_after(5):
+                    for i in range(6):
+                        assert await honest.rr.request(server.node_id, SHARED, i) == {"echo": i}
+                # past its own share, the attacker's further streams are reset at once
+                with trio.fail_after(5):
+                    while server.rr.refused_busy < 1:
+                        await trio.sleep(0.05)
+                with pytest.raises(RequestError):
+                    await attacker.rr.request(server.node_id, SHARED, "more", timeout=5)
+            finally:
+                for stream in stalled:
+                    with trio.CancelScope(shield=True), trio.move_on_after(1):
+                        try:
+                            await stream.reset()
+                        except StreamError:
+                            pass
+            # once its streams are gone, the attacker is served again
+            with trio.fail_after(5):
+                while True:
+                    try:
+                        assert await attacker.rr.request(server.node_id, SHARED, "ok", timeout=2) == {"echo": "ok"}
+                        break
+                    except RequestError:
+                        await trio.sleep(0.1)

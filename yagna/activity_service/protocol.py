@@ -40,7 +40,8 @@ ACTIVITY = ProtocolSpec(
 )
 """``events`` answers may carry up to a few MiB of output; ``wait_ms`` stays below the timeout."""
 
-BLOB = ProtocolSpec("/yagna/blob/1.0.0", max_request_size=1024, max_response_size=CHUNK + 1024, timeout=30.0, concurrency=64)
+BLOB = ProtocolSpec("/yagna/blob/1.0.0", max_request_size=1024, max_response_size=CHUNK + 1024, timeout=30.0,
+                    concurrency=64, per_peer=8, max_open_per_peer=32)
 
 WAIT_MS_MAX = 10_000
 ID_MAX = 128
