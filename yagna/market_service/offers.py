@@ -46,6 +46,7 @@ from yagna.core.errors import WireError
 from yagna.core.wire import decode
 from yagna.net.errors import GossipInvalid, RequestError, RequestRejected
 from yagna.net.limits import TopicLimits
+from yagna.net.ports import GossipPort, PeersPort, RequestResponsePort
 from yagna.net.reqresp import ProtocolSpec, Request
 
 log = logging.getLogger("yagna.market.offers")
@@ -160,8 +161,8 @@ class OfferDirectory:
     non-blocking (push into a channel).
     """
 
-    def __init__(self, *, network_id: str, gossip, rr, peers, me: str, clock_ms: Callable[[], int] = now_ms,  # type: ignore[no-untyped-def]
-                 book: OfferBook | None = None) -> None:
+    def __init__(self, *, network_id: str, gossip: GossipPort, rr: RequestResponsePort, peers: PeersPort, me: str,
+                 clock_ms: Callable[[], int] = now_ms, book: OfferBook | None = None) -> None:
         self.network_id = network_id
         self.me = me
         self._gossip = gossip
