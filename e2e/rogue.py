@@ -114,6 +114,8 @@ async def send_pubsub(host: IHost, target: ID, frames: list[bytes], *, linger: f
         for frame in frames:
             await stream.write(frame)
         await trio.sleep(linger)
+    except Exception:  # noqa: BLE001 - the target reset the stream: its right answer to garbage
+        pass
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             try:
