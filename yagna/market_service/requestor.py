@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -427,14 +428,18 @@ class RequestorMarket:
 
     async def _record(self, provider: str, outcome: str | None, latency_ms: float | None) -> None:
         """Update the node's own record of ``provider`` (None: latency only)."""
-        current = await self._records.get(provider)
-        record = ProviderRecord(**current) if current else ProviderRecord()
-        if outcome is None:
-            if latency_ms is not None:
-                record.latency_ms = latency_ms if record.latency_ms is None else 0.7 * record.latency_ms + 0.3 * latency_ms
-        else:
-            record = record_outcome(record, outcome, self._clock_ms(), latency_ms=latency_ms)  # type: ignore[arg-type]
-        await self._records.put(provider, record.__dict__)
+        now = self._clock_ms()
+
+        def change(current: dict[str, Any] | None) -> dict[str, Any]:
+            record = ProviderRecord(**current) if current else ProviderRecord()
+            if outcome is None:
+                if latency_ms is not None:
+                    record.latency_ms = latency_ms if record.latency_ms is None else 0.7 * record.latency_ms + 0.3 * latency_ms
+            else:
+                record = record_outcome(record, outcome, now, latency_ms=latency_ms)  # type: ignore[arg-type]
+            return record.__dict__
+
+        await self._records.update(provider, change)  # one transaction: concurrent outcomes all count
 
 
 def agreement_view(agreement, *, state: str, role: str, reason: str | None = None) -> dict[str, object]:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ import builtins
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,12 +157,28 @@ class ProviderRecords:
         )
         return {f: row[f] for f in _RECORD_FIELDS} if row else None
 
-    async def put(self, node_id: str, record: dict[str, Any]) -> None:
-        values = [record[f] for f in _RECORD_FIELDS]
+    async def update(self, node_id: str,
+                     change: Callable[[dict[str, Any] | None], dict[str, Any]]) -> dict[str, Any]:
+        """Replace ``node_id``'s record by ``change(current)`` in one transaction; returns the new record.
+
+        Read and write are one unit on the store's thread: outcomes reported
+        at once for one provider (several batch workers, a negotiation) all
+        count. A ``get`` then a ``put`` lost all but one of them (issue 11 row 13).
+        ``change`` is synchronous; an exception from it rolls back and propagates.
+        """
+        columns = ", ".join(_RECORD_FIELDS)
         updates = ", ".join(f"{f} = excluded.{f}" for f in _RECORD_FIELDS)
-        await self._store.execute(
-            f"INSERT INTO provider_records (node_id, {', '.join(_RECORD_FIELDS)}, updated_at) "
-            f"VALUES (?, {', '.join('?' for _ in _RECORD_FIELDS)}, ?) "
-            f"ON CONFLICT(node_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
-            (node_id, *values, int(self._clock())),
-        )
+        now = int(self._clock())
+
+        def unit(conn: sqlite3.Connection) -> dict[str, Any]:
+            row = conn.execute(f"SELECT {columns} FROM provider_records WHERE node_id = ?", (node_id,)).fetchone()
+            record = change({f: row[f] for f in _RECORD_FIELDS} if row else None)
+            conn.execute(
+                f"INSERT INTO provider_records (node_id, {columns}, updated_at) "
+                f"VALUES (?, {', '.join('?' for _ in _RECORD_FIELDS)}, ?) "
+                f"ON CONFLICT(node_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+                (node_id, *(record[f] for f in _RECORD_FIELDS), now),
+            )
+            return record
+
+        return await self._store.transaction(unit)
