@@ -47,6 +47,10 @@ from yagna.net.framing import FrameDecoder, encode_frame, read_frame
 log = logging.getLogger("yagna.net.reqresp")
 
 
+PEER_BUFFER_BUDGET = 16 * 1024 * 1024
+"""Request bytes one peer may make us buffer on one protocol (see ProtocolSpec.open_limit)."""
+
+
 @dataclass(frozen=True)
 class ProtocolSpec:
     """A request/response protocol and its limits (both sides use the same spec)."""
@@ -60,15 +64,21 @@ class ProtocolSpec:
     """Inbound requests handled at once, from all peers; more wait (up to ``timeout``)."""
     per_peer: int = 32
     """Inbound requests of one peer handled at once; more of its requests wait (up to ``timeout``)."""
-    max_open_per_peer: int = 256
+    max_open_per_peer: int | None = None
     """Inbound streams of one peer open at once (read, queued or handled); more are reset at once.
 
     A request is read before it takes a place in any limit, so a peer that opens
-    streams and stalls holds only its own ``max_open_per_peer`` places (issue 11,
-    row 4: 64 stalled streams of one peer held the limit all peers shared and
-    slowed an honest 1 MB upload 30x). At most ``max_open_per_peer`` x
-    ``max_request_size`` bytes of one peer are buffered per protocol.
+    streams and stalls holds only its own places (issue 11, row 4: 64 stalled
+    streams of one peer held the limit all peers shared and slowed an honest
+    1 MB upload 30x). None: :data:`PEER_BUFFER_BUDGET` / ``max_request_size``,
+    within 16..256, so one peer buffers at most 16 MiB per protocol.
     """
+
+    @property
+    def open_limit(self) -> int:
+        if self.max_open_per_peer is not None:
+            return self.max_open_per_peer
+        return max(16, min(256, PEER_BUFFER_BUDGET // self.max_request_size))
 
 
 @dataclass(frozen=True)
@@ -116,9 +126,9 @@ class RequestResponse:
     ) -> None:
         peer = str(stream.muxed_conn.peer_id)
         key = (spec.name, peer)
-        if self._inbound.get(key, 0) >= spec.max_open_per_peer:
+        if self._inbound.get(key, 0) >= spec.open_limit:
             self.refused_busy += 1
-            log.info("%s: %s already has %d streams open; stream reset", spec.name, peer, spec.max_open_per_peer)
+            log.info("%s: %s already has %d streams open; stream reset", spec.name, peer, spec.open_limit)
             await _reset(stream)
             return
         self._inbound[key] = self._inbound.get(key, 0) + 1
