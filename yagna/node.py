@@ -56,6 +56,10 @@ class NodeInfo:
         return dict(self.__dict__)
 
 
+PEER_STALE_S = 30 * 86400
+MAX_REMEMBERED_PEERS = 4096
+
+
 class StorePeerBook:
     """Adapter: the network's PeerBook over the store's Peers repository.
 
@@ -78,6 +82,12 @@ class StorePeerBook:
             log.warning("cannot record connection to %s: %s", node_id, exc)
 
     async def load(self) -> list[tuple[str, list[str]]]:
+        """The best 256 known peers; the book is pruned first (unseen for 30 days, beyond 4,096 rows)."""
+        try:
+            await self._peers.forget_stale(PEER_STALE_S)
+            await self._peers.keep_best(MAX_REMEMBERED_PEERS)
+        except StoreError as exc:
+            log.warning("cannot prune the peer book: %s", exc)
         return [(p.node_id, list(p.addrs)) for p in await self._peers.list(limit=256)]
 
 

@@ -280,3 +280,24 @@ async def test_stalled_streams_of_one_peer_do_not_hold_others_up() -> None:
                         break
                     except RequestError:
                         await trio.sleep(0.1)
+
+
+async def test_a_lying_peer_exchange_cannot_fill_the_peer_list() -> None:
+    """Each learned peer is a future dial; one peer may teach us at most MAX_TAUGHT_PER_PEER of them."""
+    from yagna.core.identity import NodeKey
+    from yagna.net import px
+    from yagna.net.peers import MAX_TAUGHT_PER_PEER
+
+    fakes = iter(NodeKey.from_seed(os.urandom(32)).node_id for _ in range(4 * px.MAX_PEERS_PER_REPLY))
+
+    async def lie(req: Request) -> object:
+        hints = [px.PeerHint(next(fakes), ("/ip4/127.0.0.1/tcp/1",)) for _ in range(px.MAX_PEERS_PER_REPLY)]
+        return px.make_response(hints)
+
+    with trio.fail_after(BOUND):
+        async with libp2p_nets(2) as (victim, liar):
+            liar.rr.register(px.PX, lie)
+            for _ in range(4):
+                await victim.peers._exchange(liar.node_id)
+            taught = [p for p in victim.peers._peers.values() if p.taught_by == liar.node_id]
+            assert len(taught) == MAX_TAUGHT_PER_PEER

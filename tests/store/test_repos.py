@@ -215,3 +215,16 @@ async def test_settings(store: Store) -> None:
     assert await settings.delete("node.name") is False
     with pytest.raises(TypeError):
         await settings.set("n", 3)  # type: ignore[arg-type]
+
+
+async def test_peers_keep_best_bounds_the_book(store: Store, clock: FakeClock) -> None:
+    peers = Peers(store, clock=clock)
+    ids = [f"peer{i}" for i in range(6)]
+    for i, nid in enumerate(ids):
+        await peers.upsert(nid, [f"/ip4/127.0.0.1/tcp/{4000 + i}"], "px")
+        clock.t += 1
+    await peers.mark_connected(ids[0])
+    await peers.mark_failure(ids[5])
+    assert await peers.keep_best(3) == 3
+    kept = [p.node_id for p in await peers.list()]
+    assert len(kept) == 3 and ids[0] == kept[0] and ids[5] not in kept

@@ -37,6 +37,10 @@ from yagna.net.reqresp import Request, RequestResponse
 log = logging.getLogger("yagna.net.peers")
 
 PERMANENT_TTL = 0
+MAX_LEARNED = 1024
+"""Peers learned by peer exchange and not connected, kept at most (each is a future dial)."""
+MAX_TAUGHT_PER_PEER = 128
+"""Of those, at most this many taught by one peer: a liar cannot fill the list with fake ids."""
 
 
 class PeerBook(Protocol):
@@ -58,6 +62,8 @@ class PeerState:
     next_attempt: float = 0.0  # trio clock
     dialing: bool = False
     source: str = "px"
+    taught_by: str | None = None
+    """The peer whose exchange told us of this one (None: bootstrap, inbound, the store)."""
 
 
 @dataclass(frozen=True)
@@ -362,10 +368,16 @@ class PeerManager:
             log.debug("peer exchange with %s failed: %s", node_id, exc)
             return
         learned = 0
+        waiting = [p for p in self._peers.values() if p.taught_by is not None and not p.connected]
+        room = min(MAX_LEARNED - len(waiting), MAX_TAUGHT_PER_PEER - sum(p.taught_by == node_id for p in waiting))
         for hint in hints:
             if hint.node_id == self._me or not hint.addrs:
                 continue
+            if hint.node_id not in self._peers and learned >= room:
+                log.debug("peer exchange with %s: no room for more learned peers", node_id)
+                break
             if self._learn(hint.node_id, list(hint.addrs), "px"):
+                self._peers[hint.node_id].taught_by = node_id
                 learned += 1
                 if self._book is not None:
                     await self._book.upsert(hint.node_id, list(hint.addrs), "px")

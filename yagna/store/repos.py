@@ -328,6 +328,14 @@ class Peers:
         cutoff = _now(self._clock) - int(older_than_s)
         return await self._store.execute("DELETE FROM peers WHERE last_seen < ?", (cutoff,))
 
+    async def keep_best(self, count: int) -> int:
+        """Delete all but the ``count`` best dial candidates (the order of :meth:`list`); return how many."""
+        return await self._store.execute(
+            "DELETE FROM peers WHERE node_id NOT IN (SELECT node_id FROM peers "
+            "ORDER BY failures, COALESCE(last_connected, 0) DESC, last_seen DESC, node_id LIMIT ?)",
+            (count,),
+        )
+
 
 # ---------------------------------------------------------------------- settings
 
