@@ -102,10 +102,13 @@ class Devnet:
         data = DataDir(self.root / name)
         data.prepare()
         cmd = [sys.executable, "-m", "yagna", "--data-dir", str(data.path), "service", "run",
-               "--role", role, "--api-port", "0", "--px-interval", str(px_interval)]
+               "--role", role, "--api-port", "0", "--px-interval", str(px_interval),
+               "--log-file", str(data.log_file)]
         for addr in bootstrap:
             cmd += ["--bootstrap", addr]
-        with open(data.log_file, "ab") as log:
+        # The daemon rotates its log file; what it prints before logging is set up
+        # (or a crash of the interpreter) goes to stderr.log beside it.
+        with open(data.path / "stderr.log", "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, close_fds=True)
         node = DevnetNode(name=name, role=role, data_dir=str(data.path), pid=proc.pid)
@@ -125,7 +128,8 @@ class Devnet:
             except (DaemonNotFound, ValueError, KeyError, OSError):
                 pass
             if not _pid_alive(node.pid):
-                raise DevnetError(f"{node.name} exited during start-up:\n{_tail(data.log_file)}")
+                raise DevnetError(f"{node.name} exited during start-up:\n{_tail(data.log_file)}"
+                                  f"\n{_tail(data.path / 'stderr.log')}")
             if time.monotonic() > deadline:
                 raise DevnetError(f"{node.name} did not start in time:\n{_tail(data.log_file)}")
             time.sleep(0.05)

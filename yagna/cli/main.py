@@ -76,11 +76,14 @@ def service() -> None:
               help="Provider: seconds of requestor silence after which its activity is stopped and its container removed.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Log to this file, rotated at 10 MiB with 4 old files kept [default: stderr].")
 @click.pass_obj
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
                 px_interval: float, network_id: str, subnets: tuple[str, ...], offer_ttl: int,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
-                test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str) -> None:
+                test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str,
+                log_file: Path | None) -> None:
     """Start a node in the foreground; Ctrl-C or SIGTERM stops it."""
     import gc
 
@@ -100,7 +103,7 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
     from yagna.logs import setup_logging
     from yagna.net.host import parse_multiaddr, parse_peer_addr
 
-    setup_logging(log_level, log_format)
+    setup_logging(log_level, log_format, log_file)
     for addr in listen:
         parse_multiaddr(addr)
     for addr in bootstrap:
