@@ -252,11 +252,11 @@ CODES: frozenset[str] = frozenset().union(
 def _ids(name: str, value: object) -> frozenset[str]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise PolicyError(f"{name} must be a list of node ids, got {type(value).__name__}")
-    ids = frozenset(value)
-    for node_id in ids:
+    items = list(value)
+    for node_id in items:  # checked before hashing: a list among them is not hashable
         if not isinstance(node_id, str) or not node_id:
-            raise PolicyError(f"{name} must hold non-empty node id strings, got {node_id!r}")
-    return ids
+            raise PolicyError(f"{name} must hold non-empty node id strings, got {node_id!r:.80}")
+    return frozenset(items)
 
 
 def _seconds(name: str, value: object, *, low: int = 0, high: int = MAX_TERM_S) -> int:

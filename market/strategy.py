@@ -211,10 +211,10 @@ class StrategyConfig:
         deny = self.deny
         if isinstance(deny, (str, bytes)) or not isinstance(deny, Iterable):
             raise StrategyError(f"deny must be a list of node ids, got {type(deny).__name__}")
-        deny = frozenset(deny)
-        if not all(isinstance(d, str) and d for d in deny):
+        items = list(deny)
+        if not all(isinstance(d, str) and d for d in items):  # before hashing: a list is not hashable
             raise StrategyError("deny must hold non-empty node id strings")
-        object.__setattr__(self, "deny", deny)
+        object.__setattr__(self, "deny", frozenset(items))
 
     def to_json(self) -> dict[str, object]:
         """Caps as decimal token strings (or ``None``), the rest as plain numbers."""
