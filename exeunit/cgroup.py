@@ -62,7 +62,7 @@ def _unescape_mountinfo(field: str) -> str:
     out = []
     i = 0
     while i < len(field):
-        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
+        if field[i] == "\\" and i + 4 <= len(field) and all(c in "01234567" for c in field[i + 1 : i + 4]):
             out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
@@ -166,7 +166,7 @@ def parse_int(text: str) -> int | None:
 
 def parse_pids(text: str) -> list[int]:
     """``cgroup.procs`` / ``tasks``: one pid a line."""
-    return [int(x) for x in text.split() if x.isdigit()]
+    return [int(x) for x in text.split() if x.isascii() and x.isdigit()]  # "²".isdigit(), but int() refuses it
 
 
 def cpu_seconds_v1(cpuacct_usage: str) -> float | None:

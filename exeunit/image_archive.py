@@ -31,6 +31,7 @@ import json
 import posixpath
 import re
 import tarfile
+import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -89,7 +90,7 @@ def _layer_diff_id(tf: tarfile.TarFile, member: tarfile.TarInfo) -> str:
             try:
                 with gzip.GzipFile(fileobj=f, mode="rb") as g:
                     return _sha256_stream(g)
-            except (OSError, EOFError) as e:
+            except (OSError, EOFError, zlib.error) as e:  # zlib.error: a corrupt deflate stream
                 raise ImageError(f"image archive: layer {member.name!r} is not valid gzip: {e}") from e
         if magic == _ZSTD_MAGIC:
             raise ImageError(f"image archive: layer {member.name!r} is zstd-compressed (not supported)")
@@ -108,6 +109,8 @@ def _read_json(tf: tarfile.TarFile, member: tarfile.TarInfo, what: str) -> tuple
         return raw, json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ImageError(f"image archive: {what} is not JSON: {e}") from e
+    except RecursionError:  # json nests by recursion: "[[[[..." deeper than the stack
+        raise ImageError(f"image archive: {what} is nested too deeply") from None
 
 
 def verify_image_archive(path: str, expected_id: str) -> VerifiedArchive:

@@ -102,6 +102,17 @@ def open_receipt(raw: bytes, *, provider: str, network_id: str, agreement_id: st
 
 
 def check_results(receipt: Receipt, results: list[dict[str, Any] | None]) -> None:
-    """The results the requestor holds are the ones the provider signed (else :class:`ReceiptInvalid`)."""
+    """The results the requestor holds are the ones the provider signed (else :class:`ReceiptInvalid`).
+
+    ``results`` come from the provider too: a malformed one is :class:`ReceiptInvalid`, never a crash.
+    """
+    if not isinstance(results, list) or not all(r is None or _well_formed(r) for r in results):
+        raise ReceiptInvalid("the provider's results are malformed")
     if tuple(rows_of(results)) != receipt.rows:
         raise ReceiptInvalid("the results do not match the provider's signed receipt")
+
+
+def _well_formed(result: object) -> bool:
+    """What :func:`rows_of` reads of a result has the types it needs."""
+    return (isinstance(result, dict) and type(result.get("index")) is int and isinstance(result.get("command"), str)
+            and isinstance(result.get("stdout") or "", str))

@@ -52,6 +52,14 @@ cbor_values: st.SearchStrategy[object] = st.recursive(
 """Any value canonical CBOR can carry (so it reaches the decoder's shape checks, not just the wire's)."""
 
 
+json_values: st.SearchStrategy[object] = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), floats, texts),
+    lambda children: st.one_of(st.lists(children, max_size=6), st.dictionaries(st.text(max_size=20), children, max_size=6)),
+    max_leaves=30,
+)
+"""Any value JSON can carry (for the decoders of JSON documents)."""
+
+
 def deep(depth: int) -> object:
     """A list nested ``depth`` levels."""
     value: object = 0
@@ -60,8 +68,8 @@ def deep(depth: int) -> object:
     return value
 
 
-def mutated(valid: object) -> st.SearchStrategy[object]:
-    """``valid`` with one part replaced, dropped, added or retyped, anywhere in its tree."""
+def mutated(valid: object, values: st.SearchStrategy[object] | None = None) -> st.SearchStrategy[object]:
+    """``valid`` with one part replaced, dropped, added or retyped (by one of ``values``), anywhere in its tree."""
 
     def paths(value: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         out = [prefix]
@@ -95,8 +103,9 @@ def mutated(valid: object) -> st.SearchStrategy[object]:
 
         return rec(valid, where)
 
+    new = cbor_values if values is None else values
     return st.builds(apply, st.sampled_from(paths(valid)), st.sampled_from(["replace", "add", "drop"]),
-                     cbor_values, keys)
+                     new, keys if values is None else st.text(max_size=20))
 
 
 def corrupted(valid: bytes) -> st.SearchStrategy[bytes]:
