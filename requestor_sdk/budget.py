@@ -72,12 +72,14 @@ class Pricing:
     @classmethod
     def from_offer(cls, props: Mapping[str, Any]) -> Pricing:
         """From an agreement's offer properties (Golem's linear model); :class:`BudgetError` if unusable."""
+        if not isinstance(props, Mapping):
+            raise BudgetError(f"the offer's properties are not a map: {type(props).__name__}")
         coeffs, vector, threads = props.get(_COEFFS), props.get(_VECTOR), props.get(_THREADS)
         if not isinstance(coeffs, list) or not isinstance(vector, list) or len(coeffs) != len(vector) + 1:
             raise BudgetError(f"the offer's pricing is not linear: {_COEFFS}={coeffs!r}, {_VECTOR}={vector!r}")
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in coeffs):
             raise BudgetError(f"the offer's price coefficients are not whole base units: {coeffs!r}")
-        if not set(vector) <= {_CPU, _DURATION}:
+        if not all(isinstance(v, str) for v in vector) or not set(vector) <= {_CPU, _DURATION}:
             raise BudgetError(f"the offer bills counters this SDK cannot bound: {vector!r}")
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise BudgetError(f"the offer states no thread count ({_THREADS}={threads!r})")

@@ -223,6 +223,8 @@ def parse_job(text: str, *, path: Path | None = None) -> Job:
     seen: set[str] = set()
     for i, raw in enumerate(raw_tasks):
         name = f"task[{i + 1}]"
+        if not isinstance(raw, dict):
+            raise fail("expected a table: write [[task]] sections", name, "task", None, i)
         for key in sorted(set(raw) - _TASK_KEYS):
             raise fail(f"unknown field (known: id, params)", f"{name}.{key}", "task", key, i)
         params_raw = raw.get("params", {})
@@ -250,7 +252,11 @@ def parse_job(text: str, *, path: Path | None = None) -> Job:
             if missing:
                 raise fail(f"{template!r} uses {{{missing[0]}}} but params has no {missing[0]!r} "
                            f"(params: {', '.join(sorted(params)) or 'none'})", f"{name}.params", "task", "params", i)
-            return template.format_map(params)
+            try:
+                return template.format_map(params)
+            except (ValueError, KeyError, AttributeError, IndexError) as exc:  # "{x:d}", "{x:{z}}", "{x.real}"
+                raise fail(f"{template!r}: cannot fill it from params: {type(exc).__name__}: {exc} "
+                           "(use plain {name} fields)", fld, key=key) from None
 
         argv = [fill(a, "job.command", "command") for a in command]
         files: dict[str, Path] = {}

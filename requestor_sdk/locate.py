@@ -40,10 +40,12 @@ def locate_in(data: DataDir) -> DaemonLocation:
         info = json.loads(data.node_file.read_text())
     except FileNotFoundError:
         raise DaemonNotFound(f"no node is running with data dir {data.path}; {start}") from None
-    except (OSError, ValueError) as exc:
-        raise DaemonNotFound(f"cannot read {data.node_file}: {exc}; {start}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise DaemonNotFound(f"cannot read {data.node_file}: {exc!s:.200}; {start}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("api_url"), str):
+        raise DaemonNotFound(f"{data.node_file} is not a node file (no api_url); {start}")
     pid = info.get("pid")
-    if not isinstance(pid, int) or not process_alive(pid):
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31 or not process_alive(pid):
         raise DaemonNotFound(
             f"the node of data dir {data.path} is not running (pid {pid} is gone); {start}"
         )
