@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from yagna.core.errors import YagnaError
 from yagna.core.wire import encode
 
+from . import conftest  # noqa: F401 - registers the profiles when this module is used outside pytest
+
 T = TypeVar("T")
 
 LONG = os.environ.get("YAGNA_FUZZ") == "long"
