@@ -189,7 +189,7 @@ async def test_timeout_kill_falls_back_to_killing_from_inside(docker_runtime, ma
     def refuse(pid: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(docker_runtime.inner, "_sigkill", refuse)
+    monkeypatch.setattr(docker_runtime.inner.killer, "sigkill", refuse)
     cid = await make_container()
     assert (await sh(docker_runtime, cid, "echo keep > /work/keep")).exit_code == 0
     r = await sh(docker_runtime, cid, "sleep 1001 & sleep 1000", timeout_s=0.5)
@@ -379,16 +379,16 @@ async def test_stale_cgroup_cache_entry_dropped_by_two_threads_at_once(docker_ru
     cid = await make_container()
     await docker_runtime.usage(cid)  # caches (cid, init pid)
     stale = (cid, 999_999_999)  # an init that is gone, looked at first
-    fresh = dict(docker_runtime._cgroup_dirs)
-    docker_runtime._cgroup_dirs.clear()
-    docker_runtime._cgroup_dirs.update({stale: {}, **fresh})
-    real_read = docker_runtime.inner._read
+    fresh = dict(docker_runtime.cgroups.dirs)
+    docker_runtime.cgroups.dirs.clear()
+    docker_runtime.cgroups.dirs.update({stale: {}, **fresh})
+    real_read = docker_runtime.inner.cgroups.read
 
     def read_while_another_thread_drops_it(path: str, name: str):  # type: ignore[no-untyped-def]
         if path == f"/proc/{stale[1]}":
-            docker_runtime._cgroup_dirs.pop(stale, None)  # what the other thread did meanwhile
+            docker_runtime.cgroups.dirs.pop(stale, None)  # what the other thread did meanwhile
         return real_read(path, name)
 
-    docker_runtime.inner._read = read_while_another_thread_drops_it
+    docker_runtime.inner.cgroups.read = read_while_another_thread_drops_it
     usage = await docker_runtime.usage(cid)
     assert usage.duration_s >= 0
