@@ -11,6 +11,10 @@
         │                             the requestor's own meter allows; ``.code``
         ├── ChannelError              a local misuse of a channel (signing a lower amount,
         │                             over the deposit, a closed channel)
+        ├── AmountInvalid             ``bad-amount``: an amount out of range (not > 0 where it
+        │                             must be, past 2**255 - 1); also a ``ValueError``
+        ├── MessageRejected           a payment-protocol message of the wrong shape or size
+        │                             (the peer broke the protocol); ``.code``
         └── DriverError               a settlement driver refused; ``.code``:
             ├── InsufficientFunds     ``insufficient-funds``: lock > free balance
             ├── DepositReused         ``deposit-reused``: the channel id was used before
@@ -64,6 +68,20 @@ class DebitNoteRejected(PaymentError):
 
 class ChannelError(PaymentError):
     code = "channel-error"
+
+
+class AmountInvalid(PaymentError, ValueError):
+    """An amount out of range: a caller's input (e.g. ``fund``), mapped to a 400 by the REST layer."""
+
+    code = "bad-amount"
+
+
+class MessageRejected(PaymentError):
+    """A payment-protocol message (or reply) is not of the protocol's shape or size: the peer's fault."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
 
 
 class DriverError(PaymentError):

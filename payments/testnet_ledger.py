@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import trio
 
 from payments.driver import Balance, ChannelInfo, Redemption
-from payments.errors import DepositReused, InsufficientFunds, UnknownChannel
+from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, UnknownChannel
+from yagna.core.money import MAX_UNITS
 
 __all__ = ["MemoryLedger"]
 
@@ -54,7 +55,9 @@ def _check_amount(amount: object, *, positive: bool) -> int:
     if type(amount) is not int:
         raise TypeError(f"amounts are ints of base units, got {type(amount).__name__}")
     if amount < 0 or (positive and amount == 0):
-        raise ValueError(f"amount must be {'> 0' if positive else '>= 0'}, got {amount}")
+        raise AmountInvalid(f"amount must be {'> 0' if positive else '>= 0'}, got {amount}")
+    if amount > MAX_UNITS:
+        raise AmountInvalid(f"amount {amount} is over the largest amount (2**255 - 1 base units)")
     return amount
 
 
@@ -84,6 +87,8 @@ class MemoryLedger:
     async def fund(self, account: str, amount: int) -> Balance:
         await trio.lowlevel.checkpoint()
         _check_amount(amount, positive=True)
+        if self._account(account).funded + amount > MAX_UNITS:
+            raise AmountInvalid(f"funding {amount} would put {account} over the largest amount (2**255 - 1 base units)")
         self._account(account).funded += amount
         return self._balance(account)
 

@@ -24,7 +24,8 @@ import pytest
 import trio
 
 from payments.driver import Balance, ChannelInfo, Redemption, SettlementDriver
-from payments.errors import DepositReused, InsufficientFunds, UnknownChannel
+from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, PaymentError, UnknownChannel
+from yagna.core.money import MAX_UNITS
 
 __all__ = ["DriverConformance"]
 
@@ -74,6 +75,19 @@ class DriverConformance:
         with pytest.raises((ValueError, TypeError)):
             await driver.fund(PAYER, amount)  # type: ignore[arg-type]
         assert (await driver.balance(PAYER)).total == 0
+
+    @pytest.mark.parametrize("amount", [0, -1, MAX_UNITS + 1])
+    async def test_fund_out_of_range_is_a_typed_payment_error(self, driver: SettlementDriver, amount: int) -> None:
+        with pytest.raises(AmountInvalid) as exc:  # the REST layer maps it to a 400 (was a bare ValueError: 500)
+            await driver.fund(PAYER, amount)
+        assert exc.value.code == "bad-amount" and isinstance(exc.value, PaymentError)
+        assert (await driver.balance(PAYER)).total == 0
+
+    async def test_fund_past_the_largest_total_is_a_typed_error_and_changes_nothing(self, driver: SettlementDriver) -> None:
+        await driver.fund(PAYER, MAX_UNITS - 1)
+        with pytest.raises(AmountInvalid):
+            await driver.fund(PAYER, 2)
+        assert (await driver.balance(PAYER)).total == MAX_UNITS - 1
 
     # -- locking ------------------------------------------------------------------------
 

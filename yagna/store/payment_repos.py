@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payments.driver import Balance, ChannelInfo, Redemption
-from payments.errors import DepositReused, InsufficientFunds, UnknownChannel
+from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, UnknownChannel
 from yagna.core.money import MAX_UNITS
 from yagna.store.db import Store, where_equal
 
@@ -70,9 +70,13 @@ def amount_from_db(text: str | int) -> int:
 
 
 def _positive(value: int, what: str) -> int:
-    amount_to_db(value, what)
+    """A caller's amount (fund, deposits): out of range is :class:`AmountInvalid` (a typed ``ValueError``)."""
+    try:
+        amount_to_db(value, what)
+    except ValueError as exc:
+        raise AmountInvalid(str(exc)) from None
     if value == 0:
-        raise ValueError(f"{what} must be > 0")
+        raise AmountInvalid(f"{what} must be > 0")
     return value
 
 
@@ -136,6 +140,8 @@ class SqliteLedger:
 
         def fn(conn: sqlite3.Connection) -> Balance:
             acct = _Account.load(conn, account)
+            if acct.funded + amount > MAX_UNITS:
+                raise AmountInvalid(f"funding {amount} would put the account over the largest amount (2**255 - 1 base units)")
             acct.funded += amount
             acct.save(conn, now)
             return acct.balance()
