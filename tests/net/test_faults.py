@@ -301,3 +301,21 @@ async def test_a_lying_peer_exchange_cannot_fill_the_peer_list() -> None:
                 await victim.peers._exchange(liar.node_id)
             taught = [p for p in victim.peers._peers.values() if p.taught_by == liar.node_id]
             assert len(taught) == MAX_TAUGHT_PER_PEER
+
+
+async def test_a_failing_stream_handler_does_not_end_the_host() -> None:
+    """Any handler, the library's or ours, registered before or after start, is behind the boundary."""
+    async def explode(stream: INetStream) -> None:
+        raise RuntimeError("a bug in a stream handler")
+
+    with trio.fail_after(BOUND):
+        async with three_nodes() as (attacker, server, honest):
+            server.host.set_stream_handler(TProtocol("/test/explode/1"), explode)
+            for _ in range(3):
+                try:
+                    async with raw_stream(attacker, server, "/test/explode/1") as stream:
+                        assert await answer(stream) == "closed"
+                except StreamFailure:
+                    pass  # reset before the client finished negotiating: closed too
+            await still_serving(honest, server)
+            await still_serving(attacker, server)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.network.config import ConnectionConfig
@@ -38,7 +40,7 @@ CLOSE_TIMEOUT_S = 4.0
 def build_host(seed: bytes) -> IHost:
     """A host whose peer id is the node id of the ed25519 key with this seed."""
     key_pair = create_new_key_pair(seed)
-    return new_host(
+    host = new_host(
         key_pair=key_pair,
         sec_opt={
             NOISE_PROTOCOL_ID: NoiseTransport(
@@ -51,6 +53,46 @@ def build_host(seed: bytes) -> IHost:
             dial_timeout=DIAL_TIMEOUT_S,
         ),
     )
+    guard_stream_handlers(host)
+    return host
+
+
+def guard_stream_handlers(host: IHost) -> None:
+    """Every stream handler of ``host``, the library's (identify, ping) and ours, now and later,
+    ends in a log line and a reset stream instead of raising: in py-libp2p 0.8.1 an exception
+    escaping a stream handler ends ``host.run()`` and with it the node."""
+    mux = host.get_mux()
+    add = mux.add_handler
+
+    def guarded(protocol: object, handler: Callable[[INetStream], Awaitable[None]]) -> Callable[[INetStream], Awaitable[None]]:
+        async def run(stream: INetStream) -> None:
+            try:
+                await handler(stream)
+            except Exception as exc:  # noqa: BLE001 - the host's boundary, see the docstring
+                log.warning("%s handler failed on a stream from %s: %r", protocol, _peer_of(stream), exc)
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    try:
+                        await stream.reset()
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
+
+        run.__wrapped__ = handler  # type: ignore[attr-defined]
+        return run
+
+    def add_handler(protocol: TProtocol, handler: Callable[[INetStream], Awaitable[None]]) -> None:
+        add(protocol, guarded(protocol, handler))
+
+    for protocol, handler in list(mux.handlers.items()):
+        if protocol is not None and handler is not None:
+            add(protocol, guarded(protocol, handler))
+    mux.add_handler = add_handler  # type: ignore[method-assign]
+
+
+def _peer_of(stream: INetStream) -> str:
+    try:
+        return str(stream.muxed_conn.peer_id)
+    except Exception:  # noqa: BLE001
+        return "?"
 
 
 async def close_host(host: IHost) -> None:

@@ -13,8 +13,10 @@ exception becomes an ``internal`` error reply and is logged with its traceback.
 Why a broad ``except Exception`` in :meth:`RequestResponse._serve`: in py-libp2p
 0.8.1 an exception escaping a stream handler propagates out of ``host.run()``
 and kills the whole daemon. That one boundary turns every failure into a log
-line plus a reset stream; the only other place that catches that broadly is
-the same boundary for pubsub streams in :mod:`yagna.net.gossip`.
+line plus a reset stream and the right error reply; behind it, every stream
+handler of the host (the library's identify and ping too) sits inside
+:func:`yagna.net.host.guard_stream_handlers`, and pubsub inside
+:mod:`yagna.net.pubsub_guard`.
 """
 
 from __future__ import annotations
