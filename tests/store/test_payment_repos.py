@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from payments.meter import MeterRecord
 from yagna.core.money import MAX_UNITS, UNIT
 from yagna.store import ConstraintError, Store
 from yagna.store.payment_repos import (
@@ -306,6 +307,19 @@ async def test_state_survives_reopening_the_file(tmp_path: Path) -> None:
         assert note is not None and note.amount_due == BIG
         inv = await Invoices(store).get("ag")
         assert inv is not None and inv.amount == BIG
+
+
+async def test_the_payer_meter_is_stored_with_its_channel(tmp_path: Path) -> None:
+    path = tmp_path / "node.db"
+    async with Store.open_ctx(path) as store:
+        chans = PayChannels(store)
+        await chans.insert("ch", "ag", "payer", "prov", b"terms", BIG)
+        assert await chans.get_meter("ch") == MeterRecord()  # migration 6: a channel starts at zero
+        assert await chans.set_meter("ch", MeterRecord(30_000, 1_700_000_030_000, True, 1))
+        assert not await chans.set_meter("nope", MeterRecord())
+        assert await chans.get_meter("nope") is None
+    async with Store.open_ctx(path) as store:
+        assert await PayChannels(store).get_meter("ch") == MeterRecord(30_000, 1_700_000_030_000, True, 1)
 
 
 _CHILD = textwrap.dedent(

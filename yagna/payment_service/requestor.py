@@ -30,6 +30,7 @@ from payments.channel_open import seal_channel_open
 from payments.debit_note import decide_payment, open_debit_note
 from payments.driver import SettlementDriver
 from payments.errors import ChannelError, DebitNoteRejected, PaymentError
+from payments.meter import OwnMeter
 from payments.voucher import ChannelTerms
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
@@ -67,6 +68,8 @@ class _Payer:
     notice: str | None = None
     bonus: int = 0
     """Paid on top of metered usage (``pay_bonus``); kept out of the usage accounting."""
+    meter: OwnMeter = field(default_factory=OwnMeter)
+    """Our own clock of the agreement's activities (stored with the channel: it survives restarts)."""
     lock: trio.Lock = field(default_factory=trio.Lock)
 
 
@@ -87,6 +90,8 @@ class RequestorPayments:
         self.withhold = withhold
         """Test-only fault: answer debit notes without paying (``--test-fault withhold-payments``)."""
         self.elapsed: Elapsed | None = None
+        self.clock: Callable[[], float] = time.time
+        """Wall clock (seconds): the own meter counts a restart's downtime with it."""
         self._payers: dict[str, _Payer] = {}  # by agreement id
         self._wake = trio.Event()
         self._opening: dict[str, trio.Lock] = {}
@@ -102,8 +107,13 @@ class RequestorPayments:
                 core = PayerChannel.from_record(terms, self._key, {"last_seq": row.best_seq, "last_amount": row.best_amount,
                                                                    "last": row.best_voucher, "acked_seq": row.acked_seq})
             agreement = verify_agreement(agreement_row.raw, network_id=self._network_id)
-            self._payers[row.agreement_id] = _Payer(core, pricing_of(agreement), threads_of(agreement), row.peer_id,
-                                                    confirmed=True)
+            payer = _Payer(core, pricing_of(agreement), threads_of(agreement), row.peer_id, confirmed=True,
+                           meter=OwnMeter(await self._channels.get_meter(row.channel_id)))
+            # The exe-unit side started its clock again with this process: go on from the stored meter.
+            elapsed_ms, activities = self._reading(row.agreement_id)
+            payer.meter.resume(now_ms=self._now_ms(), elapsed_ms=elapsed_ms, activities=activities)
+            await self._channels.set_meter(row.channel_id, payer.meter.record)
+            self._payers[row.agreement_id] = payer
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._loop)
             task_status.started()
@@ -171,6 +181,7 @@ class RequestorPayments:
         except DebitNoteRejected as exc:
             raise RequestRejected(exc.code, str(exc)) from None
         async with payer.lock:
+            await self._observe(payer)
             estimate = self._estimate(payer, note)
             decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount - payer.bonus,
                                       deposit=payer.core.terms.deposit - payer.bonus, tolerance=0)
@@ -222,11 +233,22 @@ class RequestorPayments:
 
     def _estimate(self, payer: _Payer, note: Any) -> int:
         """What the note's usage costs at the agreed price, capped by our own clock of the activities."""
-        elapsed_ms, activities = self.elapsed(note.agreement_id) if self.elapsed else (0, 0)
-        if activities == 0:
+        cap = payer.meter.cap_ms(SLACK_MS)
+        if cap == 0:
             return 0
-        cap = elapsed_ms + SLACK_MS * activities
         return payer.pricing.cost(min(note.usage.cpu_ms, payer.threads * cap), min(note.usage.duration_ms, cap))
+
+    def _reading(self, agreement_id: str) -> tuple[int, int]:
+        return self.elapsed(agreement_id) if self.elapsed else (0, 0)
+
+    def _now_ms(self) -> int:
+        return max(0, int(self.clock() * 1000))
+
+    async def _observe(self, payer: _Payer) -> None:
+        """Read the exe-unit's clock into our own meter; store it when it moved."""
+        elapsed_ms, activities = self._reading(payer.core.terms.agreement_id)
+        if payer.meter.observe(now_ms=self._now_ms(), elapsed_ms=elapsed_ms, activities=activities):
+            await self._channels.set_meter(payer.core.terms.channel_id, payer.meter.record)
 
     async def on_ack(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
         payer = self._by_channel(peer, msg.get("channel_id"))
@@ -250,6 +272,8 @@ class RequestorPayments:
                 await self._wake.wait()  # a paid invoice settles now, not at the next tick
             self._wake = trio.Event()
             for agreement_id, payer in list(self._payers.items()):
+                async with payer.lock:
+                    await self._observe(payer)
                 pending = payer.core.pending()
                 if pending is not None and payer.confirmed:
                     with trio.move_on_after(PAYMENT.timeout):

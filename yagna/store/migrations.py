@@ -242,6 +242,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE provider_records ADD COLUMN disagreements INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    Migration(
+        6,
+        "payments: the payer's own meter survives restarts",
+        """
+        -- Payer channels: the requestor's own clock of the agreement's activities
+        -- (payments.meter.MeterRecord), which caps what it signs. Kept across
+        -- restarts so a restarted requestor pays for the time before it too.
+        ALTER TABLE pay_channels ADD COLUMN meter_ms INTEGER NOT NULL DEFAULT 0 CHECK (meter_ms >= 0);
+        ALTER TABLE pay_channels ADD COLUMN meter_at INTEGER NOT NULL DEFAULT 0 CHECK (meter_at >= 0);
+        ALTER TABLE pay_channels ADD COLUMN meter_live INTEGER NOT NULL DEFAULT 0 CHECK (meter_live IN (0, 1));
+        ALTER TABLE pay_channels ADD COLUMN meter_acts INTEGER NOT NULL DEFAULT 0 CHECK (meter_acts >= 0);
+        """,
+    ),
 )
 
 _SCHEMA_VERSION_DDL = """

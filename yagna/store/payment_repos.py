@@ -33,6 +33,7 @@ from typing import Any
 
 from payments.driver import Balance, ChannelInfo, Redemption
 from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, UnknownChannel
+from payments.meter import MeterRecord
 from yagna.core.money import MAX_UNITS
 from yagna.store.db import Store, where_equal
 
@@ -451,6 +452,24 @@ class PayChannels:
             "UPDATE pay_channels SET state = ?, reason = COALESCE(?, reason), updated_at = ? WHERE channel_id = ?",
             (state, reason, int(self._clock()), channel_id),
             durable=True,
+        )
+        return changed > 0
+
+    async def get_meter(self, channel_id: str) -> MeterRecord | None:
+        """Payer: the own meter stored with the channel; ``None`` if the channel is unknown."""
+        row = await self._store.fetchone(
+            "SELECT meter_ms, meter_at, meter_live, meter_acts FROM pay_channels WHERE channel_id = ?", (channel_id,)
+        )
+        if row is None:
+            return None
+        return MeterRecord(row["meter_ms"], row["meter_at"], bool(row["meter_live"]), row["meter_acts"])
+
+    async def set_meter(self, channel_id: str, meter: MeterRecord) -> bool:
+        """Payer: store the own meter. Not durable (``synchronous=NORMAL``): a killed process keeps it;
+        it is an estimate, rewritten every few seconds, not money."""
+        changed = await self._store.execute(
+            "UPDATE pay_channels SET meter_ms = ?, meter_at = ?, meter_live = ?, meter_acts = ? WHERE channel_id = ?",
+            (meter.ms, meter.at_ms, int(meter.live), meter.activities, channel_id),
         )
         return changed > 0
 
