@@ -22,6 +22,8 @@ from market.agreement import build_agreement, cosign, sign_agreement, verify_agr
 from market.matching import Demand, Offer
 from market.pricing import LinearPricing
 from payments.debit_note import Usage, sign_debit_note
+from payments.messages import DebitNoteAnswer, DebitNoteMsg
+from payments.voucher import ChannelTerms, Voucher, open_voucher
 from yagna.core.identity import NodeKey
 from yagna.payment_service.protocol import terms_from_bytes
 from yagna.payment_service.requestor import SLACK_MS, RequestorPayments
@@ -46,15 +48,18 @@ def _agreement() -> tuple[str, bytes]:
 
 
 class FakeNet:
-    """The provider's end of the payment protocol: takes the channel-open and every voucher."""
+    """The provider's end of the payment protocol: takes the channel-open and acknowledges every voucher."""
 
     def __init__(self) -> None:
-        self.vouchers: list[bytes] = []
+        self.vouchers: list[Voucher] = []
+        self.terms: ChannelTerms | None = None
 
     async def request(self, peer: str, spec: Any, msg: dict[str, Any]) -> dict[str, Any]:
         await trio.lowlevel.checkpoint()
         if msg.get("op") == "voucher":
-            self.vouchers.append(msg["raw"])
+            assert self.terms is not None
+            self.vouchers.append(open_voucher(msg["raw"], self.terms))
+            return {"ack_seq": self.vouchers[-1].seq}
         return {}
 
 
@@ -90,12 +95,11 @@ async def _setup(path: Path, agreement_id: str, raw: bytes) -> None:
         await SqliteLedger(store).fund(REQ.node_id, 10**21)
 
 
-async def _note(payments: RequestorPayments, *, seq: int, ms: int,
-                terms_raw: bytes) -> dict[str, Any]:
+async def _note(payments: RequestorPayments, *, seq: int, ms: int, terms_raw: bytes) -> DebitNoteAnswer:
     terms = terms_from_bytes(terms_raw)
     raw = sign_debit_note(PROV, terms, seq=seq, amount_due=PRICING.cost(ms, ms), usage=Usage(ms, ms, 0),
                           issued_at_ms=int(T0 * 1000) + ms)
-    return await payments.on_debit_note(PROV.node_id, {"channel_id": terms.channel_id, "raw": raw})
+    return await payments.on_debit_note(PROV.node_id, DebitNoteMsg(terms.channel_id, raw))
 
 
 async def _first_life(path: Path, clock: Clock, net: FakeNet, agreement_id: str) -> bytes:
@@ -104,10 +108,11 @@ async def _first_life(path: Path, clock: Clock, net: FakeNet, agreement_id: str)
         await payments.ensure_channel(agreement_id)
         row = await payments._channels.by_agreement(agreement_id)
         assert row is not None
+        net.terms = terms_from_bytes(row.terms)
         clock.activities = 1
         clock.wall, clock.elapsed_ms = T0 + 20, 20_000
         reply = await _note(payments, seq=1, ms=20_000, terms_raw=row.terms)
-        assert reply["accepted"], reply
+        assert reply.accepted, reply
         clock.wall, clock.elapsed_ms = T0 + 30, 30_000
         await trio.sleep(1.5)  # the meter is stored every resend_s
     return row.terms
@@ -125,12 +130,15 @@ async def test_a_restarted_requestor_pays_for_the_time_before_and_during_its_res
     async with requestor(path, clock, net) as payments:
         clock.wall, clock.elapsed_ms = T0 + 50, 10_000
         reply = await _note(payments, seq=2, ms=50_000, terms_raw=terms_raw)
-        assert reply["accepted"], reply  # was: above-agreed-price, the voucher covered 12 s of 50
+        assert reply.accepted, reply  # was: above-agreed-price, the voucher covered 12 s of 50
         assert payments.live(agreement_id)["signed"] == PRICING.cost(50_000, 50_000)
+        await trio.sleep(0.1)  # the voucher goes out by the one delivery path and is acknowledged
+        assert net.vouchers[-1].amount == PRICING.cost(50_000, 50_000)
+        assert payments.live(agreement_id)["acked_seq"] == net.vouchers[-1].seq == reply.voucher_seq
         # Still never more than our own meter plus the slack: 50 s of life by our clock.
         clock.wall, clock.elapsed_ms = T0 + 51, 11_000
         reply = await _note(payments, seq=3, ms=60_000, terms_raw=terms_raw)
-        assert not reply["accepted"] and reply["code"] == "above-agreed-price"
+        assert not reply.accepted and reply.code == "above-agreed-price"
         assert payments.live(agreement_id)["signed"] == PRICING.cost(51_000 + SLACK_MS, 51_000 + SLACK_MS)
 
 
@@ -145,8 +153,8 @@ async def test_an_activity_that_ended_before_the_crash_is_not_paid_for_the_downt
     clock.wall, clock.elapsed_ms, clock.activities = T0 + 3600, 0, 0
     async with requestor(path, clock, net) as payments:
         reply = await _note(payments, seq=2, ms=30_000, terms_raw=terms_raw)
-        assert reply["accepted"], reply  # was: nothing paid after a restart (no activity by the new process's clock)
+        assert reply.accepted, reply  # was: nothing paid after a restart (no activity by the new process's clock)
         assert payments.live(agreement_id)["signed"] == PRICING.cost(30_000, 30_000)
         reply = await _note(payments, seq=3, ms=3_600_000, terms_raw=terms_raw)
-        assert not reply["accepted"]
+        assert not reply.accepted
         assert payments.live(agreement_id)["signed"] == PRICING.cost(30_000 + SLACK_MS, 30_000 + SLACK_MS)

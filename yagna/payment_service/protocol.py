@@ -1,20 +1,10 @@
-"""The payment protocol between the two parties of an agreement, and what both sides share.
+"""The payment protocol's spec and what both sides of an agreement derive from it.
 
-``/yagna/payment/1.0.0``::
-
-    requestor -> provider
-        {"op": "open", "channel_open": bytes}         -> {}            the deposit is locked for you
-        {"op": "voucher", "raw": bytes}               -> {"ack_seq": int}   (re-sent until acknowledged)
-    provider -> requestor
-        {"op": "debit_note", "channel_id": str, "raw": bytes}
-            -> {"accepted": bool, "code": str|None, "reason": str, "voucher": bytes|None}
-        {"op": "ack", "channel_id": str, "seq": int}  -> {}            the voucher is durably stored
-        {"op": "notice", "agreement_id": str, "kind": "paused"|"resumed", "reason": str} -> {}
-
-A debit note with ``final`` set is the invoice. Every signed object is a
-:mod:`payments` envelope checked against the channel's terms; an
-acknowledgement is sent only after the voucher is committed with
-``synchronous=FULL``.
+The messages of ``/yagna/payment/1.0.0`` (typed, with their encoding and
+decoding) live in :mod:`payments.messages`; a voucher travels one way only
+(stored, then sent until the reply acknowledges it, the provider replying
+only after its commit). Every signed object is a :mod:`payments` envelope
+checked against the channel's terms.
 """
 
 from __future__ import annotations

@@ -2,11 +2,17 @@
 
 Per open channel a :class:`_Payee` holds the channel core (:class:`payments.PayeeChannel`)
 and the enforcement rules (:class:`payments.enforcement.Enforcement`). One loop
-ticks every ``tick_s``: it sends the debit notes that are due (each in the
-service's nursery, one at a time per channel), applies the enforcement steps
-(pause the agreement's containers, resume them, terminate the agreement with
-a coded reason), and invoices and redeems the channels of ended agreements.
-A voucher is acknowledged only after ``save_best`` committed it durably.
+ticks every ``tick_s``: it sends the debit notes that are due (one at a time
+per channel), applies the enforcement steps (pause the agreement's containers,
+resume them, terminate the agreement with a coded reason), and invoices and
+redeems the channels of ended agreements. Each channel's work runs in the
+channel's own cancel scope, behind a boundary that keeps its failure inside
+the channel.
+
+Vouchers arrive one way only, as ``voucher`` messages; the reply acknowledges
+a voucher only after ``save_best`` committed it durably. The answer to a debit
+note names the voucher that pays it, and the invoice is redeemed once that
+voucher arrived (or did not, within the protocol's timeout).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -24,14 +30,22 @@ from market.agreement import verify_agreement
 from market.pricing import LinearPricing
 from payments.channel import Outcome, PayeeChannel
 from payments.channel_open import ChannelOpenRejected, open_channel_open
+from payments.messages import (
+    ChannelOpenMsg,
+    DebitNoteMsg,
+    NoticeKind,
+    NoticeMsg,
+    VoucherAck,
+    VoucherMsg,
+    decode_answer,
+    encode_request,
+)
 from payments.debit_note import Usage, sign_debit_note
 from payments.driver import SettlementDriver
 from payments.enforcement import Action, Enforcement
-from payments.errors import DriverError, VoucherRejected
-from payments.voucher import peek_channel_id
+from payments.errors import DriverError, MessageRejected, VoucherRejected
 from payments.voucher import ChannelTerms
 from yagna.core import wire
-from yagna.core.errors import WireError
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
 from yagna.market_service.requestor import NegotiationFailed
@@ -59,6 +73,13 @@ class _Payee:
     note_seq: int
     sending: bool = False
     closing: bool = False
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    """Around the channel's own nursery (debit notes, closing): cancelled when the channel is closed."""
+    nursery: trio.Nursery | None = None
+    voucher_in: trio.Event = field(default_factory=trio.Event)
+    """Set (and replaced) each time a voucher is durably stored."""
+    failures: int = 0
+    """Unexpected errors caught at the channel's boundary."""
 
 
 class ProviderPayments:
@@ -101,6 +122,8 @@ class ProviderPayments:
             self._payees[row.agreement_id] = payee
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            for payee in self._payees.values():
+                await nursery.start(self._run_channel, payee)
             nursery.start_soon(self._loop)
             task_status.started()
             await trio.sleep_forever()
@@ -120,11 +143,9 @@ class ProviderPayments:
         return _Payee(terms, core, pricing, threads, enforcement, note_seq)
 
     # -- requests from the requestor --------------------------------------------------
-    async def on_open(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        raw = msg.get("channel_open")
-        if not isinstance(raw, bytes):
-            raise RequestRejected("bad-request", "field 'channel_open' must be bytes")
-        row = await self._agreements.get(_agreement_of(raw))
+    async def on_open(self, peer: str, msg: ChannelOpenMsg) -> None:
+        raw = msg.channel_open
+        row = await self._agreements.get(msg.agreement_id)
         if row is None or row.role != "provider" or row.peer_id != peer:
             raise RequestRejected("unknown-agreement", "no agreement between us for this channel")
         if row.state != "approved":
@@ -140,7 +161,7 @@ class ProviderPayments:
         if existing is not None:
             if existing.channel_id != opened.channel_id:
                 raise RequestRejected("channel-exists", "this agreement already has a payment channel")
-            return {}
+            return
         terms = ChannelTerms(opened.network_id, opened.driver, opened.channel_id, opened.agreement_id,
                              opened.payer, opened.payee, opened.currency, opened.deposit)
         try:
@@ -148,19 +169,19 @@ class ProviderPayments:
         except DriverError as exc:
             raise RequestRejected(exc.code, str(exc)) from None
         await self._channels.insert(opened.channel_id, row.agreement_id, "payee", peer, terms_bytes(terms), opened.deposit)
-        self._payees[row.agreement_id] = self._new_payee(terms, PayeeChannel(terms), row.raw)
+        payee = self._new_payee(terms, PayeeChannel(terms), row.raw)
+        assert self._nursery is not None, "run() starts before any channel opens"
+        await self._nursery.start(self._run_channel, payee)
+        self._payees[row.agreement_id] = payee
         log.info("channel %s open for agreement %s: deposit %d", opened.channel_id[:12], row.agreement_id[:12], opened.deposit)
-        return {}
 
-    async def on_voucher(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        raw = msg.get("raw")
-        if not isinstance(raw, bytes):
-            raise RequestRejected("bad-request", "field 'raw' must be bytes")
-        channel_id = _channel_of(raw)
-        payee = next((p for p in self._payees.values() if p.terms.payer == peer and p.terms.channel_id == channel_id), None)
+    async def on_voucher(self, peer: str, msg: VoucherMsg) -> VoucherAck:
+        """The one way a voucher comes in; the reply (the acknowledgement) follows the durable commit."""
+        payee = next((p for p in self._payees.values()
+                      if p.terms.payer == peer and p.terms.channel_id == msg.channel_id), None)
         if payee is None:
             raise RequestRejected("unknown-channel", "no open channel of yours with this id")
-        return {"ack_seq": await self._take_voucher(payee, raw)}
+        return VoucherAck(await self._take_voucher(payee, msg.raw))
 
     async def _take_voucher(self, payee: _Payee, raw: bytes) -> int:
         """Checks 1-6, durable commit, then the seq to acknowledge. A rejection that ends the agreement ends it."""
@@ -176,6 +197,8 @@ class ProviderPayments:
             assert receipt.commit is not None and payee.core.best is not None
             await self._channels.save_best(payee.terms.channel_id, receipt.seq, payee.core.best.amount, receipt.commit,
                                            receipt.paid)
+            payee.voucher_in.set()
+            payee.voucher_in = trio.Event()
             await self._step(payee, payee.enforcement.voucher_accepted(trio.current_time(), receipt.paid))
         return receipt.ack_seq
 
@@ -190,16 +213,33 @@ class ProviderPayments:
                 row = await self._agreements.get(agreement_id)
                 if row is None or row.state != "approved":
                     payee.closing = True
-                    self._spawn(self._close, payee)
+                    self._spawn(payee, self._close, payee)
                 elif now >= payee.enforcement.next_note_at:
                     payee.sending = True
-                    self._spawn(self._send_note, payee, False)
+                    self._spawn(payee, self._send_note, payee, False)
                 else:
-                    await self._step(payee, payee.enforcement.tick(now))
+                    await self._guarded(payee, self._step, payee, payee.enforcement.tick(now))
 
-    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(fn, *args)
+    async def _run_channel(self, payee: _Payee, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The channel's own nursery, in its own cancel scope: closing the channel cancels only its tasks."""
+        with payee.scope:
+            async with trio.open_nursery() as nursery:
+                payee.nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+
+    def _spawn(self, payee: _Payee, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        assert payee.nursery is not None
+        payee.nursery.start_soon(self._guarded, payee, fn, *args)
+
+    async def _guarded(self, payee: _Payee, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run ``fn`` for one channel; an unexpected error stays inside the channel."""
+        try:
+            await fn(*args)
+        except Exception:  # the channel's boundary: logged and counted, never the node's root
+            payee.failures += 1
+            log.exception("payment channel %s: %s failed (%d)", payee.terms.channel_id[:12],
+                          getattr(fn, "__name__", fn), payee.failures)
 
     async def _send_note(self, payee: _Payee, final: bool) -> None:
         """Sign and send the next debit note (the invoice when ``final``); take the voucher that answers it."""
@@ -216,33 +256,31 @@ class ProviderPayments:
             await self._step(payee, payee.enforcement.note_sent(trio.current_time(), due))
             if final:
                 await self._invoices.upsert(payee.terms.agreement_id, "payee", due, "issued", raw)
+            seq = payee.note_seq
             try:
                 reply = await self._rr.request(payee.terms.payer, PAYMENT,
-                                               {"op": "debit_note", "channel_id": payee.terms.channel_id, "raw": raw})
-            except RequestError as exc:
-                log.info("debit note %d of %s not delivered: %s", payee.note_seq, payee.terms.agreement_id[:12], exc)
+                                               encode_request(DebitNoteMsg(payee.terms.channel_id, raw)))
+                answer = decode_answer(reply)
+            except (RequestError, MessageRejected) as exc:
+                log.info("debit note %d of %s not answered: %s", seq, payee.terms.agreement_id[:12], exc)
                 return
-            accepted = isinstance(reply, dict) and reply.get("accepted") is True
-            await self._notes.set_status(payee.terms.agreement_id, payee.note_seq, "accepted" if accepted else "rejected",
-                                         reason=None if accepted else str(reply.get("reason", ""))[:200] if isinstance(reply, dict) else "bad reply")
-            voucher = reply.get("voucher") if isinstance(reply, dict) else None
-            if isinstance(voucher, bytes):
-                try:
-                    seq = await self._take_voucher(payee, voucher)
-                except RequestRejected as exc:
-                    log.warning("voucher answering note %d refused: %s", payee.note_seq, exc)
-                    return
-                stored = time.perf_counter()
-                with trio.move_on_after(PAYMENT.timeout):
-                    try:
-                        await self._rr.request(payee.terms.payer, PAYMENT,
-                                               {"op": "ack", "channel_id": payee.terms.channel_id, "seq": seq})
-                        self.round_trips.append({"voucher_stored_ms": (stored - t0) * 1000,
-                                                 "acked_ms": (time.perf_counter() - t0) * 1000})
-                    except RequestError as exc:
-                        log.info("ack of voucher %d not delivered (the requestor re-sends it): %s", seq, exc)
+            await self._notes.set_status(payee.terms.agreement_id, seq, "accepted" if answer.accepted else "rejected",
+                                         reason=None if answer.accepted else answer.reason[:200])
+            if answer.voucher_seq is not None and await self._voucher_arrived(payee, answer.voucher_seq):
+                stored = (time.perf_counter() - t0) * 1000
+                # The acknowledgement is the reply to the voucher, sent right after the commit.
+                self.round_trips.append({"voucher_stored_ms": stored, "acked_ms": stored})
         finally:
             payee.sending = False
+
+    async def _voucher_arrived(self, payee: _Payee, seq: int) -> bool:
+        """Wait (bounded by the protocol's timeout) until we hold a voucher of ``seq`` or later."""
+        with trio.move_on_after(PAYMENT.timeout):
+            while payee.core.best is None or payee.core.best.seq < seq:
+                await payee.voucher_in.wait()
+            return True
+        log.info("voucher %d of %s did not come within %.0f s", seq, payee.terms.agreement_id[:12], PAYMENT.timeout)
+        return False
 
     async def _step(self, payee: _Payee, step: Any) -> None:
         agreement_id = payee.terms.agreement_id
@@ -262,8 +300,8 @@ class ProviderPayments:
     async def _notice(self, payee: _Payee, kind: str, reason: str) -> None:
         with trio.move_on_after(2.0):
             try:
-                await self._rr.request(payee.terms.payer, PAYMENT, {"op": "notice", "agreement_id": payee.terms.agreement_id,
-                                                                    "kind": kind, "reason": reason})
+                await self._rr.request(payee.terms.payer, PAYMENT,
+                                       encode_request(NoticeMsg(payee.terms.agreement_id, NoticeKind(kind), reason)))
             except RequestError:
                 pass  # it will see the effect; the reason is also in `yagna payment status`
         await self._channels.set_state(payee.terms.channel_id, "open", f"{kind}: {reason}")
@@ -291,6 +329,7 @@ class ProviderPayments:
                                            f"redeemed {format_amount(paid)} of {format_amount(due)} due"
                                            if paid < due else "paid in full")
             self._payees.pop(payee.terms.agreement_id, None)
+            payee.scope.cancel()  # the channel's tasks end with it (this one at its next checkpoint)
             log.info("agreement %s settled: earned %d (%d now), due %d", payee.terms.agreement_id[:12], paid,
                      redemption.paid, due)
 
@@ -314,23 +353,3 @@ class ProviderPayments:
 
 def _evidence(core: PayeeChannel) -> bytes:
     return wire.encode(core.to_record()["evidence"])
-
-
-def _agreement_of(raw: bytes) -> str:
-    """The agreement id a channel-open names (unverified: only to find the agreement; verified next)."""
-    try:
-        body = wire.decode(wire.decode(raw, max_size=4096)[0], max_size=4096)  # type: ignore[index]
-        agreement_id = body[2][3]  # type: ignore[index]
-    except (WireError, TypeError, IndexError, KeyError):
-        raise RequestRejected("malformed", "not a channel-open message") from None
-    if not isinstance(agreement_id, str):
-        raise RequestRejected("malformed", "not a channel-open message")
-    return agreement_id
-
-
-def _channel_of(raw: bytes) -> str | None:
-    try:
-        return peek_channel_id(raw)
-    except VoucherRejected:
-        return None
-

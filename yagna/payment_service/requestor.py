@@ -2,10 +2,17 @@
 
 Before the first activity of an agreement (:meth:`RequestorPayments.ensure_channel`)
 the deposit is locked through the driver and the provider is told with a
-signed channel-open. Each debit note is checked against our own clock of the
-agreement's activities (:class:`payments.debit_note.decide_payment`: never
-more than our estimate, never more than the deposit); a voucher is stored
-durably before it is sent, and re-sent until the provider acknowledges it.
+signed channel-open. Each debit note is checked against our own meter of the
+agreement's activities (:class:`payments.meter.OwnMeter`, stored with the
+channel so it survives restarts; :func:`payments.debit_note.decide_payment`:
+never more than our estimate, never more than the deposit).
+
+A voucher takes one path, whatever signed it (a debit note's answer, a bonus,
+a restart): it is stored durably first, then the channel's delivery task sends
+it until the provider's reply acknowledges it (the provider replies only after
+its own commit). Each channel's task runs in its own cancel scope: settling the
+channel cancels it, and its failure is caught at the channel's boundary.
+
 When the agreement has ended and the invoice is paid (or did not come within
 ``settle_wait_s``), the channel is settled on our side: what we signed is
 spent, the rest of the deposit is free again.
@@ -29,7 +36,16 @@ from payments.channel import PayerChannel
 from payments.channel_open import seal_channel_open
 from payments.debit_note import decide_payment, open_debit_note
 from payments.driver import SettlementDriver
-from payments.errors import ChannelError, DebitNoteRejected, PaymentError
+from payments.errors import ChannelError, DebitNoteRejected, MessageRejected, PaymentError
+from payments.messages import (
+    ChannelOpenMsg,
+    DebitNoteAnswer,
+    DebitNoteMsg,
+    NoticeMsg,
+    VoucherMsg,
+    decode_voucher_ack,
+    encode_request,
+)
 from payments.meter import OwnMeter
 from payments.voucher import ChannelTerms
 from yagna.core.identity import NodeKey
@@ -71,6 +87,12 @@ class _Payer:
     meter: OwnMeter = field(default_factory=OwnMeter)
     """Our own clock of the agreement's activities (stored with the channel: it survives restarts)."""
     lock: trio.Lock = field(default_factory=trio.Lock)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    """The channel's own tasks (voucher delivery); cancelled when the channel is settled."""
+    kick: trio.Event = field(default_factory=trio.Event)
+    """Set when a new voucher is stored: deliver it now, not at the next retry."""
+    failures: int = 0
+    """Unexpected errors caught at the channel's boundary."""
 
 
 class RequestorPayments:
@@ -95,6 +117,7 @@ class RequestorPayments:
         self._payers: dict[str, _Payer] = {}  # by agreement id
         self._wake = trio.Event()
         self._opening: dict[str, trio.Lock] = {}
+        self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         for row in await self._channels.list(role="payer", state="open"):
@@ -115,6 +138,9 @@ class RequestorPayments:
             await self._channels.set_meter(row.channel_id, payer.meter.record)
             self._payers[row.agreement_id] = payer
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for payer in self._payers.values():
+                nursery.start_soon(self._channel_task, payer)
             nursery.start_soon(self._loop)
             task_status.started()
             await trio.sleep_forever()
@@ -133,12 +159,13 @@ class RequestorPayments:
                                     channel_id=payer.core.terms.channel_id, agreement_id=agreement_id,
                                     payee=payer.provider, currency=self._currency, deposit=payer.core.terms.deposit)
             try:
-                await self._rr.request(payer.provider, PAYMENT, {"op": "open", "channel_open": raw})
+                await self._rr.request(payer.provider, PAYMENT, encode_request(ChannelOpenMsg(raw, agreement_id)))
             except RemoteError as exc:
                 raise PaymentRequired(exc.code, f"the provider refused the payment channel: {exc.message}") from None
             except RequestError as exc:
                 raise PaymentRequired("provider-unreachable", f"cannot open the payment channel: {exc}") from None
             payer.confirmed = True
+            payer.kick.set()  # a bonus signed before the channel was confirmed goes out now
 
     async def _lock_deposit(self, agreement_id: str) -> _Payer:
         row = await self._agreements.get(agreement_id)
@@ -162,6 +189,8 @@ class RequestorPayments:
         await self._channels.insert(channel_id, agreement_id, "payer", row.peer_id, terms_bytes(terms), deposit)
         payer = _Payer(PayerChannel(terms, self._key), pricing, threads, row.peer_id)
         self._payers[agreement_id] = payer
+        assert self._nursery is not None, "run() starts before any channel opens"
+        self._nursery.start_soon(self._channel_task, payer)
         log.info("deposit %d locked in channel %s for agreement %s", deposit, channel_id[:12], agreement_id[:12])
         return payer
 
@@ -173,11 +202,11 @@ class RequestorPayments:
             raise RequestRejected("unknown-channel", "no open channel with you under this id")
         return payer
 
-    async def on_debit_note(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        payer = self._by_channel(peer, msg.get("channel_id"))
-        raw = msg.get("raw")
+    async def on_debit_note(self, peer: str, msg: DebitNoteMsg) -> DebitNoteAnswer:
+        """Judge the note; a voucher it earns is stored, then delivered by the channel's task."""
+        payer = self._by_channel(peer, msg.channel_id)
         try:
-            note = open_debit_note(raw, terms=payer.core.terms)  # type: ignore[arg-type]
+            note = open_debit_note(msg.raw, terms=payer.core.terms)
         except DebitNoteRejected as exc:
             raise RequestRejected(exc.code, str(exc)) from None
         async with payer.lock:
@@ -185,9 +214,8 @@ class RequestorPayments:
             estimate = self._estimate(payer, note)
             decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount - payer.bonus,
                                       deposit=payer.core.terms.deposit - payer.bonus, tolerance=0)
-            voucher = payer.core.pending()
             if decision.voucher_amount is not None and not self.withhold:
-                voucher = await self._sign(payer, decision.voucher_amount + payer.bonus)
+                await self._sign(payer, decision.voucher_amount + payer.bonus)
             if note.final:
                 payer.invoice_paid = decision.accepted and not self.withhold
                 await self._invoices.upsert(note.agreement_id, "payer", note.amount_due,
@@ -196,16 +224,17 @@ class RequestorPayments:
                     self._wake.set()
         if not decision.accepted:
             log.warning("debit note %d of %s rejected: %s", note.seq, note.agreement_id[:12], decision.reason)
-        return {"accepted": decision.accepted, "code": decision.code, "reason": decision.reason, "voucher": voucher}
+        return DebitNoteAnswer(decision.accepted, decision.code, decision.reason, payer.core.last_seq or None)
 
-    async def _sign(self, payer: _Payer, amount: int) -> bytes:
+    async def _sign(self, payer: _Payer, amount: int) -> None:
+        """Sign ``amount`` under the next seq and store it durably; the channel's task delivers it."""
         try:
             seq, voucher = payer.core.next_voucher(amount)
         except ChannelError as exc:
             raise RequestRejected("channel-error", str(exc)) from None
         # Stored before it is sent: one seq never carries two amounts, and it is re-sent until acknowledged.
         await self._channels.save_signed(payer.core.terms.channel_id, seq, amount, voucher)
-        return voucher
+        payer.kick.set()
 
     async def pay_bonus(self, agreement_id: str, amount: int) -> dict[str, Any]:
         """Pay ``amount`` on top of the metered usage now (e.g. a verified task's bonus share)."""
@@ -219,16 +248,8 @@ class RequestorPayments:
             if total > payer.core.terms.deposit:
                 raise PaymentRequired("above-deposit", f"the deposit ({format_amount(payer.core.terms.deposit)}) "
                                       "cannot cover this bonus")
-            voucher = await self._sign(payer, total)
+            await self._sign(payer, total)
             payer.bonus += amount
-        with trio.move_on_after(PAYMENT.timeout):
-            try:
-                reply = await self._rr.request(payer.provider, PAYMENT, {"op": "voucher", "raw": voucher})
-                seq = reply.get("ack_seq") if isinstance(reply, dict) else None
-                if isinstance(seq, int) and payer.core.acked(seq):
-                    await self._channels.set_acked(payer.core.terms.channel_id, seq)
-            except RequestError as exc:
-                log.info("bonus voucher not delivered yet (re-sent until acknowledged): %s", exc)
         return {"agreement_id": agreement_id, "bonus": format_amount(payer.bonus), "signed": format_amount(total)}
 
     def _estimate(self, payer: _Payer, note: Any) -> int:
@@ -250,22 +271,52 @@ class RequestorPayments:
         if payer.meter.observe(now_ms=self._now_ms(), elapsed_ms=elapsed_ms, activities=activities):
             await self._channels.set_meter(payer.core.terms.channel_id, payer.meter.record)
 
-    async def on_ack(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        payer = self._by_channel(peer, msg.get("channel_id"))
-        seq = msg.get("seq")
-        if isinstance(seq, int) and not isinstance(seq, bool) and payer.core.acked(seq):
-            await self._channels.set_acked(payer.core.terms.channel_id, seq)
-        return {}
-
-    async def on_notice(self, peer: str, msg: dict[str, Any]) -> dict[str, Any]:
-        payer = self._payers.get(str(msg.get("agreement_id")))
+    async def on_notice(self, peer: str, msg: NoticeMsg) -> None:
+        payer = self._payers.get(msg.agreement_id)
         if payer is not None and payer.provider == peer:
-            payer.notice = f"{msg.get('kind')}: {str(msg.get('reason'))[:200]}"
-            log.warning("provider says agreement %s is %s", str(msg.get("agreement_id"))[:12], payer.notice)
+            payer.notice = f"{msg.kind.value}: {msg.reason[:200]}"
+            log.warning("provider says agreement %s is %s", msg.agreement_id[:12], payer.notice)
             await self._channels.set_state(payer.core.terms.channel_id, "open", payer.notice)
-        return {}
 
-    # -- the loop: re-send unacknowledged vouchers, settle ended agreements ---------------------
+    # -- per channel: the one delivery path of vouchers ----------------------------------------
+    async def _channel_task(self, payer: _Payer) -> None:
+        """The channel's tasks, in its own cancel scope; an unexpected error stays inside the channel."""
+        backoff = self._resend_s
+        with payer.scope:
+            while True:
+                try:
+                    await self._deliver(payer)
+                except Exception:  # the channel's boundary: logged and retried, never the node's root
+                    payer.failures += 1
+                    log.exception("payment channel %s failed (%d); retrying in %.0f s",
+                                  payer.core.terms.channel_id[:12], payer.failures, backoff)
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 60.0)
+
+    async def _deliver(self, payer: _Payer) -> None:
+        """Send the stored, unacknowledged voucher until the provider's reply acknowledges it."""
+        channel_id = payer.core.terms.channel_id
+        while True:
+            pending = payer.core.pending()
+            if pending is not None and payer.confirmed:
+                with trio.move_on_after(PAYMENT.timeout):
+                    try:
+                        reply = await self._rr.request(payer.provider, PAYMENT,
+                                                       encode_request(VoucherMsg(pending, channel_id)))
+                        ack = decode_voucher_ack(reply)
+                        if payer.core.acked(ack.ack_seq):
+                            await self._channels.set_acked(channel_id, ack.ack_seq)
+                            self._wake.set()  # an ended agreement may settle now
+                    except (RequestError, MessageRejected) as exc:
+                        log.debug("voucher to %s not acknowledged yet: %s", payer.provider, exc)
+            if payer.core.pending() is None or not payer.confirmed:
+                await payer.kick.wait()  # nothing to deliver until a new voucher is stored
+            else:
+                with trio.move_on_after(self._resend_s):
+                    await payer.kick.wait()
+            payer.kick = trio.Event()
+
+    # -- the loop: our own meter, settle ended agreements ----------------------------------------
     async def _loop(self) -> None:
         while True:
             with trio.move_on_after(self._resend_s):
@@ -274,22 +325,13 @@ class RequestorPayments:
             for agreement_id, payer in list(self._payers.items()):
                 async with payer.lock:
                     await self._observe(payer)
-                pending = payer.core.pending()
-                if pending is not None and payer.confirmed:
-                    with trio.move_on_after(PAYMENT.timeout):
-                        try:
-                            reply = await self._rr.request(payer.provider, PAYMENT, {"op": "voucher", "raw": pending})
-                            seq = reply.get("ack_seq") if isinstance(reply, dict) else None
-                            if isinstance(seq, int) and payer.core.acked(seq):
-                                await self._channels.set_acked(payer.core.terms.channel_id, seq)
-                        except RequestError as exc:
-                            log.debug("re-sending voucher to %s: %s", payer.provider, exc)
                 row = await self._agreements.get(agreement_id)
                 if row is not None and row.state == "approved":
                     continue
                 now = trio.current_time()
                 payer.ended_seen = payer.ended_seen or now
-                if payer.invoice_paid or now - payer.ended_seen >= self._settle_wait_s:
+                # Paid: settle once the provider holds the last voucher (or it did not come for it in time).
+                if (payer.invoice_paid and payer.core.pending() is None) or now - payer.ended_seen >= self._settle_wait_s:
                     await self.settle(agreement_id)
 
     async def settle(self, agreement_id: str) -> None:
@@ -297,6 +339,7 @@ class RequestorPayments:
         payer = self._payers.pop(agreement_id, None)
         if payer is None:
             return
+        payer.scope.cancel()  # its delivery task: what we signed counts as spent anyway
         payer.core.close()
         signed = payer.core.last_amount
         redemption = await self.driver.redeem(payer.core.terms.channel_id, signed, close=True)

@@ -14,6 +14,15 @@ from typing import Any
 import trio
 
 from payments.driver import SettlementDriver
+from payments.errors import MessageRejected
+from payments.messages import (
+    ChannelOpenMsg,
+    DebitNoteMsg,
+    VoucherMsg,
+    decode_request,
+    encode_answer,
+    encode_voucher_ack,
+)
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
 from yagna.net.errors import RequestRejected
@@ -73,21 +82,24 @@ class PaymentService:
             task_status.started()
 
     async def _handle(self, request: Request) -> object:
-        msg = request.payload
-        if not isinstance(msg, dict):
-            raise RequestRejected("bad-request", "expected a map")
-        op = msg.get("op")
-        if op in ("open", "voucher"):
+        """Decode (:mod:`payments.messages`), hand to the side it is for, encode the reply."""
+        try:
+            msg = decode_request(request.payload)
+        except MessageRejected as exc:
+            raise RequestRejected(exc.code, str(exc)) from None
+        if isinstance(msg, (ChannelOpenMsg, VoucherMsg)):
             if self.provider is None:
                 raise RequestRejected("not-a-provider", "this node does not sell")
-            return await (self.provider.on_open if op == "open" else self.provider.on_voucher)(request.peer, msg)
-        if op in ("debit_note", "ack", "notice"):
-            if self.requestor is None:
-                raise RequestRejected("not-a-requestor", "this node does not buy")
-            handler = {"debit_note": self.requestor.on_debit_note, "ack": self.requestor.on_ack,
-                       "notice": self.requestor.on_notice}[op]
-            return await handler(request.peer, msg)
-        raise RequestRejected("bad-request", f"unknown op {op!r}")
+            if isinstance(msg, ChannelOpenMsg):
+                await self.provider.on_open(request.peer, msg)
+                return {}
+            return encode_voucher_ack(await self.provider.on_voucher(request.peer, msg))
+        if self.requestor is None:
+            raise RequestRejected("not-a-requestor", "this node does not buy")
+        if isinstance(msg, DebitNoteMsg):
+            return encode_answer(await self.requestor.on_debit_note(request.peer, msg))
+        await self.requestor.on_notice(request.peer, msg)
+        return {}
 
     # -- what users see ------------------------------------------------------------------------
     async def fund(self, amount: int) -> dict[str, Any]:
