@@ -8,7 +8,7 @@ its own module with its own docstring:
 - commands: output streaming, timeouts, OOM detection (:mod:`exeunit.docker.exec`),
   and killing one command without touching the rest (:mod:`exeunit.docker.kill`);
 - files into and out of ``/work`` (:mod:`exeunit.docker.files`);
-- images: save, verify, load (:mod:`exeunit.docker.images`);
+- images: save, verify, load, and which were loaded from peers (:mod:`exeunit.docker.images`);
 - usage counters from the cgroup (:mod:`exeunit.docker.usage`, :mod:`exeunit.docker.cgroups`).
 
 The names this module had before the split stay importable from here.
@@ -29,7 +29,7 @@ from exeunit.docker.files import Files
 from exeunit.docker.images import Images
 from exeunit.docker.kill import Killer
 from exeunit.docker.usage import UsageMeter
-from exeunit.runtime import ContainerSpec, ExecResult, OutputSink, Usage
+from exeunit.runtime import ContainerSpec, ExecResult, OutputSink, PeerImage, Usage
 
 __all__ = [
     "GID",
@@ -131,3 +131,15 @@ class DockerRuntime:
 
     async def load_image(self, archive_path: str, expected_id: str) -> None:
         await self.images.load(archive_path, expected_id)
+
+    async def mark_peer_image(self, image_id: str, node_id: str) -> None:
+        await self.images.mark_peer(image_id, node_id)
+
+    async def adopt_peer_image(self, image_id: str, node_id: str) -> bool:
+        return await self.images.adopt_peer(image_id, node_id)
+
+    async def peer_images(self, node_id: str) -> list[PeerImage]:
+        return await self.images.peer_images(node_id)
+
+    async def remove_peer_image(self, image_id: str, node_id: str) -> bool:
+        return await self.images.remove_peer(image_id, node_id)

@@ -7,7 +7,8 @@
         ├── ScriptError              an exe-script (or one command of it) is malformed;
         │                            ``.index`` names the command, ``.field`` the field
         ├── TransferRefused          a transfer is refused: bad path, wrong sha256,
-        │                            over the size limit (``.code`` says which)
+        │   │                        over the size limit (``.code`` says which)
+        │   └── StagingFull          the provider keeps too many unfetched results
         ├── ImageError               an image is missing, or an archive does not match
         │                            the image id it claims to be
         ├── IllegalTransition        an activity state change the table does not allow
@@ -52,6 +53,14 @@ class TransferRefused(ExeUnitError):
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         super().__init__(message)
+
+
+class StagingFull(TransferRefused):
+    """A ``transfer_out`` result would not fit in what the provider keeps for its requestor
+    (per activity or in all); code ``staging-full``. Fetched results and ended activities free room."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("staging-full", message)
 
 
 class ImageError(ExeUnitError):

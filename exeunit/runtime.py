@@ -76,6 +76,16 @@ class Usage:
         }
 
 
+@dataclass(frozen=True)
+class PeerImage:
+    """An image this node loaded from a peer (recorded as such; never one the operator put there)."""
+
+    image_id: str
+    size: int
+    in_use: bool
+    """Some container (of any node, running or not) was made from it."""
+
+
 OutputSink = Callable[[str, bytes], Awaitable[None]]
 """Called with ("stdout"|"stderr", chunk) as output arrives, in order."""
 
@@ -131,3 +141,18 @@ class Runtime(Protocol):
 
     async def resolve_image(self, image_ref: str) -> str:
         """Name or id -> local image id (sha256:...); ImageError if absent."""
+
+    async def mark_peer_image(self, image_id: str, node_id: str) -> None:
+        """Record that ``node_id`` loaded ``image_id`` from a peer: it may collect it later."""
+
+    async def adopt_peer_image(self, image_id: str, node_id: str) -> bool:
+        """If ``image_id`` is here because some node loaded it from a peer, record it for
+        ``node_id`` too (so that node's collection leaves it to us) and return True."""
+
+    async def peer_images(self, node_id: str) -> list[PeerImage]:
+        """The images recorded as loaded from peers by ``node_id``."""
+
+    async def remove_peer_image(self, image_id: str, node_id: str) -> bool:
+        """Drop ``node_id``'s record of the image; the image goes with it unless an operator's tag or
+        another node's record holds it. A container made from it keeps the record (False), as does a
+        record that is gone already."""

@@ -1,15 +1,38 @@
-"""Images: look up, ``docker save`` for a peer, verify then ``docker load`` what a peer sent."""
+"""Images: look up, ``docker save`` for a peer, verify then ``docker load`` what a peer sent,
+and the record of which images a node loaded from peers.
+
+The record is a tag: ``yagna-peer-image:<node>-<hex>`` (``<node>``: 16 hex digits
+of the sha256 of the node id, so several nodes on one engine keep their own
+records). An image that carries no such tag was put there by someone else and is
+never removed by us. Removing an image is removing our tag: Docker deletes the
+image only when nothing else refers to it (another tag, such as an operator's or
+another node's record; a container of any state refuses it with a conflict), so
+an image an operator tagged since stays.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
 import trio
 
 from exeunit.docker.engine import Engine
-from exeunit.errors import ImageError
-from exeunit.image_archive import verify_image_archive
+from exeunit.errors import ImageError, RuntimeFailure
+from exeunit.image_archive import check_image_id, verify_image_archive
+from exeunit.runtime import PeerImage
+
+PEER_IMAGE_REPO = "yagna-peer-image"
+
+
+def peer_tag(image_id: str, node_id: str) -> str:
+    """Our record's tag of ``image_id`` for ``node_id`` (the part after ``PEER_IMAGE_REPO:``)."""
+    return f"{_node_part(node_id)}-{image_id.removeprefix('sha256:')}"
+
+
+def _node_part(node_id: str) -> str:
+    return hashlib.sha256(node_id.encode()).hexdigest()[:16]
 
 
 class Images:
@@ -58,3 +81,40 @@ class Images:
             for message in self._engine.api().load_image(f):
                 if isinstance(message, dict) and message.get("error"):
                     raise ImageError(f"docker load failed: {message['error']}")
+
+    # -- the record of images loaded from peers ----------------------------------
+
+    async def mark_peer(self, image_id: str, node_id: str) -> None:
+        check_image_id(image_id)
+        await self._engine.call("image", "tag", image_id, PEER_IMAGE_REPO, peer_tag(image_id, node_id))
+
+    async def adopt_peer(self, image_id: str, node_id: str) -> bool:
+        try:
+            info = await self._engine.call("image", "inspect_image", image_id)
+        except ImageError:
+            return False
+        if not any(t.startswith(PEER_IMAGE_REPO + ":") for t in info.get("RepoTags") or []):
+            return False
+        await self.mark_peer(image_id, node_id)
+        return True
+
+    async def peer_images(self, node_id: str) -> list[PeerImage]:
+        mine = f"{PEER_IMAGE_REPO}:{_node_part(node_id)}-"
+        found = await self._engine.call("image", "images", name=PEER_IMAGE_REPO)
+        images = [i for i in found or [] if any(t.startswith(mine) for t in i.get("RepoTags") or [])]
+        if not images:
+            return []
+        used = {c.get("ImageID") for c in await self._engine.call("container", "containers", all=True) or []}
+        return [PeerImage(image_id=i["Id"], size=int(i.get("Size") or 0), in_use=i["Id"] in used) for i in images]
+
+    async def remove_peer(self, image_id: str, node_id: str) -> bool:
+        check_image_id(image_id)
+        try:
+            answer = await self._engine.call("image", "remove_image", f"{PEER_IMAGE_REPO}:{peer_tag(image_id, node_id)}")
+        except ImageError:
+            return False  # our record is gone already
+        except RuntimeFailure as exc:
+            if exc.code == "container-state":  # a container uses it: our record stays, for a later try
+                return False
+            raise
+        return any(isinstance(a, dict) and a.get("Untagged") for a in answer or [])

@@ -6,6 +6,11 @@ for images. The fetcher learns the size from the first chunk, refuses before
 downloading anything when it is over the caller's limit, keeps ``window``
 chunk requests in flight, and returns the sha256 of what it wrote so the
 caller checks it against what it was promised.
+
+A staged file (a provider's ``transfer_out`` result, :meth:`BlobServer.offer_staged`)
+belongs to an activity: once its peer has read it to the last byte as many times
+as it was offered, the entry goes and its ``on_gone`` hook frees the file; when
+the activity ends, :meth:`BlobServer.withdraw_owner` drops its entries.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 
 import trio
@@ -28,6 +33,8 @@ log = logging.getLogger("yagna.activity.blobs")
 
 Materialize = Callable[[], Awaitable[Path]]
 """Makes a blob's file on first request (e.g. ``docker save`` of an image)."""
+Gone = Callable[[Path], Awaitable[None]]
+"""Told that a staged file is not needed any more (read in full, or a duplicate)."""
 
 
 @dataclass
@@ -36,6 +43,12 @@ class _Entry:
     path: Path | None
     make: Materialize | None
     lock: trio.Lock
+    owner: str | None = None
+    on_gone: Gone | None = None
+    reads_left: int = 1
+    """Full reads expected before the file is gone (one per offer of the same content)."""
+    served: dict[int, int] = dc_field(default_factory=dict)
+    """offset -> length of the chunks (at multiples of CHUNK) served in the current read."""
 
 
 class BlobServer:
@@ -52,8 +65,26 @@ class BlobServer:
         if (peer, blob_id) not in self._entries:
             self._entries[(peer, blob_id)] = _Entry(peer, None, make, trio.Lock())
 
+    async def offer_staged(self, peer: str, blob_id: str, path: Path, *, owner: str, on_gone: Gone) -> None:
+        """Serve a staged file of ``owner`` (an activity) to ``peer`` until it is read in full.
+
+        The same content offered again (same blob id) is read once more before it goes;
+        the new, identical file is not needed and goes at once.
+        """
+        entry = self._entries.get((peer, blob_id))
+        if entry is not None and entry.on_gone is not None and entry.path is not None and entry.path != path:
+            entry.reads_left += 1
+            await on_gone(path)
+            return
+        self._entries[(peer, blob_id)] = _Entry(peer, path, None, trio.Lock(), owner=owner, on_gone=on_gone)
+
     def withdraw_peer(self, peer: str) -> None:
         for key in [k for k in self._entries if k[0] == peer]:
+            del self._entries[key]
+
+    def withdraw_owner(self, owner: str) -> None:
+        """Stop serving the staged files of ``owner`` (its activity ended; the files go with it)."""
+        for key in [k for k, e in self._entries.items() if e.owner == owner]:
             del self._entries[key]
 
     def __len__(self) -> int:
@@ -76,7 +107,27 @@ class BlobServer:
                 assert entry.make is not None
                 entry.path = await entry.make()
         path = entry.path
-        return await trio.to_thread.run_sync(_read_chunk, path, offset, length)
+        chunk = await trio.to_thread.run_sync(_read_chunk, path, offset, length)
+        if entry.on_gone is not None:
+            await self._count_read(request.peer, blob_id, entry, offset, chunk)
+        return chunk
+
+    async def _count_read(self, peer: str, blob_id: str, entry: _Entry, offset: int, chunk: dict[str, object]) -> None:
+        """A staged file read to the last byte (as often as offered) is gone."""
+        data, size = chunk["data"], chunk["size"]
+        assert isinstance(data, bytes) and isinstance(size, int)
+        if offset % CHUNK or (offset >= size and offset > 0):
+            return  # only whole chunks count (our fetcher's reads): at most size/CHUNK + 1 kept
+        entry.served[offset] = len(data)
+        if sum(entry.served.values()) < size or self._entries.get((peer, blob_id)) is not entry:
+            return
+        entry.served.clear()
+        entry.reads_left -= 1
+        if entry.reads_left > 0:
+            return
+        del self._entries[(peer, blob_id)]
+        assert entry.path is not None and entry.on_gone is not None
+        await entry.on_gone(entry.path)
 
 
 def _read_chunk(path: Path, offset: int, length: int) -> dict[str, object]:
