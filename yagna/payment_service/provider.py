@@ -185,6 +185,7 @@ class ProviderPayments:
 
     async def _take_voucher(self, payee: _Payee, raw: bytes) -> int:
         """Checks 1-6, durable commit, then the seq to acknowledge. A rejection that ends the agreement ends it."""
+        previous = payee.core.best
         try:
             receipt = payee.core.receive(raw)
         except VoucherRejected as exc:
@@ -195,8 +196,13 @@ class ProviderPayments:
             raise RequestRejected(exc.code, str(exc)) from None
         if receipt.outcome is Outcome.ACCEPTED:
             assert receipt.commit is not None and payee.core.best is not None
-            await self._channels.save_best(payee.terms.channel_id, receipt.seq, payee.core.best.amount, receipt.commit,
-                                           receipt.paid)
+            try:
+                await self._channels.save_best(payee.terms.channel_id, receipt.seq, payee.core.best.amount,
+                                               receipt.commit, receipt.paid)
+            except Exception:
+                # Not stored, so not held: the payer's resend must be stored, not acknowledged as a duplicate.
+                payee.core.best = previous
+                raise
             payee.voucher_in.set()
             payee.voucher_in = trio.Event()
             await self._step(payee, payee.enforcement.voucher_accepted(trio.current_time(), receipt.paid))
