@@ -176,3 +176,28 @@ async def test_one_channel_failing_stays_in_that_channel(tmp_path: Path, clock: 
             return (await _status(both.prov, bad))["paid_units"] > 0
 
         await _until(bad_recovers)
+
+
+async def test_a_requestor_channel_that_fails_retries_alone(tmp_path: Path, clock: MockClock,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    async with parties(tmp_path, 2) as both:
+        bad, good = both.agreements
+        requestor = both.req.requestor
+        assert requestor is not None
+        channels = requestor._channels
+        bad_channel = requestor._payers[bad].core.terms.channel_id
+        set_acked = channels.set_acked
+
+        async def broken_for_one(channel_id: str, seq: int) -> bool:
+            if channel_id == bad_channel and requestor._payers[bad].failures < 2:
+                raise RuntimeError("a bug in one channel")
+            return await set_acked(channel_id, seq)
+
+        monkeypatch.setattr(channels, "set_acked", broken_for_one)
+
+        async def both_paid() -> bool:
+            rows = [await _status(both.req, a) for a in (bad, good)]
+            return all(row["acked_seq"] >= 3 for row in rows)
+
+        await _until(both_paid)  # the failing channel's task retried (it would have ended the service)
+        assert requestor._payers[bad].failures == 2 and requestor._payers[good].failures == 0
