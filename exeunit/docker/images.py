@@ -86,6 +86,9 @@ class Images:
 
     async def mark_peer(self, image_id: str, node_id: str) -> None:
         check_image_id(image_id)
+        info = await self._engine.call("image", "inspect_image", image_id)
+        if any(not t.startswith(PEER_IMAGE_REPO + ":") for t in info.get("RepoTags") or []):
+            return  # it was here, tagged by someone else, before we loaded it over itself: not ours
         await self._engine.call("image", "tag", image_id, PEER_IMAGE_REPO, peer_tag(image_id, node_id))
 
     async def adopt_peer(self, image_id: str, node_id: str) -> bool:
