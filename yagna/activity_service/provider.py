@@ -33,9 +33,11 @@ import trio
 from exeunit.activity import Activity, Batch, Event, State
 from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn, TransferOut, parse_script
 from exeunit.errors import ExeUnitError, ImageError, ScriptError, TransferRefused
+from exeunit.image_gc import ImageCollector
 from exeunit.limits import limits_from_agreement
 from exeunit.runtime import LABEL_ACTIVITY, LABEL_AGREEMENT, LABEL_NODE, ContainerLimits, ContainerSpec, Runtime
 from exeunit.receipt import rows_of, seal_receipt
+from exeunit.staging import Staging
 from exeunit.transfer import sha256_file
 from market.agreement import verify_agreement
 from yagna.activity_service.blobs import BlobServer, fetch_blob
@@ -111,6 +113,8 @@ class ProviderActivities:
         self._rows = activities
         self._agreements = agreements
         self._staging = staging
+        self.staged = Staging(staging, on_drop=blobs.withdraw_owner)  # results kept until fetched (bounded)
+        self.images = ImageCollector(runtime, node_id)  # images loaded from requestors, collected
         self.keepalive_s = keepalive_s
         self._check_s = agreement_check_s
         self._live: dict[str, _Running] = {}
@@ -119,12 +123,15 @@ class ProviderActivities:
 
     # -- lifecycle --------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._staging.mkdir(parents=True, exist_ok=True)
+        await self.staged.open()  # empties what a previous run left
         await self._clean_up_after_restart()
+        await self.images.collect(at_start=True)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._housekeeping)
+                nursery.start_soon(self.images.run)
+                nursery.start_soon(self.staged.run)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -176,6 +183,7 @@ class ProviderActivities:
                     await self._runtime.remove(running.container_id)
                 except ExeUnitError as exc:
                     log.warning("cannot remove container of %s: %s", act.activity_id, exc)
+        self.staged.retire(act.activity_id)  # its results stay fetchable a little longer
         act.apply(Event.TERMINATE, reason=reason, now=time.time())  # a no-op on an activity that failed
         await self._rows.update(act.activity_id, state=act.state.value, reason=act.reason or reason, usage=usage)
         for batch in running.batches.values():
@@ -218,6 +226,7 @@ class ProviderActivities:
         if op == "destroy":
             if not running.activity.finished:
                 await self._end(running, "destroyed by the requestor")
+            await self.staged.drop(running.activity.activity_id)  # the requestor has what it wanted
             row = await self._rows.get(running.activity.activity_id)
             return {"state": running.activity.state.value, "usage": row.usage if row else None}
         raise RequestRejected("bad-request", f"unknown op {op!r}")
@@ -397,18 +406,20 @@ class ProviderActivities:
             result = batch.finish(index, now=time.time())
             result.update(sha256=digest, size=size)  # no await since finish: readers see it complete
             return result
-        out = self._staging / f"out-{running.activity.activity_id}-{secrets.token_hex(8)}"
-        await self._runtime.get_file(container, cmd.src, str(out), max_bytes=running.limits.storage_bytes)
+        out = await self.staged.take_out(self._runtime, container, cmd.src, running.activity.activity_id,
+                                         max_bytes=running.limits.storage_bytes)
         if "wrong-results" in self._faults:  # test only: a provider that lies about its work
             await trio.to_thread.run_sync(_corrupt, out)
         digest, size = await trio.to_thread.run_sync(sha256_file, out)
-        self._blobs.offer_file(running.requestor_id, f"file:{digest}", out)
+        await self._blobs.offer_staged(running.requestor_id, f"file:{digest}", out, owner=running.activity.activity_id,
+                                       on_gone=self.staged.remove)
         result = batch.finish(index, now=time.time())
         result.update(sha256=digest, size=size)
         return result
 
     async def _ensure_image(self, running: _Running, image_id: str) -> None:
         if await self._runtime.has_image(image_id):
+            await self.images.present(image_id)
             return
         archive = self._staging / f"image-{secrets.token_hex(8)}.tar"
         try:
@@ -418,6 +429,7 @@ class ProviderActivities:
             except TransferRefused as exc:
                 raise ImageError(f"image {image_id} is not here and the requestor could not send it: {exc}") from None
             await self._runtime.load_image(str(archive), image_id)
+            await self.images.loaded(image_id)
         finally:
             archive.unlink(missing_ok=True)
 
