@@ -1,7 +1,9 @@
 """payments: channels, vouchers, debit notes, enforcement and settlement drivers (see docs/ARCHITECTURE.md).
 
 Sans-io at the core (:mod:`payments.voucher`, :mod:`payments.channel`,
-:mod:`payments.debit_note`, :mod:`payments.enforcement`); drivers behind the
+:mod:`payments.debit_note`, :mod:`payments.enforcement`, the payer's own meter
+:mod:`payments.meter`, the protocol's typed messages :mod:`payments.messages`,
+the records' states :mod:`payments.states`); drivers behind the
 :class:`~payments.driver.SettlementDriver` Protocol. Money is an ``int`` of base units.
 """
 
@@ -21,15 +23,19 @@ from payments.driver import Balance, ChannelInfo, Redemption, SettlementDriver
 from payments.enforcement import Action, Enforcement, EnforcementState, Step
 from payments.errors import (
     VOUCHER_CODES,
+    AmountInvalid,
     ChannelError,
     DebitNoteRejected,
     DepositReused,
     DriverError,
     InsufficientFunds,
+    MessageRejected,
     PaymentError,
     UnknownChannel,
     VoucherRejected,
 )
+from payments.meter import MeterRecord, OwnMeter
+from payments.states import ChannelState, InvoiceStatus, NoteStatus, Role
 from payments.testnet_ledger import MemoryLedger
 from payments.voucher import VOUCHER_DOMAIN, ChannelTerms, Voucher, open_voucher, peek_channel_id, sign_voucher
 
@@ -40,9 +46,11 @@ __all__ = [
     "VOUCHER_CODES",
     "VOUCHER_DOMAIN",
     "Action",
+    "AmountInvalid",
     "Balance",
     "ChannelError",
     "ChannelInfo",
+    "ChannelState",
     "ChannelTerms",
     "DebitNote",
     "DebitNoteRejected",
@@ -53,13 +61,19 @@ __all__ = [
     "EnforcementState",
     "Evidence",
     "InsufficientFunds",
+    "InvoiceStatus",
     "MemoryLedger",
+    "MessageRejected",
+    "MeterRecord",
+    "NoteStatus",
     "Outcome",
+    "OwnMeter",
     "PayeeChannel",
     "PayerChannel",
     "PaymentError",
     "Receipt",
     "Redemption",
+    "Role",
     "SettlementDriver",
     "Step",
     "UnknownChannel",

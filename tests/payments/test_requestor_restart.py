@@ -102,6 +102,12 @@ async def _note(payments: RequestorPayments, *, seq: int, ms: int, terms_raw: by
     return await payments.on_debit_note(PROV.node_id, DebitNoteMsg(terms.channel_id, raw))
 
 
+def _live(payments: RequestorPayments, agreement_id: str) -> dict[str, Any]:
+    live = payments.live(agreement_id)
+    assert live is not None
+    return live
+
+
 async def _first_life(path: Path, clock: Clock, net: FakeNet, agreement_id: str) -> bytes:
     """Channel, one activity for 30 s, one note at 20 s, then a kill -9 at 30 s."""
     async with requestor(path, clock, net) as payments:
@@ -131,15 +137,15 @@ async def test_a_restarted_requestor_pays_for_the_time_before_and_during_its_res
         clock.wall, clock.elapsed_ms = T0 + 50, 10_000
         reply = await _note(payments, seq=2, ms=50_000, terms_raw=terms_raw)
         assert reply.accepted, reply  # was: above-agreed-price, the voucher covered 12 s of 50
-        assert payments.live(agreement_id)["signed"] == PRICING.cost(50_000, 50_000)
+        assert _live(payments, agreement_id)["signed"] == PRICING.cost(50_000, 50_000)
         await trio.sleep(0.1)  # the voucher goes out by the one delivery path and is acknowledged
         assert net.vouchers[-1].amount == PRICING.cost(50_000, 50_000)
-        assert payments.live(agreement_id)["acked_seq"] == net.vouchers[-1].seq == reply.voucher_seq
+        assert _live(payments, agreement_id)["acked_seq"] == net.vouchers[-1].seq == reply.voucher_seq
         # Still never more than our own meter plus the slack: 50 s of life by our clock.
         clock.wall, clock.elapsed_ms = T0 + 51, 11_000
         reply = await _note(payments, seq=3, ms=60_000, terms_raw=terms_raw)
         assert not reply.accepted and reply.code == "above-agreed-price"
-        assert payments.live(agreement_id)["signed"] == PRICING.cost(51_000 + SLACK_MS, 51_000 + SLACK_MS)
+        assert _live(payments, agreement_id)["signed"] == PRICING.cost(51_000 + SLACK_MS, 51_000 + SLACK_MS)
 
 
 async def test_an_activity_that_ended_before_the_crash_is_not_paid_for_the_downtime(tmp_path: Path,
@@ -154,7 +160,7 @@ async def test_an_activity_that_ended_before_the_crash_is_not_paid_for_the_downt
     async with requestor(path, clock, net) as payments:
         reply = await _note(payments, seq=2, ms=30_000, terms_raw=terms_raw)
         assert reply.accepted, reply  # was: nothing paid after a restart (no activity by the new process's clock)
-        assert payments.live(agreement_id)["signed"] == PRICING.cost(30_000, 30_000)
+        assert _live(payments, agreement_id)["signed"] == PRICING.cost(30_000, 30_000)
         reply = await _note(payments, seq=3, ms=3_600_000, terms_raw=terms_raw)
         assert not reply.accepted
-        assert payments.live(agreement_id)["signed"] == PRICING.cost(30_000 + SLACK_MS, 30_000 + SLACK_MS)
+        assert _live(payments, agreement_id)["signed"] == PRICING.cost(30_000 + SLACK_MS, 30_000 + SLACK_MS)

@@ -42,8 +42,9 @@ from payments.messages import (
 )
 from payments.debit_note import Usage, sign_debit_note
 from payments.driver import SettlementDriver
-from payments.enforcement import Action, Enforcement
+from payments.enforcement import Action, Enforcement, EnforcementState
 from payments.errors import DriverError, MessageRejected, VoucherRejected
+from payments.states import ChannelState, InvoiceStatus, NoteStatus, Role
 from payments.voucher import ChannelTerms
 from yagna.core import wire
 from yagna.core.identity import NodeKey
@@ -107,7 +108,7 @@ class ProviderPayments:
 
     # -- lifecycle ---------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        for row in await self._channels.list(role="payee", state="open"):
+        for row in await self._channels.list(role=Role.PAYEE, state=ChannelState.OPEN):
             agreement_row = await self._agreements.get(row.agreement_id)
             if agreement_row is None:
                 continue
@@ -168,7 +169,7 @@ class ProviderPayments:
             await self.driver.accept_deposit(opened.channel_id, opened.payer, opened.payee, opened.deposit)
         except DriverError as exc:
             raise RequestRejected(exc.code, str(exc)) from None
-        await self._channels.insert(opened.channel_id, row.agreement_id, "payee", peer, terms_bytes(terms), opened.deposit)
+        await self._channels.insert(opened.channel_id, row.agreement_id, Role.PAYEE, peer, terms_bytes(terms), opened.deposit)
         payee = self._new_payee(terms, PayeeChannel(terms), row.raw)
         assert self._nursery is not None, "run() starts before any channel opens"
         await self._nursery.start(self._run_channel, payee)
@@ -261,7 +262,7 @@ class ProviderPayments:
             await self._channels.set_due(payee.terms.channel_id, due)
             await self._step(payee, payee.enforcement.note_sent(trio.current_time(), due))
             if final:
-                await self._invoices.upsert(payee.terms.agreement_id, "payee", due, "issued", raw)
+                await self._invoices.upsert(payee.terms.agreement_id, Role.PAYEE, due, InvoiceStatus.ISSUED, raw)
             seq = payee.note_seq
             try:
                 reply = await self._rr.request(payee.terms.payer, PAYMENT,
@@ -270,7 +271,7 @@ class ProviderPayments:
             except (RequestError, MessageRejected) as exc:
                 log.info("debit note %d of %s not answered: %s", seq, payee.terms.agreement_id[:12], exc)
                 return
-            await self._notes.set_status(payee.terms.agreement_id, seq, "accepted" if answer.accepted else "rejected",
+            await self._notes.set_status(payee.terms.agreement_id, seq, NoteStatus.ACCEPTED if answer.accepted else NoteStatus.REJECTED,
                                          reason=None if answer.accepted else answer.reason[:200])
             if answer.voucher_seq is not None and await self._voucher_arrived(payee, answer.voucher_seq):
                 stored = (time.perf_counter() - t0) * 1000
@@ -294,23 +295,23 @@ class ProviderPayments:
             log.warning("agreement %s paused: %s (unpaid %d)", agreement_id[:12], step.reason, payee.enforcement.unpaid)
             if self.pause is not None:
                 await self.pause(agreement_id, step.reason)
-            await self._notice(payee, "paused", step.reason)
+            await self._notice(payee, NoticeKind.PAUSED, step.reason)
         elif step.action is Action.RESUME:
             log.info("agreement %s resumed: paid up", agreement_id[:12])
             if self.resume is not None:
                 await self.resume(agreement_id)
-            await self._notice(payee, "resumed", "paid up")
+            await self._notice(payee, NoticeKind.RESUMED, "paid up")
         elif step.action is Action.TERMINATE:
             await self._terminate(payee, step.reason or "not-paid")
 
-    async def _notice(self, payee: _Payee, kind: str, reason: str) -> None:
+    async def _notice(self, payee: _Payee, kind: NoticeKind, reason: str) -> None:
         with trio.move_on_after(2.0):
             try:
                 await self._rr.request(payee.terms.payer, PAYMENT,
-                                       encode_request(NoticeMsg(payee.terms.agreement_id, NoticeKind(kind), reason)))
+                                       encode_request(NoticeMsg(payee.terms.agreement_id, kind, reason)))
             except RequestError:
                 pass  # it will see the effect; the reason is also in `yagna payment status`
-        await self._channels.set_state(payee.terms.channel_id, "open", f"{kind}: {reason}")
+        await self._channels.set_state(payee.terms.channel_id, ChannelState.OPEN, f"{kind.value}: {reason}")
 
     async def _terminate(self, payee: _Payee, code: str) -> None:
         log.warning("terminating agreement %s: %s", payee.terms.agreement_id[:12], code)
@@ -329,9 +330,9 @@ class ProviderPayments:
             redemption = await self.driver.redeem(payee.terms.channel_id, paid, close=True)
             invoice = await self._invoices.get(payee.terms.agreement_id)
             due = invoice.amount if invoice else payee.enforcement.due
-            await self._invoices.upsert(payee.terms.agreement_id, "payee", due, "paid" if paid >= due else "settled",
+            await self._invoices.upsert(payee.terms.agreement_id, Role.PAYEE, due, InvoiceStatus.PAID if paid >= due else InvoiceStatus.SETTLED,
                                         invoice.raw if invoice else None)
-            await self._channels.set_state(payee.terms.channel_id, "closed",
+            await self._channels.set_state(payee.terms.channel_id, ChannelState.CLOSED,
                                            f"redeemed {format_amount(paid)} of {format_amount(due)} due"
                                            if paid < due else "paid in full")
             self._payees.pop(payee.terms.agreement_id, None)
@@ -344,7 +345,7 @@ class ProviderPayments:
         payee = self._payees.get(agreement_id)
         if payee is None:
             return "no payment channel for this agreement yet (the requestor opens one with its deposit)"
-        if payee.enforcement.state.value == "paused":
+        if payee.enforcement.state is EnforcementState.PAUSED:
             return f"payments are late: {payee.enforcement.reason}"
         return None
 

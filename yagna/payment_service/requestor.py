@@ -47,6 +47,7 @@ from payments.messages import (
     encode_request,
 )
 from payments.meter import OwnMeter
+from payments.states import ChannelState, InvoiceStatus, Role
 from payments.voucher import ChannelTerms
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
@@ -120,7 +121,7 @@ class RequestorPayments:
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        for row in await self._channels.list(role="payer", state="open"):
+        for row in await self._channels.list(role=Role.PAYER, state=ChannelState.OPEN):
             agreement_row = await self._agreements.get(row.agreement_id)
             if agreement_row is None:
                 continue
@@ -186,7 +187,7 @@ class RequestorPayments:
                                   " (on a test network: yagna payment fund --amount 10)") from None
         terms = ChannelTerms(self._network_id, self.driver.name, channel_id, agreement_id, self._key.node_id,
                              row.peer_id, self._currency, deposit)
-        await self._channels.insert(channel_id, agreement_id, "payer", row.peer_id, terms_bytes(terms), deposit)
+        await self._channels.insert(channel_id, agreement_id, Role.PAYER, row.peer_id, terms_bytes(terms), deposit)
         payer = _Payer(PayerChannel(terms, self._key), pricing, threads, row.peer_id)
         self._payers[agreement_id] = payer
         assert self._nursery is not None, "run() starts before any channel opens"
@@ -218,8 +219,8 @@ class RequestorPayments:
                 await self._sign(payer, decision.voucher_amount + payer.bonus)
             if note.final:
                 payer.invoice_paid = decision.accepted and not self.withhold
-                await self._invoices.upsert(note.agreement_id, "payer", note.amount_due,
-                                            "paid" if payer.invoice_paid else "issued", note.raw)
+                await self._invoices.upsert(note.agreement_id, Role.PAYER, note.amount_due,
+                                            InvoiceStatus.PAID if payer.invoice_paid else InvoiceStatus.ISSUED, note.raw)
                 if payer.invoice_paid:
                     self._wake.set()
         if not decision.accepted:
@@ -276,7 +277,7 @@ class RequestorPayments:
         if payer is not None and payer.provider == peer:
             payer.notice = f"{msg.kind.value}: {msg.reason[:200]}"
             log.warning("provider says agreement %s is %s", msg.agreement_id[:12], payer.notice)
-            await self._channels.set_state(payer.core.terms.channel_id, "open", payer.notice)
+            await self._channels.set_state(payer.core.terms.channel_id, ChannelState.OPEN, payer.notice)
 
     # -- per channel: the one delivery path of vouchers ----------------------------------------
     async def _channel_task(self, payer: _Payer) -> None:
@@ -344,8 +345,8 @@ class RequestorPayments:
         signed = payer.core.last_amount
         redemption = await self.driver.redeem(payer.core.terms.channel_id, signed, close=True)
         if await self._invoices.get(agreement_id) is None:
-            await self._invoices.upsert(agreement_id, "payer", signed, "settled")
-        await self._channels.set_state(payer.core.terms.channel_id, "closed",
+            await self._invoices.upsert(agreement_id, Role.PAYER, signed, InvoiceStatus.SETTLED)
+        await self._channels.set_state(payer.core.terms.channel_id, ChannelState.CLOSED,
                                        f"spent {format_amount(signed)}, released {format_amount(redemption.released)}")
         log.info("agreement %s settled: spent %d, released %d", agreement_id[:12], signed, redemption.released)
 

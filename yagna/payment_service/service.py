@@ -23,6 +23,7 @@ from payments.messages import (
     encode_answer,
     encode_voucher_ack,
 )
+from payments.states import Role
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
 from yagna.net.errors import RequestRejected
@@ -109,16 +110,16 @@ class PaymentService:
         balance = await self.driver.balance(self.node_id)
         rows = []
         for c in await self._channels.list():
-            live = (self.provider.live(c.agreement_id) if self.provider and c.role == "payee" else None) or \
-                   (self.requestor.live(c.agreement_id) if self.requestor and c.role == "payer" else None) or {}
+            live = (self.provider.live(c.agreement_id) if self.provider and c.role == Role.PAYEE else None) or \
+                   (self.requestor.live(c.agreement_id) if self.requestor and c.role == Role.PAYER else None) or {}
             rows.append({
                 "agreement_id": c.agreement_id, "channel_id": c.channel_id,
-                "role": "provider" if c.role == "payee" else "requestor", "peer_id": c.peer_id, "state": c.state,
+                "role": "provider" if c.role == Role.PAYEE else "requestor", "peer_id": c.peer_id, "state": c.state,
                 "deposit": format_amount(c.deposit), "amount_due": format_amount(live.get("due", c.due)),
-                "paid": format_amount(c.paid if c.role == "payee" else c.best_amount),
+                "paid": format_amount(c.paid if c.role == Role.PAYEE else c.best_amount),
                 "best_seq": c.best_seq, "best_amount": format_amount(c.best_amount),
                 "acked_seq": c.acked_seq, "enforcement": live.get("enforcement"), "reason": c.reason,
-                "deposit_units": c.deposit, "paid_units": c.paid if c.role == "payee" else c.best_amount,
+                "deposit_units": c.deposit, "paid_units": c.paid if c.role == Role.PAYEE else c.best_amount,
                 "due_units": live.get("due", c.due),
             })
         return {"driver": self.driver.name, "test_network": self.driver.test_network, "account": self.node_id,
@@ -132,7 +133,7 @@ class PaymentService:
                 for c in await self._channels.list()]
 
     async def invoices(self) -> list[dict[str, Any]]:
-        return [{"agreement_id": i.agreement_id, "role": "provider" if i.role == "payee" else "requestor",
+        return [{"agreement_id": i.agreement_id, "role": "provider" if i.role == Role.PAYEE else "requestor",
                  "amount": format_amount(i.amount),
                  "amount_units": i.amount, "status": i.status}
                 for i in await self._invoices.list()]
