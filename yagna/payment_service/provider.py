@@ -263,7 +263,7 @@ class ProviderPayments:
             await self._step(payee, payee.enforcement.note_sent(trio.current_time(), due))
             if final:
                 await self._invoices.upsert(payee.terms.agreement_id, Role.PAYEE, due, InvoiceStatus.ISSUED, raw)
-            seq = payee.note_seq
+            seq, held = payee.note_seq, payee.core.best_seq
             try:
                 reply = await self._rr.request(payee.terms.payer, PAYMENT,
                                                encode_request(DebitNoteMsg(payee.terms.channel_id, raw)))
@@ -271,9 +271,13 @@ class ProviderPayments:
             except (RequestError, MessageRejected) as exc:
                 log.info("debit note %d of %s not answered: %s", seq, payee.terms.agreement_id[:12], exc)
                 return
-            await self._notes.set_status(payee.terms.agreement_id, seq, NoteStatus.ACCEPTED if answer.accepted else NoteStatus.REJECTED,
+            status = NoteStatus.ACCEPTED if answer.accepted else NoteStatus.REJECTED
+            await self._notes.set_status(payee.terms.agreement_id, seq, status,
                                          reason=None if answer.accepted else answer.reason[:200])
-            if answer.voucher_seq is not None and await self._voucher_arrived(payee, answer.voucher_seq):
+            # The voucher that pays for the note comes as its own message: wait for it (an invoice is
+            # redeemed right after this returns).
+            if (answer.voucher_seq is not None and answer.voucher_seq > held
+                    and await self._voucher_arrived(payee, answer.voucher_seq)):
                 stored = (time.perf_counter() - t0) * 1000
                 # The acknowledgement is the reply to the voucher, sent right after the commit.
                 self.round_trips.append({"voucher_stored_ms": stored, "acked_ms": stored})
