@@ -4,11 +4,13 @@ signature run on every shape."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from payments.channel_open import CHANNEL_OPEN_DOMAIN, ChannelOpenRejected, open_channel_open, seal_channel_open
 from payments.debit_note import DEBIT_NOTE_DOMAIN, DebitNoteRejected, Usage, open_debit_note, sign_debit_note
+from payments.errors import MessageRejected
+from payments.messages import decode_answer, decode_request, decode_voucher_ack, peek_agreement_id
 from payments.voucher import VOUCHER_DOMAIN, ChannelTerms, VoucherRejected, open_voucher, peek_channel_id, sign_voucher
 from yagna.core.envelope import seal
 from yagna.core.identity import NodeKey
@@ -54,3 +56,34 @@ def test_debit_note_decoder_raises_only_debit_note_rejected(raw: bytes) -> None:
 def test_channel_open_decoder_raises_only_channel_open_rejected(raw: bytes) -> None:
     only(ChannelOpenRejected, open_channel_open, raw, network_id="devnet-1", payer=PAYER.node_id,
          payee=PAYEE.node_id, agreement_id="ag-0001")
+
+
+# -- the protocol's messages (payments.messages) --------------------------------------------------
+
+REQUESTS: list[dict[str, object]] = [
+    {"op": "open", "channel_open": OPEN},
+    {"op": "voucher", "raw": VOUCHER},
+    {"op": "debit_note", "channel_id": "ch-0001", "raw": NOTE},
+    {"op": "notice", "agreement_id": "ag-0001", "kind": "paused", "reason": "late"},
+]
+REPLIES: list[dict[str, object]] = [
+    {"ack_seq": 3},
+    {"accepted": True, "code": None, "reason": "ok", "voucher_seq": 2},
+    {"accepted": False, "code": "too-much", "reason": "no", "voucher_seq": None},
+]
+
+
+@FUZZ
+@given(st.one_of(cbor_values, *(mutated(m) for m in REQUESTS), *(mutated(m) for m in REPLIES)))
+@example({"accepted": False, "code": [], "reason": "", "voucher_seq": None})  # an unhashable code
+@example({"op": "notice", "agreement_id": "a", "kind": [], "reason": ""})
+def test_payment_message_decoders_raise_only_message_rejected(obj: object) -> None:
+    only(MessageRejected, decode_request, obj)
+    only(MessageRejected, decode_voucher_ack, obj)
+    only(MessageRejected, decode_answer, obj)
+
+
+@FUZZ
+@given(signed(OPEN, PAYER, CHANNEL_OPEN_DOMAIN))
+def test_channel_open_peek_raises_only_message_rejected(raw: bytes) -> None:
+    only(MessageRejected, peek_agreement_id, raw)

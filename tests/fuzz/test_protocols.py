@@ -180,7 +180,6 @@ def _samples(prov: NodeKey, req: NodeKey, agreement_id: str, activity_id: str, o
             {"op": "open", "channel_open": channel_open},
             {"op": "voucher", "raw": sign_voucher(req, terms, 1, 5)},
             {"op": "debit_note", "channel_id": terms.channel_id, "raw": note},
-            {"op": "ack", "channel_id": terms.channel_id, "seq": 1},
             {"op": "notice", "agreement_id": agreement_id, "kind": "paused", "reason": "late"},
         ],
         BLOB.name: [{"blob_id": "file:" + HEX, "offset": 0, "length": 1024}, {"blob_id": "image:sha256:" + HEX,
