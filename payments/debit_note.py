@@ -81,6 +81,11 @@ class Usage:
     def to_wire(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _USAGE_KEYS}
 
+    def capped(self, life_ms: int, threads: int) -> Usage:
+        """What of this usage the payer's own clock can vouch for: at most ``life_ms`` of wall
+        time and ``threads`` busy CPUs over it (the requestor's own estimate)."""
+        return Usage(min(self.duration_ms, life_ms), min(self.cpu_ms, threads * life_ms), self.peak_mem_bytes)
+
 
 @dataclass(frozen=True)
 class DebitNote:

@@ -200,3 +200,9 @@ def test_decide_refuses_bad_inputs() -> None:
         args = {"own_estimate": 10, "last_signed": 0, "deposit": 1_000, "tolerance": 0, **kwargs}
         with pytest.raises(ValueError):
             decide_payment(note, **args)  # type: ignore[arg-type]
+
+
+def test_usage_capped_by_the_payers_own_clock() -> None:
+    usage = Usage(duration_ms=50_000, cpu_ms=150_000, peak_mem_bytes=7)
+    assert usage.capped(60_000, 2) == Usage(50_000, 120_000, 7)
+    assert usage.capped(10_000, 4) == Usage(10_000, 40_000, 7)

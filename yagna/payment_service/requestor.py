@@ -34,7 +34,7 @@ from market.pricing import LinearPricing
 from market.properties import SRV_COMP_EXPIRATION
 from payments.channel import PayerChannel
 from payments.channel_open import seal_channel_open
-from payments.debit_note import decide_payment, open_debit_note
+from payments.debit_note import DebitNote, decide_payment, open_debit_note
 from payments.driver import SettlementDriver
 from payments.errors import ChannelError, DebitNoteRejected, MessageRejected, PaymentError
 from payments.messages import (
@@ -253,12 +253,13 @@ class RequestorPayments:
             payer.bonus += amount
         return {"agreement_id": agreement_id, "bonus": format_amount(payer.bonus), "signed": format_amount(total)}
 
-    def _estimate(self, payer: _Payer, note: Any) -> int:
+    def _estimate(self, payer: _Payer, note: DebitNote) -> int:
         """What the note's usage costs at the agreed price, capped by our own clock of the activities."""
         cap = payer.meter.cap_ms(SLACK_MS)
         if cap == 0:
             return 0
-        return payer.pricing.cost(min(note.usage.cpu_ms, payer.threads * cap), min(note.usage.duration_ms, cap))
+        usage = note.usage.capped(cap, payer.threads)
+        return payer.pricing.cost(usage.cpu_ms, usage.duration_ms)
 
     def _reading(self, agreement_id: str) -> tuple[int, int]:
         return self.elapsed(agreement_id) if self.elapsed else (0, 0)
