@@ -34,7 +34,6 @@ command runs.
 
 from __future__ import annotations
 
-import codecs
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ __all__ = [
     "DEFAULT_MAX_RESULT_OUTPUT_BYTES",
     "DEFAULT_TERMINATE_REASON",
     "EVENT_OVERHEAD_BYTES",
+    "MAX_EVENT_DATA_BYTES",
     "LIVE",
     "REASON_REQUIRED",
     "TERMINAL",
@@ -265,38 +265,61 @@ def _rec_str(record: Mapping[str, Any], key: str) -> str:
 # -- batches ---------------------------------------------------------------------------
 
 DEFAULT_MAX_BUFFERED_BYTES = 4 * 1024 * 1024
+"""Output not yet delivered to the reader, per batch; past it the oldest output is dropped (with a marker)."""
 DEFAULT_MAX_RESULT_OUTPUT_BYTES = 64 * 1024
 """Tail of stdout/stderr kept in each command's result; the stream itself is in the events."""
 EVENT_OVERHEAD_BYTES = 64
 """Charged per buffered output event on top of its data, so a flood of tiny
 chunks is bounded in count as well as in bytes."""
+MAX_EVENT_DATA_BYTES = 64 * 1024
+"""Output is cut into events of at most this many bytes."""
 
 _OUTPUT_KINDS = ("stdout", "stderr")
 
 
+def _incomplete_tail(data: bytes) -> int:
+    """How many bytes at the end of ``data`` begin a UTF-8 character that is not complete yet (0..3)."""
+    for k in range(1, min(3, len(data)) + 1):
+        byte = data[-k]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: look further back for its lead
+        if 0xC0 <= byte < 0xF8:
+            needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return k if needed > k else 0
+        return 0
+    return 0
+
+
+def _pieces(data: bytes, limit: int) -> list[bytes]:
+    """``data`` cut into pieces of at most ``limit`` bytes, at character boundaries where UTF-8 allows."""
+    out, start = [], 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        if end < len(data):
+            back = end
+            while back > start + 1 and end - back < 3 and data[back] & 0xC0 == 0x80:
+                back -= 1
+            if data[back] & 0xC0 != 0x80:
+                end = back
+        out.append(data[start:end])
+        start = end
+    return out
+
+
 class _Tail:
-    """The last ``limit`` bytes of a stream, and whether anything was cut."""
+    """The last ``limit`` bytes of a stream, and how many bytes before them were cut."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.data = bytearray()
-        self.truncated = False
+        self.dropped = 0
 
     def add(self, chunk: bytes) -> None:
         self.data += chunk
         if len(self.data) > self.limit:
-            del self.data[: len(self.data) - self.limit]
-            self.truncated = True
-
-    def text(self) -> str:
-        data = bytes(self.data)
-        if self.truncated:
-            # the cut may have split a character: skip its continuation bytes
-            start = 0
-            while start < min(3, len(data)) and 0x80 <= data[start] <= 0xBF:
-                start += 1
-            data = data[start:]
-        return data.decode("utf-8", errors="replace")
+            cut = len(self.data) - self.limit
+            del self.data[:cut]
+            self.dropped += cut
 
 
 class Batch:
@@ -307,22 +330,28 @@ class Batch:
     (after the last command, or early: a failed command stops the script).
     Calls out of order raise :class:`IllegalTransition` (an executor bug).
 
-    Events, for long-polling readers (:meth:`events_after`)::
+    Events, for long-polling readers (:meth:`events_after`; their wire form is
+    in :mod:`exeunit.messages`)::
 
         {"seq": n, "index": i, "kind": "started"}
-        {"seq": n, "index": i, "kind": "stdout" | "stderr", "data": "<text>"}
+        {"seq": n, "index": i, "kind": "stdout" | "stderr", "data": b"<bytes>"}
         {"seq": n, "index": i, "kind": "finished", "result": {...}}
-        {"seq": n, "index": i, "kind": "dropped", "from_seq": m}
+        {"seq": n, "index": i, "kind": "dropped", "from_seq": m, "bytes": k}
         {"seq": n, "index": None, "kind": "done", "reason": str | None}
 
-    ``seq`` grows by one per event, from 1. Output is decoded as UTF-8 per stream
-    (incrementally, so a character split across chunks survives; invalid bytes
-    become U+FFFD). Output events are charged their data size plus
+    ``seq`` grows by one per event, from 1. Output is kept as the exact bytes
+    written (binary-safe), cut into events of at most
+    :data:`MAX_EVENT_DATA_BYTES`; a UTF-8 character split across chunks is held
+    back until it is complete, so text output arrives as valid UTF-8 pieces.
+
+    Bounds: output events are charged their size plus
     :data:`EVENT_OVERHEAD_BYTES`; past ``max_buffered_bytes`` the *oldest output*
     events are dropped (started/finished/done are few and always kept), and one
     ``dropped`` marker stands in for each run of dropped events: it says seqs
-    ``from_seq..seq`` are gone, so a reader that fell behind knows it missed output
-    (the result still has the tail).
+    ``from_seq..seq`` and ``bytes`` bytes of output are gone. A result keeps the
+    last ``max_result_output_bytes`` of each stream and says how many bytes
+    before them were cut (``stdout_dropped``); its exit code is never lost.
+    :meth:`ack` forgets what the reader has; :meth:`discard` forgets everything.
     """
 
     def __init__(
@@ -344,12 +373,13 @@ class Batch:
         self.done_reason: str | None = None
         self.buffered_bytes = 0
         self.dropped_events = 0
+        self.discarded = False
         self._seq = 0
         self._current: int | None = None
         self._next = 0
         self._started_at = 0.0
         self._streamed = False
-        self._decoders: dict[str, codecs.IncrementalDecoder] = {}
+        self._pending: dict[str, bytes] = {}
         self._tails: dict[str, _Tail] = {}
         # Two seq-ordered logs: few control events (started/finished/done and the
         # dropped markers), many output events (dropped from the front).
@@ -379,7 +409,7 @@ class Batch:
         self._current = index
         self._started_at = now
         self._streamed = False
-        self._decoders = {k: codecs.getincrementaldecoder("utf-8")(errors="replace") for k in _OUTPUT_KINDS}
+        self._pending = {k: b"" for k in _OUTPUT_KINDS}
         self._tails = {k: _Tail(self.max_result_output_bytes) for k in _OUTPUT_KINDS}
         self._add_control({"index": index, "kind": "started"})
 
@@ -390,7 +420,10 @@ class Batch:
             raise ValueError(f"stream must be stdout or stderr, not {stream!r}")
         self._streamed = True
         self._tails[stream].add(data)
-        self._emit_text(index, stream, self._decoders[stream].decode(data, final=False), len(data))
+        buf = self._pending[stream] + bytes(data)
+        keep = _incomplete_tail(buf)
+        self._pending[stream] = buf[len(buf) - keep:] if keep else b""
+        self._emit(index, stream, buf[: len(buf) - keep])
 
     def finish(
         self,
@@ -400,6 +433,7 @@ class Batch:
         exit_code: int | None = None,
         error: str | None = None,
         exec_result: ExecResult | None = None,
+        file: tuple[str, int] | None = None,
     ) -> dict[str, Any]:
         """Command ``index`` ended; records and returns its result dict.
 
@@ -408,7 +442,8 @@ class Batch:
         :meth:`output` (they are then emitted as events, so readers see them too).
         Otherwise the result has ``exit_code`` (default None) and ``error``. The
         result's stdout/stderr are the streams' tails (``max_result_output_bytes``),
-        ``*_truncated`` if we cut them or the runtime did.
+        ``*_truncated`` if we cut them or the runtime did. ``file`` is the
+        ``(sha256, size)`` of a transferred file.
         """
         self._check_current(index)
         started_at, finished_at = self._started_at, now
@@ -424,21 +459,27 @@ class Batch:
             timed_out, oom_killed = exec_result.timed_out, exec_result.oom_killed
             stdout_cut, stderr_cut = exec_result.stdout_truncated, exec_result.stderr_truncated
         for stream in _OUTPUT_KINDS:  # flush a character left incomplete at the end
-            self._emit_text(index, stream, self._decoders[stream].decode(b"", final=True), 0)
+            self._emit(index, stream, self._pending[stream])
+            self._pending[stream] = b""
+        out, err = self._tails["stdout"], self._tails["stderr"]
         result: dict[str, Any] = {
             "index": index,
             "command": self.commands[index].kind,
             "exit_code": exit_code,
-            "stdout": self._tails["stdout"].text(),
-            "stderr": self._tails["stderr"].text(),
-            "stdout_truncated": stdout_cut or self._tails["stdout"].truncated,
-            "stderr_truncated": stderr_cut or self._tails["stderr"].truncated,
+            "stdout": bytes(out.data),
+            "stderr": bytes(err.data),
+            "stdout_truncated": stdout_cut or out.dropped > 0,
+            "stderr_truncated": stderr_cut or err.dropped > 0,
+            "stdout_dropped": out.dropped,
+            "stderr_dropped": err.dropped,
             "started_at": started_at,
             "finished_at": finished_at,
             "timed_out": timed_out,
             "oom_killed": oom_killed,
             "error": error,
         }
+        if file is not None:
+            result["sha256"], result["size"] = file
         self.results[index] = result
         self._current = None
         self._next = index + 1
@@ -460,9 +501,11 @@ class Batch:
 
     # -- the readers' side -------------------------------------------------------------
 
-    def events_after(self, seq: int, limit: int = 100) -> list[dict[str, Any]]:
+    def events_after(self, seq: int, limit: int = 100, max_bytes: int | None = None) -> list[dict[str, Any]]:
         """Up to ``limit`` events with a seq greater than ``seq``, oldest first.
 
+        With ``max_bytes``, events stop once their cost (data, result output and
+        :data:`EVENT_OVERHEAD_BYTES` each) passes it; the first is always returned.
         A ``dropped`` marker is returned while its range reaches past ``seq``;
         its ``from_seq`` is then clamped to ``seq + 1`` (what *this* reader missed).
         Returned dicts are copies.
@@ -470,6 +513,7 @@ class Batch:
         if limit <= 0:
             return []
         out: list[dict[str, Any]] = []
+        spent = 0
         c = _first_after(self._control, seq, 0)
         o = _first_after(self._output, seq, self._output_head)
         while len(out) < limit and (c < len(self._control) or o < len(self._output)):
@@ -478,14 +522,38 @@ class Batch:
             )
             if take_control:
                 event = dict(self._control[c])
+                cost = _control_cost(event)
                 c += 1
                 if event["kind"] == "dropped":
                     event["from_seq"] = max(event["from_seq"], seq + 1)
             else:
                 event = dict(self._output[o])
+                cost = self._output_costs[o]
                 o += 1
+            if max_bytes is not None and out and spent + cost > max_bytes:
+                break
+            spent += cost
             out.append(event)
         return out
+
+    def ack(self, seq: int) -> None:
+        """The reader has every event up to ``seq``: forget them (their memory goes back to the budget)."""
+        while self._output_head < len(self._output) and self._output[self._output_head]["seq"] <= seq:
+            self.buffered_bytes -= self._output_costs[self._output_head]
+            self._output_head += 1
+        self._compact()
+        drop = _first_after(self._control, seq, 0)
+        if drop:
+            del self._control[:drop]
+
+    def discard(self) -> None:
+        """Forget every event (the activity was destroyed: nobody will read them). Results stay."""
+        self.discarded = True
+        self._control.clear()
+        self._output.clear()
+        self._output_costs.clear()
+        self._output_head = 0
+        self.buffered_bytes = 0
 
     # -- internals ---------------------------------------------------------------------
 
@@ -497,18 +565,20 @@ class Batch:
 
     def _add_control(self, event: dict[str, Any]) -> None:
         self._seq += 1
-        self._control.append({"seq": self._seq, **event})
+        if not self.discarded:
+            self._control.append({"seq": self._seq, **event})
 
-    def _emit_text(self, index: int, stream: str, text: str, raw_len: int) -> None:
-        if not text:
-            return
-        self._seq += 1
-        cost = max(raw_len, len(text)) + EVENT_OVERHEAD_BYTES
-        self._output.append({"seq": self._seq, "index": index, "kind": stream, "data": text})
-        self._output_costs.append(cost)
-        self.buffered_bytes += cost
-        while self.buffered_bytes > self.max_buffered_bytes and self._output_head < len(self._output):
-            self._drop_oldest_output()
+    def _emit(self, index: int, stream: str, data: bytes) -> None:
+        for piece in _pieces(data, MAX_EVENT_DATA_BYTES):
+            self._seq += 1
+            if self.discarded:
+                continue
+            cost = len(piece) + EVENT_OVERHEAD_BYTES
+            self._output.append({"seq": self._seq, "index": index, "kind": stream, "data": piece})
+            self._output_costs.append(cost)
+            self.buffered_bytes += cost
+            while self.buffered_bytes > self.max_buffered_bytes and self._output_head < len(self._output):
+                self._drop_oldest_output()
 
     def _drop_oldest_output(self) -> None:
         event = self._output[self._output_head]
@@ -520,14 +590,25 @@ class Batch:
         # event before it is a marker, so no started/finished lies in between.
         pos = _first_after(self._control, seq, 0)
         previous = self._control[pos - 1] if pos > 0 else None
-        if previous is not None and previous["kind"] == "dropped":
+        if previous is not None and previous["kind"] == "dropped" and previous["index"] == event["index"]:
             previous["seq"] = seq
+            previous["bytes"] += len(event["data"])
         else:
-            self._control.insert(pos, {"seq": seq, "index": event["index"], "kind": "dropped", "from_seq": seq})
+            self._control.insert(pos, {"seq": seq, "index": event["index"], "kind": "dropped", "from_seq": seq,
+                                       "bytes": len(event["data"])})
+        self._compact()
+
+    def _compact(self) -> None:
         if self._output_head > 1024 and self._output_head * 2 > len(self._output):
             del self._output[: self._output_head]
             del self._output_costs[: self._output_head]
             self._output_head = 0
+
+
+def _control_cost(event: dict[str, Any]) -> int:
+    result = event.get("result")
+    size = len(result["stdout"]) + len(result["stderr"]) + len(result["error"] or "") if result else 0
+    return size + len(event.get("reason") or "") + EVENT_OVERHEAD_BYTES
 
 
 def _first_after(events: list[dict[str, Any]], seq: int, lo: int) -> int:

@@ -6,8 +6,9 @@ network, agreement, activity and batch, then one row per command that ran::
     [network_id, agreement_id, activity_id, batch_id,
      [[index, command, exit_code | None, stdout_sha256, file_sha256 | None], ...]]
 
-``stdout_sha256`` is the SHA-256 of the result's stdout text (UTF-8) as the
-requestor receives it; ``file_sha256`` is set for ``transfer_out``. A requestor
+``stdout_sha256`` is the SHA-256 of the result's stdout tail, the exact bytes
+the command wrote (see :class:`exeunit.activity.Batch`; a text given is hashed
+as its UTF-8); ``file_sha256`` is set for ``transfer_out``. A requestor
 that runs a task on several providers compares these digests; a provider
 whose result lost the vote cannot deny what it signed.
 """
@@ -51,8 +52,8 @@ class Receipt:
     raw: bytes
 
 
-def stdout_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def stdout_digest(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode("utf-8") if isinstance(data, str) else data).hexdigest()
 
 
 def rows_of(results: list[dict[str, Any] | None]) -> list[ReceiptRow]:
@@ -115,4 +116,4 @@ def check_results(receipt: Receipt, results: list[dict[str, Any] | None]) -> Non
 def _well_formed(result: object) -> bool:
     """What :func:`rows_of` reads of a result has the types it needs."""
     return (isinstance(result, dict) and type(result.get("index")) is int and isinstance(result.get("command"), str)
-            and isinstance(result.get("stdout") or "", str))
+            and isinstance(result.get("stdout") or b"", (bytes, str)))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exeunit.activity import EVENT_OVERHEAD_BYTES, Batch
+from exeunit.activity import EVENT_OVERHEAD_BYTES, MAX_EVENT_DATA_BYTES, Batch
 from exeunit.commands import Command, Deploy, Run, Start, TransferIn
 from exeunit.errors import IllegalTransition
 from exeunit.runtime import ExecResult
@@ -52,18 +52,20 @@ def test_a_whole_batch() -> None:
         "index": 0,
         "command": "deploy",
         "exit_code": None,
-        "stdout": "",
-        "stderr": "",
+        "stdout": b"",
+        "stderr": b"",
         "stdout_truncated": False,
         "stderr_truncated": False,
+        "stdout_dropped": 0,
+        "stderr_dropped": 0,
         "started_at": 1.0,
         "finished_at": 2.0,
         "timed_out": False,
         "oom_killed": False,
         "error": None,
     }
-    assert r2["stdout"] == "hi\n" and r2["exit_code"] == 0 and (r2["started_at"], r2["finished_at"]) == (10.0, 11.0)
-    assert r3["stderr"] == "no" and r3["exit_code"] == 1
+    assert r2["stdout"] == b"hi\n" and r2["exit_code"] == 0 and (r2["started_at"], r2["finished_at"]) == (10.0, 11.0)
+    assert r3["stderr"] == b"no" and r3["exit_code"] == 1
     assert batch.results == [r0, batch.results[1], r2, r3]
 
     events = drain(batch)
@@ -81,7 +83,7 @@ def test_a_whole_batch() -> None:
         (3, "finished"),
         (None, "done"),
     ]
-    assert events[5]["data"] == "hi\n" and events[8]["data"] == "no"
+    assert events[5]["data"] == b"hi\n" and events[8]["data"] == b"no"
     assert events[6]["result"] == r2
     assert events[-1] == {"seq": 11, "index": None, "kind": "done", "reason": None}
     assert decode(encode(events)) == events  # events and results travel as canonical CBOR
@@ -96,8 +98,8 @@ def test_events_after_pages_and_copies() -> None:
     assert [e["seq"] for e in page] == [1, 2, 3]
     assert [e["seq"] for e in batch.events_after(3, 100)] == list(range(4, 12))
     assert batch.events_after(11, 100) == [] and batch.events_after(0, 0) == []
-    page[1]["data"] = "mutated"
-    assert batch.events_after(1, 1)[0]["data"] == "0"
+    page[1]["data"] = b"mutated"
+    assert batch.events_after(1, 1)[0]["data"] == b"0"
 
 
 def test_error_results_and_early_close() -> None:
@@ -153,37 +155,74 @@ def test_streamed_output_wins_over_the_exec_result_copy() -> None:
     batch.begin(0, now=0.0)
     batch.output(0, "stdout", b"streamed")
     result = batch.finish(0, now=1.0, exec_result=exec_result(stdout=b"streamed"))
-    assert result["stdout"] == "streamed"
+    assert result["stdout"] == b"streamed"
     assert [e["kind"] for e in drain(batch)] == ["started", "stdout", "finished"]
 
 
-def test_utf8_split_across_chunks_and_invalid_bytes() -> None:
+def test_output_is_binary_safe_and_utf8_splits_are_held_back() -> None:
     batch = Batch("b", [Run(argv=["x"])])
     batch.begin(0, now=0.0)
     snow = "☃".encode()
     batch.output(0, "stdout", b"a" + snow[:1])
     batch.output(0, "stdout", snow[1:] + b"b")
     batch.output(0, "stderr", b"\xff")
-    batch.output(0, "stderr", snow[:2])  # incomplete at the end: flushed as U+FFFD on finish
+    batch.output(0, "stderr", snow[:2])  # incomplete at the end: flushed as it is on finish
     result = batch.finish(0, now=1.0)
-    texts = {k: "".join(e["data"] for e in drain(batch) if e["kind"] == k) for k in ("stdout", "stderr")}
-    assert texts == {"stdout": "a☃b", "stderr": "\ufffd\ufffd"}
-    assert result["stdout"] == "a☃b" and result["stderr"] == "\ufffd\ufffd"
+    events = drain(batch)
+    stdout = [e["data"] for e in events if e["kind"] == "stdout"]
+    assert stdout == [b"a", snow + b"b"]  # every piece is valid UTF-8: the split character waited
+    assert b"".join(e["data"] for e in events if e["kind"] == "stderr") == b"\xff" + snow[:2]
+    assert result["stdout"] == "a☃b".encode() and result["stderr"] == b"\xff" + snow[:2]
 
 
-def test_result_output_keeps_the_tail() -> None:
+def test_big_chunks_become_events_of_bounded_size() -> None:
+    batch = Batch("b", [Run(argv=["x"])])
+    batch.begin(0, now=0.0)
+    data = "é".encode() * (MAX_EVENT_DATA_BYTES + 5)  # 2-byte characters, cut at character boundaries
+    batch.output(0, "stdout", data)
+    batch.finish(0, now=1.0)
+    pieces = [e["data"] for e in drain(batch) if e["kind"] == "stdout"]
+    assert len(pieces) == 3 and all(len(p) <= MAX_EVENT_DATA_BYTES for p in pieces)
+    assert b"".join(pieces) == data and all(p.decode() for p in pieces)
+
+
+def test_events_after_pages_by_bytes_and_always_returns_one() -> None:
+    batch = Batch("b", [Run(argv=["x"])])
+    batch.begin(0, now=0.0)
+    for _ in range(10):
+        batch.output(0, "stdout", b"\xff" * 1000)
+    page = batch.events_after(0, 100, max_bytes=2500)
+    assert [e["seq"] for e in page] == [1, 2, 3]  # 64 + 2 x 1064 fit, a third chunk would not
+    assert len(batch.events_after(1, 100, max_bytes=1)) == 1
+
+
+def test_ack_forgets_delivered_events_and_discard_forgets_all() -> None:
+    batch = Batch("b", [Run(argv=["x"])])
+    batch.begin(0, now=0.0)
+    for _ in range(5):
+        batch.output(0, "stdout", b"y" * 100)
+    assert batch.buffered_bytes == 5 * (100 + EVENT_OVERHEAD_BYTES)
+    batch.ack(3)  # started, two chunks
+    assert batch.buffered_bytes == 3 * (100 + EVENT_OVERHEAD_BYTES)
+    assert [e["seq"] for e in drain(batch)] == [4, 5, 6]
+    assert [e["seq"] for e in drain(batch, 2)] == [4, 5, 6]  # nothing older is kept
+    batch.discard()
+    batch.output(0, "stdout", b"z")
+    batch.finish(0, now=1.0)
+    batch.close()
+    assert batch.buffered_bytes == 0 and drain(batch) == []
+    assert batch.results[0] is not None and batch.results[0]["stdout"].endswith(b"z")
+
+
+def test_result_output_keeps_the_tail_and_counts_what_was_cut() -> None:
     batch = Batch("b", [Run(argv=["x"])], max_result_output_bytes=10)
     batch.begin(0, now=0.0)
     batch.output(0, "stdout", b"0123456789")
-    batch.output(0, "stdout", "abcdé".encode())
-    result = batch.finish(0, now=1.0)
-    assert result["stdout_truncated"] and result["stdout"] == "6789abcdé"  # the last 10 bytes
-    batch = Batch("b", [Run(argv=["x"])], max_result_output_bytes=10)
-    batch.begin(0, now=0.0)
-    batch.output(0, "stdout", "é".encode() + b"abcdefghi")  # the cut lands inside é
-    result = batch.finish(0, now=1.0)
-    assert result["stdout"] == "abcdefghi"  # its stray second byte is skipped, not shown as U+FFFD
-    assert not result["stderr_truncated"]
+    batch.output(0, "stdout", b"\xff\xfeabc")
+    result = batch.finish(0, now=1.0, exec_result=exec_result(exit_code=3))
+    assert result["stdout_truncated"] and result["stdout"] == b"56789\xff\xfeabc"  # the exact last 10 bytes
+    assert result["stdout_dropped"] == 5 and result["exit_code"] == 3
+    assert not result["stderr_truncated"] and result["stderr_dropped"] == 0
 
 
 def test_buffer_drops_oldest_output_and_leaves_a_marker() -> None:
@@ -196,10 +235,10 @@ def test_buffer_drops_oldest_output_and_leaves_a_marker() -> None:
     assert batch.buffered_bytes == 3 * cost and batch.dropped_events == 2
     events = drain(batch)
     assert [(e["seq"], e["kind"]) for e in events] == [(1, "started"), (3, "dropped"), (4, "stdout"), (5, "stdout"), (6, "stdout")]
-    assert events[1] == {"seq": 3, "index": 0, "kind": "dropped", "from_seq": 2}
+    assert events[1] == {"seq": 3, "index": 0, "kind": "dropped", "from_seq": 2, "bytes": 200}
 
     # a reader that had already seen seq 2 is told only about seq 3
-    assert batch.events_after(2, 1) == [{"seq": 3, "index": 0, "kind": "dropped", "from_seq": 3}]
+    assert batch.events_after(2, 1) == [{"seq": 3, "index": 0, "kind": "dropped", "from_seq": 3, "bytes": 200}]
     # a reader that saw everything up to 3 sees no marker
     assert batch.events_after(3, 1)[0]["seq"] == 4
 
@@ -220,7 +259,7 @@ def test_buffer_drops_oldest_output_and_leaves_a_marker() -> None:
     ]
     assert events[1]["from_seq"] == 2 and events[4]["from_seq"] == 9
     # the result still has the tail
-    assert batch.results[0] is not None and batch.results[0]["stdout"].endswith("x" * 100)
+    assert batch.results[0] is not None and batch.results[0]["stdout"].endswith(b"x" * 100)
 
 
 def test_a_chunk_bigger_than_the_buffer_is_dropped_at_once() -> None:

@@ -1,16 +1,9 @@
 """The exe-unit's request/response protocols and their message shapes.
 
-``/yagna/activity/1.0.0`` (requestor -> provider of the agreement)::
-
-    {"op": "create", "agreement_id": str}                 -> {"activity_id": str}
-    {"op": "exec", "activity_id": str, "script": [...]}   -> {"batch_id": str}
-    {"op": "events", "activity_id": str, "batch_id": str, "after": int, "wait_ms": int}
-        -> {"events": [...], "done": bool, "results": [...] | None}
-    {"op": "state", "activity_id": str}                   -> {"state": str, "reason": str|None, "usage": {...}|None}
-    {"op": "destroy", "activity_id": str}                 -> {"state": str}
-
-``script`` is the wire form of :func:`exeunit.commands.parse_script`. Every
-request also tells the provider that its requestor is alive (see
+``/yagna/activity/1.0.0`` (requestor -> provider of the agreement): create,
+exec, events, state, destroy. Its messages, typed, and their codecs live in
+:mod:`exeunit.messages`; the shells here only decode, ask the core, store and
+send. Every request also tells the provider that its requestor is alive (see
 ``ProviderActivities.keepalive_s``); ``state`` doubles as the keep-alive ping.
 
 ``/yagna/blob/1.0.0`` (either way; the side that holds a blob serves it to the
@@ -28,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from exeunit.messages import ID_MAX as _ID_MAX, WAIT_MS_MAX as _WAIT_MS_MAX
 from yagna.net.errors import RequestRejected
 from yagna.net.messages import field
 from yagna.net.reqresp import ProtocolSpec
@@ -38,13 +32,13 @@ CHUNK = 1024 * 1024
 ACTIVITY = ProtocolSpec(
     "/yagna/activity/1.0.0", max_request_size=256 * 1024, max_response_size=8 * 1024 * 1024, timeout=30.0
 )
-"""``events`` answers may carry up to a few MiB of output; ``wait_ms`` stays below the timeout."""
+"""``events`` answers are paged to ``exeunit.messages.PAGE_BYTES`` (2 MiB); ``wait_ms`` stays below the timeout."""
 
 BLOB = ProtocolSpec("/yagna/blob/1.0.0", max_request_size=1024, max_response_size=CHUNK + 1024, timeout=30.0,
                     concurrency=64, per_peer=8, max_open_per_peer=32)
 
-WAIT_MS_MAX = 10_000
-ID_MAX = 128
+WAIT_MS_MAX = _WAIT_MS_MAX
+ID_MAX = _ID_MAX
 
 
 def ident(msg: Mapping[str, Any], name: str) -> str:

@@ -31,17 +31,32 @@ from typing import Any
 import trio
 
 from exeunit.activity import Activity, Batch, Event, State
-from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn, TransferOut, parse_script
+from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn, TransferOut
 from exeunit.errors import ExeUnitError, ImageError, ScriptError, TransferRefused
 from exeunit.image_gc import ImageCollector
 from exeunit.limits import limits_from_agreement
+from exeunit.messages import (
+    MAX_EVENTS_PER_PAGE,
+    PAGE_BYTES,
+    WAIT_MS_MAX,
+    ActivityCreated,
+    BatchStarted,
+    Create,
+    Destroy,
+    Destroyed,
+    Exec,
+    GetEvents,
+    GetState,
+    StateReply,
+    decode_request,
+    events_page_to_wire,
+)
 from exeunit.runtime import LABEL_ACTIVITY, LABEL_AGREEMENT, LABEL_NODE, ContainerLimits, ContainerSpec, Runtime
 from exeunit.receipt import rows_of, seal_receipt
 from exeunit.staging import Staging
 from exeunit.transfer import sha256_file
 from market.agreement import verify_agreement
 from yagna.activity_service.blobs import BlobServer, fetch_blob
-from yagna.activity_service.protocol import WAIT_MS_MAX, field, ident
 from yagna.core.identity import NodeKey
 from yagna.net.errors import RequestError, RequestRejected
 from yagna.store.activity_repos import Activities
@@ -77,6 +92,9 @@ class _Running:
     paused_total: float = 0.0
     final_usage: dict[str, Any] | None = None
     """Usage read just before the container was removed (billing must not see a gap)."""
+    scope: trio.CancelScope = dc_field(default_factory=trio.CancelScope)
+    """Of the activity's own tasks (its batches): cancelled when it is destroyed or ended."""
+    nursery: trio.Nursery | None = None
 
     def wake(self) -> None:
         self.changed.set()
@@ -164,6 +182,11 @@ class ProviderActivities:
                     await self._end(running, f"agreement {row.state if row else 'gone'}")
                 elif now - running.last_contact > self.keepalive_s:
                     await self._end(running, f"requestor silent for {self.keepalive_s:g} s")
+                    for batch in running.batches.values():
+                        batch.discard()  # its reader is gone
+                else:
+                    continue
+                running.scope.cancel()  # a batch still running ends now (its runner closes it)
 
     async def _end(self, running: _Running, reason: str) -> None:
         """Remove the container and record the end (idempotent)."""
@@ -201,41 +224,48 @@ class ProviderActivities:
             return None
 
     # -- protocol --------------------------------------------------------------------
-    async def handle(self, peer: str, msg: dict[str, Any]) -> object:
-        op = msg.get("op")
-        if op == "create":
-            return await self._create(peer, ident(msg, "agreement_id"))
-        running = self._mine(peer, ident(msg, "activity_id"))
+    async def handle(self, peer: str, payload: object) -> object:
+        """Decode, ask the core, store, answer; a malformed request is a coded rejection."""
+        try:
+            req = decode_request(payload)
+        except ExeUnitError as exc:  # MessageInvalid (bad-message) or ScriptError (bad-script)
+            code = "bad-script" if isinstance(exc, ScriptError) else "bad-request"
+            raise RequestRejected(code, str(exc)) from None
+        if isinstance(req, Create):
+            return (await self._create(peer, req.agreement_id)).to_wire()
+        running = self._mine(peer, req.activity_id)
         if running is None:
-            row = await self._rows.get(msg["activity_id"])
-            if row is not None and row.peer_id == peer and op in ("state", "destroy"):
-                return {"state": row.state, "reason": row.reason, "usage": row.usage}
+            row = await self._rows.get(req.activity_id)
+            if row is not None and row.peer_id == peer and isinstance(req, (GetState, Destroy)):
+                state = _stored_state(row.state)
+                return StateReply(state, row.reason, row.usage).to_wire()
             raise RequestRejected("unknown-activity", "no such activity of yours")
         running.last_contact = time.monotonic()
-        if op == "exec":
-            if running.activity.finished:
-                raise RequestRejected("activity-ended", f"the activity is {running.activity.state.value}: {running.activity.reason}")
+        act = running.activity
+        if isinstance(req, Exec):
+            if act.finished:
+                raise RequestRejected("activity-ended", f"the activity is {act.state.value}: {act.reason}")
             if running.paused_at is not None:
                 raise RequestRejected("payment-paused", "the activity is paused until the payments due arrive")
-            return await self._exec(running, msg.get("script"))
-        if op == "events":
-            return await self._events(running, ident(msg, "batch_id"), field(msg, "after", int), field(msg, "wait_ms", int))
-        if op == "state":
-            act = running.activity
-            return {"state": act.state.value, "reason": act.reason, "usage": await self._usage(running)}
-        if op == "destroy":
-            if not running.activity.finished:
-                await self._end(running, "destroyed by the requestor")
-            await self.staged.drop(running.activity.activity_id)  # the requestor has what it wanted
-            row = await self._rows.get(running.activity.activity_id)
-            return {"state": running.activity.state.value, "usage": row.usage if row else None}
-        raise RequestRejected("bad-request", f"unknown op {op!r}")
+            return self._exec(running, req.script).to_wire()
+        if isinstance(req, GetEvents):
+            return await self._events(running, req)
+        if isinstance(req, GetState):
+            return StateReply(act.state, act.reason, await self._usage(running)).to_wire()
+        if not act.finished:
+            await self._end(running, "destroyed by the requestor")
+        await self.staged.drop(act.activity_id)  # the requestor has what it wanted
+        for batch in running.batches.values():
+            batch.discard()  # nobody will read them now
+        running.scope.cancel()
+        row = await self._rows.get(act.activity_id)
+        return Destroyed(act.state, row.usage if row else None).to_wire()
 
     def _mine(self, peer: str, activity_id: str) -> _Running | None:
         running = self._live.get(activity_id) or self._ended.get(activity_id)
         return running if running is not None and running.requestor_id == peer else None
 
-    async def _create(self, peer: str, agreement_id: str) -> dict[str, Any]:
+    async def _create(self, peer: str, agreement_id: str) -> ActivityCreated:
         row = await self._agreements.get(agreement_id)
         if row is None or row.role != "provider" or row.peer_id != peer:
             raise RequestRejected("unknown-agreement", "no agreement with this id between us")
@@ -257,65 +287,87 @@ class ProviderActivities:
         activity = Activity(activity_id, agreement_id, peer, created_at=time.time())
         await self._rows.insert(activity_id=activity_id, agreement_id=agreement_id, role="provider",
                                 peer_id=peer, state=activity.state.value)
-        self._live[activity_id] = _Running(activity, peer, limits)
+        running = _Running(activity, peer, limits)
+        self._live[activity_id] = running
+        assert self._nursery is not None
+        await self._nursery.start(self._activity_tasks, running)
         log.info("activity %s created for agreement %s", activity_id, agreement_id[:12])
-        return {"activity_id": activity_id, "keepalive_s": self.keepalive_s}
+        return ActivityCreated(activity_id, self.keepalive_s)
 
-    async def _exec(self, running: _Running, script: object) -> dict[str, Any]:
-        try:
-            commands = parse_script(script)
-        except ScriptError as exc:
-            raise RequestRejected("bad-script", str(exc)) from None
+    async def _activity_tasks(self, running: _Running, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The activity's own nursery: its batches run here, and a destroy cancels only them."""
+        with running.scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    running.nursery = nursery
+                    task_status.started()
+                    while not (running.activity.finished and all(b.done for b in running.batches.values())):
+                        await running.changed.wait()
+            finally:
+                running.nursery = None
+
+    def _exec(self, running: _Running, commands: tuple[Command, ...]) -> BatchStarted:
         if any(not b.done for b in running.batches.values()):
             raise RequestRejected("busy", "a batch is still running in this activity")
+        if running.nursery is None:
+            raise RequestRejected("activity-ended", "the activity has ended")
         batch_id = secrets.token_hex(8)
         batch = Batch(batch_id, commands)
         running.batches[batch_id] = batch
         for old in list(running.batches)[:-MAX_BATCHES_KEPT]:
             del running.batches[old]
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_batch, running, batch)
-        return {"batch_id": batch_id}
+        running.nursery.start_soon(self._run_batch, running, batch)
+        return BatchStarted(batch_id)
 
-    async def _events(self, running: _Running, batch_id: str, after: int, wait_ms: int) -> dict[str, Any]:
-        batch = running.batches.get(batch_id)
+    async def _events(self, running: _Running, req: GetEvents) -> dict[str, Any]:
+        batch = running.batches.get(req.batch_id)
         if batch is None:
             raise RequestRejected("unknown-batch", "no such batch")
-        with trio.move_on_after(min(max(wait_ms, 0), WAIT_MS_MAX) / 1000):
+        batch.ack(req.after)  # one reader (our requestor): what it has needs no keeping
+        after = req.after
+        with trio.move_on_after(min(req.wait_ms, WAIT_MS_MAX) / 1000):
             while not batch.done and not batch.events_after(after, 1):
                 await running.changed.wait()
             # Only progress events (started/finished) so far: hold them briefly so that a short
             # command's start, end and the batch's end go back in one answer, not three round trips.
             with trio.move_on_after(COALESCE_S):
-                while not batch.done and not any(e["kind"] in ("stdout", "stderr") for e in batch.events_after(after, 1000)):
+                while not batch.done and not any(e["kind"] in ("stdout", "stderr")
+                                                 for e in batch.events_after(after, 1000)):
                     await running.changed.wait()
-        events = batch.events_after(after, 1000)
+        events = batch.events_after(after, MAX_EVENTS_PER_PAGE, max_bytes=PAGE_BYTES)
         done = batch.done and (not events or events[-1]["seq"] >= batch.last_seq)
-        return {"events": events, "done": done, "results": batch.results if done else None,
-                "receipt": self._receipts.get(batch_id) if done else None}
+        return events_page_to_wire(events, done=done, receipt=self._receipts.get(batch.batch_id) if done else None)
 
     # -- running a batch ----------------------------------------------------------------
     async def _run_batch(self, running: _Running, batch: Batch) -> None:
         reason = None
-        async with running.lock:
-            for index, cmd in enumerate(batch.commands):
-                if running.activity.activity_id not in self._live:
-                    reason = running.activity.reason or "activity ended"
-                    break
-                batch.begin(index, now=time.time())
-                running.wake()
-                try:
-                    running.activity.check_command(cmd)
-                    result = await self._command(running, batch, index, cmd)
-                except (ExeUnitError, RequestError) as exc:
-                    code = getattr(exc, "code", None) or type(exc).__name__
-                    result = batch.finish(index, now=time.time(), error=f"{code}: {exc}")
-                running.wake()
-                if running.activity.finished and running.activity.activity_id in self._live:
-                    await self._end(running, running.activity.reason or "failed")  # deploy/start failed
-                if result.get("error") or result.get("exit_code") not in (None, 0) or result.get("timed_out"):
-                    reason = f"command {index} ({cmd.kind}) failed; the rest were not run"
-                    break
+        try:
+            async with running.lock:
+                for index, cmd in enumerate(batch.commands):
+                    if running.activity.activity_id not in self._live:
+                        reason = running.activity.reason or "activity ended"
+                        break
+                    batch.begin(index, now=time.time())
+                    running.wake()
+                    try:
+                        running.activity.check_command(cmd)
+                        result = await self._command(running, batch, index, cmd)
+                    except (ExeUnitError, RequestError) as exc:
+                        code = getattr(exc, "code", None) or type(exc).__name__
+                        result = batch.finish(index, now=time.time(), error=f"{code}: {exc}")
+                    running.wake()
+                    if running.activity.finished and running.activity.activity_id in self._live:
+                        await self._end(running, running.activity.reason or "failed")  # deploy/start failed
+                    if result.get("error") or result.get("exit_code") not in (None, 0) or result.get("timed_out"):
+                        reason = f"command {index} ({cmd.kind}) failed; the rest were not run"
+                        break
+        finally:
+            # Also when the activity's tasks are cancelled (destroyed, ended): the batch ends with
+            # a result for the command in progress, a reason and a receipt. No await below.
+            if batch.current is not None:
+                why = running.activity.reason or "activity ended"
+                batch.finish(batch.current, now=time.time(), error=f"cancelled: {why}")
+                reason = reason or f"cancelled: {why}"
             batch.close(reason)
             if self._key is not None:
                 self._receipts[batch.batch_id] = seal_receipt(
@@ -403,9 +455,7 @@ class ProviderActivities:
                 await self._runtime.put_file(container, cmd.dest, str(part))
             finally:
                 part.unlink(missing_ok=True)
-            result = batch.finish(index, now=time.time())
-            result.update(sha256=digest, size=size)  # no await since finish: readers see it complete
-            return result
+            return batch.finish(index, now=time.time(), file=(digest, size))
         out = await self.staged.take_out(self._runtime, container, cmd.src, running.activity.activity_id,
                                          max_bytes=running.limits.storage_bytes)
         if "wrong-results" in self._faults:  # test only: a provider that lies about its work
@@ -501,6 +551,13 @@ class ProviderActivities:
                         "reason": running.activity.reason if running else row.reason, "usage": usage,
                         "container_id": row.container_id})
         return out
+
+
+def _stored_state(value: str) -> State:
+    try:
+        return State(value)
+    except ValueError:  # a row of ours in a shape we no longer write
+        return State.TERMINATED
 
 
 def _corrupt(path: Path) -> None:

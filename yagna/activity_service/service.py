@@ -81,6 +81,4 @@ class ActivityService:
     async def _handle(self, request: Request) -> object:
         if self.provider is None:
             raise RequestRejected("not-a-provider", "this node does not sell")
-        if not isinstance(request.payload, dict):
-            raise RequestRejected("bad-request", "expected a map")
         return await self.provider.handle(request.peer, request.payload)
