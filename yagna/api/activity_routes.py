@@ -18,13 +18,28 @@ Script commands (a list of one-key maps)::
     {"terminate": {}}
 
 A malformed script is a 400 naming the command (``index``) and ``field``.
+
+Output is binary-safe: the provider sends the exact bytes a command wrote.
+Here each output event has ``data`` (the bytes as text, invalid UTF-8
+replaced by U+FFFD) and ``data_b64`` (the exact bytes, base64); each result
+has ``stdout``/``stderr`` as text and ``stdout_b64``/``stderr_b64`` exact,
+``stdout_sha256`` of the exact bytes, and ``stdout_dropped``/``stderr_dropped``:
+bytes cut before the kept tail (64 KiB per stream per command). A ``dropped``
+event says which events a slow reader missed (and, from the provider, how
+many ``bytes``). Reading events ``after=N`` tells the node the reader has
+every event up to N: they are forgotten (one reader per batch).
+
+Errors: ``bad-reply`` (502) when the provider answered with a malformed
+message (the activity or batch failed, the node is fine),
+``provider-unreachable`` (502), unknown ids (404), ``activity-ended`` and
+the provider's refusals (409).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -85,12 +100,14 @@ async def exec_script(activity_id: str, body: ExecIn, request: Request, _: Auth)
 
 @router.get("/activity/{activity_id}/exec/{batch_id}/events", tags=["activity"])
 async def batch_events(activity_id: str, batch_id: str, request: Request, _: Auth,
-                       after: int = 0, timeout: float = 0) -> list[dict[str, Any]]:
+                       after: int = Query(0, ge=0, lt=2**62),
+                       timeout: float = Query(0, allow_inf_nan=False)) -> list[dict[str, Any]]:
     return await _requestor(request).events(activity_id, batch_id, after, min(max(timeout, 0.0), 60.0))  # type: ignore[no-any-return]
 
 
 @router.post("/activity/{activity_id}/exec/{batch_id}/wait", tags=["activity"])
-async def batch_wait(activity_id: str, batch_id: str, request: Request, _: Auth, timeout: float = 60) -> dict[str, Any]:
+async def batch_wait(activity_id: str, batch_id: str, request: Request, _: Auth,
+                     timeout: float = Query(60, allow_inf_nan=False)) -> dict[str, Any]:
     return await _requestor(request).wait(activity_id, batch_id, min(max(timeout, 0.0), 3600.0))  # type: ignore[no-any-return]
 
 
@@ -99,7 +116,8 @@ async def provider_activities(request: Request, _: Auth) -> list[dict[str, Any]]
     return await _provider(request).list()  # type: ignore[no-any-return]
 
 
-_STATUS = {"unknown-activity": 404, "unknown-agreement": 404, "unknown-batch": 404, "provider-unreachable": 502}
+_STATUS = {"unknown-activity": 404, "unknown-agreement": 404, "unknown-batch": 404, "provider-unreachable": 502,
+           "bad-reply": 502}
 
 
 def install(app: FastAPI) -> None:
