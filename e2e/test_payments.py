@@ -70,3 +70,32 @@ def test_requestor_killed_is_cut_off_and_the_provider_redeems(tmp_path: Path, da
     assert status["balance"]["earned_units"] == row["paid_units"] > 0
     invoices = json.loads(run_cli("payment", "invoices", "--json", data_dir=prov.data_dir).stdout)
     assert [i["status"] for i in invoices if i["agreement_id"] == agreement_id] == ["settled"]
+
+
+PATIENT_TERMS = ["--property", "golem.com.scheme.payu.debit-note.interval-sec?=1",
+                 "--property", "golem.com.scheme.payu.payment-timeout-sec?=30"]
+
+
+def test_restarted_requestor_pays_for_the_whole_run(tmp_path: Path, daemons: list[Daemon], test_image: str) -> None:
+    """Issue 11 row 12: after kill -9 and a restart, the requestor's clock began again (paid 21.1e12 of 44.8e12)."""
+    prov = Daemon(tmp_path / "prov", ["--role", "provider", "--activity-keepalive", "60"]).start()
+    daemons.append(prov)
+    req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", prov.p2p_addr]).start()
+    daemons.append(req)
+    wait_until(lambda: len(req.api("GET", "/market/offers")) == 1, timeout=15, what="requestor sees the offer")
+    run_cli("payment", "fund", "--amount", "10", data_dir=req.data_dir)
+    out = run_cli("market", "negotiate", *PATIENT_TERMS, "--json", data_dir=req.data_dir, timeout=60)
+    agreement_id = json.loads(out.stdout)["agreements"][0]["agreement_id"]
+    act = req.api("POST", "/activity", json={"agreement_id": agreement_id})
+    req.api("POST", f"/activity/{act['activity_id']}/exec", json={"script": [
+        {"deploy": {"image": "local/busybox:1"}}, {"start": {}}, {"run": {"argv": ["sleep", "600"], "timeout": 600}}]})
+    wait_until(lambda: _row(req, agreement_id)["acked_seq"] >= 5, timeout=60, what="vouchers")
+    req.kill()
+    req.start()  # the provider's container ran on meanwhile
+    wait_until(lambda: _row(req, agreement_id)["acked_seq"] >= 10, timeout=60, what="vouchers after restart")
+    run_cli("market", "terminate", agreement_id, data_dir=req.data_dir)
+    wait_until(lambda: _row(prov, agreement_id)["state"] == "closed", timeout=30, what="provider settles")
+    invoices = json.loads(run_cli("payment", "invoices", "--json", data_dir=prov.data_dir).stdout)
+    inv = next(i for i in invoices if i["agreement_id"] == agreement_id)
+    earned = json.loads(run_cli("payment", "status", "--json", data_dir=prov.data_dir).stdout)["balance"]["earned_units"]
+    assert inv["status"] == "paid" and earned == inv["amount_units"], (inv, earned)
