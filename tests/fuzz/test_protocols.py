@@ -66,6 +66,12 @@ class NoRuntime:
     async def remove(self, container_id: str) -> None:
         return None
 
+    async def resolve_image(self, image_ref: str) -> str:
+        return image_ref
+
+    async def peer_images(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
     def __getattr__(self, name: str) -> Callable[..., Any]:
         async def refuse(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeFailure(f"fuzz: no runtime ({name})")

@@ -286,8 +286,11 @@ class RequestorMarket:
         })
         latency = (time.monotonic() - started) * 1000
         if reply.get("move") == "reject":
-            code, message = str(reply.get("code", "rejected")), str(reply.get("message", ""))
-            neg.receive(Reject(code), now_ms=self._clock_ms())
+            code, message = str(reply.get("code") or "rejected")[:64], str(reply.get("message", ""))[:500]
+            try:
+                neg.receive(Reject(code), now_ms=self._clock_ms())
+            except NegotiationError:
+                pass  # a refusal past the deadline still ends this attempt (it raised out of counter())
             state.emit("rejected", offer_id=offer_id, provider_id=offer.provider_id, code=code, message=message)
             await self._record(offer.provider_id, "rejection", latency)
             raise NegotiationFailed(code, message)

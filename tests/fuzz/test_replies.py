@@ -1,0 +1,85 @@
+"""Fuzz the client side of our protocols: a hostile provider answers the requestor's requests
+with garbage (market negotiation here, the activity client in ``test_activity_replies.py``).
+
+The invariant is the requestor's: each call returns or raises the service's typed failure
+(:class:`NegotiationFailed`, :class:`ActivityFailed`), and no background task of the node (the batch
+pump, the keep-alive) dies of it: the world's nursery would take the test down with it (issue 11
+rows 2 and 3 were such replies). Same set-up as ``test_protocols.py``: nodes up for all examples,
+hypothesis on a worker thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from yagna.market_service.protocol import NEGOTIATE
+from yagna.market_service.requestor import NegotiationFailed
+from yagna.net.reqresp import Request
+
+from .strategies import FUZZ, cbor_values, mutated
+from .test_protocols import World, world
+
+
+class Rogue:
+    """Answers every request of one protocol with the reply the current example drew for its op."""
+
+    def __init__(self) -> None:
+        self.replies: dict[str, object] = {}
+        self.events_asked: dict[str, int] = {}
+
+    async def __call__(self, request: Request) -> object:
+        msg = request.payload if isinstance(request.payload, dict) else {}
+        op = str(msg.get("op"))
+        if op == "events":  # garbage once per batch, then a clean end (so each pump finishes)
+            batch = str(msg.get("batch_id"))
+            self.events_asked[batch] = self.events_asked.get(batch, 0) + 1
+            if self.events_asked[batch] > 1:
+                return {"events": [], "done": True, "results": []}
+        return self.replies.get(op, {})
+
+
+def _replies(valid: dict[str, list[dict[str, object]]]) -> st.SearchStrategy[dict[str, object]]:
+    """Per op: garbage, or one of its valid replies, as is or mutated."""
+    return st.fixed_dictionaries({op: st.one_of(cbor_values, *(mutated(r) for r in replies), st.sampled_from(replies))
+                                  for op, replies in valid.items()})
+
+
+COUNTER_REPLY: dict[str, object] = {"move": "counter", "properties": {"golem.srv.comp.expiration": 2**40},
+                                    "constraints": "", "expires_at_ms": 2**41}
+REJECT_REPLY: dict[str, object] = {"move": "reject", "code": "no-capacity", "message": "full"}
+
+
+async def _negotiate(w: World, rogue: Rogue, demand_id: str, offer_id: str) -> None:
+    requestor = w.req.market.requestor
+    assert requestor is not None
+    try:
+        await requestor.counter(demand_id, offer_id)
+        await requestor.propose_agreement(demand_id, offer_id)
+    except NegotiationFailed:
+        pass
+
+
+async def test_negotiation_survives_garbage_replies(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        rogue = Rogue()
+        w.prov.tap._rr.register(NEGOTIATE, rogue)  # the provider turns hostile
+        requestor = w.req.market.requestor
+        assert requestor is not None
+        demand = await requestor.create_demand({}, "")
+        offer_id = next(iter(w.req.market.directory.book.live(0))).offer_id  # type: ignore[attr-defined]
+        token = trio.lowlevel.current_trio_token()
+
+        @FUZZ
+        @given(_replies({"counter": [COUNTER_REPLY, REJECT_REPLY],
+                         "propose_agreement": [{"move": "approve", "signature": b"\x00" * 64}, REJECT_REPLY]}))
+        @example({"counter": {"move": "reject", "code": ""}, "propose_agreement": {}})  # a reject without a reason
+        @example({"counter": {"move": "reject", "code": [1], "message": {}}, "propose_agreement": {}})
+        def one(replies: dict[str, object]) -> None:
+            rogue.replies = replies
+            trio.from_thread.run(_negotiate, w, rogue, demand.demand_id, offer_id, trio_token=token)
+
+        await trio.to_thread.run_sync(one)
