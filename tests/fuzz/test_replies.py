@@ -16,6 +16,7 @@ import trio
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from yagna.market_service.offers import SYNC
 from yagna.market_service.protocol import NEGOTIATE
 from yagna.market_service.requestor import NegotiationFailed
 from yagna.net.reqresp import Request
@@ -81,5 +82,22 @@ async def test_negotiation_survives_garbage_replies(tmp_path: Path) -> None:
         def one(replies: dict[str, object]) -> None:
             rogue.replies = replies
             trio.from_thread.run(_negotiate, w, rogue, demand.demand_id, offer_id, trio_token=token)
+
+        await trio.to_thread.run_sync(one)
+
+
+async def test_offer_catch_up_survives_garbage_pages(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        offer_raw = next(iter(w.req.market.directory.book.live(0))).raw  # type: ignore[attr-defined]
+        rogue = Rogue()
+        w.prov.tap._rr.register(SYNC, rogue)  # the provider's catch-up pages turn hostile
+        token = trio.lowlevel.current_trio_token()
+        page = {"offers": [offer_raw], "next": None}
+
+        @FUZZ
+        @given(st.one_of(cbor_values, mutated(page), mutated({"offers": [offer_raw, b"\x00"], "next": "z" * 64})))
+        def one(reply: object) -> None:
+            rogue.replies = {"None": reply}  # sync requests carry no op
+            trio.from_thread.run(w.req.market.directory._sync_from, w.prov.key.node_id, "public", trio_token=token)
 
         await trio.to_thread.run_sync(one)
