@@ -1,5 +1,6 @@
 """Fuzz the client side of our protocols: a hostile provider answers the requestor's requests
-with garbage (market negotiation here, the activity client in ``test_activity_replies.py``).
+with garbage (negotiation, offer catch-up pages, blob chunks; the activity client in
+``test_activity_replies.py``).
 
 The invariant is the requestor's: each call returns or raises the service's typed failure
 (:class:`NegotiationFailed`, :class:`ActivityFailed`), and no background task of the node (the batch
@@ -16,9 +17,13 @@ import trio
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from exeunit.errors import TransferRefused
+from yagna.activity_service.blobs import fetch_blob
+from yagna.activity_service.protocol import BLOB, CHUNK
 from yagna.market_service.offers import SYNC
 from yagna.market_service.protocol import NEGOTIATE
 from yagna.market_service.requestor import NegotiationFailed
+from yagna.net.errors import RequestError
 from yagna.net.reqresp import Request
 
 from .strategies import FUZZ, cbor_values, mutated
@@ -99,5 +104,31 @@ async def test_offer_catch_up_survives_garbage_pages(tmp_path: Path) -> None:
         def one(reply: object) -> None:
             rogue.replies = {"None": reply}  # sync requests carry no op
             trio.from_thread.run(w.req.market.directory._sync_from, w.prov.key.node_id, "public", trio_token=token)
+
+        await trio.to_thread.run_sync(one)
+
+
+async def test_blob_fetch_survives_garbage_chunks(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        rogue = Rogue()
+        w.prov.tap._rr.register(BLOB, rogue)  # the provider's chunks turn hostile
+        token = trio.lowlevel.current_trio_token()
+        dest = tmp_path / "blob.part"
+
+        async def fetch(expected: int | None) -> None:
+            try:
+                await fetch_blob(w.req.tap, w.prov.key.node_id, "file:" + "ab" * 32, dest, max_size=4 * CHUNK,
+                                 expected_size=expected)
+            except (TransferRefused, RequestError):
+                pass
+            assert not dest.exists() or dest.stat().st_size <= 4 * CHUNK
+
+        @FUZZ
+        @given(st.one_of(cbor_values, mutated({"size": 5, "data": b"hello"}), mutated({"size": CHUNK + 3, "data": b"abc"}),
+                         st.builds(lambda n, d: {"size": n, "data": d}, st.integers(-5, 5 * CHUNK), st.binary(max_size=64))),
+               st.one_of(st.none(), st.integers(0, 10)))
+        def one(reply: object, expected: int | None) -> None:
+            rogue.replies = {"None": reply}
+            trio.from_thread.run(fetch, expected, trio_token=token)
 
         await trio.to_thread.run_sync(one)
