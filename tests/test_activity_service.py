@@ -399,3 +399,42 @@ async def test_a_removal_cancelled_midway_still_finishes(tmp_path: Path, image_i
         label = {"label": f"network.yagna.activity={activity_id}"}
         assert engine.containers.list(all=True, filters=label) == []
         assert engine.volumes.list(filters=label) == []
+
+
+async def test_destroy_ends_only_that_activitys_tasks(tmp_path: Path, image_id: str) -> None:
+    """Each activity's tasks run in its own cancel scope, on both sides: destroying one leaves the other running."""
+    async with pair(tmp_path) as p:
+        req, prov = p.req.requestor, p.prov.provider
+        assert req is not None and prov is not None
+        demand = await p.req_market.requestor.create_demand({}, "")  # type: ignore[union-attr]
+        with trio.fail_after(10):
+            while not (result := await p.req_market.requestor.negotiate(demand.demand_id))["agreements"]:  # type: ignore[union-attr]
+                await trio.sleep(0.1)
+        ids, batches = [], []
+        for agreement_id in (p.agreement_id, result["agreements"][0]["agreement_id"]):
+            activity_id = (await req.create(agreement_id))["activity_id"]
+            batch = await req.exec(activity_id, [{"deploy": {"image": image_id}}, {"start": {}},
+                                                 {"run": {"argv": ["sh", "-c", "yes | head -c 300000; sleep 600"]}}])
+            ids.append(activity_id)
+            batches.append(batch["batch_id"])
+        with trio.fail_after(20):
+            while {(await req.state(a))["state"] for a in ids} != {"running"}:
+                await trio.sleep(0.05)
+        await req.destroy(ids[0])
+        with trio.fail_after(20):
+            done = await req.wait(ids[0], batches[0], 20)
+        run = (done["results"] or [None] * 3)[2]
+        assert done["done"] and (done["error"] is not None or run["error"] or run["exit_code"] != 0), done  # cut short
+        mine = prov._ended[ids[0]]
+        ended_batch = mine.batches[batches[0]]
+        assert ended_batch.done and ended_batch.buffered_bytes == 0  # its events were dropped with it
+        with trio.fail_after(10):
+            while mine.nursery is not None:  # its task scope is over
+                await trio.sleep(0.05)
+        # The other one is untouched: still running its command, its output still kept for its reader.
+        other = prov._live[ids[1]]
+        assert not other.batches[batches[1]].done and other.nursery is not None
+        assert (await req.state(ids[1]))["state"] == "running"
+        events = await req.events(ids[1], batches[1], 0, 5)
+        assert any(e["kind"] == "stdout" for e in events)
+        await req.destroy(ids[1])

@@ -463,9 +463,7 @@ class ProviderActivities:
         digest, size = await trio.to_thread.run_sync(sha256_file, out)
         await self._blobs.offer_staged(running.requestor_id, f"file:{digest}", out, owner=running.activity.activity_id,
                                        on_gone=self.staged.remove)
-        result = batch.finish(index, now=time.time())
-        result.update(sha256=digest, size=size)
-        return result
+        return batch.finish(index, now=time.time(), file=(digest, size))
 
     async def _ensure_image(self, running: _Running, image_id: str) -> None:
         if await self._runtime.has_image(image_id):

@@ -447,7 +447,8 @@ class RequestorActivities:
         if act.ended:
             return
         act.set_state(state, reason)
-        log.warning("activity %s on %s %s: %s", act.activity_id, act.provider_id, state.value, reason)
+        log.log(logging.WARNING if state is State.FAILED else logging.INFO, "activity %s on %s %s: %s",
+                act.activity_id, act.provider_id, state.value, reason)
         with trio.CancelScope(shield=True):
             await self._rows.update(act.activity_id, state=state.value, reason=reason, usage=act.usage)
         act.scope.cancel()  # its tasks stop; its pumps report their batches lost
