@@ -44,7 +44,7 @@ class Rogue:
             batch = str(msg.get("batch_id"))
             self.events_asked[batch] = self.events_asked.get(batch, 0) + 1
             if self.events_asked[batch] > 1:
-                return {"events": [], "done": True, "results": []}
+                return {"events": [], "done": True, "receipt": None}
         return self.replies.get(op, {})
 
 
