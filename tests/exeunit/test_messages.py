@@ -84,13 +84,16 @@ def _batch(plan: list[list[bytes]], exit_code: int = 0, buffer: int = 4 * 1024 *
 
 def _read_all(batch: Batch) -> tuple[list[Any], int]:
     """Page through the batch as the provider answers and the requestor decodes; (events, largest frame)."""
-    after, events, largest = 0, [], 0
+    after, largest = 0, 0
+    events: list[Any] = []
     while True:
         page = batch.events_after(after, MAX_EVENTS_PER_PAGE, max_bytes=PAGE_BYTES)
         done = not page or page[-1]["seq"] >= batch.last_seq
         frame = encode({"ok": events_page_to_wire(page, done=done, receipt=b"r" * 200)})
         largest = max(largest, len(frame))
-        decoded = decode_events_page(decode(frame, max_size=ACTIVITY.max_response_size)["ok"], after=after)
+        reply = decode(frame, max_size=ACTIVITY.max_response_size)
+        assert isinstance(reply, dict)
+        decoded = decode_events_page(reply["ok"], after=after)
         events += decoded.events
         if decoded.done:
             return events, largest

@@ -490,6 +490,7 @@ class ProviderActivities:
         duration = cpu = peak = count = 0
         for row in await self._rows.list(role="provider", agreement_id=agreement_id):
             running = self._live.get(row.activity_id) or self._ended.get(row.activity_id)
+            usage: dict[str, Any] | None
             if running is not None and running.final_usage is not None:
                 usage = running.final_usage
             elif running is not None and row.activity_id in self._live:

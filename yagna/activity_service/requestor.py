@@ -78,7 +78,8 @@ from yagna.store.market_repos import Agreements
 log = logging.getLogger("yagna.activity.requestor")
 
 ImageResolver = Callable[[str], Awaitable[str]]
-ImageSaver = Callable[[str, Path], Awaitable[str]]
+ImageSaver = Callable[[str, str], Awaitable[str]]
+"""``(image ref, destination path) -> image id`` (:meth:`exeunit.runtime.Runtime.save_image`)."""
 _R = TypeVar("_R")
 
 MAX_BATCHES_KEPT = 32
@@ -315,7 +316,7 @@ class RequestorActivities:
 
             async def make() -> Path:
                 if not dest.exists():
-                    await save(image_id, dest)
+                    await save(image_id, str(dest))
                 return dest
 
             self._blobs.offer_lazy(act.provider_id, f"image:{image_id}", make)
