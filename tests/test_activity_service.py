@@ -428,6 +428,10 @@ async def test_destroy_ends_only_that_activitys_tasks(tmp_path: Path, image_id: 
         mine = prov._ended[ids[0]]
         ended_batch = mine.batches[batches[0]]
         assert ended_batch.done and ended_batch.buffered_bytes == 0  # its events were dropped with it
+        with pytest.raises(RemoteError) as exc:  # and a reader is told so, not answered "done" without them
+            await p.req_net.rr.request(p.prov_id, ACTIVITY, {"op": "events", "activity_id": ids[0],
+                                                             "batch_id": batches[0], "after": 0, "wait_ms": 0})
+        assert exc.value.code == "events-dropped"
         with trio.fail_after(10):
             while mine.nursery is not None:  # its task scope is over
                 await trio.sleep(0.05)
@@ -435,6 +439,10 @@ async def test_destroy_ends_only_that_activitys_tasks(tmp_path: Path, image_id: 
         other = prov._live[ids[1]]
         assert not other.batches[batches[1]].done and other.nursery is not None
         assert (await req.state(ids[1]))["state"] == "running"
-        events = await req.events(ids[1], batches[1], 0, 5)
-        assert any(e["kind"] == "stdout" for e in events)
+        seen, after = [], 0
+        with trio.fail_after(20):
+            while "stdout" not in seen:
+                for e in await req.events(ids[1], batches[1], after, 5):
+                    after, seen = max(after, e["seq"]), [*seen, e["kind"]]
+        assert "batch_done" not in seen
         await req.destroy(ids[1])

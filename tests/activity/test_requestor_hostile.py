@@ -338,3 +338,41 @@ async def test_six_megabytes_of_invalid_utf8_come_back_paged_with_the_exit_code(
         assert base64.b64decode(result["stdout_b64"]) == b"\xff" * 64 * 1024
         assert result["stdout_truncated"] and result["stdout_dropped"] == size - 64 * 1024
         assert result["stdout"] == "\ufffd" * 64 * 1024
+
+
+async def test_unread_events_of_finished_batches_are_bounded_in_all(tmp_path: Path) -> None:
+    chunk = b"o" * MAX_EVENT_DATA_BYTES
+    async with world(tmp_path) as w:
+        w.req.max_unread_bytes = 2 * 1024 * 1024
+        activity_id = await w.activity()
+        batch_ids = iter(range(100))
+
+        async def exec_answer(msg: dict[str, Any]) -> object:
+            return {"batch_id": f"b{next(batch_ids)}"}
+
+        async def events(msg: dict[str, Any]) -> object:  # 1 MiB of output, the result, the end: in one page
+            out: list[dict[str, Any]] = [{"seq": i + 1, "index": 0, "kind": "stdout", "data": chunk} for i in range(16)]
+            out += [{"seq": 17, "index": 0, "kind": "finished", "result": _ok_result()},
+                    {"seq": 18, "index": None, "kind": "done", "reason": None}]
+            return {"events": out, "done": True}
+
+        honest = w.provider.handle
+
+        async def handle(request: Request) -> object:
+            msg = request.payload
+            assert isinstance(msg, dict)
+            return await (exec_answer(msg) if msg["op"] == "exec" else honest(request))
+
+        w.req._rr._hub._get("provider").rr.register(ACTIVITY, handle)
+        w.provider.events = events
+        ids = []
+        for _ in range(6):  # nobody reads their events, only waits for them
+            batch_id = (await w.req.exec(activity_id, SCRIPT))["batch_id"]
+            assert (await w.req.wait(activity_id, batch_id, 5))["error"] is None
+            ids.append(batch_id)
+        logs = [w.req._batch(activity_id, b).log for b in ids]
+        assert sum(log.bytes for log in logs) <= 2 * 1024 * 1024
+        assert logs[-1].bytes > 1024 * 1024 and logs[0].bytes <= 64  # the newest kept, the oldest cleared
+        first = await w.req.events(activity_id, ids[0], 0, 0)
+        assert [e["kind"] for e in first] == ["dropped", "batch_done"]  # a late reader is told, and learns the end
+        await w.req.destroy(activity_id)

@@ -74,6 +74,11 @@ WorkGuard = Callable[[str], Awaitable["str | None"]]
 
 MAX_ENDED_KEPT = 256
 """Ended activities kept in memory so their requestors can still read the last events."""
+EVENTS_KEPT_AFTER_END_S = 60.0
+"""An ended activity's undelivered events are kept this long for its requestor, then dropped.
+With one batch's events kept per activity (an exec drops those of the batches before it), a
+peer's undelivered output costs a provider at most 4 MiB per live activity of its agreements,
+plus the same per activity ended in the last minute."""
 
 
 @dataclass
@@ -92,6 +97,8 @@ class _Running:
     paused_total: float = 0.0
     final_usage: dict[str, Any] | None = None
     """Usage read just before the container was removed (billing must not see a gap)."""
+    ended_mono: float | None = None
+    """When it left the live set (its events are dropped :data:`EVENTS_KEPT_AFTER_END_S` later)."""
     scope: trio.CancelScope = dc_field(default_factory=trio.CancelScope)
     """Of the activity's own tasks (its batches): cancelled when it is destroyed or ended."""
     nursery: trio.Nursery | None = None
@@ -187,6 +194,10 @@ class ProviderActivities:
                 else:
                     continue
                 running.scope.cancel()  # a batch still running ends now (its runner closes it)
+            for running in self._ended.values():  # late readers had their time
+                if running.ended_mono is not None and now - running.ended_mono > EVENTS_KEPT_AFTER_END_S:
+                    for batch in running.batches.values():
+                        batch.discard()
 
     async def _end(self, running: _Running, reason: str) -> None:
         """Remove the container and record the end (idempotent)."""
@@ -196,6 +207,8 @@ class ProviderActivities:
         usage = running.final_usage or None
         self._live.pop(act.activity_id, None)
         self._ended[act.activity_id] = running
+        if running.ended_mono is None:
+            running.ended_mono = time.monotonic()
         while len(self._ended) > MAX_ENDED_KEPT:
             self._ended.popitem(last=False)
         if running.container_id is not None:
@@ -316,6 +329,9 @@ class ProviderActivities:
         running.batches[batch_id] = batch
         for old in list(running.batches)[:-MAX_BATCHES_KEPT]:
             del running.batches[old]
+        for earlier in running.batches.values():
+            if earlier is not batch:  # done, and the requestor moved on: what it did not read is gone
+                earlier.discard()
         running.nursery.start_soon(self._run_batch, running, batch)
         return BatchStarted(batch_id)
 
@@ -323,6 +339,9 @@ class ProviderActivities:
         batch = running.batches.get(req.batch_id)
         if batch is None:
             raise RequestRejected("unknown-batch", "no such batch")
+        if batch.discarded and req.after < batch.last_seq:
+            raise RequestRejected("events-dropped", "this batch's events were dropped: its activity was destroyed or "
+                                                    "ended a while ago, or a later batch started")
         batch.ack(req.after)  # one reader (our requestor): what it has needs no keeping
         after = req.after
         with trio.move_on_after(min(req.wait_ms, WAIT_MS_MAX) / 1000):

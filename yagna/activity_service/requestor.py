@@ -86,6 +86,9 @@ MAX_BATCHES_KEPT = 32
 """Batches kept per activity (the oldest finished ones go first)."""
 MAX_ENDED_KEPT = 64
 """Ended activities kept in memory (their rows stay in the store)."""
+MAX_UNREAD_BYTES = 64 * 1024 * 1024
+"""Events of finished batches nobody has read, over all activities: past it the oldest batches' go.
+(A running batch's own log is bounded by ``events.MAX_BYTES``.)"""
 
 
 class ActivityFailed(ExeUnitError):
@@ -183,6 +186,7 @@ class RequestorActivities:
         self._forgotten: dict[str, tuple[int, int]] = {}
         """Agreement id -> (ms, activities) of ended activities no longer kept in memory."""
         self._nursery: trio.Nursery | None = None
+        self.max_unread_bytes = MAX_UNREAD_BYTES
         self.before_create: Callable[[str], Awaitable[None]] | None = None
         """Set by the payment service: opens the agreement's payment channel before the first activity."""
 
@@ -347,6 +351,7 @@ class RequestorActivities:
                         results[event.result.index] = result_to_wire(event.result)
                     batch.log.append(event.seq, event)
                     after = event.seq
+                self._trim_logs()
                 if page.done:
                     batch.results = results
                     self._check_receipt(act, batch, page.receipt)
@@ -362,6 +367,18 @@ class RequestorActivities:
             batch.log.append(batch.log.last_seq + 1, {"kind": "batch_done", "error": batch.error})
             batch.log.close()
             batch.done_event.set()
+
+    def _trim_logs(self) -> None:
+        """Keep the unread events of finished batches within :attr:`max_unread_bytes` (oldest go first)."""
+        batches = [b for a in self._acts.values() for b in a.batches.values()]
+        total = sum(b.log.bytes for b in batches)
+        for batch in batches:
+            if total <= self.max_unread_bytes:
+                return
+            if batch.done and batch.log.bytes:
+                total -= batch.log.bytes
+                batch.log.clear()
+                total += batch.log.bytes  # its end stays
 
     def _check_receipt(self, act: _Activity, batch: _Batch, raw: bytes | None) -> None:
         if raw is None:
