@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from exeunit.activity import TERMINAL
 from yagna.store.db import Store
 
 Clock = Callable[[], float]
@@ -87,10 +88,10 @@ class Activities:
         if agreement_id is not None:
             clauses.append("agreement_id = ?")
             params.append(agreement_id)
-        if live is True:
-            clauses.append("state NOT IN ('terminated', 'failed')")
-        elif live is False:
-            clauses.append("state IN ('terminated', 'failed')")
+        if live is not None:
+            terminal = sorted(state.value for state in TERMINAL)
+            clauses.append(f"state {'NOT IN' if live else 'IN'} ({', '.join('?' * len(terminal))})")
+            params.extend(terminal)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._store.fetchall(
             f"SELECT {_COLUMNS} FROM activities {where} ORDER BY created_at DESC, activity_id LIMIT ?", (*params, limit)
