@@ -29,6 +29,9 @@ from exeunit.docker.cgroups import CgroupView
 from exeunit.docker.engine import USER, Engine
 from exeunit.errors import RuntimeFailure
 
+_START_WAIT_S = 2.0
+"""How long a kill waits for the engine to report a just-started command as running."""
+
 
 class Killer:
     def __init__(self, engine: Engine, cgroups: CgroupView) -> None:
@@ -49,13 +52,24 @@ class Killer:
             raise
         await self._kill_inside(container_id, exec_id)
 
-    def _exec_pid(self, exec_id: str) -> int:
-        info = self._engine.api().exec_inspect(exec_id)
-        return int(info.get("Pid") or 0) if info.get("Running") else 0
+    def _exec_pid(self, exec_id: str, *, wait_s: float = 0.0) -> int:
+        """The exec's host pid; 0 once it is over. Blocking.
+
+        Right after ``exec_start`` the engine may still report a started command as not running
+        (no pid, no exit code yet: its output can arrive before that): wait up to ``wait_s`` for it.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            info = self._engine.api().exec_inspect(exec_id)
+            if info.get("Running") and info.get("Pid"):
+                return int(info["Pid"])
+            if info.get("ExitCode") is not None or time.monotonic() >= deadline:
+                return 0
+            time.sleep(0.01)
 
     def _kill_blocking(self, container_id: str, exec_id: str, spare: list[str]) -> None:
         api = self._engine.api()
-        pid = self._exec_pid(exec_id)
+        pid = self._exec_pid(exec_id, wait_s=_START_WAIT_S)
         if pid <= 0:
             return  # already over
         init_pid, dirs = self._cgroups.dirs_of(container_id)

@@ -218,6 +218,32 @@ async def test_failing_output_sink_kills_the_command(docker_runtime, make_contai
     assert not [p for p in await _processes(docker_runtime, cid) if "sleep 1000" in p]
 
 
+async def test_a_kill_waits_for_the_engine_to_see_a_just_started_command(docker_runtime, make_container,
+                                                                         monkeypatch) -> None:
+    """Regression (a flake): output can arrive before the engine reports the exec running (no pid, no
+    exit code yet); a kill then took it for over and left it running."""
+    cid = await make_container()
+    api = docker_runtime.inner.engine.api()
+    real_inspect = api.exec_inspect
+    lies = [3]
+
+    def not_yet(exec_id: str):  # type: ignore[no-untyped-def]
+        info = real_inspect(exec_id)
+        if info.get("Running") and lies[0] > 0:
+            lies[0] -= 1
+            return {**info, "Running": False, "Pid": 0, "ExitCode": None}
+        return info
+
+    monkeypatch.setattr(api, "exec_inspect", not_yet)
+
+    async def sink(kind: str, chunk: bytes) -> None:
+        raise ValueError("consumer gone")
+
+    with pytest.raises(ValueError):
+        await sh(docker_runtime, cid, "echo first; sleep 1000", on_output=sink)
+    assert not [p for p in await _processes(docker_runtime, cid) if "sleep 1000" in p]
+
+
 async def test_put_and_get_file_round_trip(docker_runtime, make_container, tmp_path: Path) -> None:
     cid = await make_container()
     src = tmp_path / "in.bin"
