@@ -64,8 +64,8 @@ class EventLog(Generic[T]):
         self._wake()
 
     def ack(self, seq: int) -> None:
-        """The reader has every event up to ``seq``: forget them."""
-        self._acked = max(self._acked, seq)
+        """The reader has every event up to ``seq``: forget them (a ``seq`` past the log's end counts as its end)."""
+        self._acked = max(self._acked, min(seq, self._last_seq))
         while self._events and self._events[0][0] <= seq:
             self._pop()
 
