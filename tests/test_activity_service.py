@@ -446,3 +446,19 @@ async def test_destroy_ends_only_that_activitys_tasks(tmp_path: Path, image_id: 
                     after, seen = max(after, e["seq"]), [*seen, e["kind"]]
         assert "batch_done" not in seen
         await req.destroy(ids[1])
+
+
+async def test_six_megabytes_of_0xff_on_stdout_keep_their_result(tmp_path: Path, image_id: str) -> None:
+    """Issue 11 row 11: the batch failed with ``internal: response too large`` and its results were lost."""
+    import base64
+
+    async with pair(tmp_path) as p:
+        _, result = await p.run([{"deploy": {"image": image_id}}, {"start": {}},
+                                 {"run": {"argv": ["sh", "-c", "head -c 6000000 /dev/zero | tr '\\000' '\\377'; exit 4"]}},
+                                 {"terminate": {}}])
+        assert result["error"] is None, result["error"]
+        run = result["results"][2]
+        assert run["exit_code"] == 4
+        assert base64.b64decode(run["stdout_b64"]) == b"\xff" * 64 * 1024
+        assert run["stdout_dropped"] == 6_000_000 - 64 * 1024 and run["stdout_truncated"]
+        assert result["receipt_verified"] is True
