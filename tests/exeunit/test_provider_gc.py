@@ -105,7 +105,7 @@ class Pair:
 
 
 @contextlib.asynccontextmanager
-async def pair(root: Path, prov_key: NodeKey, *, hidden: set[str] = frozenset(),
+async def pair(root: Path, prov_key: NodeKey, *, hidden: frozenset[str] = frozenset(),
                archives: dict[str, Path] | None = None) -> AsyncIterator[Pair]:
     from exeunit.docker_runtime import DockerRuntime
 
@@ -138,7 +138,7 @@ async def pair(root: Path, prov_key: NodeKey, *, hidden: set[str] = frozenset(),
             while len(rmarket.directory.book) < 1:
                 await trio.sleep(0.01)
         demand = await rmarket.requestor.create_demand({}, "")  # type: ignore[union-attr]
-        result = await rmarket.requestor.negotiate(demand.demand_id)  # type: ignore[union-attr]
+        result: Any = await rmarket.requestor.negotiate(demand.demand_id)  # type: ignore[union-attr]
         try:
             yield Pair(pact, ract, result["agreements"][0]["agreement_id"], root / "prov" / "exeunit" / "provider")
         finally:
@@ -236,7 +236,7 @@ async def test_images_loaded_from_requestors_are_collected_never_the_operators(t
     operator_image = _throwaway_image(engine, f"local/yagna-test-operator-{suffix}")
     key = NodeKey.generate()
     try:
-        async with pair(tmp_path / "1", key, hidden={test_image}, archives={peer_image: archive}) as p:
+        async with pair(tmp_path / "1", key, hidden=frozenset({test_image}), archives={peer_image: archive}) as p:
             activity_id, result = await p.run([{"deploy": {"image": peer_image}}])
             assert result["error"] is None, result
             await p.destroy(activity_id)
