@@ -90,8 +90,9 @@ async def test_open_removes_what_a_crash_left(tmp_path: Path) -> None:
 
 
 async def test_an_ended_activity_keeps_its_results_for_the_grace_only(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
-    dropped: list[str] = []
-    staging = Staging(tmp_path / "s", StagingBounds(ended_grace_s=60, sweep_s=5), on_drop=dropped.append)
+    dropped: list[tuple[str, float]] = []
+    staging = Staging(tmp_path / "s", StagingBounds(ended_grace_s=60, sweep_s=5),
+                      on_drop=lambda a: dropped.append((a, trio.current_time())))
     await staging.open()
     rt = FileRuntime({"/work/r": b"r"})
     kept = await staging.take_out(rt, "c", "/work/r", "A", max_bytes=MiB)  # type: ignore[arg-type]
@@ -101,12 +102,13 @@ async def test_an_ended_activity_keeps_its_results_for_the_grace_only(tmp_path: 
         start = trio.current_time()
         staging.retire("A")
         staging.retire("nothing-held")  # nothing to keep: told at once
-        assert dropped == ["nothing-held"]
+        assert dropped == [("nothing-held", start)]
         await trio.sleep(59)
-        assert kept.exists() and dropped == ["nothing-held"]
+        assert kept.exists() and len(dropped) == 1
         await trio.sleep(6)
-        assert not kept.exists() and dropped == ["nothing-held", "A"]
-        assert 60 <= trio.current_time() - start <= 65
+        (who, when), = dropped[1:]
+        assert who == "A" and 60 <= when - start <= 65  # the grace, then the next sweep
+        assert staging.budget.held_by("A") == (0, 0)
         assert await staging.drop("B") == 1 and not gone.exists()  # destroyed: at once
-        nursery.cancel_scope.cancel()
-    assert staging.budget.total_bytes == 0 and os.listdir(staging.root) == []
+        nursery.cancel_scope.cancel()  # waits for an unlink in flight on its thread
+    assert not kept.exists() and staging.budget.total_bytes == 0 and os.listdir(staging.root) == []
