@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from typing import Protocol
 
 from fastapi import FastAPI, HTTPException, Request
@@ -17,12 +18,14 @@ from pydantic import BaseModel, Field
 
 from yagna import __version__
 from yagna.api import activity_routes, market_routes, payment_routes
-from yagna.api.auth import PREFIX, Auth
+from yagna.api.auth import PREFIX, Auth, RequestGuard
 from yagna.core.errors import YagnaError
 from yagna.net.errors import GossipError
 from yagna.store.repos import AppKeyInfo, AppKeys
 from yagna.store.errors import AppKeyExists
 from yagna.user_topics import TopicNameError, UserTopics
+
+log = logging.getLogger("yagna.api")
 
 
 
@@ -113,6 +116,7 @@ def create_app(node: NodeFacade) -> FastAPI:
         redoc_url=None,
     )
     app.state.node = node
+    app.add_middleware(RequestGuard, keys=lambda: node.app_keys)
 
     unauthorized = {401: {"model": Error, "description": "missing or invalid app key"}}
 
@@ -205,5 +209,11 @@ def create_app(node: NodeFacade) -> FastAPI:
     @app.exception_handler(YagnaError)
     async def yagna_error(request: Request, exc: YagnaError) -> JSONResponse:
         return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        """A bug: logged once with its traceback, answered with a typed error and no trace."""
+        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal", "message": "internal error; see the node's log"}, status_code=500)
 
     return app

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from payments.errors import DriverError, PaymentError
+from payments.errors import AmountInvalid, DriverError, PaymentError
 from yagna.api.auth import PREFIX, Auth
 from yagna.core.money import MoneyError, parse_amount
 
@@ -20,7 +20,15 @@ router = APIRouter(prefix=PREFIX)
 
 
 class FundIn(BaseModel):
-    amount: str = Field(description="tokens to credit, a decimal string, e.g. \"10\" (test networks only)")
+    amount: str = Field(max_length=100, description="tokens to credit, a positive decimal string, e.g. \"10\" (test networks only)")
+
+
+def _positive(text: str) -> int:
+    """Base units of a positive amount within 2**255 - 1 (a MoneyError, i.e. a 400, otherwise)."""
+    units = parse_amount(text)
+    if units <= 0:
+        raise MoneyError(f"amount must be positive, got {text!r}")
+    return units
 
 
 def _payments(request: Request):  # type: ignore[no-untyped-def]
@@ -34,7 +42,7 @@ async def payment_status(request: Request, _: Auth) -> dict[str, Any]:
 
 @router.post("/payment/fund", tags=["payment"])
 async def payment_fund(body: FundIn, request: Request, _: Auth) -> dict[str, Any]:
-    return await _payments(request).fund(parse_amount(body.amount))  # type: ignore[no-any-return]
+    return await _payments(request).fund(_positive(body.amount))  # type: ignore[no-any-return]
 
 
 @router.get("/payment/channels", tags=["payment"])
@@ -49,7 +57,7 @@ async def payment_invoices(request: Request, _: Auth) -> list[dict[str, Any]]:
 
 class BonusIn(BaseModel):
     agreement_id: str
-    amount: str = Field(description="tokens to pay on top of the metered usage, a decimal string")
+    amount: str = Field(max_length=100, description="tokens to pay on top of the metered usage, a decimal string")
 
 
 @router.post("/payment/bonus", tags=["payment"])
@@ -58,7 +66,7 @@ async def payment_bonus(body: BonusIn, request: Request, _: Auth) -> dict[str, A
     requestor = _payments(request).requestor
     if requestor is None:
         raise HTTPException(409, "this node does not buy")
-    return await requestor.pay_bonus(body.agreement_id, parse_amount(body.amount))  # type: ignore[no-any-return]
+    return await requestor.pay_bonus(body.agreement_id, _positive(body.amount))  # type: ignore[no-any-return]
 
 
 @router.get("/payment/stats", tags=["payment"])
@@ -73,6 +81,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(MoneyError)
     async def money_error(request: Request, exc: MoneyError) -> JSONResponse:
+        return JSONResponse({"error": "invalid_amount", "message": str(exc)}, status_code=400)
+
+    @app.exception_handler(AmountInvalid)
+    async def amount_invalid(request: Request, exc: AmountInvalid) -> JSONResponse:
         return JSONResponse({"error": "invalid_amount", "message": str(exc)}, status_code=400)
 
     @app.exception_handler(DriverError)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 from fastapi import FastAPI
@@ -38,6 +40,18 @@ def bind_api_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _logged_once(app: FastAPI) -> Callable[..., Awaitable[None]]:
+    """The app, with its re-raised bugs dropped: the app's handler logged them and answered a typed 500."""
+
+    async def serve_app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception:  # noqa: BLE001 - already logged by create_app's internal_error
+            pass
+
+    return serve_app
+
+
 class ApiServer:
     def __init__(self, app: FastAPI, sock: socket.socket) -> None:
         self.app = app
@@ -53,7 +67,15 @@ class ApiServer:
         config.errorlog = logging.getLogger("yagna.api.server")
         config.graceful_timeout = 2.0
         config.keep_alive_timeout = 5
-        await serve(self.app, config, shutdown_trigger=self._stop.wait, task_status=task_status)  # type: ignore[arg-type]
+        # bounds: a local control API serves a few programs, not the internet
+        config.h11_max_incomplete_size = 16 * 1024  # request line + headers
+        config.h2_max_inbound_frame_size = 16 * 1024
+        config.h2_max_concurrent_streams = 16
+        config.backlog = 64
+        config.read_timeout = 30  # a client silent this long mid-request is dropped
+        config.h2_max_header_list_size = 16 * 1024
+        config.keep_alive_max_requests = 1000
+        await serve(_logged_once(self.app), config, shutdown_trigger=self._stop.wait, task_status=task_status)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         self._stop.set()
