@@ -116,3 +116,21 @@ async def test_a_bug_is_a_typed_500_without_a_traceback(caplog: pytest.LogCaptur
     assert resp.status_code == 500
     assert resp.json() == {"error": "internal", "message": "internal error; see the node's log"}
     assert [r for r in caplog.records if r.name == "yagna.api" and "internal error" in r.getMessage()]
+
+
+@pytest.mark.parametrize("query", [{"timeout": "nan"}, {"timeout": "inf"}, {"timeout": "-1"}, {"timeout": "61"},
+                                   {"after": "-1"}])
+async def test_demand_events_bounds_its_query(query: dict[str, str]) -> None:
+    app, _ = _app()
+    calls: list[tuple[Any, ...]] = []
+
+    async def events(*args: Any) -> list[dict[str, Any]]:
+        calls.append(args)  # a NaN got this far and blew up trio.move_on_after: a 500
+        return []
+
+    app.state.node.market = SimpleNamespace(requestor=SimpleNamespace(events=events))
+    async with _client(app) as client:
+        resp = await client.get(f"{PREFIX}/market/demands/d/events", params=query)
+        assert resp.status_code == 422 and calls == []
+        assert (await client.get(f"{PREFIX}/market/demands/d/events", params={"timeout": "0.5"})).status_code == 200
+    assert calls == [("d", 0, 0.5)]

@@ -10,10 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from yagna import __version__
@@ -100,6 +101,21 @@ class Error(BaseModel):
     message: str
 
 
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Error, "description": what}
+    for code, what in {
+        400: "bad input (the message says which)",
+        401: "missing or invalid app key",
+        404: "no such object",
+        409: "not in this node's role or the object's state",
+        413: "request body over the route's cap",
+        502: "a peer answered garbage",
+        503: "a peer or service is unreachable",
+    }.items()
+}
+"""The typed error answers any route may give (422 is FastAPI's own, documented per route)."""
+
+
 def _key_out(info: AppKeyInfo) -> AppKeyOut:
     return AppKeyOut(id=info.id, name=info.name, created_at=info.created_at, last_used_at=info.last_used_at)
 
@@ -114,14 +130,15 @@ def create_app(node: NodeFacade) -> FastAPI:
         openapi_url=f"{PREFIX}/openapi.json",
         docs_url=f"{PREFIX}/docs",
         redoc_url=None,
+        responses=ERRORS,
     )
     app.state.node = node
     app.add_middleware(RequestGuard, keys=lambda: node.app_keys)
 
     unauthorized = {401: {"model": Error, "description": "missing or invalid app key"}}
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's and the router's own (404, 405)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {401: "unauthorized", 404: "not_found", 409: "conflict"}.get(exc.status_code, "error")
         return JSONResponse(
             {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
@@ -157,7 +174,7 @@ def create_app(node: NodeFacade) -> FastAPI:
         try:
             data = base64.b64decode(body.data, validate=True) if body.encoding == "base64" else body.data.encode()
             await node.user_topics.publish(topic, data)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # non-ASCII text is a ValueError, not a binascii.Error
             raise HTTPException(400, "data is not valid base64") from None
         except (TopicNameError, GossipError) as exc:
             raise HTTPException(400, str(exc)) from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -136,8 +136,12 @@ async def delete_demand(demand_id: str, request: Request, _: Auth) -> None:
 
 
 @router.get("/market/demands/{demand_id}/events", tags=["market"])
-async def demand_events(demand_id: str, request: Request, _: Auth, after: int = 0, timeout: float = 0) -> list[dict[str, Any]]:
-    return await _requestor(request).events(demand_id, after, min(max(timeout, 0.0), 60.0))  # type: ignore[no-any-return]
+async def demand_events(
+    demand_id: str, request: Request, _: Auth,
+    after: int = Query(0, ge=0, description="the last event seq seen"),
+    timeout: float = Query(0, ge=0, le=60, allow_inf_nan=False, description="seconds to wait for an event"),
+) -> list[dict[str, Any]]:
+    return await _requestor(request).events(demand_id, after, timeout)  # type: ignore[no-any-return]
 
 
 @router.get("/market/demands/{demand_id}/proposals", tags=["market"])
