@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+import trio
 from fastapi import FastAPI
 
 from yagna.api.app import create_app
 from yagna.api.auth import MAX_BODY, PREFIX
+from yagna.api.server import ApiServer, bind_api_socket
 from yagna.core.money import MAX_UNITS, UNIT
 
 
@@ -134,3 +137,33 @@ async def test_demand_events_bounds_its_query(query: dict[str, str]) -> None:
         assert resp.status_code == 422 and calls == []
         assert (await client.get(f"{PREFIX}/market/demands/d/events", params={"timeout": "0.5"})).status_code == 200
     assert calls == [("d", 0, 0.5)]
+
+
+@pytest.mark.parametrize("auth, status", [("", 401), ("authorization: Bearer k\r\n", 413)])
+async def test_hypercorn_stops_a_200_mb_body_early(auth: str, status: int) -> None:
+    """Over a real socket: the answer comes while the client is still sending, and the server stops taking bytes."""
+    app, payments = _app()
+    server = ApiServer(app, bind_api_socket("127.0.0.1", 0))
+    total = 200 * 1000 * 1000
+
+    def post() -> tuple[int, bytes]:
+        host, port = server.url.rsplit("/", 1)[1].rsplit(":", 1)
+        with socket.create_connection((host, int(port))) as s:
+            s.settimeout(10)
+            s.sendall(f"POST {PREFIX}/payment/fund HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+                      f"content-length: {total}\r\n{auth}\r\n".encode())
+            sent, chunk = 0, b"x" * 65536
+            try:
+                while sent < total:
+                    s.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:  # the server closed: what it already answered is in our receive buffer
+                pass
+            return sent, s.recv(64)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        sent, answer = await trio.to_thread.run_sync(post)
+        server.stop()
+    assert answer.startswith(f"HTTP/1.1 {status}".encode())
+    assert sent < total // 4 and payments.funded == []  # socket buffers, a few MB at most
