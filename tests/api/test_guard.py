@@ -12,6 +12,7 @@ import pytest
 import trio
 from fastapi import FastAPI
 
+from payments.errors import AmountInvalid
 from yagna.api.app import create_app
 from yagna.api.auth import MAX_BODY, PREFIX
 from yagna.api.server import ApiServer, bind_api_socket
@@ -167,3 +168,16 @@ async def test_hypercorn_stops_a_200_mb_body_early(auth: str, status: int) -> No
         server.stop()
     assert answer.startswith(f"HTTP/1.1 {status}".encode())
     assert sent < total // 4 and payments.funded == []  # socket buffers, a few MB at most
+
+
+async def test_a_core_amount_refusal_is_a_400_not_a_conflict() -> None:
+    """Funding past 2**255 - 1 in total is refused by the ledger (AmountInvalid): the caller's input, so a 400."""
+    app, payments = _app()
+
+    async def fund(amount: int) -> dict[str, Any]:
+        raise AmountInvalid("funding would put the account over the largest amount (2**255 - 1 base units)")
+
+    payments.fund = fund  # type: ignore[method-assign]
+    async with _client(app) as client:
+        resp = await client.post(f"{PREFIX}/payment/fund", json={"amount": "1"})
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_amount"
