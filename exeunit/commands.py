@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeAlias, TypeVar
+from typing import Any, ClassVar, TypeAlias, TypeVar
 
 from exeunit.errors import ScriptError, TransferRefused
 from exeunit.paths import container_path, is_inside, normalise
@@ -347,7 +347,7 @@ def _build(kind: str, body: dict[object, object]) -> Command:
         if key not in spec:
             shown = key if isinstance(key, str) else repr(key)
             raise _Invalid(shown[:100], f"unknown field for {kind!r} (known: {', '.join(spec) or 'none'})")
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}  # each value is checked by the command's own constructor
     for key, (required, attr) in spec.items():
         if key in body:
             if key == "name" and body[key] is None:

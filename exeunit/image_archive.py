@@ -89,7 +89,7 @@ def _layer_diff_id(tf: tarfile.TarFile, member: tarfile.TarInfo) -> str:
         if magic[:2] == _GZIP_MAGIC:
             try:
                 with gzip.GzipFile(fileobj=f, mode="rb") as g:
-                    return _sha256_stream(g)
+                    return _sha256_stream(g)  # type: ignore[arg-type]  # GzipFile is a binary IO; typeshed disagrees
             except (OSError, EOFError, zlib.error) as e:  # zlib.error: a corrupt deflate stream
                 raise ImageError(f"image archive: layer {member.name!r} is not valid gzip: {e}") from e
         if magic == _ZSTD_MAGIC:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from market.constraints import MAX_CONSTRAINT_LENGTH, parse
 from market.errors import ConstraintSyntaxError, MarketError, PropertyError
@@ -192,7 +193,7 @@ def verify_agreement(data: bytes, *, network_id: str) -> Agreement:
 # -- internals -------------------------------------------------------------------------
 
 
-def _decode_body(body: bytes) -> tuple[str, str, dict[str, object]]:
+def _decode_body(body: bytes) -> tuple[str, str, dict[str, Any]]:
     try:
         inner = decode(body, max_size=MAX_AGREEMENT_SIZE)
     except WireError as exc:

@@ -479,7 +479,7 @@ def compile(constraint: Constraint) -> Predicate:  # noqa: A001 - module-scoped
         def like_one(value: object) -> Tri:
             return (YES if match(value) else NO) if isinstance(value, str) else UNDEFINED
 
-        one = like_one
+        one: Callable[[object], Tri] = like_one
     else:
         one = _scalar_compare(constraint)
     is_eq = isinstance(constraint, Like) or constraint.op is Op.EQ

@@ -184,7 +184,7 @@ class OfferBook:
 
     # -- adding ---------------------------------------------------------------------
     @property
-    def bytes(self) -> int:
+    def total_bytes(self) -> int:
         """Sealed bytes of all live offers."""
         return self._bytes
 

@@ -92,7 +92,8 @@ class ProposalContext:
 
 
 class Rule(Protocol):
-    code: str
+    @property
+    def code(self) -> str: ...
 
     def check(self, ctx: ProposalContext) -> Rejection | None: ...
 

@@ -33,7 +33,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from market.errors import MarketError
 from market.pricing import LinearPricing, PricingError
@@ -147,7 +147,7 @@ def record_outcome(
     """
     if outcome not in _OUTCOMES:
         raise StrategyError(f"outcome must be one of {', '.join(sorted(_OUTCOMES))}, got {outcome!r}")
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     sample = _latency(latency_ms)
     if sample is not None:
         old = record.latency_ms

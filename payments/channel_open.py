@@ -61,7 +61,7 @@ def open_channel_open(raw: bytes, *, network_id: str, payer: str, payee: str, ag
     if not (isinstance(p, list) and len(p) == 8 and all(isinstance(x, str) for x in p[:7])
             and isinstance(p[7], int) and not isinstance(p[7], bool)):
         raise ChannelOpenRejected("malformed", "payload must be [network, driver, channel, agreement, payer, payee, currency, deposit]")
-    opened = ChannelOpen(*p, raw=raw)  # type: ignore[arg-type]
+    opened = ChannelOpen(*p, raw=raw)  # type: ignore[arg-type,misc]  # eight fields, shapes checked above
     for name, want in (("network_id", network_id), ("agreement_id", agreement_id), ("payer", payer), ("payee", payee)):
         if getattr(opened, name) != want:
             raise ChannelOpenRejected(f"wrong-{name.split('_')[0]}", f"{name} is {getattr(opened, name)!r}, expected {want!r}")

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from typing import cast
 from dataclasses import dataclass
 
 import trio
@@ -32,7 +33,7 @@ from yagna.payment_service import PaymentConfig, PaymentService
 from yagna.store import Store
 from yagna.store.errors import StoreError
 from yagna.store.payment_repos import SqliteLedger
-from yagna.store.repos import AppKeys, Peers, Settings
+from yagna.store.repos import AppKeys, Peers, PeerSource, Settings
 from yagna.user_topics import UserTopics
 
 log = logging.getLogger("yagna.node")
@@ -71,7 +72,7 @@ class StorePeerBook:
 
     async def upsert(self, node_id: str, addrs: list[str], source: str) -> None:
         try:
-            await self._peers.upsert(node_id, addrs, source)
+            await self._peers.upsert(node_id, addrs, cast(PeerSource, source))  # checked by upsert
         except StoreError as exc:
             log.warning("cannot remember peer %s: %s", node_id, exc)
 

@@ -273,5 +273,5 @@ def test_book_total_bytes_are_capped() -> None:
     book = OfferBook(max_bytes=2 * one + one // 2)
     keys = [NodeKey.from_seed(bytes([i]) * 32) for i in range(10, 13)]
     assert [book.add(signed(k), T0, via=f"p{i}").reason for i, k in enumerate(keys)] == [None, None, "over_cap"]
-    assert book.bytes == 2 * one
-    assert book.expire(T0 + TTL + 1) and book.bytes == 0
+    assert book.total_bytes == 2 * one
+    assert book.expire(T0 + TTL + 1) and book.total_bytes == 0

@@ -135,7 +135,7 @@ def create_app(node: NodeFacade) -> FastAPI:
     app.state.node = node
     app.add_middleware(RequestGuard, keys=lambda: node.app_keys)
 
-    unauthorized = {401: {"model": Error, "description": "missing or invalid app key"}}
+    unauthorized: dict[int | str, dict[str, Any]] = {401: {"model": Error, "description": "missing or invalid app key"}}
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's and the router's own (404, 405)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -247,7 +247,8 @@ def preset_create(obj: Any, name: str, **opts: Any) -> None:
 
     body = _preset_body(**opts)
     defaults = Preset(name=name).to_json()
-    merged = {**defaults, **body, "pricing": {**defaults["pricing"], **body.get("pricing", {})}}
+    pricing = cast(dict[str, Any], defaults["pricing"])
+    merged = {**defaults, **body, "pricing": {**pricing, **body.get("pricing", {})}}
     p = obj.client().call("POST", "/provider/presets", json=merged)
     click.echo(f"created {_preset_text(p)}")
 

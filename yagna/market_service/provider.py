@@ -310,7 +310,9 @@ class ProviderMarket:
     # -- negotiation (requests from requestors) -------------------------------------------
     async def handle(self, request: Request) -> object:
         msg = request.payload
-        op = msg.get("op") if isinstance(msg, dict) else None
+        if not isinstance(msg, dict):
+            raise RequestRejected("bad-request", "a negotiation message is a map")
+        op = msg.get("op")
         if op == "counter":
             return await self._on_counter(request.peer, msg)
         if op == "propose_agreement":

@@ -188,7 +188,7 @@ class RequestorMarket:
         constraints = constraints.strip() or "()"  # no constraints: Golem's empty filter
         parse(constraints)
         now = self._clock_ms()
-        props = dict(validate_properties(dict(properties)))
+        props: dict[str, object] = dict(validate_properties(dict(properties)))
         props.setdefault(SRV_COMP_EXPIRATION, now + expiration_s * 1000)
         # Golem's SDK states the payment terms too; a term binds only when both sides state it
         props.setdefault(COM_SCHEME_PAYU_DEBIT_NOTE_INTERVAL_SEC, DEFAULT_DEBIT_NOTE_INTERVAL_S)

@@ -47,7 +47,7 @@ def build_host(seed: bytes) -> IHost:
                 key_pair, noise_privkey=create_x25519_key_pair().private_key
             )
         },
-        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
+        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},  # type: ignore[dict-item]  # libp2p types the key as TProtocol
         connection_config=ConnectionConfig(
             max_connections_per_peer=1,
             dial_timeout=DIAL_TIMEOUT_S,
@@ -85,7 +85,7 @@ def guard_stream_handlers(host: IHost) -> None:
     for protocol, handler in list(mux.handlers.items()):
         if protocol is not None and handler is not None:
             add(protocol, guarded(protocol, handler))
-    mux.add_handler = add_handler  # type: ignore[method-assign]
+    mux.add_handler = add_handler  # type: ignore[method-assign,assignment]  # the instance's, on purpose
 
 
 def _peer_of(stream: INetStream) -> str:

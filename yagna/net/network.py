@@ -91,7 +91,7 @@ class Network:
                             f"cannot listen on {', '.join(map(str, self._listen))}; "
                             "check the address and that the port is free"
                         )
-                    await self.host.get_network().auto_connector.stop()
+                    await self.host.get_network().auto_connector.stop()  # type: ignore[attr-defined]  # the Swarm has it
                     async with trio.open_nursery() as app:
                         await app.start(self.gossip.run)
                         await app.start(self.peers.run)

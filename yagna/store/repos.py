@@ -141,10 +141,10 @@ class AppKeys:
         token_file = Path(token_file)
         token = await trio.to_thread.run_sync(_read_token, token_file)
         if token is not None:
-            info = await self._store.fetchone(
+            row = await self._store.fetchone(
                 "SELECT name FROM app_keys WHERE key_hash = ?", (hash_token(token),)
             )
-            if info is not None and info["name"] == name:
+            if row is not None and row["name"] == name:
                 return token
 
         token = new_token()
