@@ -17,14 +17,14 @@ TERMS = ["--property", "golem.com.scheme.payu.debit-note.interval-sec?=1",
          "--property", "golem.com.scheme.payu.payment-timeout-sec?=2"]
 
 
-def _setup(tmp_path: Path, daemons: list[Daemon]) -> tuple[Daemon, Daemon, str, str]:
+def _setup(tmp_path: Path, daemons: list[Daemon], terms: list[str] = TERMS) -> tuple[Daemon, Daemon, str, str]:
     prov = Daemon(tmp_path / "prov", ["--role", "provider", "--activity-keepalive", "60"]).start()
     daemons.append(prov)
     req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", prov.p2p_addr]).start()
     daemons.append(req)
     wait_until(lambda: len(req.api("GET", "/market/offers")) == 1, timeout=15, what="requestor sees the offer")
     run_cli("payment", "fund", "--amount", "10", data_dir=req.data_dir)
-    out = run_cli("market", "negotiate", *TERMS, "--json", data_dir=req.data_dir, timeout=60)
+    out = run_cli("market", "negotiate", *terms, "--json", data_dir=req.data_dir, timeout=60)
     agreement_id = json.loads(out.stdout)["agreements"][0]["agreement_id"]
     act = req.api("POST", "/activity", json={"agreement_id": agreement_id})
     req.api("POST", f"/activity/{act['activity_id']}/exec", json={"script": [
@@ -78,17 +78,7 @@ PATIENT_TERMS = ["--property", "golem.com.scheme.payu.debit-note.interval-sec?=1
 
 def test_restarted_requestor_pays_for_the_whole_run(tmp_path: Path, daemons: list[Daemon], test_image: str) -> None:
     """Issue 11 row 12: after kill -9 and a restart, the requestor's clock began again (paid 21.1e12 of 44.8e12)."""
-    prov = Daemon(tmp_path / "prov", ["--role", "provider", "--activity-keepalive", "60"]).start()
-    daemons.append(prov)
-    req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", prov.p2p_addr]).start()
-    daemons.append(req)
-    wait_until(lambda: len(req.api("GET", "/market/offers")) == 1, timeout=15, what="requestor sees the offer")
-    run_cli("payment", "fund", "--amount", "10", data_dir=req.data_dir)
-    out = run_cli("market", "negotiate", *PATIENT_TERMS, "--json", data_dir=req.data_dir, timeout=60)
-    agreement_id = json.loads(out.stdout)["agreements"][0]["agreement_id"]
-    act = req.api("POST", "/activity", json={"agreement_id": agreement_id})
-    req.api("POST", f"/activity/{act['activity_id']}/exec", json={"script": [
-        {"deploy": {"image": "local/busybox:1"}}, {"start": {}}, {"run": {"argv": ["sleep", "600"], "timeout": 600}}]})
+    prov, req, agreement_id, _ = _setup(tmp_path, daemons, PATIENT_TERMS)
     wait_until(lambda: _row(req, agreement_id)["acked_seq"] >= 5, timeout=60, what="vouchers")
     req.kill()
     req.start()  # the provider's container ran on meanwhile
