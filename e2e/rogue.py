@@ -37,7 +37,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
-from yagna.net.framing import encode_frame, encode_varint
+from yagna.net.framing import encode_varint
 
 
 @asynccontextmanager
@@ -146,28 +146,26 @@ async def stall_streams(host: IHost, target: ID, protocol: str, count: int) -> l
     return streams
 
 
-async def raw_request(host: IHost, target: ID, protocol: str, payload: bytes, *, timeout: float = 5.0) -> bytes:
-    """Send one frame of raw bytes on ``protocol``; the raw answer (b"" if reset/closed)."""
+async def write_raw(host: IHost, target: ID, protocol: str, chunks: list[bytes], *, timeout: float = 2.0) -> None:
+    """Open ``protocol``, write ``chunks`` as they are, read a little, reset. Refusals are fine."""
     with trio.move_on_after(timeout):
-        stream = await host.new_stream(target, [TProtocol(protocol)])
         try:
-            await stream.write(encode_frame(payload))
-            out = b""
-            while True:
-                try:
-                    chunk = await stream.read(65536)
-                except Exception:  # noqa: BLE001 - a reset is an answer too
-                    return out
-                if not chunk:
-                    return out
-                out += chunk
+            stream = await host.new_stream(target, [TProtocol(protocol)])
+        except Exception:  # noqa: BLE001 - the target may refuse: that is an answer
+            return
+        try:
+            for chunk in chunks:
+                await stream.write(chunk)
+            with trio.move_on_after(0.2):
+                await stream.read(4096)
+        except Exception:  # noqa: BLE001 - a reset is the target's right answer
+            pass
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 try:
                     await stream.reset()
                 except Exception:  # noqa: BLE001
                     pass
-    return b""
 
 
 # -- command line (a rogue in its own process) ------------------------------------------

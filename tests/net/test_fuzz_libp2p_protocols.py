@@ -13,11 +13,10 @@ import os
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
-from e2e.rogue import rogue_host, send_pubsub
+from e2e.rogue import rogue_host, send_pubsub, write_raw
 from yagna.net.framing import encode_varint
 
 from .conformance import libp2p_nets
@@ -68,27 +67,6 @@ frames = st.one_of(
 )
 
 
-async def _write_raw(host, target: ID, protocol: str, chunks: list[bytes]) -> None:  # type: ignore[no-untyped-def]
-    with trio.move_on_after(2):
-        try:
-            stream = await host.new_stream(target, [TProtocol(protocol)])
-        except Exception:  # noqa: BLE001 - the target may refuse: that is fine
-            return
-        try:
-            for chunk in chunks:
-                await stream.write(chunk)
-            with trio.move_on_after(0.2):
-                await stream.read(4096)
-        except Exception:  # noqa: BLE001 - a reset is the target's right answer
-            pass
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                try:
-                    await stream.reset()
-                except Exception:  # noqa: BLE001
-                    pass
-
-
 @FUZZ
 @given(batch=st.lists(frames, min_size=1, max_size=25), identify=st.lists(st.binary(max_size=400), max_size=3),
        ping=st.lists(st.binary(max_size=100), max_size=3))
@@ -101,10 +79,10 @@ def test_garbage_at_pubsub_identify_and_ping_leaves_the_node_up(
             async with rogue_host(a.full_addrs()[0]) as host:
                 target = ID.from_base58(a.node_id)
                 await send_pubsub(host, target, batch, linger=0.2)
-                await _write_raw(host, target, "/ipfs/id/push/1.0.0",
+                await write_raw(host, target, "/ipfs/id/push/1.0.0",
                                  [encode_varint(len(x)) + x for x in identify] or [b"\xff" * 12])
-                await _write_raw(host, target, "/ipfs/id/1.0.0", identify)
-                await _write_raw(host, target, "/ipfs/ping/1.0.0", ping)
+                await write_raw(host, target, "/ipfs/id/1.0.0", identify)
+                await write_raw(host, target, "/ipfs/ping/1.0.0", ping)
             await _gossip_still_works(b, a, TOPIC)
             assert a.node_id in b.peers.connected_peers()
 
