@@ -226,7 +226,7 @@ class ExePair:
     def container_of(self, activity_id: str) -> str:
         import docker
 
-        found = docker.from_env().containers.list(all=True, filters={"label": f"network.yagna.activity={activity_id}"})
+        found = docker.from_env().containers.list(all=True, filters={"label": f"network.yagna.activity={activity_id}"}, ignore_removed=True)
         if len(found) != 1:
             raise SystemExit(f"expected one container of activity {activity_id}, found {len(found)}")
         return str(found[0].id)
@@ -249,7 +249,7 @@ def cleanup_docker(*labels: str) -> int:
     try:
         client = docker.from_env()
         for label in labels:
-            for c in client.containers.list(all=True, filters={"label": label}):
+            for c in client.containers.list(all=True, filters={"label": label}, ignore_removed=True):
                 try:
                     c.remove(force=True, v=True)
                     removed += 1

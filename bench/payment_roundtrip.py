@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> None:
         import docker
 
         client = docker.from_env()
-        found = client.containers.list(filters={"label": f"network.yagna.activity={act}"})
+        found = client.containers.list(filters={"label": f"network.yagna.activity={act}"}, ignore_removed=True)
         container_id = found[0].id if found else None
         client.close()
 

@@ -50,7 +50,7 @@ def _job(tmp_path: Path, command: str, tasks: int, *, redundancy: int = 1, timeo
 
 
 def _containers(node_id: str) -> list:  # type: ignore[type-arg]
-    return docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_NODE}={node_id}"})
+    return docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_NODE}={node_id}"}, ignore_removed=True)
 
 
 def _leftovers(node_id: str) -> list:  # type: ignore[type-arg]

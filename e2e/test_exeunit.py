@@ -27,7 +27,7 @@ def engine() -> docker.DockerClient:
 
 
 def _containers(engine: docker.DockerClient, node_id: str) -> list:  # type: ignore[type-arg]
-    return engine.containers.list(all=True, filters={"label": f"{LABEL_NODE}={node_id}"})
+    return engine.containers.list(all=True, filters={"label": f"{LABEL_NODE}={node_id}"}, ignore_removed=True)
 
 
 def _leftovers(engine: docker.DockerClient, node_id: str) -> list:  # type: ignore[type-arg]

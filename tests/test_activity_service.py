@@ -138,7 +138,7 @@ async def pair(tmp_path: Path, *, hidden: set[str] = frozenset(), save_image: Ca
             yield Pair(pact, ract, agreement_id, runtime, pmarket, rnet, pkey.node_id, rmarket)
         finally:
             nursery.cancel_scope.cancel()
-    leftovers = _docker().containers.list(all=True, filters={"label": f"{LABEL_NODE}={pkey.node_id}"})
+    leftovers = _docker().containers.list(all=True, filters={"label": f"{LABEL_NODE}={pkey.node_id}"}, ignore_removed=True)
     assert leftovers == [], "containers left behind"
 
 
@@ -397,7 +397,7 @@ async def test_a_removal_cancelled_midway_still_finishes(tmp_path: Path, image_i
 
         engine = docker.from_env()
         label = {"label": f"network.yagna.activity={activity_id}"}
-        assert engine.containers.list(all=True, filters=label) == []
+        assert engine.containers.list(all=True, filters=label, ignore_removed=True) == []
         assert engine.volumes.list(filters=label) == []
 
 

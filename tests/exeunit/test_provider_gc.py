@@ -144,7 +144,7 @@ async def pair(root: Path, prov_key: NodeKey, *, hidden: frozenset[str] = frozen
         finally:
             nursery.cancel_scope.cancel()
     client = docker.from_env()
-    assert client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={prov_key.node_id}"}) == []
+    assert client.containers.list(all=True, filters={"label": f"{LABEL_NODE}={prov_key.node_id}"}, ignore_removed=True) == []
 
 
 MAKE_RESULTS = {"run": {"argv": ["sh", "-c", "head -c 3000000 /dev/urandom > /work/out/a; cp /work/out/a /work/out/b; "
