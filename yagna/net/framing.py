@@ -56,6 +56,11 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def pending(self) -> bool:
+        """A frame's length has been read and its body is still incomplete."""
+        return self._need is not None
+
     def feed(self, data: bytes) -> None:
         self._buf += data
 
@@ -110,7 +115,7 @@ async def read_frame(stream: ReadableStream, decoder: FrameDecoder) -> bytes | N
         except StreamEOF:
             chunk = b""
         if not chunk:
-            if decoder.buffered or decoder._need is not None:
+            if decoder.buffered or decoder.pending:
                 raise FrameError("stream ended in the middle of a frame")
             return None
         decoder.feed(chunk)
