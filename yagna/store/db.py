@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
@@ -68,6 +68,13 @@ class Store:
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._limiter = limiter
+        self._queue: list[_Unit[Any]] = []
+        """Durable transactions waiting for the next group commit."""
+        self._leading = False
+        """A caller is committing a group; the next one waits to be handed the lead."""
+        self.group_commits = 0
+        """Durable commits made (one per group); with ``durable_units``, the batching achieved."""
+        self.durable_units = 0
 
     @property
     def path(self) -> Path:
@@ -156,31 +163,85 @@ class Store:
         fsynced (``synchronous=FULL``) before this returns: acknowledge
         payment messages only after that. IMMEDIATE takes the write lock up
         front so a read-then-write ``fn`` cannot fail half way with BUSY.
+
+        Durable transactions that wait for the connection at the same time are
+        committed together (group commit): each runs in its own SAVEPOINT of
+        one transaction, a failing one is rolled back alone, and one fsync
+        covers them all. Each caller still returns only after that commit.
         """
+        if durable:
+            return await self._group_commit(fn)
 
         def unit(conn: sqlite3.Connection) -> T:
-            if durable:
-                conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                    if inspect.isawaitable(result):
-                        _close_awaitable(result)
-                        raise TypeError("Store.transaction() takes a synchronous function, not an async one")
-                    if not conn.in_transaction:
-                        raise StoreError("the transaction function ended the transaction itself; it must not")
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                return result
-            finally:
-                if durable:
-                    conn.execute("PRAGMA synchronous=NORMAL")
+                result = _call_unit(conn, fn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
 
         return await self._run(unit)
+
+    # ------------------------------------------------------------------ group commit
+
+    async def _group_commit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Queue ``fn``; the first caller leads: it commits every queued unit at once, then hands over."""
+        unit = _Unit(fn)
+        self._queue.append(unit)
+        if self._leading:
+            try:
+                await unit.wake.wait()
+            except trio.Cancelled:
+                if unit.taken:  # inside a commit already: its outcome comes first, as for any unit of work
+                    with trio.CancelScope(shield=True):
+                        await unit.finished.wait()
+                    raise
+                self._queue.remove(unit)
+                if unit.lead:
+                    self._hand_over()
+                raise
+            if unit.finished.is_set():
+                return self._outcome(unit)
+        else:
+            self._leading = True
+        try:
+            batch, self._queue = self._queue, []
+            for u in batch:
+                u.taken = True
+            try:
+                # Shielded: the group holds other callers' units; the leader's own
+                # cancellation is delivered at its next checkpoint, after the commit.
+                with trio.CancelScope(shield=True):
+                    self.group_commits += 1
+                    self.durable_units += len(batch)
+                    await self._run(lambda conn: _commit_group(conn, batch))
+            except Exception as exc:  # BEGIN or COMMIT failed, or the store is closed: all of it failed
+                for u in batch:
+                    u.fail(exc)
+            finally:
+                for u in batch:
+                    u.finished.set()
+                    u.wake.set()
+        finally:
+            self._hand_over()
+        return self._outcome(unit)
+
+    def _outcome(self, unit: _Unit[T]) -> T:
+        try:
+            return unit.outcome()
+        except sqlite3.Error as e:
+            raise _map_error(e, self._path) from e
+
+    def _hand_over(self) -> None:
+        if self._queue:
+            nxt = self._queue[0]
+            nxt.lead = True
+            nxt.wake.set()
+        else:
+            self._leading = False
 
     # ------------------------------------------------------------------ the I/O boundary
 
@@ -195,6 +256,74 @@ class Store:
             return await trio.to_thread.run_sync(unit, limiter=self._limiter, abandon_on_cancel=False)
         except sqlite3.Error as e:
             raise _map_error(e, self._path) from e
+
+
+class _Unit(Generic[T]):
+    """One durable transaction in a group commit, and its outcome."""
+
+    __slots__ = ("fn", "result", "error", "ok", "taken", "lead", "wake", "finished")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
+        self.fn = fn
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.ok = False
+        self.taken = False
+        """Part of a group being committed: no longer cancellable."""
+        self.lead = False
+        self.wake = trio.Event()
+        """Set when the unit is finished or handed the lead."""
+        self.finished = trio.Event()
+
+    def fail(self, exc: BaseException) -> None:
+        self.ok = False
+        self.result = None
+        self.error = self.error or exc
+
+    def outcome(self) -> T:
+        if self.ok:
+            return self.result  # type: ignore[return-value]
+        assert self.error is not None
+        raise self.error
+
+
+def _call_unit(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    result = fn(conn)
+    if inspect.isawaitable(result):
+        _close_awaitable(result)
+        raise TypeError("Store.transaction() takes a synchronous function, not an async one")
+    if not conn.in_transaction:
+        raise StoreError("the transaction function ended the transaction itself; it must not")
+    return result
+
+
+def _commit_group(conn: sqlite3.Connection, batch: list[_Unit[Any]]) -> None:
+    """Worker side: every unit in its own SAVEPOINT, one fsynced COMMIT for all of them."""
+    conn.execute("PRAGMA synchronous=FULL")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for u in batch:
+                if not conn.in_transaction:  # a unit ended it (a bug, reported to that unit)
+                    conn.execute("BEGIN IMMEDIATE")
+                conn.execute("SAVEPOINT unit")
+                try:
+                    u.result = _call_unit(conn, u.fn)
+                    conn.execute("RELEASE unit")
+                    u.ok = True
+                except Exception as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK TO unit")
+                        conn.execute("RELEASE unit")
+                    u.error = exc
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.execute("PRAGMA synchronous=NORMAL")
 
 
 def _close_awaitable(obj: object) -> None:
