@@ -23,11 +23,10 @@ class CgroupView:
         self.dirs: dict[tuple[str, int], dict[str, str | None]] = {}
         """(container id, init host pid) -> {controller: dir or None}."""
 
-    def dirs_of(self, container_id: str) -> tuple[int, dict[str, str | None]]:
-        """(init host pid, {controller: dir or None}) of a running container. Blocking.
+    def cached(self, container_id: str) -> tuple[int, dict[str, str | None]] | None:
+        """What :meth:`dirs_of` knows without asking the engine: None unless the container's init still lives.
 
-        Cached per container while its init lives (checked by the init's
-        ``/proc/<pid>/cgroup`` still naming the container: no API call).
+        Checked by the init's ``/proc/<pid>/cgroup`` still naming the container.
         """
         for (cid, pid), known in list(self.dirs.items()):
             if cid == container_id:
@@ -35,6 +34,16 @@ class CgroupView:
                 if text is not None and container_id in text:
                     return pid, known
                 self.dirs.pop((cid, pid), None)  # another worker thread may have dropped it already
+        return None
+
+    def dirs_of(self, container_id: str) -> tuple[int, dict[str, str | None]]:
+        """(init host pid, {controller: dir or None}) of a running container. Blocking.
+
+        Cached per container while its init lives (:meth:`cached`: no API call).
+        """
+        known = self.cached(container_id)
+        if known is not None:
+            return known
         info = self._engine.api().inspect_container(container_id)
         pid = int(info["State"].get("Pid") or 0)
         if pid <= 0:

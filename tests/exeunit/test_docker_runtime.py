@@ -419,3 +419,28 @@ async def test_stale_cgroup_cache_entry_dropped_by_two_threads_at_once(docker_ru
     docker_runtime.inner.cgroups.read = read_while_another_thread_drops_it
     usage = await docker_runtime.usage(cid)
     assert usage.duration_s >= 0
+
+
+async def test_usage_of_a_running_container_needs_no_engine_call_after_the_first(
+    docker_runtime, make_container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: a debit note's usage reading comes from the cgroup files (the inspect cost ~3 ms)."""
+    cid = await make_container()
+    u0 = await docker_runtime.usage(cid)  # inspects once: the start time is kept
+    api = docker_runtime.inner.engine.api()
+
+    def no_inspect(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("inspect_container called for a running container already known")
+
+    monkeypatch.setattr(api, "inspect_container", no_inspect)
+    r = await sh(docker_runtime, cid, "timeout 1 sh -c 'while :; do :; done'; true")
+    assert r.exit_code == 0
+    u1 = await docker_runtime.usage(cid)
+    assert u1.cpu_s > u0.cpu_s and u1.duration_s > u0.duration_s and u1.peak_memory_bytes > 0
+    monkeypatch.undo()
+    # stopped: the init is gone, the engine is asked again and the duration stops at FinishedAt
+    docker_runtime.inner.engine.api().stop(cid, timeout=0)
+    u2 = await docker_runtime.usage(cid)
+    await trio.sleep(0.3)
+    u3 = await docker_runtime.usage(cid)
+    assert u2.duration_s == u3.duration_s >= u1.duration_s
