@@ -6,7 +6,13 @@ request/response), :class:`Gossip` / :class:`GossipMessage` (broadcast topics),
 and the :mod:`yagna.net.errors` tree.
 """
 
-from yagna.net.errors import (
+# First: py-libp2p's package imports every transport (QUIC, TLS/ACME, ...);
+# the stand-ins keep `import libp2p.<what we use>` to what we use.
+from yagna.net.lean_libp2p import install as _install_lean_libp2p
+
+_install_lean_libp2p()
+
+from yagna.net.errors import (  # noqa: E402
     BadAddressError,
     BadResponse,
     FrameError,
@@ -22,9 +28,9 @@ from yagna.net.errors import (
     RequestTimeout,
     RequestTooLarge,
 )
-from yagna.net.gossip import Gossip, GossipMessage
-from yagna.net.network import NetConfig, Network
-from yagna.net.reqresp import ProtocolSpec, Request, RequestResponse
+from yagna.net.gossip import Gossip, GossipMessage  # noqa: E402
+from yagna.net.network import NetConfig, Network  # noqa: E402
+from yagna.net.reqresp import ProtocolSpec, Request, RequestResponse  # noqa: E402
 
 __all__ = [
     "BadAddressError",

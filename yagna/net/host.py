@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 
 import multiaddr
 import trio
-from libp2p import new_host
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.crypto.ed25519 import create_new_key_pair
@@ -30,6 +29,7 @@ from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from yagna.net.errors import BadAddressError, ListenError
+from yagna.net.lean_libp2p import new_tcp_host
 
 log = logging.getLogger("yagna.net")
 
@@ -40,7 +40,7 @@ CLOSE_TIMEOUT_S = 4.0
 def build_host(seed: bytes) -> IHost:
     """A host whose peer id is the node id of the ed25519 key with this seed."""
     key_pair = create_new_key_pair(seed)
-    host = new_host(
+    host = new_tcp_host(  # = libp2p.new_host(...) without importing every transport
         key_pair=key_pair,
         sec_opt={
             NOISE_PROTOCOL_ID: NoiseTransport(
