@@ -248,6 +248,12 @@ def run(args: argparse.Namespace) -> None:
         r("ours: note signed -> voucher durably stored at the provider", stored),
         r("ours: note signed -> acknowledgement delivered to the requestor", acked),
         r("  of which the ack leg (libp2p request + requestor's durable commit)", ack_leg),
+    ]
+    for key, label in (("usage_ms", "  split: usage read"), ("sent_ms", "  split: + note signed and stored"),
+                       ("answered_ms", "  split: + debit note answered (the voucher follows)")):
+        if all(key in t for t in trips):
+            rows.append(r(label, [t[key] for t in trips]))
+    rows += [
         r("baseline: GET /api/v1/net/peers on the provider (local HTTP)", http),
     ]
     for key, label in (("ours", "baseline: libp2p request, yagna.net.reqresp (reqresp.py)"),

@@ -112,6 +112,9 @@ class DebitNoteAnswer:
     reason: str
     voucher_seq: int | None = None
     """The seq of the requestor's latest stored voucher (it arrives as a ``voucher`` message), if any."""
+    voucher: bytes | None = None
+    """That voucher itself, when this note earned it: the provider stores it at once (one request,
+    not two, per paid interval). The ``voucher`` message still follows and is what gets acknowledged."""
 
 
 # -- encoding ------------------------------------------------------------------------------
@@ -136,8 +139,11 @@ def encode_voucher_ack(ack: VoucherAck) -> dict[str, Any]:
 
 
 def encode_answer(answer: DebitNoteAnswer) -> dict[str, Any]:
-    return {"accepted": answer.accepted, "code": answer.code, "reason": _cut(answer.reason),
-            "voucher_seq": answer.voucher_seq}
+    out: dict[str, Any] = {"accepted": answer.accepted, "code": answer.code, "reason": _cut(answer.reason),
+           "voucher_seq": answer.voucher_seq}
+    if answer.voucher is not None:
+        out["voucher"] = answer.voucher
+    return out
 
 
 # -- decoding ------------------------------------------------------------------------------
@@ -221,12 +227,17 @@ def decode_voucher_ack(obj: object) -> VoucherAck:
 
 def decode_answer(obj: object) -> DebitNoteAnswer:
     """The requestor's answer to a debit note."""
-    f = _fields(obj, ("accepted", "code", "reason", "voucher_seq"), "a debit-note answer")
+    keys = ("accepted", "code", "reason", "voucher_seq")
+    with_voucher = isinstance(obj, dict) and "voucher" in obj
+    f = _fields(obj, (*keys, "voucher") if with_voucher else keys, "a debit-note answer")
     accepted, code, seq = f["accepted"], f["code"], f["voucher_seq"]
+    voucher = _bytes(f["voucher"], "voucher", MAX_VOUCHER_SIZE) if with_voucher else None
+    if voucher is not None and seq is None:
+        raise _bad("a voucher comes with its voucher_seq")
     if type(accepted) is not bool:
         raise _bad("accepted must be a bool")
     if accepted and code is not None or not accepted and code not in DECISION_CODES:
         raise _bad(f"code must be null when accepted, else one of {', '.join(DECISION_CODES)}")
     if seq is not None and (not is_amount(seq) or not 0 < seq <= MAX_WIRE_AMOUNT):
         raise _bad("voucher_seq must be null or an int in 1..2**64 - 1")
-    return DebitNoteAnswer(accepted, code, _text(f["reason"], "reason", MAX_REASON, empty=True), seq)
+    return DebitNoteAnswer(accepted, code, _text(f["reason"], "reason", MAX_REASON, empty=True), seq, voucher)

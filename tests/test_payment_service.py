@@ -228,3 +228,62 @@ async def test_a_bonus_is_paid_on_top_of_usage_and_not_absorbed(tmp_path: Path, 
         invoice = await prov.payments._invoices.get(agreement_id)
         earned = (await prov.payments.driver.balance(prov.key.node_id)).earned
         assert invoice is not None and earned == invoice.amount + bonus  # usage paid in full, plus the bonus
+
+
+async def test_the_voucher_in_a_debit_note_answer_is_stored_without_the_voucher_message(
+    tmp_path: Path, image_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: one request per paid interval. The voucher message (the acknowledged copy) never gets
+    through here, yet the provider holds every voucher the answers carried; nothing is acknowledged."""
+    from yagna.payment_service.requestor import RequestorPayments
+
+    async def never_delivers(self: RequestorPayments, payer: Any) -> None:
+        await trio.sleep_forever()
+
+    monkeypatch.setattr(RequestorPayments, "_deliver", never_delivers)
+    async with network(tmp_path) as (prov, req, agreement_id):
+        await req.payments.fund(parse_amount("10"))
+        await _run_for(req, agreement_id, image_id, 2.5)
+        p = {r["agreement_id"]: r for r in (await prov.payments.status())["agreements"]}[agreement_id]
+        assert p["best_seq"] >= 2 and p["paid_units"] > 0, p
+        channel = await req.payments._channels.by_agreement(agreement_id)
+        assert channel is not None and channel.acked_seq == 0  # acknowledged only through the message
+        stored = await prov.payments._channels.by_agreement(agreement_id)
+        assert stored is not None and stored.best_seq == p["best_seq"]  # durably, not just in memory
+
+
+async def test_a_copy_of_a_voucher_being_committed_is_acknowledged_only_after_the_commit(
+    tmp_path: Path, image_id: str
+) -> None:
+    async with network(tmp_path) as (prov, req, agreement_id):
+        await req.payments.fund(parse_amount("10"))
+        provider = prov.payments.provider
+        assert provider is not None
+        await req.payments.requestor.ensure_channel(agreement_id)  # type: ignore[union-attr]
+        with trio.fail_after(10):
+            while agreement_id not in provider._payees:
+                await trio.sleep(0.05)
+        payee = provider._payees[agreement_id]
+        payer = req.payments.requestor._payers[agreement_id]  # type: ignore[union-attr]
+        _, raw = payer.core.next_voucher(1000)
+        committed = trio.Event()
+        real_save = provider._channels.save_best
+
+        async def slow_save(*args: Any) -> bool:
+            await trio.sleep(0.3)
+            result = await real_save(*args)
+            committed.set()
+            return result
+
+        provider._channels.save_best = slow_save  # type: ignore[method-assign]
+        acks: list[tuple[int, bool]] = []
+
+        async def take() -> None:
+            seq = await provider._take_voucher(payee, raw)
+            acks.append((seq, committed.is_set()))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(take)
+            await trio.sleep(0.05)
+            nursery.start_soon(take)  # the same voucher again, while the first is being committed
+        assert [a for a in acks] == [(payee.core.best_seq, True), (payee.core.best_seq, True)]

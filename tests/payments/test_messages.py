@@ -51,8 +51,10 @@ def test_requests_round_trip_through_the_wire() -> None:
 
 def test_replies_round_trip() -> None:
     assert decode_voucher_ack(encode_voucher_ack(VoucherAck(7))) == VoucherAck(7)
-    for answer in (DebitNoteAnswer(True, None, "ok", 3), DebitNoteAnswer(False, "above-agreed-price", "no", None)):
+    for answer in (DebitNoteAnswer(True, None, "ok", 3), DebitNoteAnswer(False, "above-agreed-price", "no", None),
+                   DebitNoteAnswer(True, None, "", 4, b"voucher")):
         assert decode_answer(encode_answer(answer)) == answer
+    assert "voucher" not in encode_answer(DebitNoteAnswer(True, None, "ok", 3))  # as before, when there is none
 
 
 def test_a_long_reason_is_cut_when_encoding() -> None:
@@ -99,6 +101,10 @@ def test_wrong_acks_are_typed_errors(obj: object) -> None:
     {"accepted": True, "code": None, "reason": "", "voucher_seq": 0},
     {"accepted": True, "code": None, "reason": 5, "voucher_seq": 1},
     {"accepted": True, "code": None, "reason": ""},
+    {"accepted": True, "code": None, "reason": "", "voucher_seq": None, "voucher": b"v"},
+    {"accepted": True, "code": None, "reason": "", "voucher_seq": 1, "voucher": "v"},
+    {"accepted": True, "code": None, "reason": "", "voucher_seq": 1, "voucher": b"v" * 100_000},
+    {"accepted": True, "code": None, "reason": "", "voucher_seq": 1, "voucher": b"v", "extra": 1},
 ])
 def test_wrong_answers_are_typed_errors(obj: object) -> None:
     with pytest.raises(MessageRejected):

@@ -81,6 +81,9 @@ class _Payee:
     """Set (and replaced) each time a voucher is durably stored."""
     failures: int = 0
     """Unexpected errors caught at the channel's boundary."""
+    taking: trio.Lock = field(default_factory=trio.Lock)
+    """Held from checking a voucher to its durable commit: a copy arriving meanwhile (the
+    answer's and the message's) waits, so a duplicate is never acknowledged before the commit."""
 
 
 class ProviderPayments:
@@ -186,6 +189,10 @@ class ProviderPayments:
 
     async def _take_voucher(self, payee: _Payee, raw: bytes) -> int:
         """Checks 1-6, durable commit, then the seq to acknowledge. A rejection that ends the agreement ends it."""
+        async with payee.taking:
+            return await self._take_voucher_locked(payee, raw)
+
+    async def _take_voucher_locked(self, payee: _Payee, raw: bytes) -> int:
         previous = payee.core.best
         try:
             receipt = payee.core.receive(raw)
@@ -253,6 +260,7 @@ class ProviderPayments:
         t0 = time.perf_counter()
         try:
             duration_ms, cpu_ms, peak, activities = await self.usage(payee.terms.agreement_id) if self.usage else (0, 0, 0, 0)
+            t_usage = time.perf_counter()
             due = payee.pricing.cost(cpu_ms, duration_ms) if activities else 0
             due = min(max(due, payee.enforcement.due), 2**63 - 1)  # cumulative: never below what was claimed
             payee.note_seq += 1
@@ -264,23 +272,34 @@ class ProviderPayments:
             if final:
                 await self._invoices.upsert(payee.terms.agreement_id, Role.PAYEE, due, InvoiceStatus.ISSUED, raw)
             seq, held = payee.note_seq, payee.core.best_seq
+            t_sent = time.perf_counter()
             try:
                 reply = await self._rr.request(payee.terms.payer, PAYMENT,
                                                encode_request(DebitNoteMsg(payee.terms.channel_id, raw)))
                 answer = decode_answer(reply)
+                t_answered = time.perf_counter()
             except (RequestError, MessageRejected) as exc:
                 log.info("debit note %d of %s not answered: %s", seq, payee.terms.agreement_id[:12], exc)
                 return
-            status = NoteStatus.ACCEPTED if answer.accepted else NoteStatus.REJECTED
-            await self._notes.set_status(payee.terms.agreement_id, seq, status,
-                                         reason=None if answer.accepted else answer.reason[:200])
-            # The voucher that pays for the note comes as its own message: wait for it (an invoice is
+            if answer.voucher is not None:
+                # The voucher that pays for the note, in the answer: stored now (checked like any other).
+                try:
+                    await self._take_voucher(payee, answer.voucher)
+                except RequestRejected as exc:
+                    log.warning("voucher in the answer to note %d of %s refused: %s", seq,
+                                payee.terms.agreement_id[:12], exc)
+            # Else (or if that one was refused) it comes as its own message: wait for it (an invoice is
             # redeemed right after this returns).
             if (answer.voucher_seq is not None and answer.voucher_seq > held
                     and await self._voucher_arrived(payee, answer.voucher_seq)):
                 stored = (time.perf_counter() - t0) * 1000
-                # The acknowledgement is the reply to the voucher, sent right after the commit.
-                self.round_trips.append({"voucher_stored_ms": stored, "acked_ms": stored})
+                # The acknowledgement is the reply to the voucher message, sent after the commit.
+                self.round_trips.append({"voucher_stored_ms": stored, "acked_ms": stored,
+                                         "usage_ms": (t_usage - t0) * 1000, "sent_ms": (t_sent - t0) * 1000,
+                                         "answered_ms": (t_answered - t0) * 1000})
+            status = NoteStatus.ACCEPTED if answer.accepted else NoteStatus.REJECTED
+            await self._notes.set_status(payee.terms.agreement_id, seq, status,
+                                         reason=None if answer.accepted else answer.reason[:200])
         finally:
             payee.sending = False
 

@@ -215,8 +215,9 @@ class RequestorPayments:
             estimate = self._estimate(payer, note)
             decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount - payer.bonus,
                                       deposit=payer.core.terms.deposit - payer.bonus, tolerance=0)
+            signed: bytes | None = None
             if decision.voucher_amount is not None and not self.withhold:
-                await self._sign(payer, decision.voucher_amount + payer.bonus)
+                signed = await self._sign(payer, decision.voucher_amount + payer.bonus)
             if note.final:
                 payer.invoice_paid = decision.accepted and not self.withhold
                 await self._invoices.upsert(note.agreement_id, Role.PAYER, note.amount_due,
@@ -225,9 +226,10 @@ class RequestorPayments:
                     self._wake.set()
         if not decision.accepted:
             log.warning("debit note %d of %s rejected: %s", note.seq, note.agreement_id[:12], decision.reason)
-        return DebitNoteAnswer(decision.accepted, decision.code, decision.reason, payer.core.last_seq or None)
+        return DebitNoteAnswer(decision.accepted, decision.code, decision.reason, payer.core.last_seq or None,
+                               signed)
 
-    async def _sign(self, payer: _Payer, amount: int) -> None:
+    async def _sign(self, payer: _Payer, amount: int) -> bytes:
         """Sign ``amount`` under the next seq and store it durably; the channel's task delivers it."""
         try:
             seq, voucher = payer.core.next_voucher(amount)
@@ -236,6 +238,7 @@ class RequestorPayments:
         # Stored before it is sent: one seq never carries two amounts, and it is re-sent until acknowledged.
         await self._channels.save_signed(payer.core.terms.channel_id, seq, amount, voucher)
         payer.kick.set()
+        return voucher
 
     async def pay_bonus(self, agreement_id: str, amount: int) -> dict[str, Any]:
         """Pay ``amount`` on top of the metered usage now (e.g. a verified task's bonus share)."""
