@@ -259,6 +259,14 @@ async def test_debit_notes(store: Store, clock: FakeClock) -> None:
     with pytest.raises(ConstraintError):
         await notes.set_status("ag", 1, "maybe")
 
+    # with its channel: the note and the channel's due in one durable commit
+    chans = PayChannels(store, clock=clock)
+    await chans.insert("ch-n", "ag-n", "payee", "peer", b"terms", 100)
+    await assert_durable(trace, lambda: notes.insert("ag-n", 1, b"dn", 42, channel_id="ch-n"))
+    assert trace.commits() == ["FULL"]
+    got = await chans.get("ch-n")
+    assert got is not None and got.due == 42
+
     listed = await notes.list("ag")
     assert [(n.seq, n.amount_due, n.accepted_amount, n.status, n.reason) for n in listed] == [
         (1, 5, 5, "accepted", None),

@@ -266,8 +266,8 @@ class ProviderPayments:
             payee.note_seq += 1
             raw = sign_debit_note(self._key, payee.terms, seq=payee.note_seq, amount_due=due,
                                   usage=Usage(duration_ms, cpu_ms, peak), issued_at_ms=int(time.time() * 1000), final=final)
-            await self._notes.insert(payee.terms.agreement_id, payee.note_seq, raw, due)
-            await self._channels.set_due(payee.terms.channel_id, due)
+            await self._notes.insert(payee.terms.agreement_id, payee.note_seq, raw, due,
+                                     channel_id=payee.terms.channel_id)
             await self._step(payee, payee.enforcement.note_sent(trio.current_time(), due))
             if final:
                 await self._invoices.upsert(payee.terms.agreement_id, Role.PAYEE, due, InvoiceStatus.ISSUED, raw)

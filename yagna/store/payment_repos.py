@@ -531,14 +531,26 @@ class DebitNotes:
         self._store = store
         self._clock = clock
 
-    async def insert(self, agreement_id: str, seq: int, raw: bytes, amount_due: int) -> StoredDebitNote:
-        """Status ``sent``. :class:`~yagna.store.ConstraintError` if ``seq`` is taken for the agreement."""
+    async def insert(self, agreement_id: str, seq: int, raw: bytes, amount_due: int, *,
+                     channel_id: str | None = None) -> StoredDebitNote:
+        """Status ``sent``. :class:`~yagna.store.ConstraintError` if ``seq`` is taken for the agreement.
+
+        With ``channel_id``, the channel's ``due`` is set to ``amount_due`` in the same durable
+        transaction (one commit per note sent, not two).
+        """
         now = int(self._clock())
-        await self._store.execute(
-            f"INSERT INTO debit_notes ({_NOTE_COLUMNS}) VALUES (?, ?, ?, ?, NULL, 'sent', NULL, ?)",
-            (agreement_id, _seq(seq), bytes(raw), amount_to_db(amount_due, "amount_due"), now),
-            durable=True,
-        )
+        due = amount_to_db(amount_due, "amount_due")
+
+        def fn(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO debit_notes ({_NOTE_COLUMNS}) VALUES (?, ?, ?, ?, NULL, 'sent', NULL, ?)",
+                (agreement_id, _seq(seq), bytes(raw), due, now),
+            )
+            if channel_id is not None:
+                conn.execute("UPDATE pay_channels SET due = ?, updated_at = ? WHERE channel_id = ?",
+                             (due, now, channel_id))
+
+        await self._store.transaction(fn, durable=True)
         return StoredDebitNote(agreement_id, seq, bytes(raw), amount_due, None, "sent", None, now)
 
     async def get(self, agreement_id: str, seq: int) -> StoredDebitNote | None:
