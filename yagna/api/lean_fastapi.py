@@ -1,0 +1,47 @@
+"""Import FastAPI without its OpenAPI models until the schema is asked for.
+
+``fastapi.params`` imports ``fastapi.openapi.models`` (~60 pydantic models of
+the OpenAPI 3.1 document) for one type annotation, and ``fastapi.applications``
+imports ``fastapi.openapi.utils`` for ``get_openapi``, which runs only when
+``GET /api/v1/openapi.json`` or ``/docs`` is served. That was about a third of
+``import fastapi`` (docs/decisions.md, "Start-up: a lean FastAPI import").
+:func:`install` (called by :mod:`yagna.api.app` before it imports FastAPI)
+registers stand-ins (:mod:`yagna.stand_ins`): ``Example`` is an
+annotation-only class, ``get_openapi`` loads the real modules on its first
+call. The API and its schema are unchanged (``tests/api/test_lean_fastapi.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from yagna import stand_ins
+
+# fastapi.dependencies.utils imports fastapi.security.oauth2, whose package
+# __init__ imports every security scheme.
+DEFERRED_PACKAGES = ("fastapi.security",)
+
+DEFERRED_MODULES: dict[str, dict[str, str]] = {
+    # params, param_functions: ``openapi_examples: dict[str, Example] | None``;
+    # security.base and security.oauth2: annotations, and the default argument
+    # ``flows=OAuthFlows()`` of OAuth2 (built for real on first use).
+    "fastapi.openapi.models": {"Example": "type", "SecurityBase": "type", "OAuth2": "type",
+                               "OAuthFlows": "lazytype"},
+    # applications: building the schema for /openapi.json.
+    "fastapi.openapi.utils": {"get_openapi": "call"},
+}
+
+HEAVY = ("fastapi.openapi.models", "fastapi.openapi.utils")
+
+_installed = False
+
+
+def install() -> None:
+    """Register the stand-ins; a no-op once done or if FastAPI is already imported."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    if "fastapi" in sys.modules:
+        return
+    stand_ins.register(DEFERRED_PACKAGES, DEFERRED_MODULES)
