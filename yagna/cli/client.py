@@ -45,10 +45,15 @@ class NodeClient:
     def for_data_dir(cls, data_dir: Path | None) -> NodeClient:
         return cls(locate(data_dir))
 
-    def _request(self, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+    def _request(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
+                 timeout: float | None = None) -> tuple[int, bytes]:
         for attempt in (0, 1):  # a kept-alive connection the server closed meanwhile: once more on a new one
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+            wanted = self.timeout if timeout is None else timeout
+            self._conn.timeout = wanted
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(wanted)
             try:
                 self._conn.request(method, target, body=body, headers=headers)
                 resp = self._conn.getresponse()
@@ -66,7 +71,9 @@ class NodeClient:
                 raise ApiError(f"cannot reach the node at {self.location.api_url}: {reason}") from None
         raise AssertionError("unreachable")
 
-    def call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None) -> Any:
+    def call(self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None,
+             timeout: float | None = None) -> Any:
+        """One REST call; ``timeout`` (seconds) overrides the client's for this call (e.g. a long negotiation)."""
         target = f"{self._base}/api/v1{path}"
         if params:
             target += "?" + urlencode({k: _query_value(v) for k, v in params.items() if v is not None})
@@ -75,7 +82,7 @@ class NodeClient:
         if json is not None:
             body = _dumps(json)
             headers["Content-Type"] = "application/json"
-        status, data = self._request(method, target, body, headers)
+        status, data = self._request(method, target, body, headers, timeout)
         if status == 204:
             return None
         text = data.decode("utf-8", errors="replace")
