@@ -116,6 +116,36 @@ def runtime_files(client: Any, container_id: str, src: Path, dest: Path, size: i
     return trio.run(main)
 
 
+class Spy:
+    """``py-spy record`` (raw collapsed stacks) on each daemon around one transfer (``--profile DIR``; measuring only)."""
+
+    def __init__(self, outdir: str | None, pids: dict[str, int]) -> None:
+        self.outdir = Path(outdir) if outdir else None
+        self.pids = pids
+        self.procs: list[Any] = []
+
+    def start(self, label: str) -> None:
+        import subprocess
+
+        if self.outdir is None:
+            return
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        for name, pid in self.pids.items():
+            self.procs.append(subprocess.Popen(
+                [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--nonblocking",
+                 "--threads", "-o", str(self.outdir / f"{label}-{name}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(1.0)  # attached
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.send_signal(signal.SIGINT)
+        for p in self.procs:
+            p.wait(10)
+        self.procs = []
+
+
 def sha_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -150,14 +180,19 @@ def run(args: argparse.Namespace) -> None:
 
     try:
         pair.start()
+        assert pair.req is not None
+        pair.req.post("/payment/fund", {"amount": "10"})  # a test network: the activity locks a deposit
         agreement_id = pair.agreement()
         act = pair.create(agreement_id)
         pair.run(act, deploy_script())
         container = pair.container_of(act)
         assert pair.prov is not None and pair.req is not None
+        spy = Spy(args.profile, {d.name: d.proc.pid for d in (pair.prov, pair.req) if d.proc})
         for i in range(1 + args.runs):
             keep = i > 0
             dest = tmp / f"out-{i}.bin"
+            if i == 1:
+                spy.start("in")
             c0 = {d.name: cpu_seconds(d.proc.pid) for d in (pair.prov, pair.req) if d.proc}
             t0 = time.perf_counter()
             try:
@@ -166,6 +201,10 @@ def run(args: argparse.Namespace) -> None:
                 failure = f"transfer_in of {args.mib} MiB failed: {exc}"
                 raise
             t1 = time.perf_counter()
+            if i == 1:
+                spy.stop()
+                spy.start("out")
+                t1 = time.perf_counter()
             if i == 0:
                 pair.run(act, [{"run": {"argv": ["cp", "/work/in/data.bin", "/work/out/data.bin"]}}])
                 t1b = time.perf_counter()
@@ -174,6 +213,8 @@ def run(args: argparse.Namespace) -> None:
             pair.run(act, [{"transfer_out": {"from": "/work/out/data.bin", "to": str(dest)}}], timeout=120)
             t2 = time.perf_counter()
             c1 = {d.name: cpu_seconds(d.proc.pid) for d in (pair.prov, pair.req) if d.proc}
+            if i == 1:
+                spy.stop()
             if sha_of(dest) != digest:
                 raise SystemExit("transfer_out: the copy differs from the original")
             dest.unlink()
@@ -246,6 +287,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=64, help="file size in MiB")
     parser.add_argument("--runs", type=int, default=3, help="measured transfers each way (after one warm-up)")
+    parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of both daemons (first measured run)")
     parser.add_argument("--budget", type=int, default=170, help="abort (stopping every child) after this many seconds")
     run(parser.parse_args())
 

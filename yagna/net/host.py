@@ -28,6 +28,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
+from yagna.net import fast_io
 from yagna.net.errors import BadAddressError, ListenError
 from yagna.net.lean_libp2p import new_tcp_host
 
@@ -39,6 +40,7 @@ CLOSE_TIMEOUT_S = 4.0
 
 def build_host(seed: bytes) -> IHost:
     """A host whose peer id is the node id of the ed25519 key with this seed."""
+    fast_io.apply()  # Noise/Yamux bulk I/O without the per-message overhead (same wire format)
     key_pair = create_new_key_pair(seed)
     host = new_tcp_host(  # = libp2p.new_host(...) without importing every transport
         key_pair=key_pair,
