@@ -17,6 +17,7 @@ whose ``.reason`` is one of :data:`REASONS`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -24,9 +25,9 @@ from market.constraints import MAX_CONSTRAINT_LENGTH, Constraint, parse
 from market.errors import ConstraintSyntaxError, MarketError, PropertyError
 from market.matching import Demand, Offer
 from market.properties import PropertyValue, validate_properties
-from yagna.core.envelope import content_id, open_signed, seal
+from yagna.core.envelope import content_id, seal
 from yagna.core.errors import EncodeError, WireError
-from yagna.core.identity import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, NodeKey, node_id_from_public_key
+from yagna.core.identity import PUBLIC_KEY_SIZE, SIGNATURE_SIZE, NodeKey, node_id_from_public_key, verify
 from yagna.core.wire import decode
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "make_offer",
     "make_withdrawal",
     "offer_id",
+    "peek_domain_fast",
     "verify_demand",
     "verify_offer",
     "verify_withdrawal",
@@ -271,6 +273,41 @@ def make_withdrawal(key: NodeKey, *, network_id: str, offer_id: str, at_ms: int)
 
 
 # -- verifying --------------------------------------------------------------------------
+def _text_head(text: str) -> bytes:
+    raw = text.encode()
+    assert len(raw) < 24
+    return bytes([0x60 + len(raw)]) + raw
+
+
+_DOMAIN_HEADS = {_text_head(d): d for d in (OFFER_DOMAIN, WITHDRAW_DOMAIN, DEMAND_DOMAIN)}
+
+
+def peek_domain_fast(data: bytes) -> str | None:
+    """The domain tag of a sealed offer, withdrawal or demand, read from its first bytes (unverified).
+
+    A canonical envelope is ``0x82``, a byte-string head, then the body ``0x83`` +
+    the tag as a text string. None when the bytes do not start that way (the
+    caller then decodes, or refuses). Never raises.
+    """
+    if len(data) < 4 or data[0] != 0x82:
+        return None
+    head = data[1]
+    if 0x40 <= head <= 0x57:
+        start = 2
+    elif head == 0x58:
+        start = 3
+    elif head == 0x59:
+        start = 4
+    else:
+        return None
+    if data[start:start + 1] != b"\x83":
+        return None
+    for encoded, domain in _DOMAIN_HEADS.items():
+        if data.startswith(encoded, start + 1):
+            return domain
+    return None
+
+
 def _is_offer_id(value: object) -> bool:
     return (
         isinstance(value, str)
@@ -283,11 +320,19 @@ def _is_time(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_TIME
 
 
+_parse = functools.lru_cache(maxsize=1024)(parse)
+"""Constraint texts recur (most offers carry their preset's); the tree is immutable. Errors are not cached."""
+_node_id = functools.lru_cache(maxsize=4096)(node_id_from_public_key)
+"""Node id of a signer key (base58 and the point check cost ~60 us; providers recur). Raises WireError."""
+
+
 def _open(data: object, domain: str, max_size: int) -> tuple[str, dict[object, object]]:
     """Check the envelope; return ``(signer node id, payload map)``.
 
     The structure is checked first so that garbage is ``malformed`` and only a
-    well-formed envelope whose signature fails is ``bad_signature``.
+    well-formed envelope whose signature fails is ``bad_signature``. Each layer
+    is decoded once (the same checks as :func:`yagna.core.envelope.open_signed`,
+    which decodes both layers again).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise OfferRejected("malformed", f"expected bytes, got {type(data).__name__}")
@@ -304,21 +349,21 @@ def _open(data: object, domain: str, max_size: int) -> tuple[str, dict[object, o
         inner = decode(body, max_size=max_size)
         if not (isinstance(inner, list) and len(inner) == 3):
             raise WireError("envelope body must be [domain, signer key, payload]")
-        tag, public_key, _ = inner
+        tag, public_key, payload = inner
         if tag != domain:
             raise WireError(f"domain is {tag!r:.80}, expected {domain!r}")
         if not isinstance(public_key, bytes) or len(public_key) != PUBLIC_KEY_SIZE:
             raise WireError("signer key has the wrong size")
-        node_id_from_public_key(public_key)
+        signer = _node_id(public_key)
     except WireError as exc:
         raise OfferRejected("malformed", str(exc)) from None
     try:
-        signed = open_signed(data, domain=domain, max_size=max_size)
+        verify(public_key, body, signature)
     except WireError as exc:
         raise OfferRejected("bad_signature", str(exc)) from None
-    if not isinstance(signed.payload, dict):
+    if not isinstance(payload, dict):
         raise OfferRejected("malformed", "payload must be a map")
-    return signed.signer, signed.payload
+    return signer, payload
 
 
 def _verify_item(
@@ -337,13 +382,15 @@ def _verify_item(
     if net != network_id:
         raise OfferRejected("wrong_network", f"for network {net!r:.80}, expected {network_id!r}")
     try:
-        properties = validate_properties(props)
+        # The properties are a part of `data`, re-encoded to the same canonical bytes:
+        # when `data` fits the encoded-size cap, so do they (no need to re-encode them).
+        properties = validate_properties(props, encoded_size_at_most=len(data))
     except PropertyError as exc:
         raise OfferRejected("bad_properties", str(exc)) from None
     if not isinstance(text, str) or len(text) > MAX_CONSTRAINT_LENGTH:
         raise OfferRejected("bad_constraints", f"constraints must be a string of at most {MAX_CONSTRAINT_LENGTH} characters")
     try:
-        constraint = parse(text)
+        constraint = _parse(text)
     except ConstraintSyntaxError as exc:
         raise OfferRejected("bad_constraints", str(exc)) from None
     if created > now_ms + max_skew_ms:
@@ -363,15 +410,19 @@ def verify_offer(
     max_size: int = MAX_OFFER_SIZE,
     max_ttl_ms: int = DEFAULT_MAX_TTL_MS,
     max_skew_ms: int = MAX_CLOCK_SKEW_MS,
+    known_id: str | None = None,
 ) -> SignedOffer:
-    """Check a sealed offer from a peer; raise only :class:`OfferRejected`."""
+    """Check a sealed offer from a peer; raise only :class:`OfferRejected`.
+
+    ``known_id``: :func:`offer_id` of ``data`` if the caller already computed it.
+    """
     signer, subnet, props, text, constraint, created, expires = _verify_item(
         data, OFFER_DOMAIN, network_id=network_id, now_ms=now_ms,
         max_size=max_size, max_ttl_ms=max_ttl_ms, max_skew_ms=max_skew_ms,
     )
     raw = bytes(data)
     return SignedOffer(
-        offer_id=content_id(raw),
+        offer_id=known_id or content_id(raw),
         provider_id=signer,
         subnet=subnet,
         properties=props,

@@ -129,12 +129,16 @@ def _check_scalar(name: str, value: object) -> None:
     raise PropertyError(f"property {name!r}: unsupported value type {type(value).__name__}")
 
 
-def validate_properties(properties: object) -> dict[str, PropertyValue]:
+def validate_properties(properties: object, *, encoded_size_at_most: int | None = None) -> dict[str, PropertyValue]:
     """Check a property set and return it as a plain ``dict`` (lists as lists).
 
     Raises :class:`PropertyError` on a bad name, a value that is not a string,
     number, bool or list of those, or a set over the size caps. Accepts any
     object so it can be fed straight from decoded remote input.
+
+    ``encoded_size_at_most``: a bound the caller knows on the set's canonical
+    encoding (it was decoded from that many canonical bytes); within
+    :data:`MAX_ENCODED_SIZE` the set is not re-encoded to measure it.
     """
     if not isinstance(properties, Mapping):
         raise PropertyError(f"properties must be a mapping, got {type(properties).__name__}")
@@ -162,6 +166,8 @@ def validate_properties(properties: object) -> dict[str, PropertyValue]:
     names = {n.rstrip("?") for n in out}
     if len(names) != len(out):
         raise PropertyError("a property is given both as negotiable ('name?') and not ('name')")
+    if encoded_size_at_most is not None and encoded_size_at_most <= MAX_ENCODED_SIZE:
+        return out
     try:
         size = len(encode(out))
     except EncodeError as exc:  # pragma: no cover - every value was checked above

@@ -37,6 +37,7 @@ from market.offers import (
     OfferRejected,
     SignedDemand,
     SignedOffer,
+    peek_domain_fast,
     verify_demand,
     verify_offer,
     verify_withdrawal,
@@ -101,6 +102,9 @@ def demands_topic(network_id: str, subnet: str) -> str:
 
 def peek_domain(data: bytes) -> str | None:
     """The domain tag of a sealed envelope, unverified (to pick the right verifier)."""
+    fast = peek_domain_fast(data)
+    if fast is not None:
+        return fast
     try:
         outer = decode(data, max_depth=1)
         if isinstance(outer, list) and outer and isinstance(outer[0], bytes):
@@ -272,8 +276,14 @@ class OfferDirectory:
     def _take_offer(self, subnet: str | None, data: bytes, source: str = "gossip", *, via: str | None = None) -> bool:
         """``via``: the peer that handed the offer to us (None: this node), charged in the book's per-peer totals."""
         now = self._clock_ms()
+        oid = content_id(data) if isinstance(data, bytes) else None
+        held = self.book.get(oid) if oid is not None else None
+        if held is not None and held.expires_at_ms > now:
+            # The very bytes of a live offer already verified and kept: nothing to check
+            # again (a copy from a second relay, or a catch-up page of offers we hold).
+            return True
         try:
-            offer = verify_offer(data, network_id=self.network_id, now_ms=now)
+            offer = verify_offer(data, network_id=self.network_id, now_ms=now, known_id=oid)
         except OfferRejected as exc:
             raise GossipInvalid(exc.reason, PENALTY.get(exc.reason, 20)) from None
         if subnet is not None and offer.subnet != subnet:

@@ -225,7 +225,12 @@ class RequestorMarket:
         if state.seq <= after and timeout > 0:
             with trio.move_on_after(timeout):
                 await state.changed.wait()
-        return [e for e in state.events if int(e["seq"]) > after]  # type: ignore[call-overload]
+        # seqs are consecutive and the deque keeps the newest: the ones after `after` are its tail
+        new = state.seq - max(after, 0)
+        if new <= 0:
+            return []
+        events = list(state.events)
+        return events[-new:] if new < len(events) else events
 
     def _propose(self, state: DemandState, offer: SignedOffer, source: str) -> None:
         if offer.offer_id in state.proposals or offer.provider_id == self.node_id:
