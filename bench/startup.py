@@ -10,7 +10,10 @@ Measured, each in fresh OS processes started by this script:
   node's own shutdown (until it logs "stopped") and interpreter teardown;
 * **warm start** (3 by default): the same, started again on a data dir a cold run left
   (identity, database and app key exist);
-* **idle RSS** of one daemon after 10 s of idling;
+* **idle RSS** of one daemon after 10 s of idling, VmRSS and RssAnon (anonymous
+  memory: heap, module objects; the rest of VmRSS is shared library and file pages);
+* **a CLI read command** end to end, ``yagna market offers --json`` against that
+  running daemon (7 runs, interleaved with ``python -c pass``; median);
 * **SIGTERM to exit with one connected peer** (a second daemon bootstraps to the
   first; the first is stopped once ``/api/v1/net/peers`` shows the peer);
 * baselines in the same run: ``python -c "pass"``, ``python -c "import libp2p"``
@@ -19,7 +22,13 @@ Measured, each in fresh OS processes started by this script:
 
 Reference (Golem's yagna 0.17.6 on this machine): ready in ~0.5 s, ~137 MB RSS.
 
+Our packages' bytecode is compiled first (``compileall``, as ``pip install``
+does): this checkout runs with ``PYTHONDONTWRITEBYTECODE=1`` and an editable
+install, so without it every start compiles ~100 of our modules (~0.3 s);
+``--no-compile`` measures that case.
+
 Run: ``python bench/startup.py [--runs 5] [--idle 10]``. Takes ~40 s; prints figures only.
+``--smoke``: one run of each, 1 s idle, a few seconds in all (CI: "it runs").
 """
 
 from __future__ import annotations
@@ -42,9 +51,45 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import PYTHON, Lines, Procs, machine, rss_mib, table, tail, time_budget  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+OUR_PACKAGES = ("yagna", "market", "payments", "exeunit", "requestor_sdk")
+
 POLL = 0.005
 READY_TIMEOUT = 15.0
 YAGNA_REF = "Golem yagna 0.17.6: ready ~0.5 s, ~137 MB RSS"
+
+
+def rss_anon_mib(pid: int) -> float:
+    """Anonymous resident memory (RssAnon from /proc), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no RssAnon for pid {pid}")
+
+
+def compile_bytecode() -> None:
+    """Write our packages' .pyc files, as an install would (PYTHONDONTWRITEBYTECODE may be set)."""
+    subprocess.run([PYTHON, "-m", "compileall", "-q", *[str(ROOT / p) for p in OUR_PACKAGES]],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def cli_runs(data_dir: Path, runs: int) -> dict[str, list[float]]:
+    """``yagna market offers --json`` against a running daemon, interleaved with ``python -c pass``."""
+    cmds = {
+        'python -c "pass"': [PYTHON, "-c", "pass"],
+        "yagna market offers --json": [PYTHON, "-m", "yagna", "--data-dir", str(data_dir), "market", "offers", "--json"],
+    }
+    out: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(runs):
+        for name, cmd in cmds.items():
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            out[name].append(time.perf_counter() - t0)
+            if done.returncode != 0:
+                raise RuntimeError(f"{name} exited with {done.returncode}: {done.stderr.decode(errors='replace')}")
+            if name.startswith("yagna"):
+                json.loads(done.stdout)  # it did answer
+    return out
 
 
 def http_get(url: str, key: str | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -93,7 +138,8 @@ class Daemon:
             self._check(deadline)
             time.sleep(POLL)
         t_ready = time.perf_counter() - t0
-        return {"node_json": t_file, "ready": t_ready, "rss": rss_mib(self.proc.pid)}
+        return {"node_json": t_file, "ready": t_ready, "rss": rss_mib(self.proc.pid),
+                "anon": rss_anon_mib(self.proc.pid)}
 
     def _check(self, deadline: float) -> None:
         assert self.proc is not None
@@ -146,7 +192,7 @@ def python_baseline(procs: Procs, code: str, runs: int) -> dict[str, float]:
     stopped; interpreter teardown is not counted (it is not for the daemon either).
     """
     parked = f"{code}\nimport sys\nprint('ready', flush=True)\nsys.stdin.readline()"
-    times, rss = [], []
+    times, rss, anon = [], [], []
     for _ in range(runs):
         t0 = time.perf_counter()
         proc = procs.spawn([PYTHON, "-c", parked], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -154,9 +200,10 @@ def python_baseline(procs: Procs, code: str, runs: int) -> dict[str, float]:
         Lines(proc).wait_for("ready", 30)
         times.append(time.perf_counter() - t0)
         rss.append(rss_mib(proc.pid))
+        anon.append(rss_anon_mib(proc.pid))
         procs.stop(proc)
     return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "rss": statistics.median(rss)}
+            "rss": statistics.median(rss), "anon": statistics.median(anon)}
 
 
 def main() -> None:
@@ -164,7 +211,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="cold starts (and baseline runs)")
     parser.add_argument("--warm-runs", type=int, default=3, help="warm starts (the first data dirs again)")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idling before the RSS reading")
+    parser.add_argument("--cli-runs", type=int, default=7, help="runs of `yagna market offers --json`")
+    parser.add_argument("--no-compile", action="store_true", help="do not write our packages' bytecode first")
+    parser.add_argument("--smoke", action="store_true", help="one run of each, 1 s idle: checks that it runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs, args.warm_runs, args.idle, args.cli_runs = 1, 1, 1.0, 1
+    if not args.no_compile:
+        compile_bytecode()
 
     print(f"# startup: {machine()}, load average {os.getloadavg()[0]:.2f}")
     procs = Procs()
@@ -193,6 +247,8 @@ def main() -> None:
         # The last warm daemon idles, then its RSS is read.
         time.sleep(args.idle)
         idle_rss = rss_mib(daemon.proc.pid)  # type: ignore[union-attr]
+        idle_anon = rss_anon_mib(daemon.proc.pid)  # type: ignore[union-attr]
+        cli = cli_runs(daemon.data_dir, args.cli_runs)
         term_warm.append(daemon.sigterm())
 
         # SIGTERM with one connected peer.
@@ -241,16 +297,23 @@ def main() -> None:
     ready = statistics.median(c["ready"] for c in cold) * 1000
     print(f"cold start = {imports:.0f} ms interpreter + imports (baseline above) "
           f"+ {ready - imports:.0f} ms of the node's own start (identity, store, host, API)")
+    print(f"bytecode: {'not compiled first (--no-compile)' if args.no_compile else 'compiled first'}")
 
     print()
-    print("## Memory, MiB (VmRSS)")
-    rows = [[f"baseline: {name}", b["rss"]] for name, b in base.items()]
+    print(f"## CLI read command end to end, ms ({args.cli_runs} runs, interleaved, against the idle daemon)")
+    print(table(["what", "median", "min", "max"], [row(name, xs) for name, xs in cli.items()]))
+
+    print()
+    print("## Memory, MiB (VmRSS and RssAnon)")
+    rows = [[f"baseline: {name}", b["rss"], b["anon"]] for name, b in base.items()]
     rows += [
-        ["yagna at ready, cold (median)", statistics.median(c["rss"] for c in cold)],
-        ["yagna at ready, warm (median)", statistics.median(c["rss"] for c in warm)],
-        [f"yagna after {args.idle:.0f} s idle", idle_rss],
+        ["yagna at ready, cold (median)", statistics.median(c["rss"] for c in cold),
+         statistics.median(c["anon"] for c in cold)],
+        ["yagna at ready, warm (median)", statistics.median(c["rss"] for c in warm),
+         statistics.median(c["anon"] for c in warm)],
+        [f"yagna after {args.idle:.0f} s idle", idle_rss, idle_anon],
     ]
-    print(table(["what", "RSS"], rows))
+    print(table(["what", "RSS", "RssAnon"], rows))
 
     print()
     print("## Shutdown, ms (SIGTERM until the process has exited | until it logged \"stopped\")")
