@@ -259,7 +259,7 @@ def main() -> None:
         b.start()
         t_connect = time.perf_counter()
         deadline = t_connect + 15
-        while not any(p.get("node_id") == a.info["node_id"] for p in b.get("/net/peers")):  # type: ignore[union-attr]
+        while not any(p.get("node_id") == a.info["node_id"] for p in b.get("/net/peers")):  # type: ignore[union-attr,attr-defined]
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"peer never connected:\n{tail(b.log)}")
             time.sleep(0.02)
