@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: machine setup typecheck test demo demo-down bench clean
+.PHONY: machine setup typecheck test demo demo-down bench bench-smoke clean
 
 ## The machine: Debian packages (as root), a running Docker engine, the local images.
 machine:
@@ -39,12 +39,16 @@ demo:
 demo-down: setup
 	$(BIN)/yagna devnet down
 
+## Run every benchmark in bench/ (~25 min; Docker and local/busybox:1 needed), one after the other;
+## the exit code says whether any failed. `make bench-smoke`: each one in its smoke mode (~3 min),
+## as CI does through e2e/test_bench_smoke.py.
+BENCHES = $(filter-out bench/_%,$(sort $(wildcard bench/*.py)))
+
 bench: setup
-	$(BIN)/python bench/startup.py
-	$(BIN)/python bench/reqresp.py
-	$(BIN)/python bench/gossip.py
-	$(BIN)/python bench/store_backends.py
-	$(BIN)/python bench/matching.py
+	@status=0; for b in $(BENCHES); do echo; echo "### $$b"; $(BIN)/python $$b || { echo "$$b failed" >&2; status=1; }; done; exit $$status
+
+bench-smoke: setup
+	@status=0; for b in $(BENCHES); do echo; echo "### $$b --smoke"; $(BIN)/python $$b --smoke || { echo "$$b failed" >&2; status=1; }; done; exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

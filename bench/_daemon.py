@@ -60,8 +60,11 @@ class Daemon:
     def spawn(self) -> Daemon:
         with open(self.log, "ab") as log:
             self.t_spawn = time.time()
+            # BENCH_PROFILE_DIR=DIR: run the daemon under cProfile, stats in DIR/<name>.prof at its exit
+            prof_dir = os.environ.get("BENCH_PROFILE_DIR")
+            prof = ["-m", "cProfile", "-o", str(Path(prof_dir) / f"{self.name}.prof")] if prof_dir else []
             self.proc = self.procs.spawn(
-                [PYTHON, "-m", "yagna", "--data-dir", str(self.data_dir), "service", "run", "--api-port", "0",
+                [PYTHON, *prof, "-m", "yagna", "--data-dir", str(self.data_dir), "service", "run", "--api-port", "0",
                  *self.args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env(self.tmp),
             )

@@ -186,3 +186,14 @@ def machine() -> str:
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
     )
+
+
+# -- smoke mode (CI) -------------------------------------------------------------------
+SMOKE_HELP = "smoke run: tiny sizes, one round, a few seconds; still prints every figure (CI runs each bench so)"
+
+
+def apply_smoke(args: object, **small: object) -> None:
+    """With ``--smoke`` on the command line, replace the size arguments by ``small`` ones."""
+    if getattr(args, "smoke", False):
+        for name, value in small.items():
+            setattr(args, name, value)

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import PYTHON, REPO, machine, summary, table, time_budget  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, PYTHON, REPO, machine, summary, table, time_budget  # noqa: E402
 from exeunit_activity import IMAGE, LABEL_NODE, cleanup_docker, ensure_image  # noqa: E402
 
 YAGNA = [PYTHON, "-m", "yagna"]
@@ -389,7 +389,9 @@ def main() -> None:
     parser.add_argument("--runs12", type=int, default=4, help="12-task CLI runs")
     parser.add_argument("--sdk-runs", type=int, default=3, help="in-process SDK runs of each job")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between runs")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    apply_smoke(args, runs=1, runs12=1, sdk_runs=1, gap=0.2)
     time_budget(600)
     run(args)
 

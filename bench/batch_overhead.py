@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import cpu_seconds  # noqa: E402
-from _util import REPO, machine, summary, table, time_budget  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, REPO, machine, summary, table, time_budget  # noqa: E402
 from batch_first_result import Devnet, loadavg, write_job  # noqa: E402
 from exeunit_activity import IMAGE, LABEL_BENCH, cleanup_docker, docker_cli, ensure_image, run_tag  # noqa: E402
 from exeunit_overhead import check, command, engine_pids, expected, parallel  # noqa: E402
@@ -205,7 +205,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    apply_smoke(args, tasks=6, rounds=1)
     time_budget(900)
     run(args)
 

@@ -56,7 +56,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import MATCH_ALL, ApiError, Daemon, report_logs, wait_for  # noqa: E402
-from _util import REPO, Procs, machine, summary, table, time_budget  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, REPO, Procs, machine, summary, table, time_budget  # noqa: E402
 
 IMAGE = "local/busybox:1"
 LABEL_NODE = "network.yagna.node"
@@ -156,6 +156,9 @@ class ExePair:
             "--activity-keepalive", str(self.keepalive_s)]).start()
         self.req = Daemon(self.procs, self.tmp, "requestor", ["--role", "requestor", "--px-interval", "2",
                                                               "--bootstrap", self.prov.p2p_addr]).start()
+        # An activity needs a funded requestor: its payment channel's deposit is taken at
+        # `POST /activity` (409 insufficient-funds otherwise). Test-network tokens, plenty for every run.
+        self.req.post("/payment/fund", {"amount": "100000"})
         if self.preset:
             self.prov.post("/provider/presets", {"runtime": "docker", "subnet": "public", **self.preset})
         wait_for(lambda: self._offer() is not None, 30, f"requestor lists the {self.preset_name!r} offer")
@@ -527,7 +530,10 @@ def main() -> None:
     parser.add_argument("--create-runs", type=int, default=20, help="activities created to ready (a)")
     parser.add_argument("--exec-runs", type=int, default=100, help="run [true] round trips (b)")
     parser.add_argument("--budget", type=int, default=170, help="abort (stopping every child) after this many seconds")
-    run(parser.parse_args())
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args()
+    apply_smoke(args, create_runs=2, exec_runs=5)
+    run(args)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import cpu_seconds, report_logs  # noqa: E402
-from _util import Procs, machine, summary, table, time_budget  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, Procs, machine, summary, table, time_budget  # noqa: E402
 from exeunit_activity import (  # noqa: E402
     IMAGE, LABEL_BENCH, LABEL_NODE, ExePair, Session, cleanup_docker, deploy_script, docker_cli, ensure_image, run_tag,
 )
@@ -302,7 +302,10 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=3, help="workers (agreements / docker runs) at once")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the four modes (the order alternates)")
     parser.add_argument("--budget", type=int, default=170, help="abort (stopping every child) after this many seconds")
-    run(parser.parse_args())
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args()
+    apply_smoke(args, tasks=3, rounds=1)
+    run(args)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import PYTHON, Lines, Procs, machine, summary, table, tail, time_budget  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, PYTHON, Lines, Procs, machine, summary, table, tail, time_budget  # noqa: E402
 
 TOPIC = "yagna-bench/ours"
 BARE_TOPIC = "yagna-bench/bare"
@@ -279,7 +279,9 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="also write every node's raw result here")
     parser.add_argument("--index", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    apply_smoke(args, nodes=3, messages=20, block=10, interval=0.01)
     if args.mode == "node":
         trio.run(run_node, args.index, args.bootstrap, args.nodes, args.messages)
     else:

@@ -54,7 +54,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import MATCH_ALL, SMALL_PRESET, ApiError, Daemon, child_env, report_logs, wait_for  # noqa: E402
-from _util import PYTHON, Lines, Procs, machine, summary, table, tail, time_budget  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, PYTHON, Lines, Procs, machine, summary, table, tail, time_budget  # noqa: E402
 
 BURST = str(Path(__file__).resolve().parent / "market_burst.py")
 WARMUP = 5
@@ -237,7 +237,10 @@ def main() -> None:
     parser.add_argument("--book-offers", type=int, default=1000, help="offers loaded for part 2 (0 skips it)")
     parser.add_argument("--demand-runs", type=int, default=10, help="new demands against the loaded book (part 2)")
     parser.add_argument("--budget", type=int, default=180, help="abort (stopping every child) after this many seconds")
-    run(parser.parse_args())
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args()
+    apply_smoke(args, iterations=3, book_offers=50, demand_runs=2)
+    run(args)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import SMALL_PRESET, Daemon, report_logs, wait_for  # noqa: E402
-from _util import Procs, machine, summary, table, time_budget  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, Procs, machine, summary, table, time_budget  # noqa: E402
 
 GOLEM_S = 343
 
@@ -134,7 +134,9 @@ def main() -> None:
     parser.add_argument("--extra", type=int, default=50, help="extra presets (offers) on provider 1 (max 63)")
     parser.add_argument("--timeout", type=float, default=20.0, help="give up on a run after this many seconds")
     parser.add_argument("--budget", type=int, default=150, help="abort (stopping every child) after this many seconds")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    apply_smoke(args, runs=1, extra=5)
     if not 0 <= args.extra <= 63:
         parser.error("--extra must be 0-63 (a provider may hold 64 offers in others' books)")
     run(args)

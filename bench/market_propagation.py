@@ -53,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import MATCH_ALL, SMALL_PRESET, Daemon, cpu_seconds, report_logs, wait_for  # noqa: E402
-from _util import Procs, machine, summary, table, time_budget  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, Procs, machine, summary, table, time_budget  # noqa: E402
 
 USER_TOPIC = "user/bench"
 POLL_S = 0.25  # the daemons stamp arrival times themselves; polling less often steals less of their CPU
@@ -254,7 +254,9 @@ def main() -> None:
     parser.add_argument("--px-interval", type=float, default=2.0)
     parser.add_argument("--grace", type=float, default=5.0, help="seconds to wait for stragglers after the last offer")
     parser.add_argument("--budget", type=int, default=120, help="abort (stopping every child) after this many seconds")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    apply_smoke(args, nodes=3, offers=3, interval=0.1, grace=2.0)
     if not 1 <= args.offers <= 63:
         parser.error("--offers must be 1-63 (a provider may hold 64 offers in others' books)")
     run(args)

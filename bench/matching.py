@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _util import machine, summary, table  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, machine, summary, table  # noqa: E402
 
 from market import Demand, Matcher, Offer, Tri, evaluate, parse  # noqa: E402
 from market import properties as P  # noqa: E402
@@ -130,7 +130,9 @@ def main() -> None:
     ap.add_argument("--offers", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--naive-repeats", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
+    apply_smoke(args, offers=300, repeats=2, naive_repeats=1)
     print(f"# matching benchmark; {machine()}")
     run(args, distinct=False)
     run(args, distinct=True)

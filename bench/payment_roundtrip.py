@@ -65,7 +65,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import Daemon, child_env, report_logs, wait_for  # noqa: E402
-from _util import PYTHON, REPO, Procs, machine, summary, table, time_budget  # noqa: E402
+from _util import PYTHON, REPO, SMOKE_HELP, Procs, apply_smoke, machine, summary, table, time_budget  # noqa: E402
 from exeunit_activity import LABEL_NODE, Session, cleanup_docker, deploy_script, ensure_image  # noqa: E402
 
 TERMS = ["--property", "golem.com.scheme.payu.debit-note.interval-sec?=1",
@@ -302,7 +302,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--notes", type=int, default=40, help="debit-note round trips to collect")
     parser.add_argument("--budget", type=int, default=300, help="seconds before the run gives up")
-    run(parser.parse_args())
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+    args = parser.parse_args()
+    apply_smoke(args, notes=3)
+    run(args)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _util import machine, table  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, machine, table  # noqa: E402
 
 
 def pin(cpu: int | None) -> int:
@@ -87,7 +87,9 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the last one allowed)")
     parser.add_argument("--channels", type=int, default=64,
                         help="channels storing vouchers at once in the group-commit figure")
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    apply_smoke(args, vouchers=50, rounds=1)
 
     cpu = pin(args.cpu)  # before trio or sqlite start any thread: they inherit the mask
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import PYTHON, Lines, Procs, machine, summary, table, tail  # noqa: E402
+from _util import SMOKE_HELP, apply_smoke, PYTHON, Lines, Procs, machine, summary, table, tail  # noqa: E402
 
 ECHO = "/yagna-bench/echo/1.0.0"
 BARE = "/yagna-bench/bare-echo/1.0.0"
@@ -188,7 +188,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
+    apply_smoke(args, rounds=1, per_round=20, warmup=5, concurrency=10, batches=1)
     if args.mode == "serve":
         trio.run(serve)
         return

@@ -373,10 +373,15 @@ def _have_store() -> bool:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _util import SMOKE_HELP, apply_smoke
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="time box per workload")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved slices per workload")
+    ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
+    apply_smoke(args, seconds=0.3, rounds=1)
 
     t_start = time.perf_counter()
     print(f"python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, trio {trio.__version__}")
