@@ -369,7 +369,8 @@ async def test_usage_is_billed_while_the_container_is_being_removed(tmp_path: Pa
             nursery.start_soon(req.destroy, activity_id)
             await removing.wait()
             duration_ms, cpu_ms, _, count = await prov.usage_for_agreement(p.agreement_id)
-        assert count == 1 and duration_ms > 500 and cpu_ms > 300, (duration_ms, cpu_ms)
+        # billed, not zero (how much CPU a 1 s busy loop gets depends on the machine's load)
+        assert count == 1 and duration_ms > 500 and cpu_ms > 0, (duration_ms, cpu_ms)
 
 
 async def test_a_removal_cancelled_midway_still_finishes(tmp_path: Path, image_id: str) -> None:
