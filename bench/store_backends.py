@@ -340,6 +340,8 @@ async def main():
         return n
 threads = trio.run(main)
 print(t_imp * 1000, after_import - base, rss_kib() - base, threads)
+import shutil
+shutil.rmtree(d, ignore_errors=True)
 """
 
 
