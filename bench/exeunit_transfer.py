@@ -289,7 +289,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="measured transfers each way (after one warm-up)")
     parser.add_argument("--profile", metavar="DIR", help="record py-spy profiles of both daemons (first measured run)")
     parser.add_argument("--budget", type=int, default=170, help="abort (stopping every child) after this many seconds")
-    run(parser.parse_args())
+    parser.add_argument("--smoke", action="store_true", help="1 MiB, one run each way: checks that it runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.mib, args.runs = 1, 1
+    run(args)
 
 
 if __name__ == "__main__":
