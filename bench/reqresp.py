@@ -131,7 +131,7 @@ async def client(addr: str, rounds: int, per_round: int, warmup: int, conc: int,
             assert reply == payload
 
         kinds: dict[str, Callable[[], Awaitable[None]]] = {
-            "ours (yagna.net.reqresp, new stream, CBOR)": ours,
+            "ours (yagna.net.reqresp, pooled streams, CBOR)": ours,
             "bare libp2p, new stream per request": bare_new,
             "bare libp2p, one long-lived stream": bare_long,
         }
