@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("attack", choices=["poison-gossip", "stall", "user-flood"])
     parser.add_argument("target", help="the target's /ip4/.../tcp/.../p2p/<id> address")
     parser.add_argument("--topic", action="append", default=[])
-    parser.add_argument("--protocol", default="/yagna/blob/1.0.0")
+    parser.add_argument("--protocol", default="/yagna/blob/2.0.0")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--hold", type=float, default=30.0)

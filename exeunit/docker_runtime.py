@@ -17,6 +17,8 @@ The names this module had before the split stay importable from here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import docker
 import trio
@@ -29,7 +31,7 @@ from exeunit.docker.files import Files
 from exeunit.docker.images import Images
 from exeunit.docker.kill import Killer
 from exeunit.docker.usage import UsageMeter
-from exeunit.runtime import ContainerSpec, ExecResult, OutputSink, PeerImage, Usage
+from exeunit.runtime import ContainerSpec, ExecResult, OutputSink, PeerImage, Upload, Usage
 
 __all__ = [
     "GID",
@@ -110,8 +112,12 @@ class DockerRuntime:
     async def put_file(self, container_id: str, path: str, data_path: str, *, mode: int = 0o644) -> None:
         await self.files.put(container_id, path, data_path, mode=mode)
 
-    async def get_file(self, container_id: str, path: str, dest_path: str, *, max_bytes: int) -> int:
-        return await self.files.get(container_id, path, dest_path, max_bytes=max_bytes)
+    def upload(self, container_id: str, path: str, size: int, *, mode: int = 0o644) -> AbstractAsyncContextManager[Upload]:
+        return self.files.upload(container_id, path, size, mode=mode)
+
+    async def get_file(self, container_id: str, path: str, dest_path: str, *, max_bytes: int,
+                       digest: Any = None) -> int:
+        return await self.files.get(container_id, path, dest_path, max_bytes=max_bytes, digest=digest)
 
     # -- usage --------------------------------------------------------------
 

@@ -13,8 +13,9 @@ kills and removes it. ``/work`` survives between commands of one activity.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 LABEL_NODE = "network.yagna.node"
 """Container label: the provider node id that created the container."""
@@ -90,6 +91,12 @@ OutputSink = Callable[[str, bytes], Awaitable[None]]
 """Called with ("stdout"|"stderr", chunk) as output arrives, in order."""
 
 
+class Upload(Protocol):
+    def write(self, pieces: list[bytes]) -> None:
+        """The next bytes, in order (blocking: call it on a worker thread)."""
+        ...
+
+
 class Runtime(Protocol):
     async def create(self, spec: ContainerSpec) -> str:
         """Create (not start) a container; returns its id."""
@@ -113,8 +120,16 @@ class Runtime(Protocol):
     async def put_file(self, container_id: str, path: str, data_path: str, *, mode: int = 0o644) -> None:
         """Copy a local file into the container at ``path`` (under /work)."""
 
-    async def get_file(self, container_id: str, path: str, dest_path: str, *, max_bytes: int) -> int:
-        """Copy a regular file out of the container; returns its size."""
+    def upload(self, container_id: str, path: str, size: int, *, mode: int = 0o644) -> AbstractAsyncContextManager[Upload]:
+        """Stream ``size`` bytes into ``path`` (under /work) while they arrive: ``async with`` it, call
+        ``write(pieces)`` from worker threads; a normal exit commits the file, an exception aborts it
+        (the container's file stays as it was)."""
+        ...
+
+    async def get_file(self, container_id: str, path: str, dest_path: str, *, max_bytes: int,
+                       digest: Any = None) -> int:
+        """Copy a regular file out of the container; returns its size. ``digest`` (a hashlib object),
+        when given, is updated with the bytes as they are copied."""
 
     async def usage(self, container_id: str) -> Usage: ...
 

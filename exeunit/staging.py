@@ -35,6 +35,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -144,8 +145,10 @@ class Staging:
         return removed
 
     async def take_out(self, runtime: Runtime, container_id: str, src: str, activity_id: str, *,
-                       max_bytes: int) -> Path:
+                       max_bytes: int, digest: Any = None) -> Path:
         """Copy ``src`` out of the container into a new staged file of the activity; returns its path.
+
+        ``digest`` (a hashlib object), when given, gets the file's bytes as they are copied (one pass).
 
         ``max_bytes`` is the agreement's storage: the largest result and what the activity keeps in all.
         ``StagingFull`` (a ``TransferRefused``) when it does not fit; the runtime's ``TransferRefused`` otherwise.
@@ -153,7 +156,10 @@ class Staging:
         path = self.root / f"out-{activity_id}-{secrets.token_hex(8)}"
         room = self.budget.reserve(path.name, activity_id, want=max_bytes, activity_bytes=max_bytes)
         try:
-            size = await runtime.get_file(container_id, src, str(path), max_bytes=room)
+            if digest is None:
+                size = await runtime.get_file(container_id, src, str(path), max_bytes=room)
+            else:
+                size = await runtime.get_file(container_id, src, str(path), max_bytes=room, digest=digest)
         except TransferRefused as exc:
             self.budget.release(path.name)
             await trio.to_thread.run_sync(_unlink, path)

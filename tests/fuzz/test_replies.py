@@ -19,7 +19,10 @@ from hypothesis import strategies as st
 
 from exeunit.errors import TransferRefused
 from yagna.activity_service.blobs import fetch_blob
-from yagna.activity_service.protocol import BLOB, CHUNK
+from yagna.activity_service.protocol import BLOB_PER_PEER, BLOB_STREAM, BLOB_TOTAL
+from yagna.core.wire import encode
+from yagna.net.bulk import ByteStream, StreamFailed, bulk_for
+from yagna.net.framing import encode_frame
 from yagna.market_service.offers import SYNC
 from yagna.market_service.protocol import NEGOTIATE
 from yagna.market_service.requestor import NegotiationFailed
@@ -108,27 +111,46 @@ async def test_offer_catch_up_survives_garbage_pages(tmp_path: Path) -> None:
         await trio.to_thread.run_sync(one)
 
 
-async def test_blob_fetch_survives_garbage_chunks(tmp_path: Path) -> None:
+async def test_blob_fetch_survives_garbage_answers(tmp_path: Path) -> None:
+    """A provider whose blob streams answer garbage: a bad header, a size that lies, too few or too many
+    bytes. The fetch raises TransferRefused or a RequestError, and never writes past its limit."""
+    limit = 4 * 2**20
     async with world(tmp_path) as w:
-        rogue = Rogue()
-        w.prov.tap._rr.register(BLOB, rogue)  # the provider's chunks turn hostile
+        answer: list[bytes] = [b""]
+
+        async def rogue(stream: ByteStream) -> None:
+            while await stream.receive_some(4096):
+                pass
+            await stream.send_all(answer[0])
+            await stream.send_eof()
+
+        bulk_for(w.prov.tap).set_handler(BLOB_STREAM, rogue, per_peer=BLOB_PER_PEER, total=BLOB_TOTAL)
         token = trio.lowlevel.current_trio_token()
         dest = tmp_path / "blob.part"
 
         async def fetch(expected: int | None) -> None:
             try:
-                await fetch_blob(w.req.tap, w.prov.key.node_id, "file:" + "ab" * 32, dest, max_size=4 * CHUNK,
-                                 expected_size=expected)
+                with trio.fail_after(20):
+                    await fetch_blob(w.req.tap, w.prov.key.node_id, "file:" + "ab" * 32, dest, max_size=limit,
+                                     expected_size=expected)
             except (TransferRefused, RequestError):
                 pass
-            assert not dest.exists() or dest.stat().st_size <= 4 * CHUNK
+            assert not dest.exists() or dest.stat().st_size <= limit
+
+        def framed(header: object, data: bytes) -> bytes:
+            return encode_frame(encode(header)) + data
 
         @FUZZ
-        @given(st.one_of(cbor_values, mutated({"size": 5, "data": b"hello"}), mutated({"size": CHUNK + 3, "data": b"abc"}),
-                         st.builds(lambda n, d: {"size": n, "data": d}, st.integers(-5, 5 * CHUNK), st.binary(max_size=64))),
-               st.one_of(st.none(), st.integers(0, 10)))
-        def one(reply: object, expected: int | None) -> None:
-            rogue.replies = {"None": reply}
+        @given(st.one_of(
+            st.builds(framed, cbor_values, st.binary(max_size=64)),
+            st.builds(framed, mutated({"ok": {"size": 5}}), st.binary(max_size=64)),
+            st.builds(lambda n, d: framed({"ok": {"size": n}}, d), st.integers(-5, 2 * limit), st.binary(max_size=300)),
+            st.builds(lambda c, m: framed({"err": {"code": c, "msg": m}}, b""), st.text(max_size=10), st.text(max_size=10)),
+            st.binary(max_size=64),
+        ), st.one_of(st.none(), st.integers(0, 300)))
+        def one(raw: bytes, expected: int | None) -> None:
+            answer[0] = raw
             trio.from_thread.run(fetch, expected, trio_token=token)
 
         await trio.to_thread.run_sync(one)
+        assert isinstance(StreamFailed("x"), RequestError)

@@ -1,11 +1,18 @@
-"""Files and images between two nodes: a registry of blobs we serve, and a chunked fetcher.
+"""Files and images between two nodes: a registry of blobs we serve, and a streaming fetcher.
 
 A blob is served only to the one peer it was registered for (the other party
 of an agreement), by id: ``file:<sha256>`` for files, ``image:sha256:<hex>``
-for images. The fetcher learns the size from the first chunk, refuses before
-downloading anything when it is over the caller's limit, keeps ``window``
-chunk requests in flight, and returns the sha256 of what it wrote so the
-caller checks it against what it was promised.
+for images. One transfer is one stream (``/yagna/blob/2.0.0``, see
+:mod:`yagna.activity_service.protocol`): the fetcher sends the blob id, the
+server answers with the size (or an error) and then writes the bytes, read
+from disk on a worker thread one :data:`PIECE` ahead of the network, and ends
+the stream. The fetcher refuses before reading any byte when the size is over
+the caller's limit or differs from what was announced, hashes and writes what
+arrives on a worker thread while the next bytes come in (a bounded queue of
+:data:`QUEUE` pieces between them), refuses a stream that ends short or runs
+long, and returns the sha256 of what it wrote so the caller checks it against
+what it was promised. A peer that stalls is dropped after :data:`STALL_S`
+without a MiB of progress.
 
 A staged file (a provider's ``transfer_out`` result, :meth:`BlobServer.offer_staged`)
 belongs to an activity: once its peer has read it to the last byte as many times
@@ -15,21 +22,41 @@ the activity ends, :meth:`BlobServer.withdraw_owner` drops its entries.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field as dc_field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import trio
 
 from exeunit.errors import TransferRefused
-from yagna.activity_service.protocol import BLOB, CHUNK, field, ident
-from yagna.net.errors import RemoteError, RequestRejected
-from yagna.net.reqresp import Request
+from yagna.activity_service.protocol import (
+    BLOB_HEADER_MAX,
+    BLOB_PER_PEER,
+    BLOB_STREAM,
+    BLOB_TOTAL,
+    HEADER_TIMEOUT_S,
+    ID_MAX,
+)
+from yagna.core import wire
+from yagna.core.errors import WireError
+from yagna.net.bulk import ByteStream, StreamFailed, bulk_for
+from yagna.net.errors import BadResponse, RemoteError, RequestTimeout
+from yagna.net.framing import encode_frame
 
 log = logging.getLogger("yagna.activity.blobs")
+
+PIECE = 1024 * 1024
+"""Bytes per disk read of the server, and most bytes per network read of the fetcher."""
+QUEUE = 16
+"""Pieces between the network and the disk on either side (at most 16 MiB each)."""
+STALL_S = 30.0
+"""A transfer that moves less than a MiB in this long fails (the peer stalled)."""
 
 Materialize = Callable[[], Awaitable[Path]]
 """Makes a blob's file on first request (e.g. ``docker save`` of an image)."""
@@ -47,8 +74,6 @@ class _Entry:
     on_gone: Gone | None = None
     reads_left: int = 1
     """Full reads expected before the file is gone (one per offer of the same content)."""
-    served: dict[int, int] = dc_field(default_factory=dict)
-    """offset -> length of the chunks (at multiples of CHUNK) served in the current read."""
 
 
 class BlobServer:
@@ -56,7 +81,12 @@ class BlobServer:
 
     def __init__(self, rr) -> None:  # type: ignore[no-untyped-def]
         self._entries: dict[tuple[str, str], _Entry] = {}
-        rr.register(BLOB, self._handle)
+        self._bulk = bulk_for(rr)
+        self._bulk.set_handler(BLOB_STREAM, self._serve, per_peer=BLOB_PER_PEER, total=BLOB_TOTAL)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The node's bulk streams (the in-memory twin runs its handlers here)."""
+        await self._bulk.run(task_status=task_status)
 
     def offer_file(self, peer: str, blob_id: str, path: Path) -> None:
         self._entries[(peer, blob_id)] = _Entry(peer, path, None, trio.Lock())
@@ -90,38 +120,44 @@ class BlobServer:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def _handle(self, request: Request) -> object:
-        msg = request.payload
-        if not isinstance(msg, dict):
-            raise RequestRejected("bad-request", "expected a map")
-        blob_id = ident(msg, "blob_id")
-        offset = field(msg, "offset", int)
-        length = field(msg, "length", int)
-        if offset < 0 or not 0 < length <= CHUNK:
-            raise RequestRejected("bad-request", f"offset must be >= 0 and length 1..{CHUNK}")
-        entry = self._entries.get((request.peer, blob_id))
-        if entry is None:
-            raise RequestRejected("not-found", f"no blob {blob_id!r} for you")
-        async with entry.lock:
-            if entry.path is None:
-                assert entry.make is not None
-                entry.path = await entry.make()
-        path = entry.path
-        chunk = await trio.to_thread.run_sync(_read_chunk, path, offset, length)
-        if entry.on_gone is not None:
-            await self._count_read(request.peer, blob_id, entry, offset, chunk)
-        return chunk
-
-    async def _count_read(self, peer: str, blob_id: str, entry: _Entry, offset: int, chunk: dict[str, object]) -> None:
-        """A staged file read to the last byte (as often as offered) is gone."""
-        data, size = chunk["data"], chunk["size"]
-        assert isinstance(data, bytes) and isinstance(size, int)
-        if offset % CHUNK or (offset >= size and offset > 0):
-            return  # only whole chunks count (our fetcher's reads): at most size/CHUNK + 1 kept
-        entry.served[offset] = len(data)
-        if sum(entry.served.values()) < size or self._entries.get((peer, blob_id)) is not entry:
+    async def _serve(self, stream: ByteStream) -> None:
+        peer = stream.peer
+        with trio.move_on_after(HEADER_TIMEOUT_S) as waited:
+            request = await _read_header(stream)
+        if waited.cancelled_caught or request is None:
+            await stream.reset()
             return
-        entry.served.clear()
+        try:
+            blob_id = _blob_id(request)
+            entry = self._entries.get((peer, blob_id))
+            if entry is None:
+                raise _Refusal("not-found", f"no blob {blob_id!r} for you")
+            async with entry.lock:
+                if entry.path is None:
+                    assert entry.make is not None
+                    entry.path = await entry.make()
+            path = entry.path
+            try:
+                f, size = await trio.to_thread.run_sync(_open_sized, path)
+            except FileNotFoundError:
+                raise _Refusal("not-found", "blob is gone") from None
+        except _Refusal as refusal:
+            await stream.send_all(encode_frame(wire.encode({"err": {"code": refusal.code, "msg": refusal.msg}})))
+            await stream.send_eof()
+            return
+        try:
+            await stream.send_all(encode_frame(wire.encode({"ok": {"size": size}})))
+            await _send_file(stream, f, size)
+            await stream.send_eof()
+        finally:
+            await trio.to_thread.run_sync(f.close)
+        if entry.on_gone is not None:
+            await self._count_read(peer, blob_id, entry)
+
+    async def _count_read(self, peer: str, blob_id: str, entry: _Entry) -> None:
+        """A staged file sent to the last byte (as often as offered) is gone."""
+        if self._entries.get((peer, blob_id)) is not entry:
+            return
         entry.reads_left -= 1
         if entry.reads_left > 0:
             return
@@ -130,15 +166,88 @@ class BlobServer:
         await entry.on_gone(entry.path)
 
 
-def _read_chunk(path: Path, offset: int, length: int) -> dict[str, object]:
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(offset)
-            data = f.read(length) if offset < size else b""
-    except FileNotFoundError:
-        raise RequestRejected("not-found", "blob is gone") from None
-    return {"size": size, "data": data}
+class _Refusal(Exception):
+    def __init__(self, code: str, msg: str) -> None:
+        self.code, self.msg = code, msg
+
+
+def _blob_id(request: object) -> str:
+    if not isinstance(request, dict) or not isinstance(request.get("blob_id"), str):
+        raise _Refusal("bad-request", "expected {blob_id: str}")
+    blob_id: str = request["blob_id"]
+    if not 0 < len(blob_id) <= ID_MAX:
+        raise _Refusal("bad-request", f"blob_id must be 1 to {ID_MAX} characters")
+    return blob_id
+
+
+def _open_sized(path: Path) -> tuple[BinaryIO, int]:
+    f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    return f, os.fstat(f.fileno()).st_size
+
+
+async def _read_header(stream: ByteStream, leftover: bytearray | None = None) -> object | None:
+    """One varint-framed CBOR value of at most :data:`BLOB_HEADER_MAX` bytes; the bytes after it go to
+    ``leftover``. ``None`` for garbage or a stream that ends first."""
+    buf = bytearray()
+    while True:
+        try:
+            span = _frame_span(buf)
+        except ValueError:
+            return None
+        if span is not None:
+            start, end = span
+            if leftover is not None:
+                leftover += buf[end:]
+            try:
+                return wire.decode(bytes(buf[start:end]), max_size=BLOB_HEADER_MAX)
+            except WireError:
+                return None
+        data = await stream.receive_some(BLOB_HEADER_MAX + 16)
+        if not data:
+            return None
+        buf += data
+
+
+def _frame_span(buf: bytearray) -> tuple[int, int] | None:
+    """``(start, end)`` of the body of the varint frame at the start of ``buf``; None while incomplete.
+
+    ValueError for a length over :data:`BLOB_HEADER_MAX`, a non-minimal or overlong varint.
+    """
+    length = 0
+    for i, byte in enumerate(buf[:10]):
+        length |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if i > 0 and byte == 0:
+                raise ValueError("non-minimal varint")
+            if length > BLOB_HEADER_MAX:
+                raise ValueError(f"header of {length} bytes is over {BLOB_HEADER_MAX}")
+            end = i + 1 + length
+            return (i + 1, end) if len(buf) >= end else None
+    if len(buf) >= 10:
+        raise ValueError("varint too long")
+    return None
+
+
+async def _send_file(stream: ByteStream, f: BinaryIO, size: int) -> None:
+    """Write ``size`` bytes of ``f`` to ``stream``; disk reads on a thread, one piece ahead of the network."""
+    send, receive = trio.open_memory_channel[bytes](2)
+
+    async def read_ahead() -> None:
+        async with send:
+            left = size
+            while left > 0:
+                piece = await trio.to_thread.run_sync(f.read, min(PIECE, left))
+                if not piece:
+                    raise StreamFailed("the file shrank while it was sent")
+                left -= len(piece)
+                await send.send(piece)
+
+    with _one_error():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_ahead)
+            async with receive:
+                async for piece in receive:
+                    await stream.send_all(piece)
 
 
 async def fetch_blob(
@@ -149,71 +258,160 @@ async def fetch_blob(
     *,
     max_size: int,
     expected_size: int | None = None,
-    window: int = 4,
 ) -> tuple[str, int]:
     """Download a blob into ``dest``; returns ``(sha256 hex, size)``.
 
     Raises :class:`TransferRefused` (``too-large`` before any download when the
     announced size is over ``max_size`` or differs from ``expected_size``;
-    ``not-found`` when the peer does not serve it). Network failures are the
-    net layer's :class:`~yagna.net.errors.RequestError`. ``dest`` is removed on
-    any failure.
+    ``not-found`` when the peer does not serve it; ``hash-mismatch`` when the
+    stream ends short; ``too-large`` when it runs past the size). Network
+    failures are the net layer's :class:`~yagna.net.errors.RequestError`.
+    ``dest`` is removed on any failure.
     """
     try:
-        return await _fetch(rr, peer, blob_id, dest, max_size=max_size, expected_size=expected_size, window=window)
+        async with open_blob(rr, peer, blob_id, max_size=max_size, expected_size=expected_size) as blob:
+            out = await trio.to_thread.run_sync(open, dest, "wb")
+            try:
+                digest = await blob.copy(functools.partial(_write, out))
+            finally:
+                await trio.to_thread.run_sync(out.close)
+            return digest, blob.size
     except BaseException:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(lambda: dest.unlink(missing_ok=True))
         raise
 
 
-async def _fetch(rr, peer: str, blob_id: str, dest: Path, *, max_size: int, expected_size: int | None,  # type: ignore[no-untyped-def]
-                 window: int) -> tuple[str, int]:
-    first = await _chunk(rr, peer, blob_id, 0)
-    size = first["size"]
-    if size > max_size:
-        raise TransferRefused("too-large", f"{blob_id} is {size} bytes, over the limit of {max_size}")
-    if expected_size is not None and size != expected_size:
-        raise TransferRefused("too-large" if size > expected_size else "hash-mismatch",
-                              f"{blob_id} is {size} bytes, {expected_size} were announced")
-    digest = hashlib.sha256()
-    offsets = list(range(len(first["data"]), size, CHUNK))
-    async with await trio.open_file(dest, "wb") as out:
-        data: bytes = first["data"]
-        digest.update(data)
-        await out.write(data)
-        written = len(data)
-        for start in range(0, len(offsets), window):
-            group = offsets[start:start + window]
-            results: dict[int, bytes] = {}
-
-            async def one(offset: int) -> None:
-                results[offset] = (await _chunk(rr, peer, blob_id, offset))["data"]
-
-            async with trio.open_nursery() as nursery:
-                for offset in group:
-                    nursery.start_soon(one, offset)
-            for offset in group:
-                data = results[offset]
-                if offset != written or not data:
-                    raise TransferRefused("hash-mismatch", f"{blob_id} changed size while it was fetched")
-                digest.update(data)
-                await out.write(data)
-                written += len(data)
-                if written > size:
-                    raise TransferRefused("too-large", f"{blob_id} grew past its announced {size} bytes")
-    if written != size:
-        raise TransferRefused("hash-mismatch", f"{blob_id}: got {written} of {size} bytes")
-    return digest.hexdigest(), size
+def _write(out: BinaryIO, pieces: list[bytes]) -> None:
+    if len(pieces) == 1:
+        out.write(pieces[0])
+    else:
+        os.writev(out.fileno(), pieces)
 
 
-async def _chunk(rr, peer: str, blob_id: str, offset: int) -> dict:  # type: ignore[no-untyped-def,type-arg]
+@asynccontextmanager
+async def open_blob(rr: Any, peer: str, blob_id: str, *, max_size: int,
+                    expected_size: int | None = None) -> AsyncIterator[Blob]:
+    """A blob's stream, its size checked (before any byte of data); read it with :meth:`Blob.copy`.
+
+    The same refusals as :func:`fetch_blob`; leaving the block early resets the stream.
+    """
+    stream = await bulk_for(rr).open(peer, BLOB_STREAM)
     try:
-        reply = await rr.request(peer, BLOB, {"blob_id": blob_id, "offset": offset, "length": CHUNK})
-    except RemoteError as exc:
-        if exc.code == "not-found":
-            raise TransferRefused("not-found", f"{peer} does not serve {blob_id}") from exc
+        await stream.send_all(encode_frame(wire.encode({"blob_id": blob_id})))
+        await stream.send_eof()
+        leftover = bytearray()
+        with trio.move_on_after(STALL_S) as waited:
+            reply = await _read_header(stream, leftover)
+        if waited.cancelled_caught:
+            raise RequestTimeout(f"{peer} did not answer for {blob_id} within {STALL_S:g}s")
+        size = _size_of(reply, peer, blob_id)
+        if size > max_size:
+            raise TransferRefused("too-large", f"{blob_id} is {size} bytes, over the limit of {max_size}")
+        if expected_size is not None and size != expected_size:
+            raise TransferRefused("too-large" if size > expected_size else "hash-mismatch",
+                                  f"{blob_id} is {size} bytes, {expected_size} were announced")
+        blob = Blob(stream, peer, blob_id, size, bytes(leftover))
+        yield blob
+    except BaseException:
+        await stream.reset()
         raise
-    if not isinstance(reply, dict) or not isinstance(reply.get("size"), int) or not isinstance(reply.get("data"), bytes):
-        raise TransferRefused("hash-mismatch", f"malformed chunk of {blob_id} from {peer}")
-    return reply
+
+
+class Blob:
+    """The data of one blob on its stream (see :func:`open_blob`)."""
+
+    def __init__(self, stream: ByteStream, peer: str, blob_id: str, size: int, first: bytes) -> None:
+        self._stream = stream
+        self.peer, self.blob_id, self.size = peer, blob_id, size
+        self._first = first
+
+    async def copy(self, write: Callable[[list[bytes]], None]) -> str:
+        """Read the data to its end, handing it in order to ``write`` (called on a worker thread, a batch
+        at a time, while the network goes on); returns the sha256 hex of the bytes.
+
+        A stream that ends short is ``hash-mismatch``, one that runs past the size
+        ``too-large``, one that moves less than a MiB in :data:`STALL_S`
+        :class:`~yagna.net.errors.RequestTimeout`.
+        """
+        stream, size, peer, blob_id = self._stream, self.size, self.peer, self.blob_id
+        digest = hashlib.sha256()
+        send, receive = trio.open_memory_channel[bytes](QUEUE)
+
+        def hash_and_write(pieces: list[bytes]) -> None:
+            for piece in pieces:  # hashlib and file writes release the GIL on large buffers
+                digest.update(piece)
+            write(pieces)
+
+        async def write_behind() -> None:
+            async with receive:
+                while True:
+                    try:
+                        batch = [await receive.receive()]
+                    except trio.EndOfChannel:
+                        return
+                    while len(batch) < QUEUE:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    await trio.to_thread.run_sync(hash_and_write, batch)
+
+        with _one_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(write_behind)
+                async with send:
+                    got = len(self._first)
+                    if got > size:
+                        raise TransferRefused("too-large", f"{blob_id} grew past its announced {size} bytes")
+                    if got:
+                        await send.send(self._first)
+                    progress = got
+                    deadline = trio.current_time() + STALL_S
+                    while got < size:
+                        with trio.move_on_at(deadline) as stalled:
+                            data = await stream.receive_some(min(PIECE, size - got))
+                        if stalled.cancelled_caught:
+                            raise RequestTimeout(f"{peer} sent {got} of {size} bytes of {blob_id}, then stalled")
+                        if not data:
+                            raise TransferRefused("hash-mismatch", f"{blob_id}: got {got} of {size} bytes")
+                        got += len(data)
+                        await send.send(data)
+                        if got - progress >= PIECE:
+                            progress, deadline = got, trio.current_time() + STALL_S
+                with trio.move_on_after(STALL_S) as waited:
+                    extra = await stream.receive_some(1)
+                if extra or waited.cancelled_caught:
+                    raise TransferRefused("too-large", f"{blob_id} grew past its announced {size} bytes")
+        return digest.hexdigest()
+
+
+@contextmanager
+def _one_error() -> Iterator[None]:
+    """A nursery's failure as the one exception that caused it (callers catch TransferRefused, RequestError)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        errors = _leaves(group)
+        real = [e for e in errors if not isinstance(e, trio.Cancelled)]
+        raise (real or errors)[0] from None
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:  # type: ignore[type-arg]
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _size_of(reply: object, peer: str, blob_id: str) -> int:
+    if isinstance(reply, dict) and len(reply) == 1:
+        ok = reply.get("ok")
+        if isinstance(ok, dict) and isinstance(ok.get("size"), int) and ok["size"] >= 0:
+            return int(ok["size"])
+        err = reply.get("err")
+        if isinstance(err, dict) and isinstance(err.get("code"), str) and isinstance(err.get("msg"), str):
+            if err["code"] == "not-found":
+                raise TransferRefused("not-found", f"{peer} does not serve {blob_id}")
+            raise RemoteError(err["code"], err["msg"])
+    raise BadResponse(f"malformed answer from {peer} for {blob_id}")

@@ -19,6 +19,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -56,7 +57,7 @@ from exeunit.receipt import rows_of, seal_receipt
 from exeunit.staging import Staging
 from exeunit.transfer import sha256_file
 from market.agreement import verify_agreement
-from yagna.activity_service.blobs import BlobServer, fetch_blob
+from yagna.activity_service.blobs import BlobServer, fetch_blob, open_blob
 from yagna.core.identity import NodeKey
 from yagna.net.errors import RequestError, RequestRejected
 from yagna.store.activity_repos import Activities
@@ -465,24 +466,49 @@ class ProviderActivities:
         if isinstance(cmd, TransferIn):
             if cmd.size > running.limits.storage_bytes:
                 raise TransferRefused("too-large", f"{cmd.size} bytes is over the agreement's storage of {running.limits.storage_bytes}")
-            part = self._staging / f"in-{secrets.token_hex(8)}"
-            try:
-                digest, size = await fetch_blob(self._rr, running.requestor_id, f"file:{cmd.sha256}", part,
-                                                max_size=cmd.size, expected_size=cmd.size)
-                if digest != cmd.sha256:
-                    raise TransferRefused("hash-mismatch", f"{cmd.dest}: got sha256 {digest}, expected {cmd.sha256}")
-                await self._runtime.put_file(container, cmd.dest, str(part))
-            finally:
-                part.unlink(missing_ok=True)
+            # Streamed from the requestor into the container as it arrives (no staging file). The
+            # upload's last byte waits for the sha256 check; a failed one is removed from /work (a work
+            # volume keeps what was extracted of a cut archive).
+            t0 = time.monotonic()
+            async with open_blob(self._rr, running.requestor_id, f"file:{cmd.sha256}",
+                                 max_size=cmd.size, expected_size=cmd.size) as blob:
+                started = False
+                try:
+                    async with self._runtime.upload(container, cmd.dest, blob.size) as upload:
+                        started = True  # the path is a valid /work path
+                        digest = await blob.copy(upload.write)
+                        if digest != cmd.sha256:
+                            raise TransferRefused("hash-mismatch",
+                                                  f"{cmd.dest}: got sha256 {digest}, expected {cmd.sha256}")
+                except BaseException:
+                    if started:
+                        with trio.CancelScope(shield=True), trio.move_on_after(10):
+                            await self._remove_partial(container, cmd.dest)
+                    raise
+            size = blob.size
+            log.info("transfer_in %s: %d bytes in %.0f ms", cmd.dest, size, (time.monotonic() - t0) * 1000)
             return batch.finish(index, now=time.time(), file=(digest, size))
+        t0 = time.monotonic()
+        hashed = hashlib.sha256()  # hashed while it is copied out (one pass)
         out = await self.staged.take_out(self._runtime, container, cmd.src, running.activity.activity_id,
-                                         max_bytes=running.limits.storage_bytes)
+                                         max_bytes=running.limits.storage_bytes, digest=hashed)
+        digest = hashed.hexdigest()
+        size = await trio.to_thread.run_sync(lambda: out.stat().st_size)
         if "wrong-results" in self._faults:  # test only: a provider that lies about its work
             await trio.to_thread.run_sync(_corrupt, out)
-        digest, size = await trio.to_thread.run_sync(sha256_file, out)
+            digest, size = await trio.to_thread.run_sync(sha256_file, out)
+        log.info("transfer_out %s: %d bytes staged and hashed in %.0f ms", cmd.src, size, (time.monotonic() - t0) * 1000)
         await self._blobs.offer_staged(running.requestor_id, f"file:{digest}", out, owner=running.activity.activity_id,
                                        on_gone=self.staged.remove)
         return batch.finish(index, now=time.time(), file=(digest, size))
+
+    async def _remove_partial(self, container: str, path: str) -> None:
+        try:
+            res = await self._runtime.exec(container, ["rm", "-f", "--", path], env={}, workdir="/work", timeout_s=5)
+            if res.exit_code:
+                log.warning("could not remove the failed upload %s: exit %s", path, res.exit_code)
+        except Exception as exc:  # noqa: BLE001 - the transfer already failed; that error is the one reported
+            log.warning("could not remove the failed upload %s: %r", path, exc)
 
     async def _ensure_image(self, running: _Running, image_id: str) -> None:
         if await self._runtime.has_image(image_id):

@@ -401,8 +401,10 @@ class RequestorActivities:
             part = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
+                t0 = time.monotonic()
                 digest, _ = await fetch_blob(self._rr, act.provider_id, f"file:{result['sha256']}", part,
                                              max_size=size, expected_size=size)
+                log.info("transfer_out to %s: %d bytes fetched in %.0f ms", dest, size, (time.monotonic() - t0) * 1000)
                 if digest != result["sha256"]:
                     raise TransferRefused("hash-mismatch", f"got sha256 {digest}, the provider said {result['sha256']}")
                 part.replace(dest)

@@ -72,6 +72,7 @@ class ActivityService:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.blobs.run)
             if self.provider is not None:
                 await nursery.start(self.provider.run)
             if self.requestor is not None:
