@@ -10,15 +10,16 @@ REST API:
 
 * **transfer_in**: ``POST .../exec [transfer_in {from: <local file>, to:
   /work/in/data.bin}]`` -> wait until done. This is: the requestor hashes the
-  file (sha256) and offers it as a blob; the provider fetches it in 1 MiB chunk
-  requests over libp2p (``/yagna/blob/1.0.0``, a window of 4 in flight, a new
-  stream per chunk), hashing as it writes a staging file, then copies it into
-  the container (``put_archive``).
+  file (sha256) and offers it as a blob; the provider opens one stream
+  (``/yagna/blob/2.0.0``) and streams what arrives, hashed on a worker thread,
+  straight into the container (``put_archive``), whose last byte waits for the
+  hash check.
 * **transfer_out**: ``POST .../exec [transfer_out {from: /work/out/data.bin,
   to: <local file>}]`` -> wait until done. The provider copies the file out of
-  the container (``get_archive``) into a staging file and hashes it; the
-  requestor fetches it the same chunked way, hashes it, and renames it into
-  place before the batch is reported done. The copy is checked (sha256).
+  the container (``get_archive``) into a staging file, hashing it as it goes;
+  the requestor fetches it on one stream, hashes and writes it on a worker
+  thread, and renames it into place before the batch is reported done. The
+  copy is checked (sha256).
 
 Baselines, interleaved with it in the same run, same bytes:
 
@@ -30,9 +31,14 @@ Baselines, interleaved with it in the same run, same bytes:
 * ``hashlib.sha256`` over the bytes (each direction of ours hashes the file
   twice, once per side).
 
-Also printed: the CPU seconds each daemon used during our transfers.
+Also printed: CPU milliseconds per MiB of each daemon in each direction
+(``/proc/<pid>/stat``), beside the CPU per MiB of the raw TCP baseline (both
+ends, this process) and of sha256.
 
 Run: ``python bench/exeunit_transfer.py [--mib 64] [--runs 3]``. Takes ~40 s.
+``--smoke``: 1 MiB, one run each way after the warm-up (a few seconds; checks that it
+runs and prints its figures). ``--profile DIR``: py-spy profiles of both daemons
+during the first measured transfer each way (``pip install py-spy``; measuring only).
 """
 
 from __future__ import annotations
@@ -133,7 +139,7 @@ class Spy:
         spy = str(Path(sys.executable).with_name("py-spy"))
         for name, pid in self.pids.items():
             self.procs.append(subprocess.Popen(
-                [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--nonblocking",
+                [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "1000",
                  "--threads", "-o", str(self.outdir / f"{label}-{name}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         time.sleep(1.0)  # attached
@@ -171,7 +177,9 @@ def run(args: argparse.Namespace) -> None:
     digest = hashlib.sha256(data).hexdigest()
     pair = ExePair(procs, tmp, max_threads=1, max_mem_gib=2.0, max_storage_gib=3.0, preset=XFER_PRESET)
     times: dict[str, list[float]] = {}
-    cpu: dict[str, float] = {"provider": 0.0, "requestor": 0.0}
+    cpu_in: dict[str, float] = {"provider": 0.0, "requestor": 0.0}
+    cpu_out: dict[str, float] = {"provider": 0.0, "requestor": 0.0}
+    cpu_ref: dict[str, float] = {"tcp": 0.0, "sha": 0.0}
     client = docker.from_env()
     failure = ""
 
@@ -188,12 +196,16 @@ def run(args: argparse.Namespace) -> None:
         container = pair.container_of(act)
         assert pair.prov is not None and pair.req is not None
         spy = Spy(args.profile, {d.name: d.proc.pid for d in (pair.prov, pair.req) if d.proc})
+
+        def cpu_now() -> dict[str, float]:
+            return {d.name: cpu_seconds(d.proc.pid) for d in (pair.prov, pair.req) if d.proc}
+
         for i in range(1 + args.runs):
             keep = i > 0
             dest = tmp / f"out-{i}.bin"
             if i == 1:
                 spy.start("in")
-            c0 = {d.name: cpu_seconds(d.proc.pid) for d in (pair.prov, pair.req) if d.proc}
+            c0 = cpu_now()
             t0 = time.perf_counter()
             try:
                 pair.run(act, [{"transfer_in": {"from": str(src), "to": "/work/in/data.bin"}}], timeout=120)
@@ -201,18 +213,18 @@ def run(args: argparse.Namespace) -> None:
                 failure = f"transfer_in of {args.mib} MiB failed: {exc}"
                 raise
             t1 = time.perf_counter()
+            c1 = cpu_now()
             if i == 1:
                 spy.stop()
-                spy.start("out")
-                t1 = time.perf_counter()
             if i == 0:
                 pair.run(act, [{"run": {"argv": ["cp", "/work/in/data.bin", "/work/out/data.bin"]}}])
-                t1b = time.perf_counter()
-            else:
-                t1b = t1
-            pair.run(act, [{"transfer_out": {"from": "/work/out/data.bin", "to": str(dest)}}], timeout=120)
+            if i == 1:
+                spy.start("out")
+            c2 = cpu_now()
             t2 = time.perf_counter()
-            c1 = {d.name: cpu_seconds(d.proc.pid) for d in (pair.prov, pair.req) if d.proc}
+            pair.run(act, [{"transfer_out": {"from": "/work/out/data.bin", "to": str(dest)}}], timeout=120)
+            t3 = time.perf_counter()
+            c3 = cpu_now()
             if i == 1:
                 spy.stop()
             if sha_of(dest) != digest:
@@ -220,11 +232,16 @@ def run(args: argparse.Namespace) -> None:
             dest.unlink()
             if keep:
                 note("in", t1 - t0)
-                note("out", t2 - t1b)
-                for k in cpu:
-                    cpu[k] += c1[k] - c0[k]
+                note("out", t3 - t2)
+                for k in cpu_in:
+                    cpu_in[k] += c1[k] - c0[k]
+                    cpu_out[k] += c3[k] - c2[k]
 
-            note("tcp", raw_tcp(data)) if keep else raw_tcp(data)
+            p0 = time.process_time()
+            took = raw_tcp(data)
+            if keep:
+                note("tcp", took)
+                cpu_ref["tcp"] += time.process_time() - p0
             t0 = time.perf_counter()
             docker_cli("cp", str(src), f"{container}:/work/in/cp.bin")
             t1 = time.perf_counter()
@@ -239,9 +256,11 @@ def run(args: argparse.Namespace) -> None:
             if keep:
                 note("rt_put", put_s)
                 note("rt_get", get_s)
+                p0 = time.process_time()
                 t0 = time.perf_counter()
                 hashlib.sha256(data).hexdigest()
                 note("sha", time.perf_counter() - t0)
+                cpu_ref["sha"] += time.process_time() - p0
         pair.destroy(act)
     finally:
         signal.alarm(0)
@@ -268,8 +287,8 @@ def run(args: argparse.Namespace) -> None:
         return [label, len(vals), f"{med * 1000:.0f}", f"{mib / med:.1f}", f"{mib / vals[0]:.1f}"]
 
     print(table(["what", "n", "p50 ms", "MiB/s at p50", "MiB/s best"], [
-        row("ours: transfer_in (REST -> batch done; hash, libp2p fetch, put_archive)", "in"),
-        row("ours: transfer_out (REST -> batch done; get_archive, hash, libp2p fetch)", "out"),
+        row("ours: transfer_in (REST -> batch done; hash, one stream into put_archive)", "in"),
+        row("ours: transfer_out (REST -> batch done; get_archive + hash, one stream)", "out"),
         row("baseline: raw loopback TCP, one connection, memory to memory", "tcp"),
         row("baseline: docker cp into the container (CLI)", "cp_in"),
         row("baseline: docker cp out of the container (CLI)", "cp_out"),
@@ -278,8 +297,18 @@ def run(args: argparse.Namespace) -> None:
         row("reference: hashlib.sha256 of the bytes (each direction of ours hashes twice)", "sha"),
     ]))
     n_runs = max(1, len(times.get("in", [])))
-    print(f"daemon CPU per transfer_in + transfer_out pair: provider {cpu['provider'] / n_runs:.2f} s, "
-          f"requestor {cpu['requestor'] / n_runs:.2f} s")
+    moved = n_runs * mib
+
+    def per_mib(seconds: float) -> str:
+        return f"{seconds / moved * 1000:.1f}"
+
+    print(f"\nCPU ms per MiB moved ({n_runs} runs): transfer_in: provider {per_mib(cpu_in['provider'])}, "
+          f"requestor {per_mib(cpu_in['requestor'])}; transfer_out: provider {per_mib(cpu_out['provider'])}, "
+          f"requestor {per_mib(cpu_out['requestor'])}; baselines: raw TCP both ends {per_mib(cpu_ref['tcp'])}, "
+          f"sha256 {per_mib(cpu_ref['sha'])}")
+    print(f"daemon CPU per transfer_in + transfer_out pair: "
+          f"provider {(cpu_in['provider'] + cpu_out['provider']) / n_runs:.2f} s, "
+          f"requestor {(cpu_in['requestor'] + cpu_out['requestor']) / n_runs:.2f} s")
     print(f"load average now {os.getloadavg()[0]:.2f}")
 
 

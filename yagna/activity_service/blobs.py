@@ -54,7 +54,7 @@ log = logging.getLogger("yagna.activity.blobs")
 PIECE = 1024 * 1024
 """Bytes per disk read of the server, and most bytes per network read of the fetcher."""
 QUEUE = 16
-"""Pieces between the network and the disk on either side (at most 16 MiB each)."""
+"""Batches of about a MiB between the network and the disk on either side (at most 17 MiB each)."""
 STALL_S = 30.0
 """A transfer that moves less than a MiB in this long fails (the peer stalled)."""
 
@@ -336,7 +336,8 @@ class Blob:
         """
         stream, size, peer, blob_id = self._stream, self.size, self.peer, self.blob_id
         digest = hashlib.sha256()
-        send, receive = trio.open_memory_channel[bytes](QUEUE)
+        # Items are lists of pieces of at least PIECE bytes together: one thread hop per MiB, not per read.
+        send, receive = trio.open_memory_channel[list[bytes]](QUEUE)
 
         def hash_and_write(pieces: list[bytes]) -> None:
             for piece in pieces:  # hashlib and file writes release the GIL on large buffers
@@ -347,12 +348,12 @@ class Blob:
             async with receive:
                 while True:
                     try:
-                        batch = [await receive.receive()]
+                        batch = list(await receive.receive())
                     except trio.EndOfChannel:
                         return
-                    while len(batch) < QUEUE:
+                    while True:
                         try:
-                            batch.append(receive.receive_nowait())
+                            batch.extend(receive.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
                     await trio.to_thread.run_sync(hash_and_write, batch)
@@ -364,8 +365,8 @@ class Blob:
                     got = len(self._first)
                     if got > size:
                         raise TransferRefused("too-large", f"{blob_id} grew past its announced {size} bytes")
-                    if got:
-                        await send.send(self._first)
+                    pending: list[bytes] = [self._first] if got else []
+                    pending_bytes = got
                     progress = got
                     deadline = trio.current_time() + STALL_S
                     while got < size:
@@ -376,9 +377,15 @@ class Blob:
                         if not data:
                             raise TransferRefused("hash-mismatch", f"{blob_id}: got {got} of {size} bytes")
                         got += len(data)
-                        await send.send(data)
+                        pending.append(data)
+                        pending_bytes += len(data)
+                        if pending_bytes >= PIECE or got == size:
+                            await send.send(pending)
+                            pending, pending_bytes = [], 0
                         if got - progress >= PIECE:
                             progress, deadline = got, trio.current_time() + STALL_S
+                    if pending:
+                        await send.send(pending)
                 with trio.move_on_after(STALL_S) as waited:
                     extra = await stream.receive_some(1)
                 if extra or waited.cancelled_caught:
