@@ -52,6 +52,12 @@ class UsageMeter:
         self._started: dict[str, float] = {}
 
     async def usage(self, container_id: str) -> Usage:
+        started = self._started.get(container_id)
+        if started is not None:
+            # /proc and cgroup files are kernel memory: read on the event loop, no thread hop
+            fast = self._from_cgroup(container_id, started)
+            if fast is not None:
+                return fast
         return await self._engine.blocking("container", self._usage_blocking, container_id)
 
     def _usage_blocking(self, container_id: str) -> Usage:

@@ -178,6 +178,20 @@ async def test_payer_save_signed_never_reuses_a_seq(store: Store, clock: FakeClo
     assert await chans.set_acked("missing", 1) is False
 
 
+async def test_payer_save_signed_stores_the_meter_in_the_same_commit(store: Store, clock: FakeClock) -> None:
+    from payments.meter import MeterRecord
+
+    chans, trace = PayChannels(store, clock=clock), Trace(store)
+    await chans.insert("ch", "ag", "payer", "prov", b"terms", HUGE)
+    meter = MeterRecord(1234, 5678, True, 1)
+    await assert_durable(trace, lambda: chans.save_signed("ch", 1, 10, b"v1", meter=meter))
+    assert trace.commits() == ["FULL"]
+    assert await chans.get_meter("ch") == meter
+    # refused (seq reused): the meter is not written either
+    assert await chans.save_signed("ch", 1, 11, b"again", meter=MeterRecord(1, 1, False, 0)) is False
+    assert await chans.get_meter("ch") == meter
+
+
 async def test_payee_save_best_and_the_rest(store: Store, clock: FakeClock) -> None:
     chans = PayChannels(store, clock=clock)
     await chans.insert("ch", "ag", "payee", "req", b"terms", BIG)

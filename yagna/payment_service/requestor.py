@@ -46,7 +46,7 @@ from payments.messages import (
     decode_voucher_ack,
     encode_request,
 )
-from payments.meter import OwnMeter
+from payments.meter import MeterRecord, OwnMeter
 from payments.states import ChannelState, InvoiceStatus, Role
 from payments.voucher import ChannelTerms
 from yagna.core.identity import NodeKey
@@ -211,13 +211,17 @@ class RequestorPayments:
         except DebitNoteRejected as exc:
             raise RequestRejected(exc.code, str(exc)) from None
         async with payer.lock:
-            await self._observe(payer)
+            meter_moved = self._observe_only(payer)
             estimate = self._estimate(payer, note)
             decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount - payer.bonus,
                                       deposit=payer.core.terms.deposit - payer.bonus, tolerance=0)
             signed: bytes | None = None
             if decision.voucher_amount is not None and not self.withhold:
-                signed = await self._sign(payer, decision.voucher_amount + payer.bonus)
+                # the meter reading goes into the voucher's own commit
+                signed = await self._sign(payer, decision.voucher_amount + payer.bonus,
+                                          meter=payer.meter.record if meter_moved else None)
+            elif meter_moved:
+                await self._channels.set_meter(payer.core.terms.channel_id, payer.meter.record)
             if note.final:
                 payer.invoice_paid = decision.accepted and not self.withhold
                 await self._invoices.upsert(note.agreement_id, Role.PAYER, note.amount_due,
@@ -229,14 +233,15 @@ class RequestorPayments:
         return DebitNoteAnswer(decision.accepted, decision.code, decision.reason, payer.core.last_seq or None,
                                signed)
 
-    async def _sign(self, payer: _Payer, amount: int) -> bytes:
-        """Sign ``amount`` under the next seq and store it durably; the channel's task delivers it."""
+    async def _sign(self, payer: _Payer, amount: int, *, meter: MeterRecord | None = None) -> bytes:
+        """Sign ``amount`` under the next seq and store it durably (with ``meter``, if given); the
+        channel's task delivers it."""
         try:
             seq, voucher = payer.core.next_voucher(amount)
         except ChannelError as exc:
             raise RequestRejected("channel-error", str(exc)) from None
         # Stored before it is sent: one seq never carries two amounts, and it is re-sent until acknowledged.
-        await self._channels.save_signed(payer.core.terms.channel_id, seq, amount, voucher)
+        await self._channels.save_signed(payer.core.terms.channel_id, seq, amount, voucher, meter=meter)
         payer.kick.set()
         return voucher
 
@@ -272,9 +277,13 @@ class RequestorPayments:
 
     async def _observe(self, payer: _Payer) -> None:
         """Read the exe-unit's clock into our own meter; store it when it moved."""
-        elapsed_ms, activities = self._reading(payer.core.terms.agreement_id)
-        if payer.meter.observe(now_ms=self._now_ms(), elapsed_ms=elapsed_ms, activities=activities):
+        if self._observe_only(payer):
             await self._channels.set_meter(payer.core.terms.channel_id, payer.meter.record)
+
+    def _observe_only(self, payer: _Payer) -> bool:
+        """Read the exe-unit's clock into our own meter; True if it moved (the caller stores it)."""
+        elapsed_ms, activities = self._reading(payer.core.terms.agreement_id)
+        return payer.meter.observe(now_ms=self._now_ms(), elapsed_ms=elapsed_ms, activities=activities)
 
     async def on_notice(self, peer: str, msg: NoticeMsg) -> None:
         payer = self._payers.get(msg.agreement_id)

@@ -391,15 +391,18 @@ class PayChannels:
         """
         return await self._advance(channel_id, seq, amount, raw, paid)
 
-    async def save_signed(self, channel_id: str, seq: int, amount: int, raw: bytes) -> bool:
+    async def save_signed(self, channel_id: str, seq: int, amount: int, raw: bytes, *,
+                          meter: MeterRecord | None = None) -> bool:
         """Payer: record a voucher durably BEFORE sending it.
 
         False (nothing written; do not send) if the channel is unknown or ``seq``
-        was already used: one seq never carries two amounts.
+        was already used: one seq never carries two amounts. ``meter``, if given,
+        is stored in the same transaction (one commit per paid note).
         """
-        return await self._advance(channel_id, seq, amount, raw, None)
+        return await self._advance(channel_id, seq, amount, raw, None, meter)
 
-    async def _advance(self, channel_id: str, seq: int, amount: int, raw: bytes, paid: int | None) -> bool:
+    async def _advance(self, channel_id: str, seq: int, amount: int, raw: bytes, paid: int | None,
+                       meter: MeterRecord | None = None) -> bool:
         params = (
             _seq(seq), amount_to_db(amount), bytes(raw), None if paid is None else amount_to_db(paid, "paid"),
             int(self._clock()), channel_id,
@@ -414,6 +417,12 @@ class PayChannels:
                 " updated_at = ? WHERE channel_id = ?",
                 params,
             )
+            if meter is not None:
+                conn.execute(
+                    "UPDATE pay_channels SET meter_ms = ?, meter_at = ?, meter_live = ?, meter_acts = ?"
+                    " WHERE channel_id = ?",
+                    (meter.ms, meter.at_ms, int(meter.live), meter.activities, channel_id),
+                )
             return True
 
         return await self._store.transaction(fn, durable=True)
