@@ -25,7 +25,11 @@ in the same order):
 * a Yamux stream's write sends DATA frames of up to :data:`FRAME_MAX` bytes
   (within the peer's window as before; py-libp2p and go-yamux accept any
   frame within the window, py-libp2p up to 16 MiB), and the frame writer
-  formats its debug line only when debug logging is on.
+  formats its debug line only when debug logging is on;
+* a writer out of window waits for the WINDOW_UPDATE itself (the stock one
+  polls every 10 ms: at 256 KiB of window, a 10 ms stall per 256 KiB);
+* a reader credits the peer once it has read half the window (go-yamux's
+  rule), not after every read.
 
 :func:`apply` is idempotent and is called by :func:`yagna.net.host.build_host`.
 The bounds stay: a Noise message is at most 65,535 bytes (2-byte length), the
@@ -69,6 +73,7 @@ def apply() -> None:
     NoiseTransportReadWriter.read_msg = _noise_read_msg  # type: ignore[method-assign]
     NoiseTransportReadWriter.write_msg = _noise_write_msg  # type: ignore[method-assign]
     YamuxStream.write = _yamux_stream_write  # type: ignore[method-assign]
+    YamuxStream._auto_tune_and_send_window_update = _yamux_window_update  # type: ignore[method-assign]
     YamuxStream.send_window = property(_get_send_window, _set_send_window)  # type: ignore[assignment,method-assign]
     Yamux._write_frame = _yamux_write_frame  # type: ignore[method-assign]
     _applied = True
@@ -263,6 +268,24 @@ async def _yamux_write_frame(self: Any, data: bytes) -> None:
 
 def _yamux_debug() -> bool:
     return logging.getLogger("libp2p.stream_muxer.yamux.yamux").isEnabledFor(logging.DEBUG)
+
+
+async def _yamux_window_update(self: Any, *, bytes_read: int = 0) -> None:
+    """Credit the peer with what was read once it reaches half the window (go-yamux's rule).
+
+    The stock method also credits on every read below that threshold ("partial
+    slack"), one WINDOW_UPDATE frame per read: with 256 KiB frames, one per frame.
+    The window (at most 16 MiB) and its auto-tuning are the library's.
+    """
+    total = 0
+    async with self.window_lock:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        consumed = self.target_recv_window - (self.recv_window + buffered)
+        if consumed > 0 and consumed >= self._grow_threshold():
+            total = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+            self._pending_recv_release = 0
+    if total > 0:
+        await self.send_window_update(total, skip_lock=True)
 
 
 def _get_send_window(self: Any) -> int:
