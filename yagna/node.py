@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import trio
 
+from exeunit.runtime import Runtime
 from market.capacity import Capacity, default_limits, machine_capacity
 from market.presets import Preset
 from yagna import __version__
@@ -245,13 +246,15 @@ def _connect_payments(market: MarketService, activity: ActivityService, payments
         payments.requestor.elapsed = activity.requestor.elapsed_for_agreement
 
 
-def _container_runtime():  # type: ignore[no-untyped-def]
-    """The Docker runtime; it connects lazily, so a node without an engine starts and says so on first use."""
-    from exeunit.docker_runtime import DockerRuntime
+def _container_runtime() -> Runtime:
+    """The Docker runtime; docker-py is imported on its first container operation (a requestor never
+    pays for it), and it connects lazily, so a node without an engine starts and says so on first use."""
+    from exeunit.docker.lazy import LazyDockerRuntime
 
     # The test suite tags what its daemons create, to check that nothing is left behind (see conftest.py).
     session = os.environ.get("YAGNA_TEST_SESSION")
-    return DockerRuntime(extra_labels={"network.yagna.test-session": session} if session else None)
+    runtime = LazyDockerRuntime(extra_labels={"network.yagna.test-session": session} if session else None)
+    return cast(Runtime, runtime)  # every Runtime method, forwarded (exeunit/docker/lazy.py)
 
 
 async def _default_listen(settings: Settings) -> str:
