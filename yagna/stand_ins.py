@@ -18,11 +18,16 @@ library is imported:
   - ``"new"``: calling it returns an object that is created for real (with the
     same arguments) on its first attribute access;
   - ``"type"``: an empty class, for names used in annotations and type aliases;
-    ``isinstance``, ``issubclass`` and calls on it import the real module and
-    answer with the real class;
+    ``isinstance``, ``issubclass``, calls and subclassing import the real
+    module and answer with (or derive from) the real class;
   - ``"lazytype"``: the same, but calling it returns an object created for
     real on its first attribute access (a default argument built at import
-    time).
+    time);
+  - ``"absenttype:<module>"``: the same, but ``isinstance`` and ``issubclass``
+    answer False without importing anything while ``<module>`` (where the
+    real class is defined) is not in ``sys.modules``: no object or class can
+    derive from a class that does not exist yet (FastAPI checks every
+    parameter against ``pydantic.v1.BaseModel`` only to refuse v1 models).
 
   Any other attribute of a deferred module imports the real module and is
   answered by it, and the real module replaces the stand-in in ``sys.modules``;
@@ -60,11 +65,18 @@ def _real_module(name: str) -> types.ModuleType:
             return mod
         sys.modules.pop(name, None)
         try:
-            return importlib.import_module(name)
+            real = importlib.import_module(name)
         except BaseException:
             if mod is not None and name not in sys.modules:
                 sys.modules[name] = mod
             raise
+        # Submodules imported under the stand-in (``from cryptography.x509.oid import ...``) were set
+        # as its attributes, not the real package's: ``cryptography.x509.oid`` must still resolve.
+        prefix = name + "."
+        for sub, submod in list(sys.modules.items()):
+            if sub.startswith(prefix) and "." not in sub[len(prefix):] and not hasattr(real, sub[len(prefix):]):
+                setattr(real, sub[len(prefix):], submod)
+        return real
 
 
 class _Proxy:
@@ -131,11 +143,22 @@ class _TypeStandIn(type):
 
     _proxy: _Proxy
     _lazy: bool
+    _witness: str | None  # the real class's module: while it is not loaded, nothing is an instance
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any], **kwargs: Any) -> Any:
+        if any(isinstance(b, _TypeStandIn) for b in bases):  # ``class M(pydantic.v1.BaseModel)``: a real subclass
+            real = tuple(b._proxy._resolve() if isinstance(b, _TypeStandIn) else b for b in bases)
+            return types.new_class(name, real, kwargs, lambda body: body.update(ns))
+        return super().__new__(mcs, name, bases, ns)
 
     def __instancecheck__(cls, obj: Any) -> bool:
+        if cls._witness is not None and cls._witness not in sys.modules:
+            return False
         return isinstance(obj, cls._proxy._resolve())
 
     def __subclasscheck__(cls, sub: Any) -> bool:
+        if cls._witness is not None and cls._witness not in sys.modules:
+            return False
         return issubclass(sub, cls._proxy._resolve())
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -161,8 +184,10 @@ def _stand_in_module(name: str, names: dict[str, str]) -> types.ModuleType:
             setattr(mod, attr, proxy)
         elif kind == "new":
             setattr(mod, attr, _New(proxy))
-        elif kind in ("type", "lazytype"):
-            setattr(mod, attr, _TypeStandIn(attr, (), {"__module__": name, "_proxy": proxy, "_lazy": kind == "lazytype"}))
+        elif kind in ("type", "lazytype") or kind.startswith("absenttype:"):
+            witness = kind.partition(":")[2] or None
+            setattr(mod, attr, _TypeStandIn(attr, (), {"__module__": name, "_proxy": proxy, "_lazy": kind == "lazytype",
+                                                       "_witness": witness}))
         else:  # pragma: no cover - a typo in the table
             raise ValueError(f"unknown stand-in kind {kind!r} for {name}.{attr}")
 

@@ -47,3 +47,35 @@ def test_openapi_document_is_unchanged() -> None:
     whole = _run(code.format(first="import fastapi.openapi.models, fastapi.security"))
     assert lean["doc"]["paths"], "no routes found"
     assert lean == whole
+
+
+def test_pydantic_v1_models_are_still_refused_and_usable() -> None:
+    """pydantic.v1 is a stand-in until used: a v1 model still derives from the real class and is refused."""
+    got = _run(
+        """
+        import json, sys
+        import yagna.api.app
+        from yagna import stand_ins
+        from fastapi import FastAPI
+        before = stand_ins.is_stand_in(sys.modules["pydantic.v1"])
+        from pydantic import BaseModel
+        from pydantic.v1 import BaseModel as V1Model
+        class Old(V1Model):
+            x: int
+        real = type(Old).__module__, Old(x="3").x, Old.__mro__[1].__module__
+        try:
+            app = FastAPI()
+            @app.post("/old")
+            def old(body: Old) -> None: ...
+            refused = None
+        except Exception as exc:
+            refused = type(exc).__name__
+        class New(BaseModel):
+            y: int
+        from fastapi._compat.shared import is_pydantic_v1_model_class
+        print(json.dumps({"before": before, "real": real, "refused": refused,
+                          "v1": is_pydantic_v1_model_class(Old), "v2": is_pydantic_v1_model_class(New)}))
+        """
+    )
+    assert got == {"before": True, "real": ["pydantic.v1.main", 3, "pydantic.v1.main"], "refused": "PydanticV1NotSupportedError",
+                   "v1": True, "v2": False}

@@ -4,7 +4,8 @@
 the OpenAPI 3.1 document) for one type annotation, and ``fastapi.applications``
 imports ``fastapi.openapi.utils`` for ``get_openapi``, which runs only when
 ``GET /api/v1/openapi.json`` or ``/docs`` is served. That was about a third of
-``import fastapi`` (docs/decisions.md, "Start-up: a lean FastAPI import").
+``import fastapi`` (docs/decisions.md, "Start-up: a lean FastAPI import"). Building
+the routes imported ``pydantic.v1`` (~20 ms) to check that no parameter is a v1 model.
 :func:`install` (called by :mod:`yagna.api.app` before it imports FastAPI)
 registers stand-ins (:mod:`yagna.stand_ins`): ``Example`` is an
 annotation-only class, ``get_openapi`` loads the real modules on its first
@@ -29,9 +30,13 @@ DEFERRED_MODULES: dict[str, dict[str, str]] = {
                                "OAuthFlows": "lazytype"},
     # applications: building the schema for /openapi.json.
     "fastapi.openapi.utils": {"get_openapi": "call"},
+    # _compat.shared: every route parameter is checked against ``pydantic.v1.BaseModel`` to refuse v1
+    # models; importing pydantic.v1 for that cost ~20 ms. None is a v1 model while pydantic.v1.main is
+    # not loaded (any other name of pydantic.v1 loads the real package).
+    "pydantic.v1": {"BaseModel": "absenttype:pydantic.v1.main"},
 }
 
-HEAVY = ("fastapi.openapi.models", "fastapi.openapi.utils")
+HEAVY = ("fastapi.openapi.models", "fastapi.openapi.utils", "pydantic.v1")
 
 _installed = False
 

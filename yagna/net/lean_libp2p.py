@@ -56,7 +56,9 @@ HEAVY = (
     "dns",
     "zeroconf",
     "Crypto.PublicKey",
+    "Crypto.Cipher",
     "service_identity",
+    "cryptography.x509.base",
     "prometheus_client",
     "requests",
 )
@@ -76,10 +78,15 @@ DEFERRED_MODULES: dict[str, dict[str, str]] = {
     "libp2p.relay.circuit_v2.nat": {"is_private_ip": "call"},
     "libp2p.security.tls.autotls.acme": {"ACMEClient": "call", "compute_b36_peer_id": "call"},
     "libp2p.security.tls.autotls.broker": {"BrokerClient": "call"},
+    # host.basic_host: ``from cryptography import x509`` for AutoTLS certificates (~15 ms); its
+    # ``from cryptography.x509.oid import ExtensionOID`` imports the submodule only.
+    "cryptography.x509": {},
     # rcmgr.manager: only with enable_prometheus=True.
     "libp2p.rcmgr.prometheus_exporter": {"PrometheusExporter": "call", "create_prometheus_exporter": "call"},
     # network.swarm: a metrics event built per dial and inbound connection (prometheus_client).
     "libp2p.metrics.swarm": {"SwarmEvent": "type"},
+    # network.swarm: private networks (a pre-shared key; Salsa20 from pycryptodome, ~20 ms), never used.
+    "libp2p.security.pnet.protector": {"new_protected_conn": "call"},
     # network.swarm, transport.tcp, utils.dns_utils: resolving /dns addresses.
     "multiaddr.resolvers": {"DNSResolver": "new"},
 }
