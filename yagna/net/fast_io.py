@@ -76,6 +76,7 @@ def apply() -> None:
     YamuxStream._auto_tune_and_send_window_update = _yamux_window_update  # type: ignore[method-assign]
     YamuxStream.send_window = property(_get_send_window, _set_send_window)  # type: ignore[assignment,method-assign]
     Yamux._write_frame = _yamux_write_frame  # type: ignore[method-assign]
+    Yamux._read_data_body = _yamux_read_data_body  # type: ignore[method-assign]
     _applied = True
 
 
@@ -264,6 +265,25 @@ async def _yamux_write_frame(self: Any, data: bytes) -> None:
     async with self._write_lock:
         await self.secured_conn.write(data)
     await trio.lowlevel.checkpoint()
+
+
+async def _yamux_read_data_body(self: Any, length: int) -> bytes:
+    """A DATA frame's body in one read of the secure session (ours returns exactly ``length`` bytes or
+    raises), instead of ``read_exactly``'s bytearray and copy; the library's timeout."""
+    from libp2p.io.exceptions import IncompleteReadError
+    from libp2p.io.utils import read_exactly
+    from libp2p.security.secure_session import SecureSession
+    from libp2p.stream_muxer.yamux.yamux import _yamux_data_read_timeout
+
+    with trio.fail_after(_yamux_data_read_timeout()):
+        conn = self.secured_conn
+        if not (isinstance(conn, SecureSession) and type(conn).read is _secure_read):
+            return await read_exactly(conn, length)  # type: ignore[no-any-return]
+        data: bytes = await conn.read(length)
+        if len(data) != length:
+            raise IncompleteReadError(f"DATA frame of {length} bytes cut at {len(data)}",
+                                      expected_bytes=length, received_bytes=len(data))
+        return data
 
 
 def _yamux_debug() -> bool:
