@@ -49,8 +49,8 @@ from exeunit.errors import TransferRefused
 
 PIECE = 1024 * 1024
 """Bytes per piece of an archive body."""
-UPLOAD_QUEUE = 8
-"""Pieces (batches of pieces) waiting for the engine in an upload: the memory an upload holds is bounded."""
+UPLOAD_QUEUE = 4
+"""Writes waiting for the engine in an upload (a write is at most 4 MiB from the blob fetcher): 16 MiB."""
 UPLOAD_STALL_S = 30.0
 """An upload whose engine takes nothing (or whose writer sends nothing) for this long is aborted."""
 

@@ -126,3 +126,26 @@ def test_the_tar_reader_refuses_what_is_not_a_regular_file() -> None:
         with pytest.raises(TransferRefused) as e:
             _first_member(_Chunks([raw]), "/work/x")
         assert e.value.code == "bad-path"
+
+
+def test_an_upload_holds_a_bounded_queue_and_gives_up_on_a_stalled_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody reads the body (a stuck engine): the writer blocks after UPLOAD_QUEUE writes and, after
+    UPLOAD_STALL_S without progress, aborts instead of holding its memory forever."""
+    import time as _time
+
+    from exeunit.docker import files
+
+    monkeypatch.setattr(files, "UPLOAD_STALL_S", 0.3)
+    upload = files.Upload([b"h" * 512], 100 * 2**20)
+    t0 = _time.monotonic()
+    accepted = 0
+    with pytest.raises(files._Aborted):
+        for _ in range(100):
+            upload.write([b"x" * 2**20])
+            accepted += 1
+    assert accepted == files.UPLOAD_QUEUE and _time.monotonic() - t0 < 2
+    # and an engine that reads a body whose writer went away stops too
+    body = iter(upload)
+    assert next(body) == b"h" * 512
+    with pytest.raises(files._Aborted):
+        list(body)

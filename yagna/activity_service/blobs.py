@@ -55,6 +55,8 @@ PIECE = 1024 * 1024
 """Bytes per disk read of the server, and most bytes per network read of the fetcher."""
 QUEUE = 16
 """Batches of about a MiB between the network and the disk on either side (at most 17 MiB each)."""
+BATCH_MAX = 4 * 1024 * 1024
+"""Most bytes handed to the disk/hash thread at once (what a writer such as an upload queues per call)."""
 STALL_S = 30.0
 """A transfer that moves less than a MiB in this long fails (the peer stalled)."""
 
@@ -351,11 +353,14 @@ class Blob:
                         batch = list(await receive.receive())
                     except trio.EndOfChannel:
                         return
-                    while True:
+                    size_of_batch = sum(map(len, batch))
+                    while size_of_batch < BATCH_MAX:
                         try:
-                            batch.extend(receive.receive_nowait())
+                            more = receive.receive_nowait()
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
+                        batch.extend(more)
+                        size_of_batch += sum(map(len, more))
                     await trio.to_thread.run_sync(hash_and_write, batch)
 
         with _one_error():
