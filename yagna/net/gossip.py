@@ -34,11 +34,13 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
-from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11
 from libp2p.tools.anyio_service import background_trio_service
 
 from yagna.net.errors import GossipError, GossipInvalid
 from yagna.net.limits import Admission, RefusalCounter, TopicLimits
+from yagna.net import pubsub_fast
+from yagna.net.pubsub_fast import FastGossipSub
 from yagna.net.pubsub_guard import GuardedPubsub, guard_task_spawns
 
 log = logging.getLogger("yagna.net.gossip")
@@ -90,7 +92,8 @@ class Gossip:
     def __init__(self, host: IHost, *, heartbeat_interval: float = 1.0) -> None:
         self._host = host
         self._me = host.get_id().to_bytes()
-        self.router = GossipSub(
+        pubsub_fast.apply()
+        self.router = FastGossipSub(
             protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=6,
             degree_low=4,
