@@ -79,3 +79,45 @@ def test_pydantic_v1_models_are_still_refused_and_usable() -> None:
     )
     assert got == {"before": True, "real": ["pydantic.v1.main", 3, "pydantic.v1.main"], "refused": "PydanticV1NotSupportedError",
                    "v1": True, "v2": False}
+
+
+def test_http2_and_websocket_upgrades_load_hypercorns_protocols_on_first_use() -> None:
+    """hypercorn's HTTP/2 and WebSocket protocols are stand-ins until a client asks for one."""
+    got = _run(
+        """
+        import json, sys
+        import httpx, trio
+        from yagna import stand_ins
+        from yagna.api.lean_fastapi import HEAVY
+        from yagna.api.server import ApiServer, bind_api_socket
+        from fastapi import FastAPI
+
+        app = FastAPI()
+
+        @app.get("/ping")
+        async def ping() -> dict:
+            return {"ok": True}
+
+        async def main():
+            before = stand_ins.loaded(HEAVY)
+            api = ApiServer(app, bind_api_socket("127.0.0.1", 0))
+            async with trio.open_nursery() as nursery:
+                await nursery.start(api.run)
+                async with httpx.AsyncClient(http1=False, http2=True) as client:  # HTTP/2, prior knowledge
+                    resp = await client.get(api.url + "/ping")
+                stream = await trio.open_tcp_stream("127.0.0.1", int(api.url.rsplit(":", 1)[1]))
+                await stream.send_all(b"GET /ping HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\n"
+                                      b"Connection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n"
+                                      b"Sec-WebSocket-Version: 13\\r\\n\\r\\n")
+                ws = (await stream.receive_some(4096)).split(b"\\r\\n")[0].decode()
+                await stream.aclose()
+                api.stop()
+            return before, [resp.http_version, resp.json()], ws
+
+        before, h2, ws = trio.run(main)
+        print(json.dumps({"before": before, "h2": h2, "ws": ws,
+                          "after": sorted(m for m in stand_ins.loaded(HEAVY) if m.startswith("hypercorn"))}))
+        """
+    )
+    assert got == {"before": [], "h2": ["HTTP/2", {"ok": True}], "ws": "HTTP/1.1 403 ",
+                   "after": ["hypercorn.protocol.h2", "hypercorn.protocol.ws_stream"]}

@@ -10,6 +10,8 @@ the routes imported ``pydantic.v1`` (~20 ms) to check that no parameter is a v1 
 registers stand-ins (:mod:`yagna.stand_ins`): ``Example`` is an
 annotation-only class, ``get_openapi`` loads the real modules on its first
 call. The API and its schema are unchanged (``tests/api/test_lean_fastapi.py``).
+:func:`install_server` (called by :mod:`yagna.api.server`) does the same for
+hypercorn's HTTP/2 and WebSocket protocols, loaded by the first such connection.
 """
 
 from __future__ import annotations
@@ -36,9 +38,21 @@ DEFERRED_MODULES: dict[str, dict[str, str]] = {
     "pydantic.v1": {"BaseModel": "absenttype:pydantic.v1.main"},
 }
 
-HEAVY = ("fastapi.openapi.models", "fastapi.openapi.utils", "pydantic.v1")
+# hypercorn.protocol imports its HTTP/2 protocol (h2, priority, hpack) and its WebSocket stream (wsproto)
+# for every server; our clients speak HTTP/1.1. An HTTP/2 connection (prior knowledge or an h2c upgrade)
+# or a WebSocket upgrade constructs the class, which loads the real module then (~50 ms at start).
+SERVER_MODULES: dict[str, dict[str, str]] = {
+    "hypercorn.protocol.h2": {"H2Protocol": "call"},
+    "hypercorn.protocol.ws_stream": {"WSStream": "call"},
+    # hypercorn.typing: ``import h2.events`` for two annotations (~13 ms).
+    "h2.events": {},
+}
+
+HEAVY = ("fastapi.openapi.models", "fastapi.openapi.utils", "pydantic.v1", "hypercorn.protocol.h2",
+         "hypercorn.protocol.ws_stream", "h2.events", "h2.connection", "wsproto")
 
 _installed = False
+_server_installed = False
 
 
 def install() -> None:
@@ -50,3 +64,14 @@ def install() -> None:
     if "fastapi" in sys.modules:
         return
     stand_ins.register(DEFERRED_PACKAGES, DEFERRED_MODULES)
+
+
+def install_server() -> None:
+    """Register hypercorn's stand-ins (:data:`SERVER_MODULES`); a no-op once done or if its protocols are imported."""
+    global _server_installed
+    if _server_installed:
+        return
+    _server_installed = True
+    if "hypercorn.protocol" in sys.modules:
+        return
+    stand_ins.register((), SERVER_MODULES)
