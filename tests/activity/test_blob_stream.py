@@ -125,3 +125,28 @@ async def test_a_staged_file_goes_after_its_full_read_only(tmp_path: Path) -> No
             while not gone:
                 await trio.sleep(0.01)
         assert gone == [src] and len(server) == 0
+
+
+async def test_the_writer_gets_at_most_a_few_mib_at_once_however_slow_it_is(tmp_path: Path) -> None:
+    """A slow writer (a busy engine behind an upload) lets the queue fill; what it is handed per call stays
+    bounded (BATCH_MAX), so what an upload queues stays bounded too (it once got up to 16 MiB a call)."""
+    import time as _time
+
+    from yagna.activity_service.blobs import BATCH_MAX, PIECE, open_blob
+
+    data = os.urandom(24 * 2**20)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    sizes: list[int] = []
+
+    def slow_write(pieces: list[bytes]) -> None:
+        sizes.append(sum(map(len, pieces)))
+        _time.sleep(0.05)
+
+    async with nodes() as (a, b, server):
+        digest = hashlib.sha256(data).hexdigest()
+        server.offer_file(a.node_id, f"file:{digest}", src)
+        async with open_blob(a.rr, b.node_id, f"file:{digest}", max_size=len(data)) as blob:
+            assert await blob.copy(slow_write) == digest
+    assert sum(sizes) == len(data)
+    assert max(sizes) <= BATCH_MAX + PIECE, sizes
