@@ -12,7 +12,6 @@ import trio
 from libp2p.custom_types import TProtocol
 from libp2p.io.exceptions import IncompleteReadError
 from libp2p.network.stream.exceptions import StreamEOF
-from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.io import BaseNoiseMsgReadWriter, NoiseTransportReadWriter
 from libp2p.security.secure_session import SecureSession
