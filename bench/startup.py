@@ -27,7 +27,9 @@ does): this checkout runs with ``PYTHONDONTWRITEBYTECODE=1`` and an editable
 install, so without it every start compiles ~100 of our modules (~0.3 s);
 ``--no-compile`` measures that case.
 
-Run: ``python bench/startup.py [--runs 5] [--idle 10]``. Takes ~40 s; prints figures only.
+Run: ``python bench/startup.py [--runs 5] [--idle 10] [--role requestor]``. Takes ~40 s; prints figures only.
+``--ab REF``: instead, cold starts of git ``REF``'s tree and ours interleaved in one run (``--runs``
+of each; time to ``/health`` and RssAnon 1 s later): the only fair before/after on a shared machine.
 ``--smoke``: one run of each, 1 s idle, a few seconds in all (CI: "it runs").
 """
 
@@ -106,11 +108,14 @@ def http_get(url: str, key: str | None = None, timeout: float = 2.0) -> tuple[in
 
 
 class Daemon:
-    def __init__(self, procs: Procs, data_dir: Path, log: Path, extra: list[str] | None = None) -> None:
+    def __init__(self, procs: Procs, data_dir: Path, log: Path, extra: list[str] | None = None,
+                 tree: Path | None = None) -> None:
+        """``tree``: run the daemon from this source tree (another commit's, for --ab) instead of ours."""
         self.procs = procs
         self.data_dir = data_dir
         self.log = log
         self.extra = extra or []
+        self.tree = tree
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, object] = {}
 
@@ -121,7 +126,11 @@ class Daemon:
                 "--api-port", "0", *self.extra]
         with open(self.log, "ab") as out:
             t0 = time.perf_counter()
-            self.proc = self.procs.spawn(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            if self.tree is None:
+                self.proc = self.procs.spawn(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            else:
+                self.proc = self.procs.spawn(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             cwd=str(self.tree), env={**os.environ, "PYTHONPATH": str(self.tree)})
         deadline = t0 + READY_TIMEOUT
         while True:  # a node.json left by an earlier, killed run names another pid
             try:
@@ -206,6 +215,35 @@ def python_baseline(procs: Procs, code: str, runs: int) -> dict[str, float]:
             "rss": statistics.median(rss), "anon": statistics.median(anon)}
 
 
+def ab_runs(procs: Procs, tmp: Path, ref: str, runs: int, extra: list[str]) -> None:
+    """Cold starts of ``ref``'s tree and ours, interleaved (A B B A ...), each on a fresh data dir.
+
+    Both trees run in this interpreter and venv; only our packages differ. On a shared machine the
+    load drifts within a run, so only a same-run, interleaved comparison says what a change did.
+    """
+    base = tmp / "ab-base"
+    base.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+    subprocess.run([PYTHON, "-m", "compileall", "-q", *[str(base / p) for p in OUR_PACKAGES if (base / p).exists()]],
+                   check=True, stdout=subprocess.DEVNULL)
+    got: dict[str, dict[str, list[float]]] = {ref: {"ready": [], "anon": [], "rss": []}, "ours": {"ready": [], "anon": [], "rss": []}}
+    for i in range(runs):
+        order = [(ref, base), ("ours", None)] if i % 2 == 0 else [("ours", None), (ref, base)]
+        for name, tree in order:
+            d = Daemon(procs, tmp / f"ab-{name.replace('/', '_')}-{i}", tmp / f"ab-{i}.log", extra, tree=tree)
+            got[name]["ready"].append(d.start()["ready"] * 1000)
+            time.sleep(1.0)  # settled: what an idle daemon holds
+            assert d.proc is not None
+            got[name]["anon"].append(rss_anon_mib(d.proc.pid))
+            got[name]["rss"].append(rss_mib(d.proc.pid))
+            d.sigterm()
+    print(f"\n## A/B, interleaved: {ref} against ours ({runs} cold starts each{', ' + ' '.join(extra) if extra else ''})")
+    print(table(["tree", "ready median ms", "min", "max", "RssAnon MiB at ready + 1 s", "VmRSS MiB"],
+                [[name, statistics.median(g["ready"]), min(g["ready"]), max(g["ready"]),
+                  statistics.median(g["anon"]), statistics.median(g["rss"])] for name, g in got.items()]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="cold starts (and baseline runs)")
@@ -214,6 +252,10 @@ def main() -> None:
     parser.add_argument("--cli-runs", type=int, default=7, help="runs of `yagna market offers --json`")
     parser.add_argument("--no-compile", action="store_true", help="do not write our packages' bytecode first")
     parser.add_argument("--smoke", action="store_true", help="one run of each, 1 s idle: checks that it runs")
+    parser.add_argument("--role", choices=["provider", "requestor", "both"],
+                        help="the daemons' --role [default: the daemon's default, both]")
+    parser.add_argument("--ab", metavar="REF", help="only: cold starts of git REF's tree and ours, interleaved "
+                        "(same run, same venv), --runs of each")
     args = parser.parse_args()
     if args.smoke:
         args.runs, args.warm_runs, args.idle, args.cli_runs = 1, 1, 1.0, 1
@@ -223,6 +265,16 @@ def main() -> None:
     print(f"# startup: {machine()}, load average {os.getloadavg()[0]:.2f}")
     procs = Procs()
     tmp = Path(tempfile.mkdtemp(prefix="yagna-bench-startup-"))
+    extra = ["--role", args.role] if args.role else []
+    if args.ab:
+        time_budget(60 + 10 * args.runs)
+        try:
+            ab_runs(procs, tmp, args.ab, args.runs, extra)
+        finally:
+            signal.alarm(0)
+            procs.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     time_budget(120)
     try:
         base = {
@@ -235,7 +287,7 @@ def main() -> None:
         daemon = None
         daemons = []
         for i in range(args.runs):
-            daemon = Daemon(procs, tmp / f"node{i}", tmp / f"node{i}.log")
+            daemon = Daemon(procs, tmp / f"node{i}", tmp / f"node{i}.log", extra)
             cold.append(daemon.start())
             term.append(daemon.sigterm())
             daemons.append(daemon)
