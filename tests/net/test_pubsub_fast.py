@@ -306,6 +306,7 @@ def test_messages_of_one_read_are_pushed_in_order_by_one_task() -> None:
 
     pubsub.__dict__["push_msg"] = push_msg
     pubsub.__dict__["_manager"] = _Manager()
+    pubsub.__dict__["subscribed_topics_send"] = {}
     monkey = type("P", (FastPubsub,), {"manager": property(lambda self: self.__dict__["_manager"])})
     pubsub.__class__ = monkey
     pubsub._spawn_batch("peer", msgs)  # type: ignore[arg-type]
@@ -314,3 +315,38 @@ def test_messages_of_one_read_are_pushed_in_order_by_one_task() -> None:
     fn, args = spawned.popleft()
     trio.run(fn, *args)
     assert pushed == [("peer", bytes([i])) for i in range(5)]
+
+
+def test_node_id_is_the_base58_of_the_peer_id() -> None:
+    from yagna.net.pubsub_guard import node_id, origin_of
+
+    key_pair = create_new_key_pair()
+    peer = ID.from_pubkey(key_pair.public_key)
+    assert node_id(peer.to_bytes()) == peer.to_base58() == node_id(peer.to_bytes())
+    assert origin_of(_signed(key_pair)) == peer.to_base58()
+
+
+def test_a_batch_waits_a_little_for_a_half_full_subscription_channel() -> None:
+    pubsub = object.__new__(FastPubsub)
+    msg = rpc_pb2.Message(data=b"m", topicIDs=["t"])
+
+    async def main() -> None:
+        send, recv = trio.open_memory_channel[rpc_pb2.Message](32)
+        pubsub.__dict__["subscribed_topics_send"] = {"t": send}
+        for _ in range(20):
+            send.send_nowait(msg)
+        # nobody reads: gives up after READER_WAIT_ROUNDS (the stock drop rule then applies)
+        await pubsub._let_readers_catch_up(msg)
+        assert send.statistics().current_buffer_used == 20
+
+        async def reader() -> None:
+            async for _ in recv:
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            await pubsub._let_readers_catch_up(msg)
+            assert send.statistics().current_buffer_used < 16
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

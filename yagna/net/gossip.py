@@ -41,7 +41,7 @@ from yagna.net.errors import GossipError, GossipInvalid
 from yagna.net.limits import Admission, RefusalCounter, TopicLimits
 from yagna.net import pubsub_fast
 from yagna.net.pubsub_fast import FastGossipSub
-from yagna.net.pubsub_guard import GuardedPubsub, guard_task_spawns
+from yagna.net.pubsub_guard import GuardedPubsub, guard_task_spawns, node_id
 
 log = logging.getLogger("yagna.net.gossip")
 
@@ -168,16 +168,17 @@ class Gossip:
         self.admission.set_limits(topic, limits)
 
     def set_validator(self, topic: str, validator: Validator, *, on_invalid: InvalidHook | None = None) -> None:
-        def check(forwarder: ID, msg: object) -> bool:
+        def check(forwarder_id: ID, msg: object) -> bool:
+            forwarder = node_id(forwarder_id.to_bytes())
             try:
-                ok = bool(validator(Inbound(topic, ID(msg.from_id).to_base58(), forwarder.to_base58(), msg.data)))  # type: ignore[attr-defined]
+                ok = bool(validator(Inbound(topic, node_id(msg.from_id), forwarder, msg.data)))  # type: ignore[attr-defined]
                 if not ok:
-                    self._refused(forwarder.to_base58(), topic, "validator")
+                    self._refused(forwarder, topic, "validator")
                 return ok
             except GossipInvalid as exc:
-                self._refused(forwarder.to_base58(), topic, "validator")
+                self._refused(forwarder, topic, "validator")
                 if on_invalid is not None:
-                    on_invalid(forwarder.to_base58(), exc)
+                    on_invalid(forwarder, exc)
                 return False
             except Exception:
                 log.exception("gossip validator for %s failed; message dropped", topic)
@@ -234,7 +235,7 @@ class Gossip:
             msg = await subscription.get()  # type: ignore[attr-defined]
             if msg.from_id == self._me:
                 continue
-            item = GossipMessage(topic=topic, data=msg.data, origin=ID(msg.from_id).to_base58())
+            item = GossipMessage(topic=topic, data=msg.data, origin=node_id(msg.from_id))
             alive = []
             for send in self._subscribers.get(topic, []):
                 try:

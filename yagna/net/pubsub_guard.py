@@ -63,9 +63,15 @@ def check_message(msg: rpc_pb2.Message, *, max_data: int) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def node_id(raw: bytes) -> str:
+    """Base58 node id of a raw peer id (``ID.to_base58`` re-encodes, in pure Python, on every call)."""
+    return ID(raw).to_base58()
+
+
 def origin_of(msg: rpc_pb2.Message) -> str:
     """Node id of a message that passed :func:`check_message`."""
-    return ID(msg.from_id).to_base58()
+    return node_id(msg.from_id)
 
 
 class GuardedPubsub(FastPubsub):
@@ -81,7 +87,7 @@ class GuardedPubsub(FastPubsub):
         mine = msg_forwarder == self.my_id
         try:
             if not mine:
-                forwarder = msg_forwarder.to_base58()
+                forwarder = node_id(msg_forwarder.to_bytes())
                 reason = check_message(msg, max_data=self._max_data)
                 topic = msg.topicIDs[0] if reason is None else ""
                 if reason is None:
