@@ -25,7 +25,9 @@ Reference (Golem's yagna 0.17.6 on this machine): ready in ~0.5 s, ~137 MB RSS.
 Our packages' bytecode is compiled first (``compileall``, as ``pip install``
 does): this checkout runs with ``PYTHONDONTWRITEBYTECODE=1`` and an editable
 install, so without it every start compiles ~100 of our modules (~0.3 s);
-``--no-compile`` measures that case.
+``--no-compile`` measures that case. Likewise the daemon caches the compiled methods of its
+dataclasses in the user's cache directory (``yagna/cli/dataclass_cache.py``; the first daemon
+of a run writes it if absent); ``--no-dataclass-cache`` measures without it.
 
 Run: ``python bench/startup.py [--runs 5] [--idle 10] [--role requestor]``. Takes ~40 s; prints figures only.
 ``--ab REF``: instead, cold starts of git ``REF``'s tree and ours interleaved in one run (``--runs``
@@ -252,6 +254,8 @@ def main() -> None:
     parser.add_argument("--cli-runs", type=int, default=7, help="runs of `yagna market offers --json`")
     parser.add_argument("--no-compile", action="store_true", help="do not write our packages' bytecode first")
     parser.add_argument("--smoke", action="store_true", help="one run of each, 1 s idle: checks that it runs")
+    parser.add_argument("--no-dataclass-cache", action="store_true",
+                        help="daemons compile their dataclasses' methods (YAGNA_DATACLASS_CACHE=0)")
     parser.add_argument("--role", choices=["provider", "requestor", "both"],
                         help="the daemons' --role [default: the daemon's default, both]")
     parser.add_argument("--ab", metavar="REF", help="only: cold starts of git REF's tree and ours, interleaved "
@@ -263,6 +267,12 @@ def main() -> None:
         compile_bytecode()
 
     print(f"# startup: {machine()}, load average {os.getloadavg()[0]:.2f}")
+    if args.no_dataclass_cache:
+        os.environ["YAGNA_DATACLASS_CACHE"] = "0"  # inherited by every daemon
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "yagna"
+    print(f"# dataclass code cache ({cache}): "
+          + ("off" if args.no_dataclass_cache else "present" if any(cache.glob("dataclass-code.*")) else
+             "absent (the first daemon writes it)"))
     procs = Procs()
     tmp = Path(tempfile.mkdtemp(prefix="yagna-bench-startup-"))
     extra = ["--role", args.role] if args.role else []
