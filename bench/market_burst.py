@@ -144,7 +144,8 @@ async def run_publisher(args: argparse.Namespace) -> None:
             if not cmd or cmd[0] == "stop":
                 break
             if cmd[0] == "count":
-                print("COUNT", received, flush=True)
+                # the publisher's own refusals (per-forwarder admission) and slow-reader drops of what it was sent
+                print("COUNT", received, net.gossip.rejected, net.gossip.dropped, flush=True)
                 continue
             if cmd[0] == "wait-peer":
                 peer, timeout = cmd[1], float(cmd[2])
@@ -383,7 +384,7 @@ def scenario_many(procs: Procs, tmp: Path, offers: int, publishers: int, per_ide
         listed = len(req.offer_ids() & ids)
         status = req.get("/market/status")
         send(0, "count")
-        forwarded = int(pubs[0][1].wait_for("COUNT", 10))
+        forwarded, fwd_refused, fwd_dropped = (int(x) for x in pubs[0][1].wait_for("COUNT", 10).split())
         connected = set(peers) <= req.connected()
     finally:
         stop.set()
@@ -409,7 +410,7 @@ def scenario_many(procs: Procs, tmp: Path, offers: int, publishers: int, per_ide
         "delivered": len(arrivals), "listed": listed, "lat": lat,
         "first": min(arrivals.values()) if arrivals else math.nan,
         "last": max(arrivals.values()) if arrivals else math.nan,
-        "cpu_s": cpu1 - cpu0, "forwarded": forwarded, "forwardable": per_pub * (publishers - 1),
+        "cpu_s": cpu1 - cpu0, "forwarded": forwarded, "fwd_refused": fwd_refused, "fwd_dropped": fwd_dropped, "forwardable": per_pub * (publishers - 1),
         "accepted": int(status["accepted"]) - int(status0["accepted"]),
         "refused": int(status["refused"]) - int(status0["refused"]), "connected": connected,
         "sign_s": sum(b["sign_s"] for b in built),
@@ -423,7 +424,7 @@ def print_many(r: dict) -> None:
              f"{r['delivered'] / (r['last'] - r['t0']):.0f}" if r["lat"] else "-",
              f"{r['delivered'] / span:.0f}" if r["lat"] and span > 0 else "-",
              summary(r["lat"])["median"], summary(r["lat"])["p99"],
-             f"{r['cpu_s'] / max(r['delivered'], 1) * 1e6:.0f}", f"{r['forwarded']}/{r['forwardable']}",
+             f"{r['cpu_s'] / max(r['delivered'], 1) * 1e6:.0f}", f"{r['forwarded']}/{r['forwardable']} (it refused {r['fwd_refused']}, dropped {r['fwd_dropped']})",
              r["accepted"], r["refused"], "yes" if r["connected"] else "no"]]
     print(table(["scenario", "written/s", "in the book", "first write -> last arrival ms", "ingest/s (end to end)",
                  "arrivals/s (first -> last)", "write->arrival p50 ms", "p99 ms", "requestor CPU us/offer",
