@@ -7,8 +7,9 @@ time; CPython 3.11 caches none of it. The daemon imports ~260 dataclasses
 generated functions, and their compilation was ~150-190 ms of a ~800 ms start
 (docs/decisions.md, "Start-up, continued"). :func:`install` makes
 ``dataclasses._create_fn`` take the compiled code of a text it has seen before
-from a cache file (a marshalled ``{source text: code object}``, keyed by the
-exact text, so a changed class simply misses) and :func:`finish` writes the
+from a cache file (marshalled code objects with an index by the blake2b of the
+source text, so a changed class simply misses; the file is mapped, not read, and
+a code object is unmarshalled only when used) and :func:`finish` writes the
 texts compiled since, once the node is up, and puts ``dataclasses`` back as it was. What runs is what ``exec(text)``
 would have run: the same code compiled the same way (``"<string>"``, no
 inherited ``__future__`` flags) and executed with the same globals and locals.
@@ -23,19 +24,22 @@ data dir uses it too. ``YAGNA_DATACLASS_CACHE=0`` turns it off.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import marshal
+import mmap
 import os
 import sys
 import tempfile
-import types
 from pathlib import Path
 from typing import Any
 
 MAX_ENTRIES = 10_000
 """A cache grown beyond this (many versions of the code over time) starts afresh."""
 
-_codes: dict[str, types.CodeType] = {}
-_new = 0
+_index: dict[bytes, int] = {}  # blake2b(text) -> offset << 32 | length of its marshalled code in the file
+_mm: mmap.mmap | None = None  # the file, mapped: a code object is unmarshalled only when used
+_blob = 0  # where the marshalled codes start in it
+_added: dict[bytes, bytes] = {}  # compiled in this process: key -> marshalled code
 _path: Path | None = None
 _original: Any = None
 
@@ -58,7 +62,6 @@ def _supported() -> bool:
 def _create_fn(name: str, args: list[str], body: list[str], *, globals: Any = None, locals: Any = None,
                return_type: Any = dataclasses.MISSING) -> Any:
     """``dataclasses._create_fn`` of CPython 3.11, the compiled text taken from the cache when there."""
-    global _new
     if locals is None:
         locals = {}
     return_annotation = ""
@@ -70,11 +73,16 @@ def _create_fn(name: str, args: list[str], body: list[str], *, globals: Any = No
     txt = f" def {name}({args_text}){return_annotation}:\n{body_text}"
     local_vars = ", ".join(locals.keys())
     txt = f"def __create_fn__({local_vars}):\n{txt}\n return {name}"
-    code = _codes.get(txt)
-    if code is None:
+    key = hashlib.blake2b(txt.encode(), digest_size=20).digest()
+    packed = _index.get(key)
+    if packed is not None and _mm is not None:
+        at = _blob + (packed >> 32)
+        code = marshal.loads(_mm[at:at + (packed & 0xFFFFFFFF)])
+    elif key in _added:
+        code = marshal.loads(_added[key])
+    else:
         code = compile(txt, "<string>", "exec", dont_inherit=True)  # what exec(txt) compiles there
-        _codes[txt] = code
-        _new += 1
+        _added[key] = marshal.dumps(code)
     ns: dict[str, Any] = {}
     exec(code, globals, ns)
     return ns["__create_fn__"](**locals)
@@ -88,48 +96,84 @@ def install(path: Path | None = None) -> bool:
     if dataclasses._create_fn is _create_fn:  # type: ignore[attr-defined]
         return True
     _path = path or cache_file()
-    try:
-        loaded = marshal.loads(_path.read_bytes())
-        if isinstance(loaded, dict) and len(loaded) <= MAX_ENTRIES:
-            _codes.update((k, v) for k, v in loaded.items() if isinstance(k, str) and isinstance(v, types.CodeType))
-    except (OSError, ValueError, EOFError, TypeError):  # absent, unreadable or from another build: compile
-        pass
+    _load(_path)
     global _original
     _original = dataclasses._create_fn  # type: ignore[attr-defined]
     dataclasses._create_fn = _create_fn  # type: ignore[attr-defined]
     return True
 
 
+def _load(path: Path) -> None:
+    """Map the file: 8 bytes (the index's length), the marshalled index, then the marshalled codes."""
+    global _mm, _blob
+    try:
+        with open(path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # absent or empty: compile
+        return
+    try:
+        n = int.from_bytes(mm[:8], "little")
+        index = marshal.loads(mm[8:8 + n])
+        if not isinstance(index, dict) or len(index) > MAX_ENTRIES or 8 + n > len(mm):
+            raise ValueError("not a cache index")
+        blob = 8 + n
+        if any(not isinstance(k, bytes) or not isinstance(v, int) or blob + (v >> 32) + (v & 0xFFFFFFFF) > len(mm)
+               for k, v in index.items()):
+            raise ValueError("an entry beyond the file")
+    except (ValueError, EOFError, TypeError):  # damaged or from another build: compile, rewrite it
+        mm.close()
+        return
+    _index.update(index)
+    _mm, _blob = mm, blob
+
+
 def finish() -> bool:
     """Once the node is up: write the cache if texts were compiled since it was read, then give
-    ``dataclasses`` its own function back and drop the cache from memory (~1 MiB). True if written."""
-    global _original
+    ``dataclasses`` its own function back and drop the cache (unmapped). True if written."""
+    global _original, _mm
     try:
         return save()
     finally:
         if _original is not None:
             dataclasses._create_fn = _original  # type: ignore[attr-defined]
             _original = None
-        _codes.clear()
+        _index.clear()
+        _added.clear()
+        if _mm is not None:
+            _mm.close()
+            _mm = None
 
 
 def save() -> bool:
     """Write the cache if texts were compiled since it was read (atomically, mode 0600); True if written."""
-    global _new
-    if _path is None or _new == 0:
+    if _path is None or not _added:
         return False
+    entries: dict[bytes, bytes] = {}
+    if _mm is not None:
+        for key, packed in _index.items():
+            at = _blob + (packed >> 32)
+            entries[key] = _mm[at:at + (packed & 0xFFFFFFFF)]
+    entries.update(_added)
+    index: dict[bytes, int] = {}
+    offset = 0
+    for key, code in entries.items():
+        index[key] = offset << 32 | len(code)
+        offset += len(code)
+    head = marshal.dumps(index)
     try:
         _path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data = marshal.dumps(dict(_codes))
         fd, tmp = tempfile.mkstemp(dir=_path.parent, prefix=".dataclass-code-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                f.write(len(head).to_bytes(8, "little"))
+                f.write(head)
+                for code in entries.values():
+                    f.write(code)
             os.replace(tmp, _path)
         except BaseException:
             os.unlink(tmp)
             raise
     except OSError:
         return False  # a read-only home: the next start compiles again, nothing else changes
-    _new = 0
+    _added.clear()
     return True
