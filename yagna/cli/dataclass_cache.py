@@ -30,6 +30,7 @@ import mmap
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ _mm: mmap.mmap | None = None  # the file, mapped: a code object is unmarshalled 
 _blob = 0  # where the marshalled codes start in it
 _added: dict[bytes, bytes] = {}  # compiled in this process: key -> marshalled code
 _path: Path | None = None
+_lock = threading.Lock()
 _original: Any = None
 
 
@@ -74,15 +76,18 @@ def _create_fn(name: str, args: list[str], body: list[str], *, globals: Any = No
     local_vars = ", ".join(locals.keys())
     txt = f"def __create_fn__({local_vars}):\n{txt}\n return {name}"
     key = hashlib.blake2b(txt.encode(), digest_size=20).digest()
-    packed = _index.get(key)
-    if packed is not None and _mm is not None:
-        at = _blob + (packed >> 32)
-        code = marshal.loads(_mm[at:at + (packed & 0xFFFFFFFF)])
-    elif key in _added:
-        code = marshal.loads(_added[key])
+    with _lock:  # finish() may unmap the file from another thread meanwhile
+        packed = _index.get(key)
+        cached = _added.get(key)
+        if packed is not None and _mm is not None:
+            at = _blob + (packed >> 32)
+            cached = _mm[at:at + (packed & 0xFFFFFFFF)]
+    if cached is not None:
+        code = marshal.loads(cached)
     else:
         code = compile(txt, "<string>", "exec", dont_inherit=True)  # what exec(txt) compiles there
-        _added[key] = marshal.dumps(code)
+        with _lock:
+            _added[key] = marshal.dumps(code)
     ns: dict[str, Any] = {}
     exec(code, globals, ns)
     return ns["__create_fn__"](**locals)
@@ -131,17 +136,18 @@ def finish() -> bool:
     """Once the node is up: write the cache if texts were compiled since it was read, then give
     ``dataclasses`` its own function back and drop the cache (unmapped). True if written."""
     global _original, _mm
-    try:
-        return save()
-    finally:
-        if _original is not None:
-            dataclasses._create_fn = _original  # type: ignore[attr-defined]
-            _original = None
-        _index.clear()
-        _added.clear()
-        if _mm is not None:
-            _mm.close()
-            _mm = None
+    with _lock:
+        try:
+            return save()
+        finally:
+            if _original is not None:
+                dataclasses._create_fn = _original  # type: ignore[attr-defined]
+                _original = None
+            _index.clear()
+            _added.clear()
+            if _mm is not None:
+                _mm.close()
+                _mm = None
 
 
 def save() -> bool:
