@@ -73,6 +73,10 @@ class PaymentRequired(PaymentError):
         super().__init__(f"{code}: {message}")
 
 
+ANSWER_GRACE_S = 0.02
+"""How long the voucher message waits after a debit-note answer carried the same voucher."""
+
+
 @dataclass
 class _Payer:
     core: PayerChannel
@@ -92,6 +96,9 @@ class _Payer:
     """The channel's own tasks (voucher delivery); cancelled when the channel is settled."""
     kick: trio.Event = field(default_factory=trio.Event)
     """Set when a new voucher is stored: deliver it now, not at the next retry."""
+    deliver_after: float = 0.0
+    """A voucher that went out in a debit-note answer is sent as its own message (the acknowledged
+    copy) only after this (trio time): the provider is storing it, off that round trip's path."""
     failures: int = 0
     """Unexpected errors caught at the channel's boundary."""
 
@@ -218,6 +225,7 @@ class RequestorPayments:
             signed: bytes | None = None
             if decision.voucher_amount is not None and not self.withhold:
                 # the meter reading goes into the voucher's own commit
+                payer.deliver_after = trio.current_time() + ANSWER_GRACE_S
                 signed = await self._sign(payer, decision.voucher_amount + payer.bonus,
                                           meter=payer.meter.record if meter_moved else None)
             elif meter_moved:
@@ -311,6 +319,8 @@ class RequestorPayments:
         """Send the stored, unacknowledged voucher until the provider's reply acknowledges it."""
         channel_id = payer.core.terms.channel_id
         while True:
+            if payer.deliver_after > trio.current_time():
+                await trio.sleep_until(payer.deliver_after)
             pending = payer.core.pending()
             if pending is not None and payer.confirmed:
                 with trio.move_on_after(PAYMENT.timeout):
