@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,18 @@ from yagna.store import ConstraintError, Store, StoreError
 
 def raw(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
+
+
+def held_insert() -> tuple[trio.Event, trio.Event, Callable[[sqlite3.Connection], int]]:
+    """A unit of work that sets ``started`` on the worker, then waits there until ``release`` is set."""
+    started, release = trio.Event(), trio.Event()
+
+    def slow(conn: sqlite3.Connection) -> int:
+        trio.from_thread.run_sync(started.set)
+        trio.from_thread.run(release.wait)
+        return conn.execute("INSERT INTO settings VALUES ('slow', 'v')").rowcount
+
+    return started, release, slow
 
 
 def insert(key: str) -> object:
@@ -72,13 +85,7 @@ async def test_a_failing_unit_is_rolled_back_alone(tmp_path: Path) -> None:
 
 async def test_a_caller_cancelled_while_queued_writes_nothing(tmp_path: Path) -> None:
     async with Store.open_ctx(tmp_path / "node.db") as store:
-        started = trio.Event()
-        release = trio.Event()
-
-        def slow(conn: sqlite3.Connection) -> int:
-            trio.from_thread.run_sync(started.set)
-            trio.from_thread.run(release.wait)
-            return conn.execute("INSERT INTO settings VALUES ('slow', 'v')").rowcount
+        started, release, slow = held_insert()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lambda: store.transaction(slow, durable=True))
@@ -102,13 +109,7 @@ async def test_a_caller_cancelled_while_queued_writes_nothing(tmp_path: Path) ->
 
 async def test_a_caller_cancelled_while_its_group_commits_gets_the_commit_first(tmp_path: Path) -> None:
     async with Store.open_ctx(tmp_path / "node.db") as store:
-        started = trio.Event()
-        release = trio.Event()
-
-        def slow(conn: sqlite3.Connection) -> int:
-            trio.from_thread.run_sync(started.set)
-            trio.from_thread.run(release.wait)
-            return conn.execute("INSERT INTO settings VALUES ('slow', 'v')").rowcount
+        started, release, slow = held_insert()
 
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:

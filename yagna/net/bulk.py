@@ -200,20 +200,9 @@ class Libp2pBulk:
         self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
     async def open(self, peer: str, protocol: str) -> ByteStream:
-        from libp2p.custom_types import TProtocol
-        from libp2p.exceptions import BaseLibp2pError
-        from libp2p.host.exceptions import StreamFailure
-        from libp2p.peer.id import ID
+        from yagna.net.reqresp import open_stream
 
-        try:
-            raw = await self._host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
-        except StreamFailure as exc:
-            if "protocol" in str(exc).lower() or "multiselect" in repr(exc.__cause__).lower():
-                raise ProtocolNotSupported(f"{peer} does not support {protocol}") from None
-            raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
-        except (BaseLibp2pError, OSError, ValueError) as exc:  # ValueError: id not base58
-            raise PeerUnreachable(f"cannot reach {peer}: {exc}") from None
-        return _Libp2pStream(raw, peer)
+        return _Libp2pStream(await open_stream(self._host, peer, protocol), peer)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()  # the host runs the handlers

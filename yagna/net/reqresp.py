@@ -124,6 +124,7 @@ class RequestResponse:
     def __init__(self, host: IHost) -> None:
         self._host = host
         self._specs: dict[str, ProtocolSpec] = {}
+        self._handlers: dict[str, Handler] = {}
         self._inbound: dict[tuple[str, str], int] = {}
         """(protocol, peer) -> inbound streams being served; an entry exists only while > 0."""
         self.refused_busy = 0
@@ -137,6 +138,7 @@ class RequestResponse:
             await self._serve(spec, handler, limiter, peer_limiters, stream)
 
         self._specs[spec.name] = spec
+        self._handlers[spec.name] = handler
         self._host.set_stream_handler(TProtocol(spec.name), on_stream)
 
     async def _serve(
@@ -185,7 +187,10 @@ class RequestResponse:
                 first = False
                 with trio.fail_after(spec.timeout):
                     async with mine, limiter:
-                        reply = await handle_frame(spec, handler, peer, frame)
+                        # the handler registered now: a stream opened before a re-registration
+                        # must not keep serving the old one
+                        current = self._handlers.get(spec.name, handler)
+                        reply = await handle_frame(spec, current, peer, frame)
                         await stream.write(encode_frame(reply))
         except FrameError as exc:
             log.warning("%s: bad request frame from %s: %s", spec.name, peer, exc)
@@ -274,14 +279,19 @@ class RequestResponse:
             await _close(stream)
 
     async def _open(self, peer: str, protocol: str) -> INetStream:
-        try:
-            return await self._host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
-        except StreamFailure as exc:
-            if "protocol" in str(exc).lower() or "multiselect" in repr(exc.__cause__).lower():
-                raise ProtocolNotSupported(f"{peer} does not support {protocol}") from None
-            raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
-        except (BaseLibp2pError, OSError, ValueError) as exc:  # ValueError: id not base58
-            raise PeerUnreachable(f"cannot reach {peer}: {exc}") from None
+        return await open_stream(self._host, peer, protocol)
+
+
+async def open_stream(host: IHost, peer: str, protocol: str) -> INetStream:
+    """A new stream to ``peer`` speaking ``protocol``; failures as :class:`ProtocolNotSupported` / :class:`PeerUnreachable`."""
+    try:
+        return await host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
+    except StreamFailure as exc:
+        if "protocol" in str(exc).lower() or "multiselect" in repr(exc.__cause__).lower():
+            raise ProtocolNotSupported(f"{peer} does not support {protocol}") from None
+        raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
+    except (BaseLibp2pError, OSError, ValueError) as exc:  # ValueError: id not base58
+        raise PeerUnreachable(f"cannot reach {peer}: {exc}") from None
 
 
 class StreamPool:
