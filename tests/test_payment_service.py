@@ -287,3 +287,35 @@ async def test_a_copy_of_a_voucher_being_committed_is_acknowledged_only_after_th
             await trio.sleep(0.05)
             nursery.start_soon(take)  # the same voucher again, while the first is being committed
         assert [a for a in acks] == [(payee.core.best_seq, True), (payee.core.best_seq, True)]
+
+
+async def test_the_last_voucher_is_acknowledged_after_the_provider_closed_its_channel(
+    tmp_path: Path, image_id: str
+) -> None:
+    """Regression: the final voucher rides in the invoice's answer, so the provider closes its channel
+    before the voucher message arrives; it was refused as an unknown channel and the requestor settled
+    only after its settle timeout, the last voucher never acknowledged."""
+    async with network(tmp_path) as (prov, req, agreement_id):
+        await req.payments.fund(parse_amount("10"))
+        await _run_for(req, agreement_id, image_id, 1.5)
+        await req.market.terminate(agreement_id, "done")
+        with trio.fail_after(20):
+            while True:
+                p = {r["agreement_id"]: r for r in (await prov.payments.status())["agreements"]}[agreement_id]
+                r = {r["agreement_id"]: r for r in (await req.payments.status())["agreements"]}[agreement_id]
+                if p["state"] == "closed" and r["state"] == "closed":
+                    break
+                await trio.sleep(0.05)
+        provider_row = await prov.payments._channels.by_agreement(agreement_id)
+        requestor_row = await req.payments._channels.by_agreement(agreement_id)
+        assert provider_row is not None and requestor_row is not None
+        assert requestor_row.acked_seq == provider_row.best_seq > 0
+        # only that exact voucher: another one for the closed channel is still refused
+        rr = req.net.rr
+        assert (await rr.request(prov.key.node_id, PAYMENT, {"op": "voucher", "raw": provider_row.best_voucher})
+                )["ack_seq"] == provider_row.best_seq
+        payer_terms = terms_from_bytes(requestor_row.terms)
+        other = sign_voucher(req.key, payer_terms, provider_row.best_seq + 1, provider_row.best_amount + 1)
+        with pytest.raises(RemoteError) as exc:
+            await rr.request(prov.key.node_id, PAYMENT, {"op": "voucher", "raw": other})
+        assert exc.value.code == "unknown-channel"
