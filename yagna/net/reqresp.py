@@ -135,7 +135,7 @@ class RequestResponse:
         peer_limiters: dict[str, trio.CapacityLimiter] = {}
 
         async def on_stream(stream: INetStream) -> None:
-            await self._serve(spec, handler, limiter, peer_limiters, stream)
+            await self._serve(spec, limiter, peer_limiters, stream)
 
         self._specs[spec.name] = spec
         self._handlers[spec.name] = handler
@@ -144,7 +144,6 @@ class RequestResponse:
     async def _serve(
         self,
         spec: ProtocolSpec,
-        handler: Handler,
         limiter: trio.CapacityLimiter,
         peer_limiters: dict[str, trio.CapacityLimiter],
         stream: INetStream,
@@ -189,8 +188,7 @@ class RequestResponse:
                     async with mine, limiter:
                         # the handler registered now: a stream opened before a re-registration
                         # must not keep serving the old one
-                        current = self._handlers.get(spec.name, handler)
-                        reply = await handle_frame(spec, current, peer, frame)
+                        reply = await handle_frame(spec, self._handlers[spec.name], peer, frame)
                         await stream.write(encode_frame(reply))
         except FrameError as exc:
             log.warning("%s: bad request frame from %s: %s", spec.name, peer, exc)
@@ -273,11 +271,6 @@ class RequestResponse:
             await _close(extra)
         return _parse_reply(spec, peer, frame)
 
-    async def close_idle(self) -> None:
-        """Close every pooled stream (the node is stopping, or a test wants a clean slate)."""
-        for stream in self.pool.drain():
-            await _close(stream)
-
     async def _open(self, peer: str, protocol: str) -> INetStream:
         return await open_stream(self._host, peer, protocol)
 
@@ -310,9 +303,6 @@ class StreamPool:
         self._stale: list[INetStream] = []
         self._last_sweep = 0.0
 
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._idle.values())
-
     def idle(self, peer: str, protocol: str) -> int:
         return len(self._idle.get((peer, protocol), ()))
 
@@ -344,12 +334,6 @@ class StreamPool:
                     del self._idle[key]
         stale, self._stale = self._stale, []
         return stale
-
-    def drain(self) -> list[INetStream]:
-        out = [s for entries in self._idle.values() for _, s in entries] + self._stale
-        self._idle.clear()
-        self._stale = []
-        return out
 
 
 def _usable(stream: INetStream) -> bool:
