@@ -52,6 +52,7 @@ from yagna.store.errors import (
     StoreOpenError,
 )
 from yagna.store.migrations import MIGRATIONS, Migration, migrate
+from yagna.store.sqlite_tx import immediate_transaction
 
 T = TypeVar("T")
 
@@ -173,15 +174,8 @@ class Store:
             return await self._group_commit(fn)
 
         def unit(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = _call_unit(conn, fn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+            with immediate_transaction(conn):
+                return _call_unit(conn, fn)
 
         return await self._run(unit)
 
@@ -197,13 +191,13 @@ class Store:
             except trio.Cancelled:
                 if unit.taken:  # inside a commit already: its outcome comes first, as for any unit of work
                     with trio.CancelScope(shield=True):
-                        await unit.finished.wait()
+                        await unit.wake.wait()
                     raise
                 self._queue.remove(unit)
                 if unit.lead:
                     self._hand_over()
                 raise
-            if unit.finished.is_set():
+            if unit.taken:  # woken as finished (only units still queued are handed the lead)
                 return self._outcome(unit)
         else:
             self._leading = True
@@ -223,7 +217,6 @@ class Store:
                     u.fail(exc)
             finally:
                 for u in batch:
-                    u.finished.set()
                     u.wake.set()
         finally:
             self._hand_over()
@@ -261,7 +254,7 @@ class Store:
 class _Unit(Generic[T]):
     """One durable transaction in a group commit, and its outcome."""
 
-    __slots__ = ("fn", "result", "error", "ok", "taken", "lead", "wake", "finished")
+    __slots__ = ("fn", "result", "error", "ok", "taken", "lead", "wake")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], T]) -> None:
         self.fn = fn
@@ -272,8 +265,7 @@ class _Unit(Generic[T]):
         """Part of a group being committed: no longer cancellable."""
         self.lead = False
         self.wake = trio.Event()
-        """Set when the unit is finished or handed the lead."""
-        self.finished = trio.Event()
+        """Set when the unit is finished (it was taken) or handed the lead (it was not)."""
 
     def fail(self, exc: BaseException) -> None:
         self.ok = False
@@ -299,31 +291,20 @@ def _call_unit(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) 
 
 def _commit_group(conn: sqlite3.Connection, batch: list[_Unit[Any]]) -> None:
     """Worker side: every unit in its own SAVEPOINT, one fsynced COMMIT for all of them."""
-    conn.execute("PRAGMA synchronous=FULL")
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for u in batch:
-                if not conn.in_transaction:  # a unit ended it (a bug, reported to that unit)
-                    conn.execute("BEGIN IMMEDIATE")
-                conn.execute("SAVEPOINT unit")
-                try:
-                    u.result = _call_unit(conn, u.fn)
+    with immediate_transaction(conn, full_sync=True):
+        for u in batch:
+            conn.execute("SAVEPOINT unit")
+            try:
+                u.result = _call_unit(conn, u.fn)
+                conn.execute("RELEASE unit")
+                u.ok = True
+            except Exception as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
-                    u.ok = True
-                except Exception as exc:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK TO unit")
-                        conn.execute("RELEASE unit")
-                    u.error = exc
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.execute("PRAGMA synchronous=NORMAL")
+                u.error = exc
+            if not conn.in_transaction:  # the unit ended it (a bug, reported to that unit): go on in a new one
+                conn.execute("BEGIN IMMEDIATE")
 
 
 def _close_awaitable(obj: object) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from yagna.store.errors import StoreOpenError
+from yagna.store.sqlite_tx import immediate_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,30 +313,21 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
     """
     validate(migrations)
     latest = len(migrations)
-    conn.execute("PRAGMA synchronous=FULL")  # a half-migrated schema is worse than a slow start
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(_SCHEMA_VERSION_DDL)
-            version = current_version(conn)
-            if version > latest:
-                raise StoreOpenError(
-                    f"the node database {where} has schema version {version}, but this yagna only knows "
-                    f"versions up to {latest}: it was written by a newer yagna. Upgrade yagna, or use "
-                    f"another data directory."
-                )
-            for m in migrations[version:]:
-                for stmt in split_statements(m.sql):
-                    conn.execute(stmt)
-                conn.execute(
-                    "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-                    (m.version, m.description, int(time.time())),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    finally:
-        conn.execute("PRAGMA synchronous=NORMAL")
+    # full sync: a half-migrated schema is worse than a slow start
+    with immediate_transaction(conn, full_sync=True):
+        conn.execute(_SCHEMA_VERSION_DDL)
+        version = current_version(conn)
+        if version > latest:
+            raise StoreOpenError(
+                f"the node database {where} has schema version {version}, but this yagna only knows "
+                f"versions up to {latest}: it was written by a newer yagna. Upgrade yagna, or use "
+                f"another data directory."
+            )
+        for m in migrations[version:]:
+            for stmt in split_statements(m.sql):
+                conn.execute(stmt)
+            conn.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                (m.version, m.description, int(time.time())),
+            )
     return latest
