@@ -58,15 +58,10 @@ class UsageMeter:
             fast = self._from_cgroup(container_id, started)
             if fast is not None:
                 return fast
+            self._started.pop(container_id, None)  # stopped or restarted: ask the engine again
         return await self._engine.blocking("container", self._usage_blocking, container_id)
 
     def _usage_blocking(self, container_id: str) -> Usage:
-        started = self._started.get(container_id)
-        if started is not None:
-            fast = self._from_cgroup(container_id, started)
-            if fast is not None:
-                return fast
-            self._started.pop(container_id, None)
         api = self._engine.api()
         info = api.inspect_container(container_id)
         state = info["State"]
