@@ -273,6 +273,21 @@ def register(packages: tuple[str, ...], modules: dict[str, dict[str, str]]) -> N
                 sys.modules[name] = _stand_in_module(name, names)
 
 
+_installed: set[str] = set()
+
+
+def install_once(unless_imported: str, packages: tuple[str, ...], modules: dict[str, dict[str, str]]) -> None:
+    """:func:`register` these stand-ins, once; not at all if ``unless_imported`` is already imported
+    (too late to stand in for its parts). Keyed by ``unless_imported``."""
+    with _lock:
+        if unless_imported in _installed:
+            return
+        _installed.add(unless_imported)
+        if unless_imported in sys.modules:
+            return
+        register(packages, modules)
+
+
 def loaded(prefixes: tuple[str, ...]) -> list[str]:
     """The real (not stand-in) modules in ``sys.modules`` named by or under these prefixes."""
     return sorted(

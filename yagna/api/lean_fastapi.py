@@ -16,7 +16,6 @@ hypercorn's HTTP/2 and WebSocket protocols, loaded by the first such connection.
 
 from __future__ import annotations
 
-import sys
 
 from yagna import stand_ins
 
@@ -51,27 +50,11 @@ SERVER_MODULES: dict[str, dict[str, str]] = {
 HEAVY = ("fastapi.openapi.models", "fastapi.openapi.utils", "pydantic.v1", "hypercorn.protocol.h2",
          "hypercorn.protocol.ws_stream", "h2.events", "h2.connection", "wsproto")
 
-_installed = False
-_server_installed = False
-
-
 def install() -> None:
     """Register the stand-ins; a no-op once done or if FastAPI is already imported."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    if "fastapi" in sys.modules:
-        return
-    stand_ins.register(DEFERRED_PACKAGES, DEFERRED_MODULES)
+    stand_ins.install_once("fastapi", DEFERRED_PACKAGES, DEFERRED_MODULES)
 
 
 def install_server() -> None:
     """Register hypercorn's stand-ins (:data:`SERVER_MODULES`); a no-op once done or if its protocols are imported."""
-    global _server_installed
-    if _server_installed:
-        return
-    _server_installed = True
-    if "hypercorn.protocol" in sys.modules:
-        return
-    stand_ins.register((), SERVER_MODULES)
+    stand_ins.install_once("hypercorn.protocol", (), SERVER_MODULES)

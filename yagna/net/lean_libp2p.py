@@ -30,7 +30,6 @@ the CLI's read path imports any module of :data:`HEAVY`.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 from yagna import stand_ins
@@ -91,18 +90,9 @@ DEFERRED_MODULES: dict[str, dict[str, str]] = {
     "multiaddr.resolvers": {"DNSResolver": "new"},
 }
 
-_installed = False
-
-
 def install() -> None:
     """Register the stand-ins; a no-op once done or if libp2p is already imported."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    if "libp2p" in sys.modules:
-        return
-    stand_ins.register(DEFERRED_PACKAGES, DEFERRED_MODULES)
+    stand_ins.install_once("libp2p", DEFERRED_PACKAGES, DEFERRED_MODULES)
 
 
 def heavy_modules_loaded() -> list[str]:
