@@ -111,7 +111,7 @@ class DebitNoteAnswer:
     """``None`` when accepted, else one of :data:`payments.debit_note.DECISION_CODES`."""
     reason: str
     voucher_seq: int | None = None
-    """The seq of the requestor's latest stored voucher (it arrives as a ``voucher`` message), if any."""
+    """The seq of the requestor's latest stored voucher (a ``voucher`` message follows), if any."""
     voucher: bytes | None = None
     """That voucher itself, when this note earned it: the provider stores it at once (one request,
     not two, per paid interval). The ``voucher`` message still follows and is what gets acknowledged."""
@@ -140,7 +140,7 @@ def encode_voucher_ack(ack: VoucherAck) -> dict[str, Any]:
 
 def encode_answer(answer: DebitNoteAnswer) -> dict[str, Any]:
     out: dict[str, Any] = {"accepted": answer.accepted, "code": answer.code, "reason": _cut(answer.reason),
-           "voucher_seq": answer.voucher_seq}
+                           "voucher_seq": answer.voucher_seq}
     if answer.voucher is not None:
         out["voucher"] = answer.voucher
     return out
