@@ -31,11 +31,14 @@ def test_devnet_up_status_down(tmp_path: Path) -> None:
             assert {"role", "node_id", "data_dir", "api_url", "pid"} <= set(n)
             assert _alive(n["pid"])
             assert Path(n["data_dir"]).parent == root
-        # returned only when fully connected: every node already lists all others
+        # returned only when ready: every node already knows all others and every offer
         ids = {n["node_id"] for n in nodes}
+        providers = {n["node_id"] for n in nodes if n["role"] == "provider"}
         for n in nodes:
-            peers = json.loads(run_cli("net", "peers", "--json", data_dir=Path(n["data_dir"])).stdout)
+            peers = json.loads(run_cli("net", "peers", "--json", "--all", data_dir=Path(n["data_dir"])).stdout)
             assert {p["node_id"] for p in peers} == ids - {n["node_id"]}
+            offers = json.loads(run_cli("market", "offers", "--json", data_dir=Path(n["data_dir"])).stdout)
+            assert {o["provider_id"] for o in offers} >= providers - {n["node_id"]}
 
         again = run_cli("devnet", "up", "--providers", "1", "--root", str(root), check=False)
         assert again.returncode != 0 and "already running" in again.stderr

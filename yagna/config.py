@@ -26,6 +26,10 @@ class NodeConfig:
     """Empty: 127.0.0.1 on the port used last time if free, else an OS-chosen one."""
     bootstrap: list[str] = field(default_factory=list)
     px_interval: float = 5.0
+    target_peers: int = 8
+    """Connections the node keeps up by its own dials (a partial mesh; bootstrap peers always)."""
+    max_peers: int = 64
+    """Connections at most, inbound included; the newest idle ones beyond it are closed."""
     network_id: str = "testnet"
     """Offers, demands and agreements name it; nodes of different networks ignore each other."""
     subnets: list[str] = field(default_factory=lambda: ["public"])
@@ -45,6 +49,10 @@ class NodeConfig:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
         if not 0 <= self.api_port <= 65535:
             raise ConfigError(f"API port {self.api_port} is out of range 0-65535")
+        if not 1 <= self.target_peers <= self.max_peers:
+            raise ConfigError(
+                f"target peers ({self.target_peers}) must be from 1 to max peers ({self.max_peers})"
+            )
         if self.api_host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(
                 f"the API must listen on the loopback interface, not {self.api_host!r}: "

@@ -90,7 +90,7 @@ class Devnet:
             for node in nodes[1:]:
                 self._wait_started(node, deadline)
             self._save(nodes)
-            self._wait_full_mesh(nodes, deadline)
+            self._wait_ready(nodes, deadline)
         except BaseException:
             self._stop(nodes, grace=5.0)
             self._save([])
@@ -134,20 +134,25 @@ class Devnet:
                 raise DevnetError(f"{node.name} did not start in time:\n{_tail(data.log_file)}")
             time.sleep(0.05)
 
-    def _wait_full_mesh(self, nodes: list[DevnetNode], deadline: float) -> None:
+    def _wait_ready(self, nodes: list[DevnetNode], deadline: float) -> None:
+        """Ready: every node is connected to some node, knows every other one (an address to
+        dial, directly or through a relay) and knows every provider's live offer. Not a full
+        mesh: each node keeps only its target number of connections (yagna/net/mesh.py)."""
         ids = {n.node_id for n in nodes}
+        providers = {n.node_id for n in nodes if n.role == "provider"}
         pending = list(nodes)
+        why: dict[str, str] = {}
         while pending:
             still = []
             for node in pending:
-                peers = _api_get(node, "/net/peers") or []
-                connected = {p["node_id"] for p in peers if p.get("connected")}
-                if not (ids - {node.node_id}) <= connected:
+                problem = _not_ready(node, ids, providers)
+                if problem:
+                    why[node.name] = problem
                     still.append(node)
             pending = still
             if pending and time.monotonic() > deadline:
-                names = ", ".join(n.name for n in pending)
-                raise DevnetError(f"nodes not connected to every other node in time: {names}")
+                names = "; ".join(f"{n.name}: {why[n.name]}" for n in pending)
+                raise DevnetError(f"nodes not ready in time: {names}")
             if pending:
                 time.sleep(0.1)
 
@@ -182,6 +187,25 @@ class Devnet:
             if _pid_alive(node.pid) and _is_our_process(node):
                 _signal(node.pid, signal.SIGKILL)
         return ours
+
+
+def _not_ready(node: DevnetNode, ids: set[str | None], providers: set[str | None]) -> str | None:
+    """Why ``node`` is not ready yet, or None."""
+    peers = _api_get(node, "/net/peers?all=true")
+    if not isinstance(peers, list):
+        return "its API does not answer"
+    if not any(p.get("connected") for p in peers):
+        return "not connected to any node"
+    missing = ids - {node.node_id} - {p["node_id"] for p in peers if p.get("addrs")}
+    if missing:
+        return f"does not know {len(missing)} node(s)"
+    offers = _api_get(node, "/market/offers")
+    if not isinstance(offers, list):
+        return "its market does not answer"
+    lacking = providers - {node.node_id} - {o.get("provider_id") for o in offers}
+    if lacking:
+        return f"lacks the offers of {len(lacking)} provider(s)"
+    return None
 
 
 def _api_get(node: DevnetNode, path: str) -> list | dict | None:  # type: ignore[type-arg]

@@ -154,7 +154,8 @@ class Node:
         try:
             self.network = Network(
                 key.seed,
-                NetConfig(listen=listen, bootstrap=self.config.bootstrap, px_interval=self.config.px_interval),
+                NetConfig(listen=listen, bootstrap=self.config.bootstrap, px_interval=self.config.px_interval,
+                          target_peers=self.config.target_peers, max_peers=self.config.max_peers),
                 book=StorePeerBook(Peers(store)),
             )
         except BaseException:

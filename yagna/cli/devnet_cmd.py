@@ -33,7 +33,7 @@ def devnet() -> None:
 @devnet.command("up")
 @click.option("--providers", type=click.IntRange(1, 32), default=3, show_default=True)
 @root_option
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for a full mesh.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait until every node knows every other node and every offer.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def devnet_up(providers: int, root: Path | None, timeout: float, as_json: bool) -> None:
     """Start the nodes; returns once every node is connected to every other."""
@@ -48,7 +48,7 @@ def devnet_up(providers: int, root: Path | None, timeout: float, as_json: bool) 
     ]
     _emit_nodes(out, as_json)
     if not as_json:
-        click.echo(f"\n{len(nodes)} nodes up and fully connected under {net.root}.")
+        click.echo(f"\n{len(nodes)} nodes up (each knows every node and every offer) under {net.root}.")
         click.echo(f"Try: yagna --data-dir {nodes[0].data_dir} net peers   |   stop: yagna devnet down")
 
 

@@ -61,6 +61,12 @@ def service() -> None:
 @click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
               help="Peer to join through, /ip4/.../tcp/.../p2p/<node id> (repeatable).")
 @click.option("--px-interval", type=float, default=5.0, show_default=True, help="Seconds between peer exchanges.")
+@click.option("--target-peers", type=click.IntRange(1, 10_000), default=None,
+              help="Connections to keep up by own dials; bootstrap peers are always dialed [default 8, or net.target_peers].")
+@click.option("--max-peers", type=click.IntRange(1, 10_000), default=None,
+              help="Connections at most, inbound included [default 64, or net.max_peers].")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Config file [default <data dir>/yagna.toml if it exists]; flags win, --bootstrap adds to it.")
 @click.option("--network-id", default="testnet", show_default=True, envvar="YAGNA_NETWORK_ID",
               help="Market network; offers, demands and agreements of other networks are refused.")
 @click.option("--subnet", "subnets", multiple=True, default=["public"], show_default=True,
@@ -80,7 +86,8 @@ def service() -> None:
               help="Log to this file, rotated at 10 MiB with 4 old files kept [default: stderr].")
 @click.pass_obj
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
-                px_interval: float, network_id: str, subnets: tuple[str, ...], offer_ttl: int,
+                px_interval: float, target_peers: int | None, max_peers: int | None, config_path: Path | None,
+                network_id: str, subnets: tuple[str, ...], offer_ttl: int,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
                 test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str,
                 log_file: Path | None) -> None:
@@ -108,18 +115,26 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
     from yagna.logs import setup_logging
     from yagna.net.host import parse_multiaddr, parse_peer_addr
 
+    from yagna import config_file
+
     setup_logging(log_level, log_format, log_file)
+    data_dir = obj.data_dir or default_data_dir()
+    from_file = config_file.load(config_path or config_file.default_path(data_dir), required=config_path is not None)
+    listen = listen or tuple(from_file.net.listen)
+    bootstrap = tuple(dict.fromkeys([*from_file.net.bootstrap, *bootstrap]))
     for addr in listen:
         parse_multiaddr(addr)
     for addr in bootstrap:
         parse_peer_addr(addr)
     config = NodeConfig(
-        data_dir=obj.data_dir or default_data_dir(),
+        data_dir=data_dir,
         role=role,
         api_port=api_port,
         listen=list(listen),
         bootstrap=list(bootstrap),
         px_interval=px_interval,
+        target_peers=target_peers or from_file.net.target_peers or 8,
+        max_peers=max_peers or from_file.net.max_peers or 64,
         network_id=network_id,
         subnets=list(subnets),
         offer_ttl_s=offer_ttl,

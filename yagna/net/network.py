@@ -19,6 +19,7 @@ from libp2p.abc import IHost
 from yagna.net.errors import ListenError
 from yagna.net.gossip import Gossip
 from yagna.net.host import build_host, check_tcp_listen_addr, close_host, parse_multiaddr, parse_peer_addr
+from yagna.net.mesh import MeshLimits
 from yagna.net.peers import PeerBook, PeerManager
 from yagna.net.reqresp import RequestResponse
 
@@ -32,6 +33,8 @@ class NetConfig:
     px_interval: float = 5.0
     redial_base: float = 0.5
     redial_cap: float = 30.0
+    target_peers: int = 8
+    """Connections kept up by our own dials (a partial mesh, yagna/net/mesh.py)."""
     max_peers: int = 64
     gossip_heartbeat: float = 1.0
     shutdown_timeout: float = 4.0
@@ -58,7 +61,7 @@ class Network:
             px_interval=config.px_interval,
             redial_base=config.redial_base,
             redial_cap=config.redial_cap,
-            max_peers=config.max_peers,
+            limits=MeshLimits(target=config.target_peers, max_peers=config.max_peers),
         )
         self.gossip.ban = self.peers.ban
 

@@ -3,8 +3,13 @@
 py-libp2p's own AutoConnector is stopped (it dials every peerstore entry up to
 200 connections and logs errors for dead ones); this manager decides instead:
 
-* bootstrap peers (from ``--bootstrap``) and peers learned by peer exchange
-  (:mod:`yagna.net.px`) or remembered in the store are dialed;
+* bootstrap peers (from ``--bootstrap``) are always dialed; of the peers
+  learned by peer exchange (:mod:`yagna.net.px`) or remembered in the store,
+  random ones are dialed until about ``target`` connections are up (a partial
+  mesh, :mod:`yagna.net.mesh`); the others stay known, their addresses pinned
+  in the peerstore so that a request to one of them dials it on demand;
+* above ``max_peers`` connections the newest ones without open streams are
+  closed;
 * a dropped or unreachable peer is redialed with exponential backoff
   (:func:`yagna.net.backoff.redial_delay`), bootstrap peers forever, others
   until they failed ``forget_after`` times in a row;
@@ -32,6 +37,7 @@ from yagna.net import px
 from yagna.net.backoff import redial_delay
 from yagna.net.errors import BadAddressError, RequestError, RequestRejected
 from yagna.net.host import DIAL_TIMEOUT_S, parse_multiaddr, peer_info
+from yagna.net.mesh import Candidate, Connection, MeshLimits, choose_dials, choose_prunes
 from yagna.net.reqresp import Request, RequestResponse
 
 log = logging.getLogger("yagna.net.peers")
@@ -124,7 +130,7 @@ class PeerManager:
         redial_base: float = 0.5,
         redial_cap: float = 30.0,
         forget_after: int = 12,
-        max_peers: int = 64,
+        limits: MeshLimits | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self._host = host
@@ -136,7 +142,8 @@ class PeerManager:
         self.redial_base = redial_base
         self.redial_cap = redial_cap
         self.forget_after = forget_after
-        self.max_peers = max_peers
+        self.limits = limits or MeshLimits()
+        self._rng = random.Random()
         self._on_change = on_change or (lambda: None)
         self._peers: dict[str, PeerState] = {}
         self._banned: dict[str, float] = {}  # node id -> trio time the ban ends
@@ -296,21 +303,38 @@ class PeerManager:
         while True:
             self._reconcile()
             now = trio.current_time()
-            connected = sum(1 for p in self._peers.values() if p.connected)
-            for state in list(self._peers.values()):
-                if connected >= self.max_peers:
-                    break
-                if state.connected or state.dialing or not state.addrs or state.next_attempt > now:
-                    continue
-                if self.is_banned(state.node_id):
-                    continue
+            candidates = [
+                Candidate(
+                    p.node_id,
+                    bootstrap=p.bootstrap,
+                    connected=p.connected,
+                    dialing=p.dialing,
+                    dialable=bool(p.addrs) and p.next_attempt <= now and not self.is_banned(p.node_id),
+                    failures=p.failures,
+                )
+                for p in self._peers.values()
+            ]
+            assert self._nursery is not None
+            for node_id in choose_dials(candidates, self.limits, self._rng):
+                state = self._peers[node_id]
                 state.dialing = True
-                connected += 1
-                assert self._nursery is not None
                 self._nursery.start_soon(self._dial, state, limiter)
+            for node_id in choose_prunes(self._connections(), self.limits):
+                log.info("more than %d connections: closing the one to %s", self.limits.max_peers, node_id)
+                self._nursery.start_soon(self._hang_up, node_id)
             self._wake = trio.Event()
             with trio.move_on_after(0.25):
                 await self._wake.wait()
+
+    def _connections(self) -> list[Connection]:
+        conns = self._host.get_network().connections
+        out = []
+        for p in self._peers.values():
+            if not p.connected:
+                continue
+            busy = any(_has_our_streams(c) for c in conns.get(ID.from_base58(p.node_id), []))
+            out.append(Connection(p.node_id, since=p.connected_since or 0.0, bootstrap=p.bootstrap, protected=busy))
+        return out
 
     async def _dial(self, state: PeerState, limiter: trio.CapacityLimiter) -> None:
         try:
@@ -428,6 +452,15 @@ def _safe_transport_addrs(conn: INetConn) -> list[Multiaddr]:
         return list(conn.get_transport_addresses())
     except (BaseLibp2pError, AttributeError, OSError):
         return []
+
+
+def _has_our_streams(conn: INetConn) -> bool:
+    """Streams we opened on ``conn`` (a request of ours in flight, or pooled for the next):
+    a peer cannot protect its connection from being shed by opening streams to us."""
+    try:
+        return any(getattr(getattr(s, "muxed_stream", None), "is_initiator", False) for s in conn.get_streams())
+    except (BaseLibp2pError, AttributeError, OSError):
+        return False
 
 
 def _direction(conn: INetConn) -> str | None:

@@ -1,0 +1,106 @@
+"""The node's config file: ``<data dir>/yagna.toml`` (or ``service run --config PATH``).
+
+Only settings an operator keeps across restarts live here; flags given on the
+command line win over the file, and list settings (``bootstrap``) add to it::
+
+    [net]
+    listen = ["/ip4/0.0.0.0/tcp/7464"]
+    bootstrap = ["/ip4/198.18.0.10/tcp/7464/p2p/12D3KooW..."]
+    target_peers = 8      # connections a node keeps up by its own dials
+    max_peers = 64        # connections at most, inbound included
+
+Unknown sections or keys are errors that name them: a misspelt key silently
+ignored would leave a node running with a setting its operator did not choose.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yagna.config import ConfigError
+
+FILE_NAME = "yagna.toml"
+MAX_FILE_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class NetFileSettings:
+    listen: list[str] = field(default_factory=list)
+    bootstrap: list[str] = field(default_factory=list)
+    target_peers: int | None = None
+    max_peers: int | None = None
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    path: Path | None = None
+    """The file these came from; None when there is none."""
+    net: NetFileSettings = field(default_factory=NetFileSettings)
+
+
+_NET_KEYS = {"listen", "bootstrap", "target_peers", "max_peers"}
+
+
+def default_path(data_dir: Path) -> Path:
+    return data_dir / FILE_NAME
+
+
+def load(path: Path, *, required: bool) -> FileSettings:
+    """Read and check the file; a missing optional file gives the defaults."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_SIZE + 1)
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return FileSettings()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_SIZE:
+        raise ConfigError(f"config file {path} is larger than {MAX_FILE_SIZE // 1024} KiB")
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return FileSettings(path=path, net=_net(doc, path))
+
+
+def _net(doc: dict[str, object], path: Path) -> NetFileSettings:
+    unknown = set(doc) - {"net"}
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown section(s) {', '.join(sorted(unknown))} (known: [net])")
+    net = doc.get("net", {})
+    if not isinstance(net, dict):
+        raise ConfigError(f"config file {path}: [net] must be a table")
+    unknown = set(net) - _NET_KEYS
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key(s) in [net]: {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(_NET_KEYS))})"
+        )
+    return NetFileSettings(
+        listen=_strings(net, "listen", path),
+        bootstrap=_strings(net, "bootstrap", path),
+        target_peers=_count(net, "target_peers", path),
+        max_peers=_count(net, "max_peers", path),
+    )
+
+
+def _strings(table: dict[str, object], key: str, path: Path) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"config file {path}: net.{key} must be a list of strings")
+    if len(value) > 64:
+        raise ConfigError(f"config file {path}: net.{key} lists more than 64 entries")
+    return list(value)
+
+
+def _count(table: dict[str, object], key: str, path: Path) -> int | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
+        raise ConfigError(f"config file {path}: net.{key} must be a whole number from 1 to 10000")
+    return value
