@@ -45,6 +45,8 @@ log = logging.getLogger("yagna.net.peers")
 PERMANENT_TTL = 0
 MAX_LEARNED = 1024
 """Peers learned by peer exchange and not connected, kept at most (each is a future dial)."""
+TEACH_SEEN_WITHIN = 600.0
+"""Peers we were connected to this recently are taught to others even when not connected now."""
 MAX_TAUGHT_PER_PEER = 128
 """Of those, at most this many taught by one peer: a liar cannot fill the list with fake ids."""
 
@@ -70,6 +72,8 @@ class PeerState:
     source: str = "px"
     taught_by: str | None = None
     """The peer whose exchange told us of this one (None: bootstrap, inbound, the store)."""
+    last_seen: float | None = None
+    """trio time we were last connected to it (None: never in this run)."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,7 @@ class PeerManager:
         elif kind == "down" and state.connected:
             if self._host.get_network().connections.get(ID.from_base58(node_id)):
                 return  # another connection to the same peer is still up
+            state.last_seen = now
             state.connected = False
             state.connected_since = None
             state.next_attempt = now + redial_delay(0, base=self.redial_base, cap=self.redial_cap)
@@ -431,12 +436,25 @@ class PeerManager:
             self._learn(request.peer, list(addrs), "inbound")
             if self._book is not None:
                 await self._book.upsert(request.peer, list(addrs), "inbound")
-        hints = [
-            px.PeerHint(p.node_id, tuple(p.addrs))
-            for p in self._peers.values()
-            if p.connected and p.addrs and p.node_id != request.peer
-        ]
+        hints = self._hints_for(request.peer)
         return px.make_response(hints)
+
+
+    def _hints_for(self, asker: str) -> list[px.PeerHint]:
+        """What we teach ``asker``: the peers we are connected to, then (a random sample of)
+        peers we were connected to within ``TEACH_SEEN_WITHIN`` s. Teaching only connected
+        peers would stop discovery at one hop once nodes keep a partial mesh; peers we never
+        reached ourselves are not passed on, so a liar's fake ids do not travel further."""
+        now = trio.current_time()
+        connected = [p for p in self._peers.values() if p.connected and p.addrs and p.node_id != asker]
+        recent = [
+            p for p in self._peers.values()
+            if not p.connected and p.addrs and p.node_id != asker
+            and p.last_seen is not None and now - p.last_seen <= TEACH_SEEN_WITHIN
+        ]
+        self._rng.shuffle(connected)
+        self._rng.shuffle(recent)
+        return [px.PeerHint(p.node_id, tuple(p.addrs)) for p in (connected + recent)[: px.MAX_PEERS_PER_REPLY]]
 
 
 def _valid_addr(addr: str) -> bool:
