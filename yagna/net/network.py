@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import trio
 from libp2p.abc import IHost
 
+from yagna.net.address_book import AddressBook
+from yagna.net.addresses import is_relay_addr
 from yagna.net.errors import ListenError
 from yagna.net.gossip import Gossip
 from yagna.net.host import build_host, check_tcp_listen_addr, close_host, parse_multiaddr, parse_peer_addr
@@ -51,11 +53,16 @@ class Network:
         self.node_id = self.host.get_id().to_base58()
         bootstrap = [(peer, addr) for peer, addr in bootstrap if peer != self.node_id]
         self.rr = RequestResponse(self.host)
+        self.addresses = AddressBook(self.host, self.rr)
+        """Our listen, observed, relay and advertised addresses (yagna/net/address_book.py)."""
+        self.reachability = self.addresses.reachability
+        """``.status`` public/private/unknown and ``await .wait_change()`` (yagna/net/reachability.py)."""
         self.gossip = Gossip(self.host, heartbeat_interval=config.gossip_heartbeat)
         self.peers = PeerManager(
             self.host,
             self.rr,
-            my_addrs=self.listen_addrs,
+            my_addrs=self.addresses.for_peer,
+            teachable=self.addresses.teachable_to,
             bootstrap=bootstrap,
             book=book,
             px_interval=config.px_interval,
@@ -64,10 +71,17 @@ class Network:
             limits=MeshLimits(target=config.target_peers, max_peers=config.max_peers),
         )
         self.gossip.ban = self.peers.ban
+        self.peers.on_connect(self.addresses.on_connect)
 
     def listen_addrs(self) -> list[str]:
-        """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``."""
-        return [str(a) for a in self.host.get_transport_addrs()]
+        """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``; a wildcard
+        (``/ip4/0.0.0.0/...``) expanded to each interface's address."""
+        return self.addresses.listen_addrs()
+
+    def advertised_addrs(self) -> list[str]:
+        """What a peer on the internet is told of us (loopback and private addresses never;
+        relay addresses while we are not public), with ``/p2p/<node id>``."""
+        return [a if is_relay_addr(a) else f"{a}/p2p/{self.node_id}" for a in self.addresses.advertised()]
 
     def full_addrs(self) -> list[str]:
         """Listen addresses with ``/p2p/<node id>``: what others pass to --bootstrap."""
@@ -98,6 +112,7 @@ class Network:
                     async with trio.open_nursery() as app:
                         await app.start(self.gossip.run)
                         await app.start(self.peers.run)
+                        await app.start(self.addresses.run, self.peers.connected_peers)
                         task_status.started()
                         await stop.wait()
                         guard.deadline = trio.current_time() + self.config.shutdown_timeout

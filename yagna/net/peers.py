@@ -127,7 +127,7 @@ class PeerManager:
         host: IHost,
         rr: RequestResponse,
         *,
-        my_addrs: Callable[[], list[str]],
+        my_addrs: Callable[[str], list[str]],
         bootstrap: list[tuple[str, Multiaddr]],
         book: PeerBook | None = None,
         px_interval: float = 5.0,
@@ -136,10 +136,15 @@ class PeerManager:
         forget_after: int = 12,
         limits: MeshLimits | None = None,
         on_change: Callable[[], None] | None = None,
+        teachable: Callable[[str, list[str]], list[str]] | None = None,
     ) -> None:
         self._host = host
         self._rr = rr
         self._my_addrs = my_addrs
+        """``my_addrs(node_id)``: our addresses worth telling that peer (yagna/net/addresses.py)."""
+        self._teachable = teachable or (lambda _peer, addrs: list(addrs))
+        """``teachable(node_id, addrs)``: of a third party's addresses, those that peer can use
+        (no loopback to a remote peer, private ones only within their subnet)."""
         self._me = host.get_id().to_base58()
         self._book = book
         self.px_interval = px_interval
@@ -391,7 +396,7 @@ class PeerManager:
 
     async def _exchange(self, node_id: str) -> None:
         try:
-            reply = await self._rr.request(node_id, px.PX, px.make_request(self._my_addrs()))
+            reply = await self._rr.request(node_id, px.PX, px.make_request(self._my_addrs(node_id)))
             hints = px.parse_response(reply)
         except (RequestError, WireError) as exc:
             log.debug("peer exchange with %s failed: %s", node_id, exc)
@@ -400,6 +405,7 @@ class PeerManager:
         waiting = [p for p in self._peers.values() if p.taught_by is not None and not p.connected]
         room = min(MAX_LEARNED - len(waiting), MAX_TAUGHT_PER_PEER - sum(p.taught_by == node_id for p in waiting))
         for hint in hints:
+            hint = px.PeerHint(hint.node_id, tuple(self._teachable(node_id, list(hint.addrs))))
             if hint.node_id == self._me or not hint.addrs:
                 continue
             if hint.node_id not in self._peers and learned >= room:
@@ -432,6 +438,7 @@ class PeerManager:
             addrs = px.parse_request(request.payload)
         except WireError as exc:
             raise RequestRejected("bad_request", str(exc)) from None
+        addrs = tuple(self._teachable(request.peer, list(addrs)))
         if addrs:
             self._learn(request.peer, list(addrs), "inbound")
             if self._book is not None:
@@ -454,7 +461,8 @@ class PeerManager:
         ]
         self._rng.shuffle(connected)
         self._rng.shuffle(recent)
-        return [px.PeerHint(p.node_id, tuple(p.addrs)) for p in (connected + recent)[: px.MAX_PEERS_PER_REPLY]]
+        hints = [px.PeerHint(p.node_id, tuple(self._teachable(asker, p.addrs))) for p in connected + recent]
+        return [h for h in hints if h.addrs][: px.MAX_PEERS_PER_REPLY]
 
 
 def _valid_addr(addr: str) -> bool:

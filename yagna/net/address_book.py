@@ -1,0 +1,319 @@
+"""The node's own addresses: listen, observed, relayed, advertised; and its reachability.
+
+The trio shell around :mod:`yagna.net.addresses` (which address goes to whom)
+and :mod:`yagna.net.reachability` (are we public): it reads the host's
+listeners and this machine's interfaces, asks every newly connected peer what
+it sees of us (identify's ``observed_addr``, one bounded exchange per
+connection), serves dial-backs (:mod:`yagna.net.dialback`) and asks peers on
+public addresses for them when our candidate addresses change and every
+:data:`yagna.net.reachability.RECHECK_INTERVAL`.
+
+The relay client (circuit relay v2) hands its reservations' addresses in
+through :meth:`AddressBook.set_relay_addrs`; relay and hole-punching code waits
+on ``reachability.wait_change()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import trio
+from libp2p.abc import IHost, INetConn
+from libp2p.custom_types import TProtocol
+from libp2p.exceptions import BaseLibp2pError
+from libp2p.peer.id import ID
+
+if TYPE_CHECKING:
+    from libp2p.transport.tcp.tcp import TCP
+
+from yagna.core.errors import WireError
+from yagna.net import dialback
+from yagna.net.addresses import (
+    IP,
+    Interface,
+    LocalAddrs,
+    ObservedAddrs,
+    advertise,
+    expand_listen,
+    is_relay_addr,
+    parse_tcp,
+    teachable,
+)
+from yagna.net.errors import FrameError, RequestError
+from yagna.net.framing import FrameDecoder, read_frame
+from yagna.net.interfaces import local_interfaces
+from yagna.net.reachability import Reachability, Status, candidates, pick_servers
+from yagna.net.reqresp import RequestResponse
+
+log = logging.getLogger("yagna.net.addresses")
+
+IDENTIFY = "/ipfs/id/1.0.0"
+IDENTIFY_TIMEOUT = 5.0
+MAX_IDENTIFY_SIZE = 64 * 1024
+"""An identify message (keys, addresses, protocol list) is a few hundred bytes; go-libp2p caps it at 4 KiB of addresses."""
+INTERFACE_REFRESH = 60.0
+SERVERS_PER_ROUND = 4
+MAX_RELAY_ADDRS = 8
+
+
+class AddressBook:
+    def __init__(
+        self,
+        host: IHost,
+        rr: RequestResponse,
+        *,
+        interfaces: Callable[[], list[Interface]] = local_interfaces,
+        observed: ObservedAddrs | None = None,
+        reachability: Reachability | None = None,
+    ) -> None:
+        self._host = host
+        self._rr = rr
+        self._read_interfaces = interfaces
+        self._interfaces: tuple[Interface, ...] = ()
+        self.observed = observed or ObservedAddrs()
+        self.reachability = reachability or Reachability()
+        self._relay: tuple[str, ...] = ()
+        self._wake = trio.Event()
+        self._rng = random.Random()
+        self._new_peer = False
+        self.dialback_server = dialback.DialbackServer(self._dial_back, self.remote_ip, relayed=self.relayed)
+        rr.register(dialback.DIALBACK, self.dialback_server.handle)
+
+    # -- what we have -----------------------------------------------------------------
+    def refresh_interfaces(self) -> bool:
+        try:
+            found = tuple(self._read_interfaces())
+        except OSError as exc:
+            log.warning("cannot list network interfaces: %s", exc)
+            return False
+        changed = found != self._interfaces
+        self._interfaces = found
+        return changed
+
+    def listen_addrs(self) -> list[str]:
+        """Transport addresses we listen on, a wildcard (0.0.0.0) expanded to every interface's."""
+        if not self._interfaces:
+            self.refresh_interfaces()
+        return expand_listen([str(a) for a in self._host.get_transport_addrs()], self._interfaces)
+
+    def local(self) -> LocalAddrs:
+        now = trio.current_time()
+        state = self.reachability.state
+        public = self.reachability.status is Status.PUBLIC
+        observed = self.observed.confirmed(now) + (state.verified(now) if public else [])
+        return LocalAddrs(
+            listen=tuple(self.listen_addrs()),
+            interfaces=self._interfaces,
+            observed=tuple(dict.fromkeys(observed)),
+            relay=self._relay,
+            public=public,
+        )
+
+    def advertised(self) -> list[str]:
+        """What a peer on the internet is told (``net status``'s ``advertised_addrs``)."""
+        return advertise(self.local(), None)
+
+    def for_peer(self, node_id: str) -> list[str]:
+        """Our addresses for ``node_id``, by the IP it reached us from (none known: as for the internet)."""
+        return advertise(self.local(), self.remote_ip(node_id))
+
+    def teachable_to(self, node_id: str, addrs: Sequence[str]) -> list[str]:
+        """Of a third party's ``addrs``, those worth teaching to ``node_id`` (no loopback to a remote, ...)."""
+        remote = self.remote_ip(node_id)
+        return [a for a in addrs if teachable(a, remote, self._interfaces)]
+
+    def set_relay_addrs(self, addrs: list[str]) -> None:
+        """Our addresses through relays (``/ip4/.../tcp/.../p2p/<relay>/p2p-circuit``), from the relay client."""
+        self._relay = tuple(a for a in dict.fromkeys(addrs) if is_relay_addr(a))[:MAX_RELAY_ADDRS]
+
+    def relay_addrs(self) -> list[str]:
+        return list(self._relay)
+
+    # -- connections ------------------------------------------------------------------
+    def _conns(self, node_id: str) -> list[INetConn]:
+        try:
+            return list(self._host.get_network().connections.get(ID.from_base58(node_id), []))
+        except (ValueError, BaseLibp2pError):
+            return []
+
+    def remote_ip(self, node_id: str) -> IP | None:
+        """The IP ``node_id``'s direct connection comes from; None if not connected or relayed."""
+        for conn in self._conns(node_id):
+            for addr in _transport_addrs(conn):
+                if is_relay_addr(addr):
+                    continue
+                tcp = parse_tcp(addr)
+                if tcp is not None:
+                    return tcp.ip
+        return None
+
+    def relayed(self, node_id: str) -> bool:
+        return any(is_relay_addr(a) for c in self._conns(node_id) for a in _transport_addrs(c))
+
+    # -- observed addresses -------------------------------------------------------------
+    async def on_connect(self, node_id: str) -> None:
+        """Ask the new peer (identify) how it sees us; a listener of PeerManager.on_connect."""
+        observer = self.remote_ip(node_id)
+        if observer is None:
+            return
+        self._new_peer = True  # a possible dial-back server while undecided
+        self._wake.set()
+        addr = await self._identify_observed(node_id)
+        if addr is None:
+            return
+        if self.observed.observe(addr, observer, trio.current_time()):
+            log.info("observed addresses confirmed by peers: %s", ", ".join(self.observed.confirmed(trio.current_time())))
+        self._wake.set()
+
+    async def _identify_observed(self, node_id: str) -> str | None:
+        from libp2p.identity.identify.pb.identify_pb2 import Identify
+
+        stream = None
+        try:
+            with trio.move_on_after(IDENTIFY_TIMEOUT):
+                stream = await self._host.new_stream(ID.from_base58(node_id), [TProtocol(IDENTIFY)])
+                frame = await read_frame(stream, FrameDecoder(MAX_IDENTIFY_SIZE))
+                if frame is None:
+                    return None
+                msg = Identify()
+                msg.ParseFromString(frame)
+                if not msg.observed_addr:
+                    return None
+                return _multiaddr_text(msg.observed_addr)
+            return None
+        except (BaseLibp2pError, OSError, ValueError, FrameError, Exception) as exc:  # noqa: BLE001 - protobuf's DecodeError too
+            log.debug("identify of %s failed: %r", node_id, exc)
+            return None
+        finally:
+            if stream is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    try:
+                        await stream.close()
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
+
+    # -- dial-back ----------------------------------------------------------------------
+    async def _dial_back(self, node_id: str, addr: str) -> bool:
+        """A fresh TCP connection to ``addr`` and a Noise handshake that must show ``node_id``."""
+        from multiaddr import Multiaddr
+
+        swarm = self._host.get_network()
+        raw = None
+        try:
+            transport = _tcp_transport()
+            raw = await transport.dial(Multiaddr(addr))
+            secured = await swarm.upgrader.upgrade_security(raw, True, ID.from_base58(node_id))  # type: ignore[attr-defined]  # the Swarm has it
+            await secured.close()
+            raw = None
+            return True
+        except Exception as exc:  # noqa: BLE001 - any failure is "not reachable there"
+            log.debug("dial-back of %s at %s failed: %r", node_id, addr, exc)
+            return False
+        finally:
+            if raw is not None:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await raw.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def update_candidates(self) -> bool:
+        now = trio.current_time()
+        cands = candidates(self.listen_addrs(), self.observed.confirmed(now), self.observed.ips(now))
+        state = self.reachability.state
+        before = state.status
+        changed = state.set_candidates(cands)
+        if changed:
+            log.info("reachability candidates: %s", ", ".join(cands) or "none")
+        if state.status != before:
+            self._status_changed(before)
+        return changed
+
+    def _status_changed(self, before: Status) -> None:
+        log.info("reachability: %s -> %s", before, self.reachability.status)
+        self.reachability.notify()
+
+    async def check_round(self, connected: list[str]) -> None:
+        """Ask up to SERVERS_PER_ROUND peers (one per IP) to dial our candidates back."""
+        state = self.reachability.state
+        now = trio.current_time()
+        state.start_round(now)
+        peers = [(p, self.remote_ip(p)) for p in connected]
+        self._rng.shuffle(peers)
+        servers = pick_servers(peers, state.asked(), SERVERS_PER_ROUND)
+        asked = list(state.candidates)
+        if not servers or not asked:
+            return
+
+        async def ask(node_id: str, ip: IP) -> None:
+            try:
+                reply = await self._rr.request(node_id, dialback.DIALBACK, dialback.make_request(asked))
+                reached, failed = dialback.parse_response(reply, asked)
+            except (RequestError, WireError) as exc:
+                log.debug("dial-back request to %s: %s", node_id, exc)
+                return
+            if not reached and not failed:
+                return
+            if asked != list(state.candidates):
+                return  # our addresses changed meanwhile: the answer is about old ones
+            before = state.status
+            if state.record(node_id, ip, bool(reached), reached, trio.current_time()):
+                self._status_changed(before)
+            log.debug("dial-back by %s: reached %s, failed %s", node_id, reached, failed)
+
+        async with trio.open_nursery() as nursery:
+            for node_id, ip in servers:
+                nursery.start_soon(ask, node_id, ip)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(
+        self, connected: Callable[[], list[str]], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep interfaces, candidates and the reachability verdict current (until cancelled)."""
+        self.refresh_interfaces()
+        self.update_candidates()
+        task_status.started()
+        next_refresh = trio.current_time() + INTERFACE_REFRESH
+        while True:
+            now = trio.current_time()
+            if now >= next_refresh:
+                self.refresh_interfaces()
+                next_refresh = now + INTERFACE_REFRESH
+            self.update_candidates()
+            state = self.reachability.state
+            before = state.status
+            if state.expire(now):
+                self._status_changed(before)
+            new_peer, self._new_peer = self._new_peer, False
+            if state.due(now) or (new_peer and state.candidates and not state.decided(now)):
+                await self.check_round(connected())
+            self._wake = trio.Event()
+            with trio.move_on_after(min(state.retry_interval, INTERFACE_REFRESH)):
+                await self._wake.wait()
+
+
+def _transport_addrs(conn: INetConn) -> list[str]:
+    try:
+        return [str(a) for a in conn.get_transport_addresses()]
+    except Exception:  # noqa: BLE001 - a closing connection raises a zoo
+        return []
+
+
+def _multiaddr_text(raw: bytes) -> str | None:
+    from multiaddr import Multiaddr
+
+    try:
+        return str(Multiaddr(raw))
+    except Exception:  # noqa: BLE001 - multiaddr raises a zoo on bad bytes
+        return None
+
+
+def _tcp_transport() -> TCP:
+    from libp2p.transport.tcp.tcp import TCP
+
+    return TCP()  # stateless for dialing; the swarm's own instance is not exposed
