@@ -107,6 +107,8 @@ class Node:
         return {
             "node_id": self.node_id,
             "listen_addrs": self.network.full_addrs(),
+            "reachability": str(self.network.reachability.status),
+            "advertised_addrs": self.network.advertised_addrs(),
             "connected": sum(p.connected for p in peers),
             "known": len(peers),
             "gossip_topics": self.network.gossip.topics(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -51,7 +51,14 @@ class Identity(BaseModel):
 
 class NetStatus(BaseModel):
     node_id: str
-    listen_addrs: list[str] = Field(description="multiaddrs with /p2p/<node id>, for --bootstrap")
+    listen_addrs: list[str] = Field(description="multiaddrs with /p2p/<node id>, for --bootstrap (0.0.0.0 expanded per interface)")
+    reachability: Literal["public", "private", "unknown"] = Field(
+        description="whether peers on other networks can dial us, as found by dial-backs of peers"
+    )
+    advertised_addrs: list[str] = Field(
+        description="what a peer on the internet is told of us: public and confirmed observed addresses, "
+        "relay addresses while not public; never loopback or private ones"
+    )
     connected: int
     known: int
     gossip_topics: list[str]

@@ -219,12 +219,15 @@ def net() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def net_status(obj: Ctx, as_json: bool) -> None:
-    """Listen addresses and peer counts."""
+    """Listen and advertised addresses, reachability and peer counts."""
     data = obj.client().call("GET", "/net/status")
     text = "\n".join(
-        [f"node id:   {data['node_id']}"]
-        + [f"listening: {a}" for a in data["listen_addrs"]]
-        + [f"peers:     {data['connected']} connected, {data['known']} known"]
+        [f"node id:      {data['node_id']}"]
+        + [f"listening:    {a}" for a in data["listen_addrs"]]
+        + [f"reachability: {data['reachability']}"]
+        + [f"advertised:   {a}" for a in data["advertised_addrs"]]
+        + ([] if data["advertised_addrs"] else ["advertised:   none (no address a peer on another network can dial)"])
+        + [f"peers:        {data['connected']} connected, {data['known']} known"]
     )
     emit(data, as_json, text)
 
