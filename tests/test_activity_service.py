@@ -60,10 +60,21 @@ def image_id() -> str:
 class HidingRuntime:
     """The real runtime, except that ``hidden`` images look absent until loaded (as on another machine)."""
 
-    def __init__(self, real: Any, hidden: set[str]) -> None:
+    def __init__(self, real: Any, hidden: set[str], gate: trio.Event | None = None) -> None:
         self._real = real
         self.hidden = hidden
         self.loaded: list[str] = []
+        self.gate = gate
+        """If set, the start-up clean-up (``leftovers``) waits for it."""
+        self.events: list[str] = []
+
+    async def leftovers(self, node_id: str) -> Any:
+        if self.gate is not None:
+            self.events.append("clean-up waits")
+            await self.gate.wait()
+        found = await self._real.leftovers(node_id)
+        self.events.append("clean-up done")
+        return found
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -97,11 +108,11 @@ class Pair:
 
 @contextlib.asynccontextmanager
 async def pair(tmp_path: Path, *, hidden: set[str] = frozenset(), save_image: Callable[..., Any] | None = None,
-               keepalive_s: float = 30.0) -> AsyncIterator[Pair]:
+               keepalive_s: float = 30.0, gate: trio.Event | None = None) -> AsyncIterator[Pair]:
     from exeunit.docker_runtime import DockerRuntime
 
     real = DockerRuntime(extra_labels={"network.yagna.test-session": os.environ["YAGNA_TEST_SESSION"]})
-    runtime = HidingRuntime(real, set(hidden))
+    runtime = HidingRuntime(real, set(hidden), gate)
     hub = MemoryHub()
     async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
         services = {}
@@ -165,6 +176,32 @@ async def test_deploy_run_and_files_round_trip(tmp_path: Path, image_id: str) ->
         state = await p.req.requestor.state(activity_id)  # type: ignore[union-attr]
         assert state["state"] == "ready" and state["usage"]["golem.usage.duration_sec"] > 0
         await p.req.requestor.destroy(activity_id)  # type: ignore[union-attr]
+
+
+async def test_provider_is_ready_before_its_engine_clean_up_and_activities_wait_for_it(tmp_path: Path,
+                                                                                       image_id: str) -> None:
+    """Start-up (issue 12): the Docker clean-up of a previous run no longer delays readiness,
+    and an activity created meanwhile waits for it (never racing the removal of orphans)."""
+    gate = trio.Event()
+    async with pair(tmp_path, gate=gate) as p:  # the provider came up with its clean-up still held
+        assert p.runtime.events == ["clean-up waits"]
+        req = p.req.requestor
+        assert req is not None
+        created: list[str] = []
+
+        async def create() -> None:
+            created.append((await req.create(p.agreement_id))["activity_id"])
+            p.runtime.events.append("activity created")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(create)
+            with trio.move_on_after(1.0):  # had it not waited, the activity would exist by now
+                while not created:
+                    await trio.sleep(0.01)
+            assert not created
+            gate.set()
+        assert p.runtime.events == ["clean-up waits", "clean-up done", "activity created"]
+        await req.destroy(created[0])
 
 
 async def test_output_is_streamed_while_the_command_runs(tmp_path: Path, image_id: str) -> None:

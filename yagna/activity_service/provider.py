@@ -146,17 +146,20 @@ class ProviderActivities:
         self._live: dict[str, _Running] = {}
         self._ended: OrderedDict[str, _Running] = OrderedDict()
         self._nursery: trio.Nursery | None = None
+        self._engine_clean = trio.Event()
+        """Set once containers, volumes and images a previous run left are gone: activities wait for it."""
 
     # -- lifecycle --------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.staged.open()  # empties what a previous run left
-        await self._clean_up_after_restart()
-        await self.images.collect(at_start=True)
+        await self._end_previous_activities()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                # The engine's clean-up (~90 ms of Docker API calls) runs after the node is ready;
+                # a new activity waits for it, so it never races the removal of orphan volumes.
+                nursery.start_soon(self._clean_engine_then_collect_images)
                 nursery.start_soon(self._housekeeping)
-                nursery.start_soon(self.images.run)
                 nursery.start_soon(self.staged.run)
                 task_status.started()
                 await trio.sleep_forever()
@@ -165,11 +168,22 @@ class ProviderActivities:
                 for running in list(self._live.values()):
                     await self._end(running, "provider shut down")
 
-    async def _clean_up_after_restart(self) -> None:
-        """Activities we ran before a restart are over: their containers go, their rows say so."""
+    async def _end_previous_activities(self) -> None:
+        """Activities we ran before a restart are over: their rows say so."""
         for row in await self._rows.list(role="provider", live=True):
             await self._rows.update(row.activity_id, state="terminated", reason="provider restarted")
             log.info("activity %s was left running by a previous run; terminated", row.activity_id)
+
+    async def _clean_engine_then_collect_images(self) -> None:
+        try:
+            await self._clean_up_engine()
+            await self.images.collect(at_start=True)
+        finally:
+            self._engine_clean.set()
+        await self.images.run()
+
+    async def _clean_up_engine(self) -> None:
+        """Containers and work volumes of activities before a restart go."""
         try:
             for container_id, labels in await self._runtime.leftovers(self.node_id):
                 await self._runtime.remove(container_id)
@@ -280,6 +294,7 @@ class ProviderActivities:
         return running if running is not None and running.requestor_id == peer else None
 
     async def _create(self, peer: str, agreement_id: str) -> ActivityCreated:
+        await self._engine_clean.wait()  # only in the first ~0.1 s after start: the engine's clean-up
         row = await self._agreements.get(agreement_id)
         if row is None or row.role != "provider" or row.peer_id != peer:
             raise RequestRejected("unknown-agreement", "no agreement with this id between us")
