@@ -5,6 +5,13 @@ separate background daemon with its own data dir under one root.
 ``status`` and ``down`` work from any later shell. ``down`` only signals
 processes whose command line still names their data dir (a recycled pid is
 never killed).
+
+Two layouts: all nodes on 127.0.0.1 (``up``), or the NAT testbed (``up_nat``,
+Linux and root): every node in its own network namespace, public nodes on an
+"internet" segment and the requestor and each provider behind its own NAT router
+(``yagna.netlab``, recorded in ``root/netlab.json``; docs/testbed.md). A node in a
+namespace serves its API on that namespace's 127.0.0.1; this module reaches it
+from a thread that entered the namespace (``yagna.netlab.netns``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,16 @@ from requestor_sdk.errors import DaemonNotFound
 from requestor_sdk.locate import locate_in
 from yagna.core.errors import YagnaError
 from yagna.core.paths import DataDir, process_alive, user_data_root
+from yagna.netlab import testbed
+from yagna.netlab.errors import NetlabError
+from yagna.netlab.netns import run_in_netns
+from yagna.netlab.testbed import Built
+from yagna.netlab.topology import Impairment, NatKind, SiteAddrs, Topology, devnet_topology, new_tag
+
+NAT_PORT = 4001
+"""The libp2p port of every node on the NAT testbed (each has its own namespace, so all can use it)."""
+DEFAULT_DELAY_MS = 20.0
+"""One way, per WAN link: 40 ms RTT between two sites (applied only where the kernel has netem)."""
 
 
 class DevnetError(YagnaError):
@@ -43,6 +60,12 @@ class DevnetNode:
     node_id: str | None = None
     api_url: str | None = None
     p2p_addrs: list[str] | None = None
+    netns: str | None = None
+    """NAT testbed: the node's network namespace (its API is on that namespace's 127.0.0.1)."""
+    ip: str | None = None
+    """NAT testbed: the node's own address (private behind a NAT, public on the internet segment)."""
+    nat: str | None = None
+    """NAT testbed: ``easy`` or ``hard`` (the kind of its NAT router), ``None`` when public."""
 
 
 class Devnet:
@@ -69,16 +92,9 @@ class Devnet:
     def up(self, providers: int, *, timeout: float = 60.0, px_interval: float = 2.0) -> list[DevnetNode]:
         if providers < 1:
             raise DevnetError("a devnet needs at least one provider (--providers N, N >= 1)")
-        running = [n for n in self.load() if _is_our_process(n)]
-        if running:
-            raise DevnetError(
-                f"a devnet is already running under {self.root} ({len(running)} nodes); "
-                "see `yagna devnet status` or stop it with `yagna devnet down`"
-            )
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DevnetError(f"cannot create devnet root {self.root}: {exc.strerror}") from None
+        self._refuse_if_running()
+        if (self.root / "netlab.json").exists():
+            raise DevnetError(f"a NAT testbed is recorded under {self.root}; remove it first: yagna devnet down")
         nodes: list[DevnetNode] = []
         deadline = time.monotonic() + timeout
         try:
@@ -97,13 +113,87 @@ class Devnet:
             raise
         return nodes
 
+    def up_nat(self, providers: int, *, public_nodes: int = 2, nat: dict[str, NatKind] | None = None,
+               loss: dict[str, float] | None = None, delay_ms: float | None = None,
+               timeout: float = 90.0, px_interval: float = 2.0) -> tuple[list[DevnetNode], Built]:
+        """The NAT testbed (Linux, root): namespaces first, then the public nodes, then the rest.
+
+        Ready when every node is connected to the bootstrap (``public-1``) and knows every
+        provider's offer. ``delay_ms`` ``None``: 20 ms one way per WAN link (40 ms RTT between
+        sites) where the kernel has netem, none where it has not; a number: exactly that, or an
+        error without netem.
+        """
+        testbed.preflight()
+        if providers < 1:
+            raise DevnetError("a devnet needs at least one provider (--providers N, N >= 1)")
+        self._refuse_if_running()
+        bed = testbed.Testbed(self.root)
+        if bed.load() is not None:  # left by a crash: nothing of ours runs (checked above)
+            self._stop_strays(bed)
+            bed.down()
+        topo = devnet_topology(new_tag(), providers, public_nodes=public_nodes, nat=nat, loss=loss,
+                               delay_ms=DEFAULT_DELAY_MS if delay_ms is None else delay_ms)
+        built = bed.up(topo, require_delay=delay_ms is not None and delay_ms > 0)
+        nodes: list[DevnetNode] = []
+        deadline = time.monotonic() + timeout
+        try:
+            sites = built.topology.addresses()
+            boot_site = sites[0]
+            boot = self._spawn(nodes, boot_site.site.name, "public", [], px_interval, site=boot_site)
+            self._wait_started(boot, deadline)
+            boot_addr = [f"/ip4/{boot_site.node_ip}/tcp/{NAT_PORT}/p2p/{boot.node_id}"]
+            for a in sites[1:]:
+                role = "public" if a.site.public else ("requestor" if a.site.name == "requestor" else "provider")
+                self._spawn(nodes, a.site.name, role, boot_addr, px_interval, site=a)
+            for node in nodes[1:]:
+                self._wait_started(node, deadline)
+            self._save(nodes)
+            self._wait_ready(nodes, deadline, bootstrap=boot)
+        except BaseException:
+            self._stop(nodes, grace=5.0)
+            self._save([])
+            self._stop_strays(bed)
+            bed.down()
+            raise
+        return nodes, built
+
+    def _refuse_if_running(self) -> None:
+        running = [n for n in self.load() if _is_our_process(n)]
+        if running:
+            raise DevnetError(
+                f"a devnet is already running under {self.root} ({len(running)} nodes); "
+                "see `yagna devnet status` or stop it with `yagna devnet down`"
+            )
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DevnetError(f"cannot create devnet root {self.root}: {exc.strerror}") from None
+
+    def _stop_strays(self, bed: testbed.Testbed, grace: float = 5.0) -> None:
+        """Stop daemons of this devnet still running in its namespaces but missing from the record
+        (a crash between starting one and recording it): by command line, never anyone else's."""
+        loaded = bed.load()
+        if loaded is None:
+            return
+        strays = []
+        for ns in loaded[0].namespaces():
+            for pid in testbed.namespace_pids(ns):
+                argv = _cmdline(pid)
+                data_dir = next((a for a in argv if a.startswith(str(self.root) + os.sep)), None)
+                if data_dir and "service" in argv:
+                    strays.append(DevnetNode(name="stray", role="?", data_dir=data_dir, pid=pid))
+        self._stop(strays, grace)
+
     def _spawn(self, nodes: list[DevnetNode], name: str, role: str, bootstrap: list[str],
-               px_interval: float) -> DevnetNode:
+               px_interval: float, *, site: SiteAddrs | None = None) -> DevnetNode:
         data = DataDir(self.root / name)
         data.prepare()
         cmd = [sys.executable, "-m", "yagna", "--data-dir", str(data.path), "service", "run",
-               "--role", role, "--api-port", "0", "--px-interval", str(px_interval),
-               "--log-file", str(data.log_file)]
+               "--role", "requestor" if role == "public" else role, "--api-port", "0",
+               "--px-interval", str(px_interval), "--log-file", str(data.log_file)]
+        if site is not None:
+            # `ip netns exec` enters the namespace and execs the daemon: the pid stays the daemon's.
+            cmd = ["ip", "netns", "exec", site.node_ns, *cmd, "--listen", f"/ip4/0.0.0.0/tcp/{NAT_PORT}"]
         for addr in bootstrap:
             cmd += ["--bootstrap", addr]
         # The daemon rotates its log file; what it prints before logging is set up
@@ -112,6 +202,8 @@ class Devnet:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, close_fds=True)
         node = DevnetNode(name=name, role=role, data_dir=str(data.path), pid=proc.pid)
+        if site is not None:
+            node.netns, node.ip, node.nat = site.node_ns, site.node_ip, site.site.nat
         nodes.append(node)
         self._save(nodes)
         return node
@@ -134,7 +226,8 @@ class Devnet:
                 raise DevnetError(f"{node.name} did not start in time:\n{_tail(data.log_file)}")
             time.sleep(0.05)
 
-    def _wait_ready(self, nodes: list[DevnetNode], deadline: float) -> None:
+    def _wait_ready(self, nodes: list[DevnetNode], deadline: float,
+                    bootstrap: DevnetNode | None = None) -> None:
         """Ready: every node is connected to some node, knows every other one (an address to
         dial, directly or through a relay) and knows every provider's live offer. Not a full
         mesh: each node keeps only its target number of connections (yagna/net/mesh.py)."""
@@ -145,7 +238,8 @@ class Devnet:
         while pending:
             still = []
             for node in pending:
-                problem = _not_ready(node, ids, providers)
+                problem = (_not_ready(node, ids, providers) if bootstrap is None
+                           else _not_ready_nat(node, bootstrap, providers))
                 if problem:
                     why[node.name] = problem
                     still.append(node)
@@ -158,22 +252,51 @@ class Devnet:
 
     # -- status / down ---------------------------------------------------------------
     def status(self) -> list[dict[str, object]]:
+        """Each node: its record, whether it runs, its peer count and reachability (``net
+        status``'s, ``None`` when not running or not reported); on the NAT testbed also its
+        link (loss, delay, cut)."""
+        links = {}
+        bed = self.testbed()
+        if bed is not None:
+            links = {s.name: s.link for s in bed[0].sites}
         out = []
         for node in self.load():
             alive = _is_our_process(node)
             peers = _api_get(node, "/net/peers") if alive else None
-            out.append({
+            net = _api_get(node, "/net/status") if alive else None
+            row: dict[str, object] = {
                 **asdict(node),
                 "running": alive,
                 "connected_peers": len(peers) if peers is not None else None,
-            })
+                "reachability": net.get("reachability") if isinstance(net, dict) else None,
+            }
+            link = links.get(node.name)
+            if link is not None:
+                row["link"] = {"loss": link.loss, "delay_ms": link.delay_ms, "cut": link.cut}
+            out.append(row)
         return out
 
+    def testbed(self) -> tuple[Topology, bool] | None:
+        """The NAT testbed's topology and whether the kernel has netem; ``None`` on loopback."""
+        return testbed.Testbed(self.root).load()
+
+    def set_link(self, site: str, link: Impairment) -> Topology:
+        """Change a site's WAN link of the running NAT testbed (loss, cut/heal, delay)."""
+        if self.testbed() is None:
+            raise DevnetError(f"no NAT testbed under {self.root}; start one with: yagna devnet up --topology nat")
+        return testbed.Testbed(self.root).set_link(site, link)
+
     def down(self, grace: float = 10.0) -> list[DevnetNode]:
+        """Stop the daemons; on the NAT testbed then delete its namespaces (and all in them)."""
         nodes = self.load()
         stopped = self._stop(nodes, grace)
         if self.state_file.exists():
             self._save([])
+        if (self.root / "netlab.json").exists():
+            testbed.preflight()
+            bed = testbed.Testbed(self.root)
+            self._stop_strays(bed, grace)
+            bed.down()
         return stopped
 
     def _stop(self, nodes: list[DevnetNode], grace: float) -> list[DevnetNode]:
@@ -208,15 +331,52 @@ def _not_ready(node: DevnetNode, ids: set[str | None], providers: set[str | None
     return None
 
 
+def _not_ready_nat(node: DevnetNode, bootstrap: DevnetNode, providers: set[str | None]) -> str | None:
+    """NAT testbed: why ``node`` is not ready yet (connected to the bootstrap, every offer known), or None.
+
+    Not "knows an address of every node": a node behind NAT has none to give but a relay's.
+    """
+    if node is not bootstrap:
+        peers = _api_get(node, "/net/peers")
+        if not isinstance(peers, list):
+            return "its API does not answer"
+        if not any(p.get("node_id") == bootstrap.node_id and p.get("connected") for p in peers):
+            return f"not connected to the bootstrap {bootstrap.name}"
+    offers = _api_get(node, "/market/offers")
+    if not isinstance(offers, list):
+        return "its market does not answer"
+    lacking = providers - {node.node_id} - {o.get("provider_id") for o in offers}
+    if lacking:
+        return f"lacks the offers of {len(lacking)} provider(s)"
+    return None
+
+
 def _api_get(node: DevnetNode, path: str) -> list | dict | None:  # type: ignore[type-arg]
+    """GET from the node's API; ``None`` if it does not answer. In the node's namespace if it has one."""
+    def get() -> list | dict | None:  # type: ignore[type-arg]
+        try:
+            loc = locate_in(DataDir(node.data_dir))
+            resp = httpx.get(f"{loc.api_url}/api/v1{path}", headers={"Authorization": f"Bearer {loc.app_key}"},
+                             timeout=2.0)
+            resp.raise_for_status()
+            return resp.json()  # type: ignore[no-any-return]
+        except (DaemonNotFound, httpx.HTTPError, ValueError):
+            return None
+
+    if node.netns is None:
+        return get()
     try:
-        loc = locate_in(DataDir(node.data_dir))
-        resp = httpx.get(f"{loc.api_url}/api/v1{path}", headers={"Authorization": f"Bearer {loc.app_key}"},
-                         timeout=2.0)
-        resp.raise_for_status()
-        return resp.json()  # type: ignore[no-any-return]
-    except (DaemonNotFound, httpx.HTTPError, ValueError):
+        return run_in_netns(node.netns, get, timeout=10.0)
+    except NetlabError:  # the namespace is gone
         return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0")]
+    except OSError:
+        return []
 
 
 def _pid_alive(pid: int) -> bool:

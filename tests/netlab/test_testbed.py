@@ -107,6 +107,9 @@ def test_netem_found_applies_delay_else_delay_changes_are_refused(tmp_path: Path
     bed2, _ = _bed(tmp_path / "b", netem=False)
     built = bed2.up(devnet_topology("abcd01", 1, delay_ms=20))
     assert built.netem is False
+    assert {s.link.delay_ms for s in built.topology.sites} == {0.0}  # runs without delay, and says so
+    loaded = bed2.load()
+    assert loaded is not None and loaded[0] == built.topology
     with pytest.raises(NotSupported, match="netem"):
         bed2.set_link("requestor", Impairment(delay_ms=20))
 
@@ -125,3 +128,10 @@ def test_set_link_changes_the_record(tmp_path: Path) -> None:
 def test_run_in_netns_of_a_missing_namespace() -> None:
     with pytest.raises(NetlabError):
         run_in_netns("yn-0000-does-not-exist", lambda: 1)
+
+
+def test_delay_required_without_netem_fails_and_cleans_up(tmp_path: Path) -> None:
+    bed, machine = _bed(tmp_path, netem=False)
+    with pytest.raises(NotSupported, match="netem"):
+        bed.up(devnet_topology("abcd01", 1, delay_ms=20), require_delay=True)
+    assert machine.namespaces == set() and not bed.state_file.exists()

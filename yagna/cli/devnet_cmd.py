@@ -7,12 +7,17 @@ from pathlib import Path
 import click
 
 
-
 def _emit_nodes(nodes: list[dict], as_json: bool) -> None:  # type: ignore[type-arg]
     import json
 
     if as_json:
         click.echo(json.dumps(nodes, indent=2))
+        return
+    if any(n.get("netns") for n in nodes):
+        click.echo(f"{'ROLE':10} {'NAME':12} {'PID':>7} {'ADDRESS':12} {'NAT':5} {'NAMESPACE':28} NODE ID")
+        for n in nodes:
+            click.echo(f"{n['role']:10} {n['name']:12} {n['pid']:>7} {n.get('ip') or '-':12} "
+                       f"{n.get('nat') or '-':5} {n.get('netns') or '-':28} {n.get('node_id') or '-'}")
         return
     click.echo(f"{'ROLE':10} {'NAME':12} {'PID':>7} {'NODE ID':54} API")
     for n in nodes:
@@ -25,6 +30,18 @@ root_option = click.option(
 )
 
 
+def _site_values(values: tuple[str, ...], option: str, parse: type) -> dict:  # type: ignore[type-arg]
+    """``SITE=VALUE`` pairs (``VALUE`` alone means every site, ``*``)."""
+    out = {}
+    for item in values:
+        site, sep, value = item.rpartition("=")
+        try:
+            out[site if sep else "*"] = parse(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: expected [SITE=]VALUE", param_hint=option) from None
+    return out
+
+
 @click.group()
 def devnet() -> None:
     """A local network: one requestor and N providers, each its own daemon."""
@@ -33,33 +50,83 @@ def devnet() -> None:
 @devnet.command("up")
 @click.option("--providers", type=click.IntRange(1, 32), default=3, show_default=True)
 @root_option
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait until every node knows every other node and every offer.")
+@click.option("--topology", type=click.Choice(["loopback", "nat"]), default="loopback", show_default=True,
+              help="loopback: every node on 127.0.0.1. nat (Linux, root): network namespaces, public nodes "
+                   "on an internet segment, the requestor and each provider behind its own NAT (docs/testbed.md).")
+@click.option("--public-nodes", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="nat: public nodes on the internet segment (public-1 is everyone's bootstrap).")
+@click.option("--nat", "nat_kinds", multiple=True, metavar="SITE=easy|hard",
+              help="nat: a site's NAT kind, e.g. provider-1=hard (repeatable) [default: requestor easy, "
+                   "providers alternate easy, hard, ...]. easy: port-preserving MASQUERADE (hole punching "
+                   "traverses it); hard: MASQUERADE --random-fully (it cannot).")
+@click.option("--loss", "losses", multiple=True, metavar="[SITE=]P",
+              help="nat: drop probability per direction on a site's WAN link, e.g. 0.05 (every site) or "
+                   "provider-2=0.1 (repeatable) [default 0].")
+@click.option("--delay-ms", type=click.FloatRange(0, 10_000), default=None,
+              help="nat: one-way delay per WAN link (tc netem) [default 20 where the kernel has netem, else none].")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds to wait until ready [default 60; nat: 90]. Loopback: every node knows every other "
+                   "node and every offer; nat: every node is connected to public-1 and knows every offer.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def devnet_up(providers: int, root: Path | None, timeout: float, as_json: bool) -> None:
-    """Start the nodes; returns once every node is connected to every other."""
+def devnet_up(providers: int, root: Path | None, topology: str, public_nodes: int, nat_kinds: tuple[str, ...],
+              losses: tuple[str, ...], delay_ms: float | None, timeout: float | None, as_json: bool) -> None:
+    """Start the nodes; returns once they are ready (see --timeout)."""
     from yagna.devnet import Devnet
 
     net = Devnet(root)
-    nodes = net.up(providers, timeout=timeout)
+    if topology == "loopback":
+        if nat_kinds or losses or delay_ms is not None or public_nodes != 2:
+            raise click.UsageError("--nat, --loss, --delay-ms and --public-nodes need --topology nat")
+        nodes = net.up(providers, timeout=60.0 if timeout is None else timeout)
+        out = [
+            {"role": n.role, "name": n.name, "node_id": n.node_id, "data_dir": n.data_dir,
+             "api_url": n.api_url, "pid": n.pid, "p2p_addrs": n.p2p_addrs}
+            for n in nodes
+        ]
+        _emit_nodes(out, as_json)
+        if not as_json:
+            click.echo(f"\n{len(nodes)} nodes up (each knows every node and every offer) under {net.root}.")
+            click.echo(f"Try: yagna --data-dir {nodes[0].data_dir} net peers   |   stop: yagna devnet down")
+        return
+    nat = _site_values(nat_kinds, "--nat", str)
+    if "*" in nat:
+        raise click.BadParameter("give the site: SITE=easy|hard", param_hint="--nat")
+    loss = _site_values(losses, "--loss", float)
+    nodes, built = net.up_nat(providers, public_nodes=public_nodes, nat=nat, loss=loss,  # type: ignore[arg-type]
+                              delay_ms=delay_ms, timeout=90.0 if timeout is None else timeout)
     out = [
-        {"role": n.role, "name": n.name, "node_id": n.node_id, "data_dir": n.data_dir,
-         "api_url": n.api_url, "pid": n.pid, "p2p_addrs": n.p2p_addrs}
+        {"role": n.role, "name": n.name, "node_id": n.node_id, "data_dir": n.data_dir, "api_url": n.api_url,
+         "pid": n.pid, "p2p_addrs": n.p2p_addrs, "netns": n.netns, "ip": n.ip, "nat": n.nat}
         for n in nodes
     ]
     _emit_nodes(out, as_json)
     if not as_json:
-        click.echo(f"\n{len(nodes)} nodes up (each knows every node and every offer) under {net.root}.")
-        click.echo(f"Try: yagna --data-dir {nodes[0].data_dir} net peers   |   stop: yagna devnet down")
+        click.echo(f"\n{len(nodes)} nodes up in network namespaces {built.topology.prefix}* under {net.root} "
+                   f"(testbed built in {built.seconds:.2f} s); {_delay_note(built.netem, built.topology)}.")
+        click.echo(f"Try: ip netns exec {nodes[0].netns} yagna --data-dir {nodes[0].data_dir} net status"
+                   "   |   stop: yagna devnet down")
+
+
+def _delay_note(netem: bool, topology: object) -> str:
+    from yagna.netlab.topology import Topology
+
+    assert isinstance(topology, Topology)
+    if not netem:
+        return "no delay (this kernel has no netem)"
+    delays = sorted({s.link.delay_ms for s in topology.sites})
+    return "delay " + "/".join(f"{d:g}" for d in delays) + " ms one way per WAN link"
 
 
 @devnet.command("status")
 @root_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def devnet_status(root: Path | None, as_json: bool) -> None:
-    """The devnet's nodes, whether they run, and their peer counts."""
+    """The devnet's nodes, whether they run, their peer counts and reachability (and, on the NAT
+    testbed, namespaces and links)."""
     from yagna.devnet import Devnet
 
-    nodes = Devnet(root).status()
+    net = Devnet(root)
+    nodes = net.status()
     if as_json:
         _emit_nodes(nodes, True)
         return
@@ -69,13 +136,48 @@ def devnet_status(root: Path | None, as_json: bool) -> None:
     _emit_nodes(nodes, False)
     for n in nodes:
         state = f"running, {n['connected_peers']} peers" if n["running"] else "stopped"
+        if n.get("netns"):
+            state += f", reachability {n.get('reachability') or 'unknown'}"
+            link = n.get("link")
+            if isinstance(link, dict):
+                state += ", link " + ("cut" if link["cut"] else f"loss {link['loss']:g}, delay {link['delay_ms']:g} ms")
         click.echo(f"  {n['name']}: {state}")
+    bed = net.testbed()
+    if bed is not None:
+        click.echo(f"testbed {bed[0].prefix}*: {_delay_note(bed[1], bed[0])}")
+
+
+@devnet.command("link")
+@click.argument("site")
+@root_option
+@click.option("--loss", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Drop probability per direction [default: unchanged].")
+@click.option("--delay-ms", type=click.FloatRange(0, 10_000), default=None,
+              help="One-way delay (needs netem) [default: unchanged].")
+@click.option("--cut", "state", flag_value="cut", help="Drop every packet (a partition) until --heal.")
+@click.option("--heal", "state", flag_value="heal", help="Undo --cut.")
+def devnet_link(site: str, root: Path | None, loss: float | None, delay_ms: float | None, state: str | None) -> None:
+    """NAT testbed: change SITE's WAN link now (e.g. provider-1 --cut, then --heal)."""
+    from dataclasses import replace
+
+    from yagna.devnet import Devnet
+
+    net = Devnet(root)
+    bed = net.testbed()
+    if bed is None:
+        raise click.UsageError(f"no NAT testbed under {net.root}; start one with: yagna devnet up --topology nat")
+    link = bed[0].site(site).site.link
+    link = replace(link, loss=link.loss if loss is None else loss,
+                   delay_ms=link.delay_ms if delay_ms is None else delay_ms,
+                   cut=link.cut if state is None else state == "cut")
+    net.set_link(site, link)
+    click.echo(f"{site}: " + ("cut" if link.cut else f"loss {link.loss:g}, delay {link.delay_ms:g} ms"))
 
 
 @devnet.command("down")
 @root_option
 def devnet_down(root: Path | None) -> None:
-    """Stop every daemon the devnet started."""
+    """Stop every daemon the devnet started (and remove the NAT testbed's namespaces)."""
     from yagna.devnet import Devnet
 
     stopped = Devnet(root).down()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from yagna.netlab import plan
@@ -106,7 +106,10 @@ class Testbed:
         os.replace(tmp, self.state_file)
 
     # -- up / change / down -------------------------------------------------------------
-    def up(self, topo: Topology) -> Built:
+    def up(self, topo: Topology, *, require_delay: bool = False) -> Built:
+        """Build ``topo``. Its links' delay needs netem: without it the testbed runs without
+        delay (the record and :attr:`Built.topology` say delay 0), or, with ``require_delay``,
+        is removed again and :class:`NotSupported` raised."""
         self._preflight()
         if self.load() is not None:
             raise NetlabError(f"a testbed is already recorded in {self.state_file}; remove it first (down)")
@@ -119,6 +122,11 @@ class Testbed:
             for op in plan.build_plan(topo):
                 self._run(op)
             netem = self._probe_netem(topo.inet_ns)
+            if not netem:
+                if require_delay and any(s.link.delay_ms > 0 for s in topo.sites):
+                    raise NotSupported("this kernel has no netem (`tc qdisc add ... netem` fails): "
+                                       "the testbed cannot add delay; ask for none (delay 0)")
+                topo = Topology(topo.tag, tuple(replace(s, link=replace(s.link, delay_ms=0.0)) for s in topo.sites))
             self._save(topo, netem)
             if netem:
                 for op in plan.delay_plan(topo):
