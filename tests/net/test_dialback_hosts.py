@@ -8,6 +8,7 @@ import trio
 
 from yagna.net import dialback, px
 from yagna.net.errors import RemoteError
+from yagna.net.interfaces import local_interfaces
 from yagna.net.network import Network
 
 from .conformance import fast_config, free_port, libp2p_nets, start_stoppable, wait_connected
@@ -76,4 +77,12 @@ async def test_listening_on_every_interface() -> None:
         await wait_connected([wide, peer], 1)
         # a peer on this host is told our loopback address (first) in peer exchange
         assert wide.addresses.for_peer(peer.node_id)[0] == f"/ip4/127.0.0.1/tcp/{port}"
+        # identify (one message for every peer) carries no wildcard, and loopback only on a loopback-only host
+        announced = [str(a) for a in wide.host.get_addrs()]
+        assert announced and not any("/0.0.0.0/" in a for a in announced)
+        others = [i for i in local_interfaces() if i.ip.version == 4 and not i.ip.is_loopback and not i.ip.is_link_local]
+        assert any("/ip4/127.0.0.1/" in a for a in announced) == (not others)
+        assert all(a.endswith(f"/p2p/{wide.node_id}") for a in announced)
+        # the loopback-only peer announces its loopback address: a loopback devnet keeps working
+        assert [str(a) for a in peer.host.get_addrs()] == [f"{peer.listen_addrs()[0]}/p2p/{peer.node_id}"]
         nursery.cancel_scope.cancel()

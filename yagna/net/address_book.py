@@ -28,6 +28,7 @@ from libp2p.peer.id import ID
 
 if TYPE_CHECKING:
     from libp2p.transport.tcp.tcp import TCP
+    from multiaddr import Multiaddr
 
 from yagna.core.errors import WireError
 from yagna.net import dialback
@@ -36,6 +37,8 @@ from yagna.net.addresses import (
     Interface,
     LocalAddrs,
     ObservedAddrs,
+    Scope,
+    addr_scope,
     advertise,
     expand_listen,
     is_relay_addr,
@@ -81,6 +84,7 @@ class AddressBook:
         self._new_peer = False
         self.dialback_server = dialback.DialbackServer(self._dial_back, self.remote_ip, relayed=self.relayed)
         rr.register(dialback.DIALBACK, self.dialback_server.handle)
+        host._addrs_factory = self.host_addrs  # type: ignore[attr-defined]  # BasicHost's, see host_addrs
 
     # -- what we have -----------------------------------------------------------------
     def refresh_interfaces(self) -> bool:
@@ -131,6 +135,39 @@ class AddressBook:
 
     def relay_addrs(self) -> list[str]:
         return list(self._relay)
+
+    def host_addrs(self, candidates: list[Multiaddr]) -> list[Multiaddr]:
+        """The host's ``addrs_factory``: what py-libp2p's own protocols (identify and its push,
+        the signed peer record, DCUtR) announce to every peer alike.
+
+        Wildcards expanded, unspecified and link-local addresses dropped, loopback dropped
+        unless we listen on nothing else (a loopback devnet), the library's own observed
+        addresses kept only if public, our relay addresses while we are not public. Private
+        listen addresses stay (a peer on our LAN needs them; identify has one message for
+        all): exact per-peer choice is made where we decide, in peer exchange.
+        """
+        from multiaddr import Multiaddr
+
+        listen = set(self.listen_addrs())
+        kept: list[str] = []
+        for text in expand_listen([str(a) for a in candidates], self._interfaces):
+            kind = addr_scope(text)
+            if kind in (Scope.UNSPECIFIED, Scope.LINK_LOCAL):
+                continue
+            if kind in (Scope.LOOPBACK, Scope.PRIVATE) and text not in listen:
+                continue  # an observation of a non-public address: nobody else can use it
+            kept.append(text)
+        if any(addr_scope(a) in (Scope.PRIVATE, Scope.PUBLIC) for a in kept):
+            kept = [a for a in kept if addr_scope(a) is not Scope.LOOPBACK]
+        if self.reachability.status is not Status.PUBLIC:
+            kept += list(self._relay)
+        out: list[Multiaddr] = []
+        for text in dict.fromkeys(kept):
+            try:
+                out.append(Multiaddr(text))
+            except Exception:  # noqa: BLE001 - multiaddr raises a zoo; a relay address we were handed
+                log.debug("not announcing unparsable address %s", text)
+        return out
 
     # -- connections ------------------------------------------------------------------
     def _conns(self, node_id: str) -> list[INetConn]:
