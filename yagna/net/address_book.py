@@ -42,7 +42,7 @@ from yagna.net.addresses import (
     advertise,
     expand_listen,
     is_relay_addr,
-    parse_tcp,
+    parse_ip,
     teachable,
 )
 from yagna.net.errors import FrameError, RequestError
@@ -177,18 +177,17 @@ class AddressBook:
             return []
 
     def remote_ip(self, node_id: str) -> IP | None:
-        """The IP ``node_id``'s direct connection comes from; None if not connected or relayed."""
+        """The IP of the socket ``node_id``'s direct connection comes from; None if not connected or relayed."""
         for conn in self._conns(node_id):
-            for addr in _transport_addrs(conn):
-                if is_relay_addr(addr):
-                    continue
-                tcp = parse_tcp(addr)
-                if tcp is not None:
-                    return tcp.ip
+            relayed, ip = _socket_peer(conn)
+            if not relayed and ip is not None:
+                return ip
         return None
 
     def relayed(self, node_id: str) -> bool:
-        return any(is_relay_addr(a) for c in self._conns(node_id) for a in _transport_addrs(c))
+        """Connected to ``node_id`` only through a relay."""
+        facts = [_socket_peer(c) for c in self._conns(node_id)]
+        return bool(facts) and all(relayed for relayed, _ in facts)
 
     # -- observed addresses -------------------------------------------------------------
     async def on_connect(self, node_id: str) -> None:
@@ -334,11 +333,22 @@ class AddressBook:
                 await self._wake.wait()
 
 
-def _transport_addrs(conn: INetConn) -> list[str]:
+def _socket_peer(conn: INetConn) -> tuple[bool, IP | None]:
+    """(relayed, the remote socket's IP) of a connection.
+
+    The socket's own peer address, not ``get_transport_addresses()``: that falls back
+    to the peerstore (what the peer claims) when the swarm did not record the
+    transport's. Relayed: the connection type says so, or an address has /p2p-circuit.
+    """
     try:
-        return [str(a) for a in conn.get_transport_addresses()]
+        kind = getattr(conn.get_connection_type(), "value", "")  # type: ignore[attr-defined]  # SwarmConn has it
+        remote = conn.muxed_conn.get_remote_address()  # type: ignore[attr-defined]  # Yamux has it
+        circuit = any(is_relay_addr(str(a)) for a in conn.get_transport_addresses())
     except Exception:  # noqa: BLE001 - a closing connection raises a zoo
-        return []
+        return False, None
+    if kind == "relayed" or circuit:
+        return True, None
+    return False, parse_ip(remote[0]) if remote else None
 
 
 def _multiaddr_text(raw: bytes) -> str | None:
