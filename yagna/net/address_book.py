@@ -43,6 +43,7 @@ from yagna.net.addresses import (
     expand_listen,
     is_relay_addr,
     parse_ip,
+    scope,
     teachable,
 )
 from yagna.net.errors import FrameError, RequestError
@@ -193,8 +194,8 @@ class AddressBook:
     async def on_connect(self, node_id: str) -> None:
         """Ask the new peer (identify) how it sees us; a listener of PeerManager.on_connect."""
         observer = self.remote_ip(node_id)
-        if observer is None:
-            return
+        if observer is None or scope(observer) is Scope.LOOPBACK:
+            return  # relayed, gone, or on this host: it would report a loopback address, never used
         self._new_peer = True  # a possible dial-back server while undecided
         self._wake.set()
         addr = await self._identify_observed(node_id)
