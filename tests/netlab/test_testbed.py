@@ -135,3 +135,19 @@ def test_delay_required_without_netem_fails_and_cleans_up(tmp_path: Path) -> Non
     with pytest.raises(NotSupported, match="netem"):
         bed.up(devnet_topology("abcd01", 1, delay_ms=20), require_delay=True)
     assert machine.namespaces == set() and not bed.state_file.exists()
+
+
+def test_preflight_explains_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from yagna.netlab import testbed
+
+    monkeypatch.setattr(testbed.sys, "platform", "darwin")
+    with pytest.raises(NotSupported, match="Linux"):
+        testbed.preflight()
+    monkeypatch.setattr(testbed.sys, "platform", "linux")
+    monkeypatch.setattr(testbed.os, "geteuid", lambda: 1000)
+    with pytest.raises(NotSupported, match="needs root"):
+        testbed.preflight()
+    monkeypatch.setattr(testbed.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(testbed.shutil, "which", lambda name: None if name == "iptables-restore" else "/x")
+    with pytest.raises(NotSupported, match="iptables-restore"):
+        testbed.preflight()
