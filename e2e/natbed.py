@@ -124,16 +124,20 @@ def nat_devnet(tmp_path: Path, providers: int = 2, *args: str, timeout: float = 
 
 
 def teardown(root: Path) -> None:
-    """``devnet down``; if that fails, stop the daemons and delete the namespaces directly."""
-    if run_cli("devnet", "down", "--root", str(root), timeout=60, check=False).returncode == 0:
-        return
+    """``devnet down``; if that fails, stop the daemons and delete the namespaces directly.
+    Fails the test if a namespace of the testbed is left (the clean-up is part of what is tested)."""
     from yagna.devnet import Devnet
-    from yagna.netlab.testbed import Testbed
+    from yagna.netlab.testbed import Testbed, leftovers
 
-    try:
-        Devnet(root).down(grace=5.0)
-    finally:
-        Testbed(root).down()
+    recorded = Testbed(root).load()
+    down = run_cli("devnet", "down", "--root", str(root), timeout=60, check=False)
+    if down.returncode != 0:
+        try:
+            Devnet(root).down(grace=5.0)
+        finally:
+            Testbed(root).down()
+    left = leftovers(recorded[0].tag) if recorded is not None else []
+    assert down.returncode == 0 and not left, f"devnet down: {down.returncode} {down.stderr}; left: {left}"
 
 
 def namespaces() -> list[str]:
