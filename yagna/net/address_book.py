@@ -42,6 +42,7 @@ from yagna.net.addresses import (
     advertise,
     expand_listen,
     is_relay_addr,
+    observer_group,
     parse_ip,
     scope,
     teachable,
@@ -83,6 +84,8 @@ class AddressBook:
         self._wake = trio.Event()
         self._rng = random.Random()
         self._new_peer = False
+        self._in_flight: set[str] = set()
+        """IP groups of servers whose dial-back answer is on its way."""
         self.dialback_server = dialback.DialbackServer(self._dial_back, self.remote_ip, relayed=self.relayed)
         rr.register(dialback.DIALBACK, self.dialback_server.handle)
         host._addrs_factory = self.host_addrs  # type: ignore[attr-defined]  # BasicHost's, see host_addrs
@@ -273,37 +276,46 @@ class AddressBook:
         log.info("reachability: %s -> %s", before, self.reachability.status)
         self.reachability.notify()
 
-    async def check_round(self, connected: list[str]) -> None:
-        """Ask up to SERVERS_PER_ROUND peers (one per IP) to dial our candidates back."""
+    def _pick(self, connected: list[str]) -> list[tuple[str, IP]]:
+        """Servers to ask now: connected peers that can judge, one per IP, none with a current
+        result or an answer on its way, at most SERVERS_PER_ROUND in flight."""
         state = self.reachability.state
-        now = trio.current_time()
-        state.start_round(now)
+        if not state.candidates:
+            return []
         peers = [(p, self.remote_ip(p)) for p in connected]
         self._rng.shuffle(peers)
-        servers = pick_servers(peers, state.asked(), SERVERS_PER_ROUND)
+        busy = state.asked() | set(self._in_flight)
+        return pick_servers(peers, busy, SERVERS_PER_ROUND - len(self._in_flight))
+
+    async def _ask(self, node_id: str, ip: IP) -> None:
+        """One dial-back request; its answer recorded unless our candidates changed meanwhile."""
+        state = self.reachability.state
         asked = list(state.candidates)
-        if not servers or not asked:
+        group = observer_group(ip)
+        self._in_flight.add(group)
+        try:
+            reply = await self._rr.request(node_id, dialback.DIALBACK, dialback.make_request(asked))
+            reached, failed = dialback.parse_response(reply, asked)
+        except (RequestError, WireError) as exc:
+            log.debug("dial-back request to %s: %s", node_id, exc)
             return
+        finally:
+            self._in_flight.discard(group)
+        if not reached and not failed:
+            return
+        if asked != list(state.candidates):
+            return  # our addresses changed meanwhile: the answer is about old ones
+        before = state.status
+        if state.record(node_id, ip, bool(reached), reached, trio.current_time()):
+            self._status_changed(before)
+        log.debug("dial-back by %s: reached %s, failed %s", node_id, reached, failed)
 
-        async def ask(node_id: str, ip: IP) -> None:
-            try:
-                reply = await self._rr.request(node_id, dialback.DIALBACK, dialback.make_request(asked))
-                reached, failed = dialback.parse_response(reply, asked)
-            except (RequestError, WireError) as exc:
-                log.debug("dial-back request to %s: %s", node_id, exc)
-                return
-            if not reached and not failed:
-                return
-            if asked != list(state.candidates):
-                return  # our addresses changed meanwhile: the answer is about old ones
-            before = state.status
-            if state.record(node_id, ip, bool(reached), reached, trio.current_time()):
-                self._status_changed(before)
-            log.debug("dial-back by %s: reached %s, failed %s", node_id, reached, failed)
-
+    async def check_round(self, connected: list[str]) -> None:
+        """Start a round and wait for its answers (the service loop does not wait)."""
+        self.reachability.state.start_round(trio.current_time())
         async with trio.open_nursery() as nursery:
-            for node_id, ip in servers:
-                nursery.start_soon(ask, node_id, ip)
+            for node_id, ip in self._pick(connected):
+                nursery.start_soon(self._ask, node_id, ip)
 
     def wake(self) -> None:
         self._wake.set()
@@ -311,27 +323,39 @@ class AddressBook:
     async def run(
         self, connected: Callable[[], list[str]], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Keep interfaces, candidates and the reachability verdict current (until cancelled)."""
+        """Keep interfaces, candidates and the reachability verdict current (until cancelled).
+
+        Dial-back requests run as tasks of their own (a server that lets our SYN time out
+        takes 5 s to answer): a peer that connects meanwhile is asked at once.
+        """
         self.refresh_interfaces()
         self.update_candidates()
-        task_status.started()
         next_refresh = trio.current_time() + INTERFACE_REFRESH
-        while True:
-            now = trio.current_time()
-            if now >= next_refresh:
-                self.refresh_interfaces()
-                next_refresh = now + INTERFACE_REFRESH
-            self.update_candidates()
-            state = self.reachability.state
-            before = state.status
-            if state.expire(now):
-                self._status_changed(before)
-            new_peer, self._new_peer = self._new_peer, False
-            if state.due(now) or (new_peer and state.candidates and not state.decided(now)):
-                await self.check_round(connected())
-            self._wake = trio.Event()
-            with trio.move_on_after(min(state.retry_interval, INTERFACE_REFRESH)):
-                await self._wake.wait()
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                self._wake = trio.Event()  # first: a wake-up during this pass is not lost
+                now = trio.current_time()
+                if now >= next_refresh:
+                    self.refresh_interfaces()
+                    next_refresh = now + INTERFACE_REFRESH
+                self.update_candidates()
+                state = self.reachability.state
+                before = state.status
+                if state.expire(now):
+                    self._status_changed(before)
+                new_peer, self._new_peer = self._new_peer, False
+                if state.due(now):
+                    state.start_round(now)
+                    servers = self._pick(connected())
+                elif new_peer and not state.decided(now):
+                    servers = self._pick(connected())
+                else:
+                    servers = []
+                for node_id, ip in servers:
+                    nursery.start_soon(self._ask, node_id, ip)
+                with trio.move_on_after(min(state.retry_interval, INTERFACE_REFRESH)):
+                    await self._wake.wait()
 
 
 def _socket_peer(conn: INetConn) -> tuple[bool, IP | None]:
