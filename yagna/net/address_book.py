@@ -133,6 +133,10 @@ class AddressBook:
         remote = self.remote_ip(node_id)
         return [a for a in addrs if teachable(a, remote, self._interfaces)]
 
+    def observed_addrs(self) -> list[str]:
+        """Our addresses as peers on two or more distinct IPs reported them (hole punching dials these)."""
+        return self.observed.confirmed(trio.current_time())
+
     def set_relay_addrs(self, addrs: list[str]) -> None:
         """Our addresses through relays (``/ip4/.../tcp/.../p2p/<relay>/p2p-circuit``), from the relay client."""
         self._relay = tuple(a for a in dict.fromkeys(addrs) if is_relay_addr(a))[:MAX_RELAY_ADDRS]
