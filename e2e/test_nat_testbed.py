@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.daemons import YAGNA, run_cli
+from e2e.daemons import YAGNA, run_cli, wait_until
 from e2e.natbed import host_links, namespaces, nat_devnet, require_root
 from yagna.netlab.netns import socket_in_netns
 from yagna.netlab.testbed import Testbed
@@ -159,10 +159,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_devnet_nat_up_status_link_down(tmp_path: Path) -> None:
-    with nat_devnet(tmp_path, 2, "--public-nodes", "1") as net:
-        assert set(net.nodes) == {"public-1", "requestor", "provider-1", "provider-2"}
-        assert [net[n].nat for n in ("public-1", "requestor", "provider-1", "provider-2")] == [
-            None, "easy", "easy", "hard"]
+    with nat_devnet(tmp_path, 2) as net:
+        names = ["public-1", "public-2", "requestor", "provider-1", "provider-2"]
+        assert list(net.nodes) == names
+        assert [net[n].nat for n in names] == [None, None, "easy", "easy", "hard"]
         boot = net["public-1"]
         assert boot.ip.startswith("198.18.")
         for node in net.nodes.values():
@@ -183,11 +183,16 @@ def test_devnet_nat_up_status_link_down(tmp_path: Path) -> None:
         assert again.returncode != 0 and "already running" in again.stderr
 
         status = json.loads(net.devnet("status", "--json").stdout)
-        assert [s["name"] for s in status] == ["public-1", "requestor", "provider-1", "provider-2"]
+        assert [s["name"] for s in status] == names
         for s in status:
             assert s["running"] and s["netns"] == net[str(s["name"])].netns and "reachability" in s
+        # the nodes find out by dial-backs (two public nodes on distinct IPs answer) what their NATs make them
+        expected = {"public-1": "public", "public-2": "public", "requestor": "private", "provider-1": "private",
+                    "provider-2": "private"}
+        wait_until(lambda: {s["name"]: s["reachability"] for s in json.loads(net.devnet("status", "--json").stdout)}
+                   == expected, timeout=60, interval=0.5, what="reachability public/private as the topology says")
         text = net.devnet("status").stdout
-        assert net["provider-2"].netns in text and "reachability" in text
+        assert net["provider-2"].netns in text and "reachability private" in text
 
         net.link("provider-1", "--loss", "0.05")
         status = json.loads(net.devnet("status", "--json").stdout)
