@@ -43,6 +43,9 @@ class Host:
         self.listen = listen
         self.connections: dict[ID, list[Conn]] = {}
 
+    def get_id(self) -> ID:
+        return ID.from_base58(node_id(99))
+
     def get_transport_addrs(self) -> list[Multiaddr]:
         return [Multiaddr(a) for a in self.listen]
 
@@ -122,7 +125,11 @@ async def test_private_after_two_failures_then_sticky_and_rechecked(autojump_clo
     host.connect(a, "198.51.100.1")
     host.connect(b, "198.51.100.2")
     peers.script = {a: fail, b: fail, c: refuse}
-    book.set_relay_addrs(["/ip4/198.51.100.1/tcp/1/p2p/" + a + "/p2p-circuit", "/ip4/1.2.3.4/tcp/1"])
+    book.set_relay_addrs([
+        "/ip4/198.51.100.1/tcp/1/p2p/" + a + "/p2p-circuit/p2p/" + node_id(99),  # with our id: kept without it
+        "/ip4/1.2.3.4/tcp/1",  # not a relay address: dropped
+        "/ip4/198.51.100.1/tcp/1/p2p/" + a + "/p2p-circuit",  # the same again
+    ])
     async with trio.open_nursery() as nursery:
         await nursery.start(book.run, lambda: sorted(n.to_base58() for n in host.connections))
         assert await book.reachability.wait_change(Status.UNKNOWN) is Status.PRIVATE

@@ -10,11 +10,13 @@ import pytest
 
 from yagna.net.addresses import (
     Interface,
+    RelayAddr,
     LocalAddrs,
     ObservedAddrs,
     Scope,
     advertise,
     expand_listen,
+    parse_relay,
     parse_tcp,
     scope,
     teachable,
@@ -22,7 +24,8 @@ from yagna.net.addresses import (
 from yagna.net.interfaces import local_interfaces, parse_addr_dump
 
 ip = ipaddress.ip_address
-RELAY = "/ip4/198.51.100.7/tcp/4001/p2p/12D3KooWRelay/p2p-circuit"
+RELAY_ID = "12D3KooWFy8BjPcNCDW5uEPyzrqWqjycHgv1FWC7Kx8jQ1Jbunp5"
+RELAY = f"/ip4/198.51.100.7/tcp/4001/p2p/{RELAY_ID}/p2p-circuit"
 LAN = (
     Interface(ip("127.0.0.1"), 8),
     Interface(ip("192.168.1.20"), 24),
@@ -72,6 +75,18 @@ def test_parse_tcp_rejects_without_raising(bad: str) -> None:
 def test_parse_tcp_keeps_the_rest() -> None:
     tcp = parse_tcp("/ip4/1.2.3.4/tcp/5/p2p/12D3KooWx")
     assert tcp is not None and tcp.thin_waist == "/ip4/1.2.3.4/tcp/5" and str(tcp) == "/ip4/1.2.3.4/tcp/5/p2p/12D3KooWx"
+
+
+def test_relay_addresses() -> None:
+    relay = parse_relay(RELAY)
+    assert relay == RelayAddr(parse_tcp("/ip4/198.51.100.7/tcp/4001"), RELAY_ID)  # type: ignore[arg-type]
+    assert str(relay) == RELAY
+    me = "12D3KooWNwEAzvzRvimyxRH7kM1LjW2hTUKWmQ6236dtFajXgLGj"
+    assert parse_relay(f"{RELAY}/p2p/{me}", owner=me) == relay  # our own id at the end: accepted, dropped
+    for bad in [f"{RELAY}/p2p/{me}", f"{RELAY}/x", "/p2p-circuit", f"/p2p/{RELAY_ID}/p2p-circuit",
+                "/ip4/1.2.3.4/tcp/1/p2p/short/p2p-circuit", f"/ip4/1.2.3.4/tcp/1/ws/p2p/{RELAY_ID}/p2p-circuit",
+                f"/ip4/1.2.3.4/tcp/1/p2p/{RELAY_ID[:-1]}0/p2p-circuit", "/ip4/1.2.3.4/tcp/1"]:
+        assert parse_relay(bad, owner="someone-else") is None, bad
 
 
 def test_wildcard_expands_to_every_interface_of_its_family() -> None:
@@ -173,6 +188,10 @@ def test_advertise_is_bounded() -> None:
         ("/ip4/8.8.4.4/tcp/1", "8.8.8.8", True),
         ("/ip4/8.8.4.4/tcp/1", "127.0.0.1", True),
         (RELAY, "8.8.8.8", True),
+        (f"/ip4/127.0.0.1/tcp/4001/p2p/{RELAY_ID}/p2p-circuit", "8.8.8.8", False),  # a relay on loopback
+        (f"/ip4/127.0.0.1/tcp/4001/p2p/{RELAY_ID}/p2p-circuit", "127.0.0.1", True),
+        ("/p2p-circuit", "8.8.8.8", False),
+        (f"/p2p/{RELAY_ID}/p2p-circuit", "8.8.8.8", False),
         ("/dns4/example.com/tcp/1", "8.8.8.8", False),
         ("garbage", "8.8.8.8", False),
     ],
@@ -246,3 +265,17 @@ def test_observed_ips_ignore_ports() -> None:
     seen.observe("/ip4/198.51.100.9/tcp/50002", ip("9.9.9.9"), 0.0)
     assert seen.confirmed(0.0) == []
     assert seen.ips(0.0, min_observers=2) == [ip("198.51.100.9")]
+
+
+def test_peer_exchange_carries_relay_addresses_and_refuses_other_peer_ids() -> None:
+    from yagna.core.errors import WireError
+    from yagna.net import px
+
+    assert px.parse_request({"addrs": [RELAY, "/ip4/1.2.3.4/tcp/1"]}) == (RELAY, "/ip4/1.2.3.4/tcp/1")
+    hints = px.parse_response({"peers": [{"id": RELAY_ID, "addrs": [RELAY]}]})
+    assert hints == [px.PeerHint(RELAY_ID, (RELAY,))]
+    for bad in [f"/ip4/1.2.3.4/tcp/1/p2p/{RELAY_ID}", f"{RELAY}/p2p/{RELAY_ID}",
+                "/ip4/1.2.3.4/tcp/1/p2p/12D3KooWRu9s9YHJhBcqJ7NX5bBNmqQ6Hx8tEGRqh1ajDHKm8HMv/p2p-circuit",
+                "/ip4/1.2.3.4/tcp/1/p2p-circuit"]:
+        with pytest.raises(WireError):
+            px.parse_request({"addrs": [bad]})

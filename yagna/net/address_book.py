@@ -44,6 +44,7 @@ from yagna.net.addresses import (
     is_relay_addr,
     observer_group,
     parse_ip,
+    parse_relay,
     scope,
     teachable,
 )
@@ -138,8 +139,18 @@ class AddressBook:
         return self.observed.confirmed(trio.current_time())
 
     def set_relay_addrs(self, addrs: list[str]) -> None:
-        """Our addresses through relays (``/ip4/.../tcp/.../p2p/<relay>/p2p-circuit``), from the relay client."""
-        self._relay = tuple(a for a in dict.fromkeys(addrs) if is_relay_addr(a))[:MAX_RELAY_ADDRS]
+        """Our addresses through relays, from the relay client: ``/ip4/<relay>/tcp/<port>/p2p/<relay
+        id>/p2p-circuit``, with or without our own ``/p2p/<node id>`` at the end (kept without it,
+        like every address in peer exchange). Anything else is dropped with a warning."""
+        me = self._host.get_id().to_base58()
+        kept: list[str] = []
+        for addr in addrs:
+            relay = parse_relay(addr, owner=me)
+            if relay is None:
+                log.warning("not a relay address, not advertised: %s", addr)
+            else:
+                kept.append(str(relay))
+        self._relay = tuple(dict.fromkeys(kept))[:MAX_RELAY_ADDRS]
 
     def relay_addrs(self) -> list[str]:
         return list(self._relay)
@@ -150,7 +161,7 @@ class AddressBook:
 
         Wildcards expanded, unspecified and link-local addresses dropped, loopback dropped
         unless we listen on nothing else (a loopback devnet), the library's own observed
-        addresses kept only if public, our relay addresses while we are not public. Private
+        addresses kept only if public; no relay addresses (see below). Private
         listen addresses stay (a peer on our LAN needs them; identify has one message for
         all): exact per-peer choice is made where we decide, in peer exchange.
         """
@@ -167,8 +178,8 @@ class AddressBook:
             kept.append(text)
         if any(addr_scope(a) in (Scope.PRIVATE, Scope.PUBLIC) for a in kept):
             kept = [a for a in kept if addr_scope(a) is not Scope.LOOPBACK]
-        if self.reachability.status is not Status.PUBLIC:
-            kept += list(self._relay)
+        # Relay addresses are not added: get_addrs() strips "/p2p/<first id>..." from each address
+        # before appending ours, which would turn one into the relay's own address with our id.
         out: list[Multiaddr] = []
         for text in dict.fromkeys(kept):
             try:

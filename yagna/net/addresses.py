@@ -113,6 +113,33 @@ def is_relay_addr(addr: str) -> bool:
     return "/p2p-circuit" in addr
 
 
+_B58 = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+
+
+@dataclass(frozen=True)
+class RelayAddr:
+    """``<relay's TCP address>/p2p/<relay id>/p2p-circuit``: reach a node through that relay."""
+
+    relay: TcpAddr
+    relay_id: str
+
+    def __str__(self) -> str:
+        return f"{self.relay.thin_waist}/p2p/{self.relay_id}/p2p-circuit"
+
+
+def parse_relay(addr: str, *, owner: str | None = None) -> RelayAddr | None:
+    """A relay address, optionally ending in ``/p2p/<owner>`` (the node reached through it);
+    None for anything else (never raises). The relay id is checked for shape only."""
+    head, sep, tail = addr.partition("/p2p-circuit")
+    if not sep or (tail and (owner is None or tail != f"/p2p/{owner}")):
+        return None
+    transport, sep, relay_id = head.rpartition("/p2p/")
+    tcp = parse_tcp(transport) if sep else None
+    if tcp is None or tcp.rest or not 40 <= len(relay_id) <= 60 or not set(relay_id) <= _B58:
+        return None
+    return RelayAddr(tcp, relay_id)
+
+
 def addr_scope(addr: str) -> Scope | None:
     """The scope of a direct TCP address; None for a relay or unparsable address."""
     if is_relay_addr(addr):
@@ -181,7 +208,8 @@ def teachable(addr: str, remote: IP | None, interfaces: Sequence[Interface] = ()
     unspecified: never. Public: yes.
     """
     if is_relay_addr(addr):
-        return parse_tcp(addr) is not None or addr.startswith("/p2p/")
+        relay = parse_relay(addr)
+        return relay is not None and teachable(relay.relay.thin_waist, remote, interfaces)
     tcp = parse_tcp(addr)
     if tcp is None:
         return False
@@ -215,7 +243,7 @@ def advertise(local: LocalAddrs, remote: IP | None, limit: int = 8) -> list[str]
         (far if kind is Scope.PUBLIC and remote_kind is Scope.PUBLIC else near).append(addr)
     near.sort(key=lambda a: 0 if addr_scope(a) is remote_kind else 1)
     observed = [a for a in local.observed if addr_scope(a) is Scope.PUBLIC]
-    relay = [] if local.public else [a for a in local.relay if is_relay_addr(a)]
+    relay = [] if local.public else [a for a in local.relay if teachable(a, remote, local.interfaces)]
     return list(dict.fromkeys(near + far + observed + relay))[:limit]
 
 

@@ -17,7 +17,6 @@ import trio
 from libp2p.abc import IHost
 
 from yagna.net.address_book import AddressBook
-from yagna.net.addresses import is_relay_addr
 from yagna.net.errors import ListenError
 from yagna.net.gossip import Gossip
 from yagna.net.host import build_host, check_tcp_listen_addr, close_host, parse_multiaddr, parse_peer_addr
@@ -81,7 +80,7 @@ class Network:
     def advertised_addrs(self) -> list[str]:
         """What a peer on the internet is told of us (loopback and private addresses never;
         relay addresses while we are not public), with ``/p2p/<node id>``."""
-        return [a if is_relay_addr(a) else f"{a}/p2p/{self.node_id}" for a in self.addresses.advertised()]
+        return [f"{a}/p2p/{self.node_id}" for a in self.addresses.advertised()]
 
     def full_addrs(self) -> list[str]:
         """Listen addresses with ``/p2p/<node id>``: what others pass to --bootstrap."""

@@ -2,8 +2,10 @@
 learns every other node.
 
 On every new connection, and every ``px_interval`` to a few connected peers, a
-node sends its own listen addresses and receives the peers its partner is
-connected to with their advertised listen addresses. Addresses are only hints:
+node sends its own addresses that this partner can dial and receives the peers
+its partner knows with those of their addresses it can dial
+(:mod:`yagna.net.addresses`); an address is a TCP address, or a relay address
+``<relay's TCP address>/p2p/<relay id>/p2p-circuit``. Addresses are only hints:
 dialing a wrong address for a node id fails the Noise handshake, so a lying
 peer cannot impersonate anybody (docs/decisions.md, "Peer discovery").
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from yagna.core.errors import WireError
 from yagna.core.identity import public_key_from_node_id
+from yagna.net.addresses import is_relay_addr, parse_relay
 from yagna.net.reqresp import ProtocolSpec
 
 PX = ProtocolSpec(
@@ -39,7 +42,12 @@ def _check_addrs(value: object) -> tuple[str, ...]:
     for addr in value:
         if not isinstance(addr, str) or not addr.startswith("/") or len(addr) > MAX_ADDR_LEN:
             raise WireError(f"bad address {addr!r}")
-        if "/p2p/" in addr:
+        if is_relay_addr(addr):
+            relay = parse_relay(addr)
+            if relay is None:
+                raise WireError(f"bad relay address {addr!r}: must be <tcp address>/p2p/<relay id>/p2p-circuit")
+            public_key_from_node_id(relay.relay_id)  # raises WireError for anything but an ed25519 id
+        elif "/p2p/" in addr:
             raise WireError(f"address {addr!r} must not carry a peer id")
         out.append(addr)
     return tuple(out)
