@@ -256,7 +256,7 @@ class Devnet:
         status``'s, ``None`` when not running or not reported); on the NAT testbed also its
         link (loss, delay, cut)."""
         links = {}
-        bed = self.testbed()
+        bed = self.nat_testbed()
         if bed is not None:
             links = {s.name: s.link for s in bed[0].sites}
         out = []
@@ -276,13 +276,13 @@ class Devnet:
             out.append(row)
         return out
 
-    def testbed(self) -> tuple[Topology, bool] | None:
+    def nat_testbed(self) -> tuple[Topology, bool] | None:
         """The NAT testbed's topology and whether the kernel has netem; ``None`` on loopback."""
         return testbed.Testbed(self.root).load()
 
     def set_link(self, site: str, link: Impairment) -> Topology:
         """Change a site's WAN link of the running NAT testbed (loss, cut/heal, delay)."""
-        if self.testbed() is None:
+        if self.nat_testbed() is None:
             raise DevnetError(f"no NAT testbed under {self.root}; start one with: yagna devnet up --topology nat")
         return testbed.Testbed(self.root).set_link(site, link)
 
@@ -322,6 +322,10 @@ def _not_ready(node: DevnetNode, ids: set[str | None], providers: set[str | None
     missing = ids - {node.node_id} - {p["node_id"] for p in peers if p.get("addrs")}
     if missing:
         return f"does not know {len(missing)} node(s)"
+    return _lacks_offers(node, providers)
+
+
+def _lacks_offers(node: DevnetNode, providers: set[str | None]) -> str | None:
     offers = _api_get(node, "/market/offers")
     if not isinstance(offers, list):
         return "its market does not answer"
@@ -342,13 +346,7 @@ def _not_ready_nat(node: DevnetNode, bootstrap: DevnetNode, providers: set[str |
             return "its API does not answer"
         if not any(p.get("node_id") == bootstrap.node_id and p.get("connected") for p in peers):
             return f"not connected to the bootstrap {bootstrap.name}"
-    offers = _api_get(node, "/market/offers")
-    if not isinstance(offers, list):
-        return "its market does not answer"
-    lacking = providers - {node.node_id} - {o.get("provider_id") for o in offers}
-    if lacking:
-        return f"lacks the offers of {len(lacking)} provider(s)"
-    return None
+    return _lacks_offers(node, providers)
 
 
 def _api_get(node: DevnetNode, path: str) -> list | dict | None:  # type: ignore[type-arg]

@@ -142,7 +142,7 @@ def devnet_status(root: Path | None, as_json: bool) -> None:
             if isinstance(link, dict):
                 state += ", link " + ("cut" if link["cut"] else f"loss {link['loss']:g}, delay {link['delay_ms']:g} ms")
         click.echo(f"  {n['name']}: {state}")
-    bed = net.testbed()
+    bed = net.nat_testbed()
     if bed is not None:
         click.echo(f"testbed {bed[0].prefix}*: {_delay_note(bed[1], bed[0])}")
 
@@ -163,7 +163,7 @@ def devnet_link(site: str, root: Path | None, loss: float | None, delay_ms: floa
     from yagna.devnet import Devnet
 
     net = Devnet(root)
-    bed = net.testbed()
+    bed = net.nat_testbed()
     if bed is None:
         raise click.UsageError(f"no NAT testbed under {net.root}; start one with: yagna devnet up --topology nat")
     link = bed[0].site(site).site.link
