@@ -150,7 +150,8 @@ async def test_wait_change_returns_on_a_transition(autojump_clock: trio.testing.
 def test_dialback_messages_are_validated() -> None:
     assert dialback.parse_request(dialback.make_request(list(CAND))) == list(CAND)
     for bad in [None, {}, {"addrs": []}, {"addrs": ["x"]}, {"addrs": [RELAY := CAND[0] + "/p2p-circuit"]},
-                {"addrs": ["/ip4/1.2.3.4/tcp/1"] * 5}, {"addrs": [1]}, {"addrs": ["/ip4/1.2.3.4/tcp/1"], "x": 1}]:
+                {"addrs": ["/ip4/1.2.3.4/tcp/1"] * 5}, {"addrs": [1]}, {"addrs": ["/ip4/1.2.3.4/tcp/1"], "x": 1},
+                {"addrs": ["/ip4/1.2.3.4/tcp/1/ws"]}, {"addrs": ["/ip4/1.2.3.4/tcp/01"]}]:
         with pytest.raises(WireError):
             dialback.parse_request(bad)
     assert RELAY

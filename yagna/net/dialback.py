@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from yagna.core.errors import WireError
-from yagna.net.addresses import IP, is_relay_addr, observer_group, parse_tcp
+from yagna.net.addresses import IP, observer_group, parse_tcp
 from yagna.net.errors import RequestRejected
 from yagna.net.reqresp import ProtocolSpec, Request
 
@@ -61,8 +61,9 @@ def parse_request(payload: object) -> list[str]:
     if not 1 <= len(addrs) <= MAX_ADDRS:
         raise WireError(f"dial-back request must name 1 to {MAX_ADDRS} addresses")
     for addr in addrs:
-        if not isinstance(addr, str) or len(addr) > MAX_ADDR_LEN or parse_tcp(addr) is None or is_relay_addr(addr):
-            raise WireError(f"bad dial-back address {addr!r}")
+        tcp = parse_tcp(addr) if isinstance(addr, str) and len(addr) <= MAX_ADDR_LEN else None
+        if tcp is None or tcp.rest or str(tcp) != addr:
+            raise WireError(f"bad dial-back address {addr!r}: must be /ip4|ip6/<ip>/tcp/<port>")
     return list(dict.fromkeys(addrs))
 
 
