@@ -171,20 +171,20 @@ class AddressBook:
         kept: list[str] = []
         for text in expand_listen([str(a) for a in candidates], self._interfaces):
             kind = addr_scope(text)
-            if kind in (Scope.UNSPECIFIED, Scope.LINK_LOCAL):
+            if kind in (Scope.UNSPECIFIED, Scope.LINK_LOCAL) or is_relay_addr(text):
                 continue
             if kind in (Scope.LOOPBACK, Scope.PRIVATE) and text not in listen:
                 continue  # an observation of a non-public address: nobody else can use it
             kept.append(text)
         if any(addr_scope(a) in (Scope.PRIVATE, Scope.PUBLIC) for a in kept):
             kept = [a for a in kept if addr_scope(a) is not Scope.LOOPBACK]
-        # Relay addresses are not added: get_addrs() strips "/p2p/<first id>..." from each address
-        # before appending ours, which would turn one into the relay's own address with our id.
+        # No relay address: get_addrs() cuts each address at its first "/p2p/<id>" before appending
+        # ours, which turns <relay>/p2p/<relay id>/p2p-circuit into the relay's address with our id.
         out: list[Multiaddr] = []
         for text in dict.fromkeys(kept):
             try:
                 out.append(Multiaddr(text))
-            except Exception:  # noqa: BLE001 - multiaddr raises a zoo; a relay address we were handed
+            except Exception:  # noqa: BLE001 - multiaddr raises a zoo
                 log.debug("not announcing unparsable address %s", text)
         return out
 
