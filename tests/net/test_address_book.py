@@ -199,3 +199,22 @@ async def test_a_peer_that_connects_while_an_answer_is_awaited_is_asked_at_once(
         assert trio.current_time() <= 1 + dialback.DIAL_TIMEOUT + 0.5
         nursery.cancel_scope.cancel()
     assert sorted(p for p, _ in peers.asked) == sorted([a, b])
+
+
+def test_what_the_library_announces_to_every_peer() -> None:
+    book, host, _ = book_for(["/ip4/0.0.0.0/tcp/4000"])
+    book._read_interfaces = lambda: [  # noqa: SLF001 - a machine with every kind of interface
+        Interface(ipaddress.ip_address("127.0.0.1"), 8), Interface(ipaddress.ip_address("203.0.113.5"), 24),
+        Interface(ipaddress.ip_address("10.0.0.2"), 24), Interface(ipaddress.ip_address("169.254.1.1"), 16),
+    ]
+    candidates = [Multiaddr(a) for a in (
+        "/ip4/0.0.0.0/tcp/4000",  # the listener
+        "/ip4/10.9.9.9/tcp/5",  # the library's own observation of a private address
+        "/ip4/198.51.100.9/tcp/4000",  # and of a public one
+        f"/ip4/198.51.100.1/tcp/1/p2p/{node_id(1)}/p2p-circuit",
+    )]
+    announced = [str(a) for a in book.host_addrs(candidates)]
+    assert announced == ["/ip4/203.0.113.5/tcp/4000", "/ip4/10.0.0.2/tcp/4000", "/ip4/198.51.100.9/tcp/4000"]
+
+    lo, _, _ = book_for(["/ip4/127.0.0.1/tcp/4000"])
+    assert [str(a) for a in lo.host_addrs([Multiaddr("/ip4/127.0.0.1/tcp/4000")])] == ["/ip4/127.0.0.1/tcp/4000"]
