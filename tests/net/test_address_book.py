@@ -218,3 +218,14 @@ def test_what_the_library_announces_to_every_peer() -> None:
 
     lo, _, _ = book_for(["/ip4/127.0.0.1/tcp/4000"])
     assert [str(a) for a in lo.host_addrs([Multiaddr("/ip4/127.0.0.1/tcp/4000")])] == ["/ip4/127.0.0.1/tcp/4000"]
+
+
+async def test_nat_detected_when_a_peer_sees_us_at_a_public_ip_we_do_not_have() -> None:
+    book, _, _ = book_for(["/ip4/10.0.0.2/tcp/4000"])
+    book.refresh_interfaces()
+    assert not book.nat_detected()
+    book.observed.observe("/ip4/10.0.0.2/tcp/4000", ipaddress.ip_address("10.0.0.9"), trio.current_time())  # a LAN peer
+    book.observed.observe("/ip4/203.0.113.5/tcp/4000", ipaddress.ip_address("8.8.8.8"), trio.current_time())  # our own public IP
+    assert not book.nat_detected()
+    book.observed.observe("/ip4/198.51.100.9/tcp/50123", ipaddress.ip_address("8.8.8.8"), trio.current_time())
+    assert book.nat_detected()

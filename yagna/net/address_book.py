@@ -138,6 +138,16 @@ class AddressBook:
         """Our addresses as peers on two or more distinct IPs reported them (hole punching dials these)."""
         return self.observed.confirmed(trio.current_time())
 
+    def nat_detected(self) -> bool:
+        """A peer sees us at a public IP that is none of our interfaces': we are behind a NAT.
+
+        A hint, not a verdict (one peer's word suffices, so it may lie): for choices that are
+        cheap when wrong, such as keeping relay reservations while reachability is still
+        ``unknown`` because fewer than two peers on public IPs could judge it."""
+        mine = {itf.ip for itf in self._interfaces}
+        now = trio.current_time()
+        return any(scope(ip) is Scope.PUBLIC and ip not in mine for ip in self.observed.ips(now))
+
     def set_relay_addrs(self, addrs: list[str]) -> None:
         """Our addresses through relays, from the relay client: ``/ip4/<relay>/tcp/<port>/p2p/<relay
         id>/p2p-circuit``, with or without our own ``/p2p/<node id>`` at the end (kept without it,
