@@ -137,7 +137,7 @@ def nat_devnet(tmp_path: Path, providers: int = 2, *args: str, timeout: float = 
 
         recorded = Testbed(root).load()
         assert recorded is not None, "devnet up --topology nat left no testbed record"
-        yield NatNet(root, recorded[0].prefix, nodes)
+        yield NatNet(root, recorded.topology.prefix, nodes)
     finally:
         teardown(root)
 
@@ -155,7 +155,7 @@ def teardown(root: Path) -> None:
             Devnet(root).down(grace=5.0)
         finally:
             Testbed(root).down()
-    left = leftovers(recorded[0].tag) if recorded is not None else []
+    left = leftovers(recorded.topology.tag) if recorded is not None else []
     assert down.returncode == 0 and not left, f"devnet down: {down.returncode} {down.stderr}; left: {left}"
 
 

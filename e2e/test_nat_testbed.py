@@ -146,8 +146,56 @@ def test_link_cut_heal_and_loss(bare: tuple[Testbed, Topology]) -> None:
     tx.close()
     rx.close()
     assert 0 < got < 400
-    loaded = bed.load()
-    assert loaded is not None and loaded[0].site("requestor").site.link.loss == 0.5
+    rec = bed.load()
+    assert rec is not None and rec.topology.site("requestor").site.link.loss == 0.5
+
+
+def test_delay_between_sites(tmp_path: Path) -> None:
+    """20 ms one way per link (netem, or user space where the kernel has no netem): a round trip
+    between two sites crosses two links each way, so it takes at least 40 ms (a lower bound only)."""
+    require_root()
+    bed = Testbed(tmp_path / "bed")
+    topo = devnet_topology(new_tag(), 1, public_nodes=1, delay_ms=20)
+    pids: list[int] = []
+    try:
+        built = bed.up(topo, require_delay=True)
+        assert built.delay in ("netem", "nfqueue")
+        rec = bed.load()
+        assert rec is not None
+        pids = list(rec.delayers.values())
+        if built.delay == "nfqueue":
+            assert len(pids) == len(topo.sites) and all(_alive(pid) for pid in pids)
+        public = topo.site("public-1")
+        server = _sock(public.node_ns, 5003)
+        server.listen(1)
+        client = _sock(topo.site("requestor").node_ns)
+        start = time.monotonic()
+        client.connect((public.node_ip, 5003))  # SYN out through two delayed links, SYN-ACK back
+        assert time.monotonic() - start >= 0.040
+        conn, _ = server.accept()
+        start = time.monotonic()
+        client.sendall(b"x")
+        conn.recv(1)
+        conn.sendall(b"y")
+        client.recv(1)
+        assert time.monotonic() - start >= 0.040
+        bulk = b"z" * (4 << 20)  # many packets at once: all delayed, none lost, order kept
+        sender = threading.Thread(target=client.sendall, args=(bulk,))
+        sender.start()
+        got = bytearray()
+        while len(got) < len(bulk):
+            got += conn.recv(1 << 16)
+        sender.join()
+        assert bytes(got) == bulk
+        for s in (client, conn, server):
+            s.close()
+        if built.delay == "nfqueue":  # no delay: that link's process ends
+            bed.set_link("requestor", Impairment())
+            rec = bed.load()
+            assert rec is not None and topo.site("requestor").edge_ns not in rec.delayers
+    finally:
+        bed.down()
+    assert not any(_alive(pid) for pid in pids)
 
 
 def _alive(pid: int) -> bool:
@@ -176,7 +224,7 @@ def test_devnet_nat_up_status_link_down(tmp_path: Path) -> None:
             peers = node.cli_json("net", "peers")
             assert any(p["node_id"] == boot.node_id and p["connected"] for p in peers), peers
             remote = seen[node.node_id]["remote_addrs"][0]
-            wan_ip = Testbed(net.root).load()[0].site(name).wan_ip  # type: ignore[index]
+            wan_ip = Testbed(net.root).load().topology.site(name).wan_ip  # type: ignore[union-attr]
             assert remote.startswith(f"/ip4/{wan_ip}/tcp/"), remote
 
         again = run_cli("devnet", "up", "--topology", "nat", "--root", str(net.root), check=False)
@@ -232,7 +280,7 @@ def test_devnet_down_after_up_was_killed(tmp_path: Path) -> None:
         up.wait()
         recorded = Testbed(root).load()
         assert recorded is not None
-        prefix = recorded[0].prefix
+        prefix = recorded.topology.prefix
         assert [ns for ns in namespaces() if ns.startswith(prefix)]
         pids = [n["pid"] for n in json.loads((root / "devnet.json").read_text())["nodes"]]
         assert any(_alive(pid) for pid in pids)

@@ -40,7 +40,7 @@ from yagna.netlab.topology import Impairment, NatKind, SiteAddrs, Topology, devn
 NAT_PORT = 4001
 """The libp2p port of every node on the NAT testbed (each has its own namespace, so all can use it)."""
 DEFAULT_DELAY_MS = 20.0
-"""One way, per WAN link: 40 ms RTT between two sites (applied only where the kernel has netem)."""
+"""One way, per WAN link: 40 ms RTT between two sites (netem, else the user-space delay)."""
 
 
 class DevnetError(YagnaError):
@@ -120,8 +120,8 @@ class Devnet:
 
         Ready when every node is connected to the bootstrap (``public-1``) and knows every
         provider's offer. ``delay_ms`` ``None``: 20 ms one way per WAN link (40 ms RTT between
-        sites) where the kernel has netem, none where it has not; a number: exactly that, or an
-        error without netem.
+        sites) where the kernel has netem or NFQUEUE, none where it has neither; a number: exactly
+        that, or an error without either.
         """
         testbed.preflight()
         if providers < 1:
@@ -172,11 +172,11 @@ class Devnet:
     def _stop_strays(self, bed: testbed.Testbed, grace: float = 5.0) -> None:
         """Stop daemons of this devnet still running in its namespaces but missing from the record
         (a crash between starting one and recording it): by command line, never anyone else's."""
-        loaded = bed.load()
-        if loaded is None:
+        rec = bed.load()
+        if rec is None:
             return
         strays = []
-        for ns in loaded[0].namespaces():
+        for ns in rec.topology.namespaces():
             for pid in testbed.namespace_pids(ns):
                 argv = _cmdline(pid)
                 data_dir = next((a for a in argv if a.startswith(str(self.root) + os.sep)), None)
@@ -258,7 +258,7 @@ class Devnet:
         links = {}
         bed = self.nat_testbed()
         if bed is not None:
-            links = {s.name: s.link for s in bed[0].sites}
+            links = {s.name: s.link for s in bed.topology.sites}
         out = []
         for node in self.load():
             alive = _is_our_process(node)
@@ -276,8 +276,8 @@ class Devnet:
             out.append(row)
         return out
 
-    def nat_testbed(self) -> tuple[Topology, bool] | None:
-        """The NAT testbed's topology and whether the kernel has netem; ``None`` on loopback."""
+    def nat_testbed(self) -> testbed.Record | None:
+        """The NAT testbed's record (topology, how delay is added); ``None`` on loopback."""
         return testbed.Testbed(self.root).load()
 
     def set_link(self, site: str, link: Impairment) -> Topology:

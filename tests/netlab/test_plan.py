@@ -24,7 +24,8 @@ def _namespace_of(op: plan.Op) -> str:
 
 def test_every_command_acts_in_a_namespace_of_the_testbed() -> None:
     ours = set(TOPO.namespaces())
-    ops = plan.build_plan(TOPO) + plan.delay_plan(TOPO) + plan.link_plan(TOPO, "requestor", netem=True)
+    ops = plan.build_plan(TOPO) + plan.delay_plan(TOPO, "netem") + plan.delay_plan(TOPO, "nfqueue")
+    ops += plan.link_plan(TOPO, "requestor", delay="netem")
     ops += plan.teardown_plan(TOPO.namespaces())
     for op in ops:
         assert _namespace_of(op) in ours, op
@@ -65,8 +66,12 @@ def test_nat_rules_per_kind() -> None:
         assert "-A FORWARD -i wan0 -o lan0 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT" in rules
         assert rules.index("--ctstate ESTABLISHED,RELATED -j ACCEPT\n-A FORWARD -i wan0 -j DROP") > 0
         assert "-A INPUT -i wan0 -j DROP" in rules
-        assert rules.count("COMMIT") == 2
+        assert rules.count("COMMIT") == 3
     assert "-A INPUT -i wan0 -j yn-link\n-A OUTPUT -o wan0 -j yn-link" in public
+    for rules in (easy, hard, public):
+        # the user-space delay's hook, empty until a link has a delay there
+        assert ":yn-delay - [0:0]\n-A POSTROUTING -o wan0 -j yn-delay\nCOMMIT" in rules
+        assert "NFQUEUE" not in rules
 
 
 def test_loss_and_cut_rules() -> None:
@@ -77,24 +82,35 @@ def test_loss_and_cut_rules() -> None:
     assert plan.link_rules(Impairment(loss=0.3, cut=True)) == ["-A yn-link -j DROP"]
 
 
-def test_link_plan_replaces_the_chain_atomically() -> None:
+def test_link_plan_replaces_the_chains_atomically() -> None:
     topo = TOPO.with_link("provider-2", Impairment(cut=True))
-    ops = plan.link_plan(topo, "provider-2", netem=False)
+    ops = plan.link_plan(topo, "provider-2", delay=None)
     assert len(ops) == 1
     (op,) = ops
     assert op.argv == ("ip", "netns", "exec", "yn-abcd01-provider-2-nat", "iptables-restore", "-w", "10", "--noflush")
-    assert op.stdin == "*filter\n:yn-link - [0:0]\n-A yn-link -j DROP\nCOMMIT\n"
-    healed = plan.link_plan(topo.with_link("provider-2", Impairment()), "provider-2", netem=True)
-    assert healed[0].stdin == "*filter\n:yn-link - [0:0]\nCOMMIT\n"
+    assert op.stdin == ("*filter\n:yn-link - [0:0]\n-A yn-link -j DROP\nCOMMIT\n"
+                        "*mangle\n:yn-delay - [0:0]\nCOMMIT\n")
+    healed = plan.link_plan(topo.with_link("provider-2", Impairment()), "provider-2", delay="netem")
+    assert healed[0].stdin == "*filter\n:yn-link - [0:0]\nCOMMIT\n*mangle\n:yn-delay - [0:0]\nCOMMIT\n"
     assert healed[1].argv[-4:] == ("del", "dev", "wan0", "root") and not healed[1].check
-    public = plan.link_plan(topo, "public-1", netem=True)
+    public = plan.link_plan(topo, "public-1", delay="netem")
     assert public[0].argv[3] == "yn-abcd01-public-1"
     assert public[1].argv[-6:] == ("dev", "wan0", "root", "netem", "delay", "20ms")
 
 
+def test_user_space_delay_sends_the_wan_egress_to_the_queue() -> None:
+    (op,) = plan.link_plan(TOPO, "requestor", delay="nfqueue")
+    assert op.stdin is not None and op.stdin.endswith(
+        "*mangle\n:yn-delay - [0:0]\n-A yn-delay -j NFQUEUE --queue-num 0 --queue-bypass\nCOMMIT\n")
+    assert not any("tc" in o.argv for o in plan.delay_plan(TOPO, "nfqueue"))
+    (none,) = plan.link_plan(TOPO.with_link("requestor", Impairment()), "requestor", delay="nfqueue")
+    assert "NFQUEUE" not in (none.stdin or "")
+
+
 def test_delay_plan_only_for_links_with_delay() -> None:
-    assert len(plan.delay_plan(TOPO)) == len(TOPO.sites)
-    assert plan.delay_plan(devnet_topology("abcd01", 2)) == []
+    assert sum("netem" in op.argv for op in plan.delay_plan(TOPO, "netem")) == len(TOPO.sites)
+    assert len(plan.delay_plan(TOPO, "nfqueue")) == len(TOPO.sites)
+    assert plan.delay_plan(devnet_topology("abcd01", 2), "netem") == []
 
 
 def test_teardown_deletes_every_namespace_and_tolerates_missing_ones() -> None:

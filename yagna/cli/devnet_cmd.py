@@ -63,7 +63,8 @@ def devnet() -> None:
               help="nat: drop probability per direction on a site's WAN link, e.g. 0.05 (every site) or "
                    "provider-2=0.1 (repeatable) [default 0].")
 @click.option("--delay-ms", type=click.FloatRange(0, 10_000), default=None,
-              help="nat: one-way delay per WAN link (tc netem) [default 20 where the kernel has netem, else none].")
+              help="nat: one-way delay per WAN link (tc netem, else in user space via NFQUEUE) [default 20; none where "
+                   "the kernel has neither].")
 @click.option("--timeout", type=float, default=None,
               help="Seconds to wait until ready [default 60; nat: 90]. Loopback: every node knows every other "
                    "node and every offer; nat: every node is connected to public-1 and knows every offer.")
@@ -102,19 +103,20 @@ def devnet_up(providers: int, root: Path | None, topology: str, public_nodes: in
     _emit_nodes(out, as_json)
     if not as_json:
         click.echo(f"\n{len(nodes)} nodes up in network namespaces {built.topology.prefix}* under {net.root} "
-                   f"(testbed built in {built.seconds:.2f} s); {_delay_note(built.netem, built.topology)}.")
+                   f"(testbed built in {built.seconds:.2f} s); {_delay_note(built.delay, built.topology)}.")
         click.echo(f"Try: ip netns exec {nodes[0].netns} yagna --data-dir {nodes[0].data_dir} net status"
                    "   |   stop: yagna devnet down")
 
 
-def _delay_note(netem: bool, topology: object) -> str:
+def _delay_note(backend: str | None, topology: object) -> str:
     from yagna.netlab.topology import Topology
 
     assert isinstance(topology, Topology)
-    if not netem:
-        return "no delay (this kernel has no netem)"
     delays = sorted({s.link.delay_ms for s in topology.sites})
-    return "delay " + "/".join(f"{d:g}" for d in delays) + " ms one way per WAN link"
+    if backend is None:
+        return "no delay" + (" (this kernel has neither netem nor NFQUEUE)" if delays == [0.0] else "")
+    how = "netem" if backend == "netem" else "user space, NFQUEUE"
+    return "delay " + "/".join(f"{d:g}" for d in delays) + f" ms one way per WAN link ({how})"
 
 
 @devnet.command("status")
@@ -144,7 +146,7 @@ def devnet_status(root: Path | None, as_json: bool) -> None:
         click.echo(f"  {n['name']}: {state}")
     bed = net.nat_testbed()
     if bed is not None:
-        click.echo(f"testbed {bed[0].prefix}*: {_delay_note(bed[1], bed[0])}")
+        click.echo(f"testbed {bed.topology.prefix}*: {_delay_note(bed.delay, bed.topology)}")
 
 
 @devnet.command("link")
@@ -153,7 +155,7 @@ def devnet_status(root: Path | None, as_json: bool) -> None:
 @click.option("--loss", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Drop probability per direction [default: unchanged].")
 @click.option("--delay-ms", type=click.FloatRange(0, 10_000), default=None,
-              help="One-way delay (needs netem) [default: unchanged].")
+              help="One-way delay [default: unchanged].")
 @click.option("--cut", "state", flag_value="cut", help="Drop every packet (a partition) until --heal.")
 @click.option("--heal", "state", flag_value="heal", help="Undo --cut.")
 def devnet_link(site: str, root: Path | None, loss: float | None, delay_ms: float | None, state: str | None) -> None:
@@ -166,7 +168,7 @@ def devnet_link(site: str, root: Path | None, loss: float | None, delay_ms: floa
     bed = net.nat_testbed()
     if bed is None:
         raise click.UsageError(f"no NAT testbed under {net.root}; start one with: yagna devnet up --topology nat")
-    link = bed[0].site(site).site.link
+    link = bed.topology.site(site).site.link
     link = replace(link, loss=link.loss if loss is None else loss,
                    delay_ms=link.delay_ms if delay_ms is None else delay_ms,
                    cut=link.cut if state is None else state == "cut")

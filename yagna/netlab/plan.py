@@ -11,8 +11,14 @@ interface, route and rule the plan made.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from yagna.netlab.topology import BRIDGE, LAN, LINK_CHAIN, NODE_IF, WAN, Impairment, SiteAddrs, Topology
+from yagna.netlab.topology import (BRIDGE, DELAY_CHAIN, DELAY_QUEUE, LAN, LINK_CHAIN, NODE_IF, WAN, Impairment,
+                                   SiteAddrs, Topology)
+
+DelayBackend = Literal["netem", "nfqueue"]
+"""How delay is added: the kernel's netem qdisc, or NFQUEUE and a process holding each packet
+(:mod:`yagna.netlab.delay`)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,8 @@ def _exec(ns: str, *args: str, stdin: str | None = None, check: bool = True) -> 
 def build_plan(topo: Topology) -> list[Op]:
     """Namespaces, loopbacks, the internet bridge, every site's links, routes, NAT and firewall.
 
-    Delay is not part of it (:func:`delay_plan`): it needs netem, which is probed for first.
+    Delay is not part of it (:func:`delay_plan`): how it is added depends on what the kernel
+    has, which is probed in the built namespaces.
     """
     ops: list[Op] = []
     for ns in topo.namespaces():
@@ -51,7 +58,7 @@ def build_plan(topo: Topology) -> list[Op]:
 
 
 def _site_ops(inet: str, a: SiteAddrs) -> list[Op]:
-    edge = a.router_ns or a.node_ns  # the namespace that holds the site's WAN interface
+    edge = a.edge_ns
     ops = [
         _ip(inet, "link", "add", a.bridge_port, "type", "veth", "peer", "name", WAN, "netns", edge),
         _ip(inet, "link", "set", a.bridge_port, "master", BRIDGE),
@@ -75,7 +82,8 @@ def _site_ops(inet: str, a: SiteAddrs) -> list[Op]:
 
 
 def edge_rules(a: SiteAddrs) -> str:
-    """``iptables-restore`` input of a site's edge: its NAT (routers) and its link's impairments.
+    """``iptables-restore`` input of a site's edge: its NAT (routers), its link's loss or cut,
+    and the (empty) hook of the user-space delay.
 
     A router forwards from outside only packets of connections its LAN started (what a home
     router does), and answers nothing on its WAN side itself: an unsolicited SYN is dropped,
@@ -86,6 +94,9 @@ def edge_rules(a: SiteAddrs) -> str:
         masq = "-A POSTROUTING -o wan0 -j MASQUERADE" + (" --random-fully" if a.site.nat == "hard" else "")
         lines += ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
                   ":POSTROUTING ACCEPT [0:0]", masq, "COMMIT"]
+    lines += ["*mangle", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]",
+              ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]", f":{DELAY_CHAIN} - [0:0]",
+              f"-A POSTROUTING -o {WAN} -j {DELAY_CHAIN}", "COMMIT"]
     lines += ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
               f":{LINK_CHAIN} - [0:0]"]
     if a.router_ns is not None:
@@ -113,25 +124,38 @@ def link_rules(link: Impairment) -> list[str]:
     return []
 
 
-def link_plan(topo: Topology, site: str, *, netem: bool) -> list[Op]:
+def delay_rules(link: Impairment, backend: DelayBackend | None) -> list[str]:
+    """Rules of the ``yn-delay`` chain: to the user-space delay's queue when it adds the delay.
+    ``--queue-bypass``: with no process bound to the queue, packets pass (undelayed), never drop."""
+    if backend == "nfqueue" and link.delay_ms > 0:
+        return [f"-A {DELAY_CHAIN} -j NFQUEUE --queue-num {DELAY_QUEUE} --queue-bypass"]
+    return []
+
+
+def link_plan(topo: Topology, site: str, *, delay: DelayBackend | None) -> list[Op]:
     """Replace a site's impairments (loss, cut, delay) at once, connections kept."""
     a = topo.site(site)
-    edge = a.router_ns or a.node_ns
-    # Declaring the chain in a --noflush restore empties it; the new rules replace the old atomically.
-    text = "\n".join(["*filter", f":{LINK_CHAIN} - [0:0]", *link_rules(a.site.link), "COMMIT"]) + "\n"
-    ops = [_exec(edge, "iptables-restore", "-w", "10", "--noflush", stdin=text)]
-    if netem:
-        ops.append(_delay_op(edge, a.site.link.delay_ms))
+    link = a.site.link
+    # Declaring a chain in a --noflush restore empties it; the new rules replace the old atomically.
+    text = "\n".join(["*filter", f":{LINK_CHAIN} - [0:0]", *link_rules(link), "COMMIT",
+                      "*mangle", f":{DELAY_CHAIN} - [0:0]", *delay_rules(link, delay), "COMMIT"]) + "\n"
+    ops = [_exec(a.edge_ns, "iptables-restore", "-w", "10", "--noflush", stdin=text)]
+    if delay == "netem":
+        ops.append(_netem_op(a.edge_ns, link.delay_ms))
     return ops
 
 
-def delay_plan(topo: Topology) -> list[Op]:
-    """netem delay on the egress of every WAN interface that has one."""
-    return [_delay_op(a.router_ns or a.node_ns, a.site.link.delay_ms)
-            for a in topo.addresses() if a.site.link.delay_ms > 0]
+def delay_plan(topo: Topology, delay: DelayBackend) -> list[Op]:
+    """The delay of every WAN link that has one: a netem qdisc on its egress, or its packets sent
+    to the user-space delay (whose processes the shell starts)."""
+    ops = []
+    for a in topo.addresses():
+        if a.site.link.delay_ms > 0:
+            ops += link_plan(topo, a.site.name, delay=delay)
+    return ops
 
 
-def _delay_op(edge: str, delay_ms: float) -> Op:
+def _netem_op(edge: str, delay_ms: float) -> Op:
     if delay_ms > 0:
         return _exec(edge, "tc", "qdisc", "replace", "dev", WAN, "root", "netem", "delay", f"{delay_ms:g}ms")
     return _exec(edge, "tc", "qdisc", "del", "dev", WAN, "root", check=False)

@@ -42,7 +42,11 @@ WAN = "wan0"
 LAN = "lan0"
 NODE_IF = "eth0"
 LINK_CHAIN = "yn-link"
-"""iptables chain (filter table) of a site's edge that holds its WAN link's impairments."""
+"""iptables chain (filter table) of a site's edge that holds its WAN link's loss or cut."""
+DELAY_CHAIN = "yn-delay"
+"""iptables chain (mangle table, POSTROUTING out of the WAN) that sends packets to the user-space delay."""
+DELAY_QUEUE = 0
+"""The NFQUEUE number of the user-space delay (queues are per namespace)."""
 
 
 def new_tag() -> str:
@@ -61,7 +65,7 @@ class Impairment:
     loss: float = 0.0
     """Probability that a packet is dropped (iptables ``statistic --mode random``)."""
     delay_ms: float = 0.0
-    """One-way delay added on egress (``tc netem``; only where the kernel has it)."""
+    """One-way delay added on egress (``tc netem``, else in user space through NFQUEUE)."""
     cut: bool = False
     """Every packet is dropped (a partition), until healed."""
 
@@ -98,6 +102,11 @@ class SiteAddrs:
     """The node's own address (equal to ``wan_ip`` when public)."""
     lan_gw: str | None
     bridge_port: str
+
+    @property
+    def edge_ns(self) -> str:
+        """The namespace holding the site's WAN interface (its router, or the public node itself)."""
+        return self.router_ns or self.node_ns
 
 
 @dataclass(frozen=True)
