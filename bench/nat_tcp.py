@@ -68,17 +68,17 @@ def _pair_listen(ns_a: str, ns_b: str, ip_b: str, port: int) -> tuple[socket.soc
     return client, conn
 
 
-def _pair_punched(ns_a: str, wan_a: str, ns_b: str, wan_b: str) -> tuple[socket.socket, socket.socket]:
-    """Both sides connect from port 4001 to the other's public address at once (simultaneous open)."""
+def _pair_punched(ns_a: str, wan_a: str, ns_b: str, wan_b: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """Both sides connect from ``port`` to the other's public address at once (simultaneous open)."""
     out: dict[str, socket.socket] = {}
     errors: list[BaseException] = []
 
     def side(key: str, ns: str, target: str) -> None:
         for _ in range(5):
-            s = _sock(ns, PORT)
+            s = _sock(ns, port)
             s.settimeout(1.0)
             try:
-                s.connect((target, PORT))
+                s.connect((target, port))
                 s.settimeout(30)
                 out[key] = s
                 return
@@ -152,15 +152,17 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pings", type=int, default=2000)
     ap.add_argument("--sizes", default="2,24", help="providers per testbed for the build/teardown timing")
+    ap.add_argument("--delay-ms", type=float, default=20.0, help="one-way delay per link of the delayed paths (0: none)")
+    ap.add_argument("--delayed-pings", type=int, default=50)
     ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
-    apply_smoke(args, mib=4, runs=1, pings=100, sizes="2")
+    apply_smoke(args, mib=4, runs=1, pings=100, sizes="2", delayed_pings=5)
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         print("bench/nat_tcp.py needs Linux and root (network namespaces); nothing measured")
         return
 
     from yagna.netlab.testbed import Testbed
-    from yagna.netlab.topology import devnet_topology, new_tag
+    from yagna.netlab.topology import Impairment, devnet_topology, new_tag
 
     print(f"# raw TCP across the NAT testbed ({machine()})\n")
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,8 +174,7 @@ def main() -> None:
                 built = bed.up(topo)
             finally:
                 down = _timed(bed.down)
-            build_rows.append([len(topo.sites), len(topo.namespaces()), built.seconds * 1e3, down * 1e3,
-                               "yes" if built.netem else "no (runs without delay)"])
+            build_rows.append([len(topo.sites), len(topo.namespaces()), built.seconds * 1e3, down * 1e3])
 
         bed = Testbed(Path(tmp) / "paths")
         topo = devnet_topology(new_tag(), 1)
@@ -186,21 +187,41 @@ def main() -> None:
                 "public - public (bridge)": lambda p: _pair_listen(pub1.node_ns, pub2.node_ns, pub2.node_ip, p),
                 "NAT - public (1 router)": lambda p: _pair_listen(req.node_ns, pub1.node_ns, pub1.node_ip, p),
                 "NAT - NAT (punched, 2 routers)": lambda p: _pair_punched(req.node_ns, req.wan_ip, p1.node_ns,
-                                                                          p1.wan_ip),
+                                                                          p1.wan_ip, PORT),
             }
-            for i, (name, make) in enumerate(paths.items()):
-                a, b = make(5100 + i)
-                try:
-                    rtt = _rtt(a, b, args.pings)
-                    rates = [_throughput(a, b, args.mib) for _ in range(args.runs)]
-                finally:
-                    a.close()
-                    b.close()
-                rows.append([name, pct(rtt, 50), pct(rtt, 99), statistics.median(rates)])
+            delayed = {
+                f"NAT - public, {args.delay_ms:g} ms/link": lambda p: _pair_listen(req.node_ns, pub1.node_ns,
+                                                                                 pub1.node_ip, p),
+                f"NAT - NAT (punched), {args.delay_ms:g} ms/link": lambda p: _pair_punched(
+                    req.node_ns, req.wan_ip, p1.node_ns, p1.wan_ip, PORT + 1),
+            }
+            port = 5100
+            for group in (paths, delayed):
+                if group is delayed:
+                    if args.delay_ms <= 0:
+                        break
+                    for a in topo.addresses():
+                        bed.set_link(a.site.name, Impairment(delay_ms=args.delay_ms))
+                    rec = bed.load()
+                    delay_how = rec.delay if rec is not None else None
+                    if delay_how is None:
+                        break
+                for name, make in group.items():
+                    port += 1
+                    a, b = make(port)
+                    try:
+                        rtt = _rtt(a, b, args.pings if group is paths else args.delayed_pings)
+                        rates = [_throughput(a, b, args.mib) for _ in range(args.runs)]
+                    finally:
+                        a.close()
+                        b.close()
+                    if group is delayed:
+                        name += f" ({delay_how})"
+                    rows.append([name, pct(rtt, 50), pct(rtt, 99), statistics.median(rates)])
         finally:
             bed.down()
 
-    print(table(["sites", "namespaces", "build ms", "teardown ms", "netem"], build_rows))
+    print(table(["sites", "namespaces", "build ms", "teardown ms"], build_rows))
     print()
     print(table(["path", "RTT p50 µs", "RTT p99 µs", f"{args.mib} MiB MiB/s (median of {args.runs})"], rows))
 

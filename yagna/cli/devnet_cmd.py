@@ -114,7 +114,9 @@ def _delay_note(backend: str | None, topology: object) -> str:
     assert isinstance(topology, Topology)
     delays = sorted({s.link.delay_ms for s in topology.sites})
     if backend is None:
-        return "no delay" + (" (this kernel has neither netem nor NFQUEUE)" if delays == [0.0] else "")
+        return "no delay (this kernel has neither netem nor NFQUEUE)"
+    if delays == [0.0]:
+        return "no delay"
     how = "netem" if backend == "netem" else "user space, NFQUEUE"
     return "delay " + "/".join(f"{d:g}" for d in delays) + f" ms one way per WAN link ({how})"
 

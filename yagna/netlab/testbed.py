@@ -78,7 +78,7 @@ class Record:
 
     topology: Topology
     delay: plan.DelayBackend | None
-    """How the links' delay is added; ``None``: the kernel has neither netem nor NFQUEUE, no delay."""
+    """How a link's delay is added; ``None``: the kernel has neither netem nor NFQUEUE, no delay."""
     delayers: dict[str, int] = field(default_factory=dict)
     """User-space delay processes: edge namespace -> pid."""
 
@@ -164,7 +164,7 @@ class Testbed:
             for op in plan.build_plan(topo):
                 self._run(op)
             wants_delay = any(s.link.delay_ms > 0 for s in topo.sites)
-            rec.delay = self._probe_delay(topo.inet_ns) if wants_delay else None
+            rec.delay = self._probe_delay(topo.inet_ns)  # also without delay now: set_link may add one
             if rec.delay is None and wants_delay:
                 if require_delay:
                     raise NotSupported("this kernel has neither netem (`tc qdisc add ... netem` fails) nor "
@@ -174,7 +174,8 @@ class Testbed:
             self._save(rec)
             if rec.delay is not None:
                 for a in rec.topology.addresses():
-                    self._apply_delay(rec, a.site.name)
+                    if a.site.link.delay_ms > 0:
+                        self._apply_delay(rec, a.site.name)
         except BaseException:
             self.down()
             raise
