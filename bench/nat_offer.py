@@ -13,13 +13,14 @@ bootstrapped to the same node, and the requestor's ``GET /market/offers`` is pol
   provider each behind its own ``easy`` NAT (docs/testbed.md), every daemon started with
   ``ip netns exec``; the offer reaches the requestor by gossip through public-1 (neither
   private node can dial the other). The requestor's API is asked from a thread inside its
-  namespace (``yagna.netlab.netns``).
+  namespace (``yagna.netlab.netns``). Once without delay (what the NATs and the bridge cost),
+  once with ``--delay-ms`` (default 20) one way per link (40 ms RTT between sites; netem, or
+  the testbed's user-space delay).
 
 Printed per layout, ms (median, max): spawn -> the provider's ``node.json`` (its start),
-ready -> offer at the requestor, spawn -> offer at the requestor. No delay is added (this
-kernel has no netem): the difference is what the NATs and the bridge cost, not distance.
+ready -> offer at the requestor, spawn -> offer at the requestor.
 
-Run: ``python bench/nat_offer.py [--runs 5]`` (~1 min); ``--smoke`` (1 run) ~20 s.
+Run: ``python bench/nat_offer.py [--runs 5] [--delay-ms 20]`` (~40 s); ``--smoke`` (1 run) ~30 s.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def _runs(procs: Procs, tmp: Path, runs: int, sites: dict[str, str | None], boot
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--delay-ms", type=float, default=20.0, help="one-way delay per link of the delayed layout")
     ap.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = ap.parse_args()
     apply_smoke(args, runs=1)
@@ -150,7 +152,7 @@ def main() -> None:
         return
 
     from yagna.netlab.testbed import Testbed
-    from yagna.netlab.topology import Site, Topology, new_tag
+    from yagna.netlab.topology import Impairment, Site, Topology, new_tag
 
     print(f"# a private provider's start -> its offer at a private requestor ({machine()}, "
           f"load average {os.getloadavg()[0]:.2f})\n")
@@ -162,17 +164,25 @@ def main() -> None:
             (tmp / "lo").mkdir()
             results["loopback"] = _runs(procs, tmp / "lo", args.runs, {"boot": None, "req": None, "prov": None}, None)
             procs.close()
-            topo = Topology(new_tag(), (Site("public-1", None), Site("requestor", "easy"), Site("provider", "easy")))
-            bed = Testbed(tmp / "bed")
-            try:
-                bed.up(topo)
-                (tmp / "nat").mkdir()
-                sites = {"boot": topo.site("public-1").node_ns, "req": topo.site("requestor").node_ns,
-                         "prov": topo.site("provider").node_ns}
-                results["NAT testbed"] = _runs(procs, tmp / "nat", args.runs, sites, topo.site("public-1").node_ip)
-            finally:
-                procs.close()
-                bed.down()
+            for delay_ms in (0.0, args.delay_ms):
+                link = Impairment(delay_ms=delay_ms)
+                topo = Topology(new_tag(), (Site("public-1", None, link), Site("requestor", "easy", link),
+                                            Site("provider", "easy", link)))
+                bed = Testbed(tmp / f"bed{delay_ms:g}")
+                try:
+                    built = bed.up(topo)
+                    name = "NAT testbed" + (f", {delay_ms:g} ms/link ({built.delay})" if delay_ms else "")
+                    if delay_ms and built.topology != topo:
+                        print(f"(no way to add delay on this kernel: {name} not measured)")
+                        continue
+                    work = tmp / f"nat{delay_ms:g}"
+                    work.mkdir()
+                    sites = {"boot": topo.site("public-1").node_ns, "req": topo.site("requestor").node_ns,
+                             "prov": topo.site("provider").node_ns}
+                    results[name] = _runs(procs, work, args.runs, sites, topo.site("public-1").node_ip)
+                finally:
+                    procs.close()
+                    bed.down()
         finally:
             procs.close()
 
