@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from yagna.netlab import plan
 from yagna.netlab.topology import Impairment, devnet_topology
@@ -130,3 +132,27 @@ def test_each_site_is_wired_to_the_bridge_with_its_address(site: str) -> None:
     if a.router_ns:
         assert plan.Op(("ip", "-n", a.node_ns, "route", "add", "default", "via", a.lan_gw or "")) in ops
         assert plan.Op(("ip", "netns", "exec", a.router_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")) in ops
+
+
+@given(providers=st.integers(1, 32), public=st.integers(1, 2), data=st.data())
+def test_any_devnet_topology_stays_inside_its_namespaces(providers: int, public: int, data: st.DataObject) -> None:
+    names = ["requestor"] + [f"provider-{i}" for i in range(1, providers + 1)]
+    nat = data.draw(st.dictionaries(st.sampled_from(names), st.sampled_from(["easy", "hard"])))
+    loss = data.draw(st.dictionaries(st.sampled_from(names + ["*"]), st.floats(0, 0.99)))
+    topo = devnet_topology("abcd01", providers, public_nodes=public, nat=nat, loss=loss,  # type: ignore[arg-type]
+                           delay_ms=data.draw(st.floats(0, 100)))
+    ours = set(topo.namespaces())
+    assert len(ours) == 1 + public + 2 * (providers + 1)
+    backend = data.draw(st.sampled_from(["netem", "nfqueue"]))
+    ops = plan.build_plan(topo) + plan.delay_plan(topo, backend) + plan.teardown_plan(topo.namespaces())
+    for op in ops:
+        assert _namespace_of(op) in ours, op
+        if op.argv[3:5] == ("link", "add"):
+            assert len(op.argv[5]) <= 15
+    addrs = topo.addresses()
+    assert len({a.wan_ip for a in addrs}) == len({a.node_ip for a in addrs}) == len(addrs)
+    for a in addrs:
+        kind = a.site.nat
+        rules = plan.edge_rules(a)
+        assert ("--random-fully" in rules) == (kind == "hard") and ("MASQUERADE" in rules) == (kind is not None)
+        assert ("statistic" in rules) == (a.site.link.loss > 0)
