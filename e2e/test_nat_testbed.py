@@ -245,6 +245,15 @@ def test_devnet_nat_up_status_link_down(tmp_path: Path) -> None:
         net.link("provider-1", "--loss", "0.05")
         status = json.loads(net.devnet("status", "--json").stdout)
         assert {s["name"]: s["link"]["loss"] for s in status}["provider-1"] == 0.05
+        net.link("provider-2", "--cut")
+        links = {s["name"]: s["link"] for s in json.loads(net.devnet("status", "--json").stdout)}
+        assert links["provider-2"]["cut"] and not links["provider-1"]["cut"]
+        rec = Testbed(net.root).load()
+        delay = rec is not None and rec.delay is not None  # netem or the user-space delay: 20 ms by default
+        assert links["provider-1"] == {"loss": 0.05, "delay_ms": 20.0 if delay else 0.0, "cut": False}
+        net.link("provider-2", "--heal", *(["--delay-ms", "5"] if delay else []))
+        links = {s["name"]: s["link"] for s in json.loads(net.devnet("status", "--json").stdout)}
+        assert links["provider-2"] == {"loss": 0.0, "delay_ms": 5.0 if delay else 0.0, "cut": False}
 
         pids = [n.pid for n in net.nodes.values()]
         prefix = net.prefix
