@@ -118,8 +118,9 @@ class Devnet:
                timeout: float = 90.0, px_interval: float = 2.0) -> tuple[list[DevnetNode], Built]:
         """The NAT testbed (Linux, root): namespaces first, then the public nodes, then the rest.
 
-        Ready when every node is connected to the bootstrap (``public-1``) and knows every
-        provider's offer. ``delay_ms`` ``None``: 20 ms one way per WAN link (40 ms RTT between
+        Ready when every node is connected to the bootstrap (``public-1``), knows whether it is
+        publicly reachable (with two public nodes), knows an address of every node that
+        advertises one, and knows every provider's offer. ``delay_ms`` ``None``: 20 ms one way per WAN link (40 ms RTT between
         sites) where the kernel has netem or NFQUEUE, none where it has neither; a number: exactly
         that, or an error without either.
         """
@@ -148,7 +149,7 @@ class Devnet:
             for node in nodes[1:]:
                 self._wait_started(node, deadline)
             self._save(nodes)
-            self._wait_ready(nodes, deadline, bootstrap=boot)
+            self._wait_ready(nodes, deadline, bootstrap=boot, reachability=public_nodes >= 2)
         except BaseException:
             self._stop(nodes, grace=5.0)
             self._save([])
@@ -227,7 +228,7 @@ class Devnet:
             time.sleep(0.05)
 
     def _wait_ready(self, nodes: list[DevnetNode], deadline: float,
-                    bootstrap: DevnetNode | None = None) -> None:
+                    bootstrap: DevnetNode | None = None, reachability: bool = False) -> None:
         """Ready: every node is connected to some node, knows every other one (an address to
         dial, directly or through a relay) and knows every provider's live offer. Not a full
         mesh: each node keeps only its target number of connections (yagna/net/mesh.py)."""
@@ -237,9 +238,10 @@ class Devnet:
         why: dict[str, str] = {}
         while pending:
             still = []
+            advertising = set() if bootstrap is None else _advertising(nodes)
             for node in pending:
                 problem = (_not_ready(node, ids, providers) if bootstrap is None
-                           else _not_ready_nat(node, bootstrap, providers))
+                           else _not_ready_nat(node, bootstrap, providers, advertising, reachability))
                 if problem:
                     why[node.name] = problem
                     still.append(node)
@@ -335,18 +337,39 @@ def _lacks_offers(node: DevnetNode, providers: set[str | None]) -> str | None:
     return None
 
 
-def _not_ready_nat(node: DevnetNode, bootstrap: DevnetNode, providers: set[str | None]) -> str | None:
-    """NAT testbed: why ``node`` is not ready yet (connected to the bootstrap, every offer known), or None.
-
-    Not "knows an address of every node": a node behind NAT has none to give but a relay's.
-    """
+def _not_ready_nat(node: DevnetNode, bootstrap: DevnetNode, providers: set[str | None],
+                   advertising: set[str | None], reachability: bool) -> str | None:
+    """NAT testbed: why ``node`` is not ready yet, or None. Ready: connected to the bootstrap,
+    its reachability decided (with two public nodes; one cannot decide it), an address known of
+    every node that advertises one (public nodes; nodes behind NAT once they have relay
+    addresses), and every provider's offer known."""
     if node is not bootstrap:
         peers = _api_get(node, "/net/peers")
         if not isinstance(peers, list):
             return "its API does not answer"
         if not any(p.get("node_id") == bootstrap.node_id and p.get("connected") for p in peers):
             return f"not connected to the bootstrap {bootstrap.name}"
+    if reachability:
+        status = _api_get(node, "/net/status")
+        if not isinstance(status, dict) or status.get("reachability", "unknown") == "unknown":
+            return "does not know yet whether it is publicly reachable"
+    known = _api_get(node, "/net/peers?all=true")
+    if not isinstance(known, list):
+        return "its API does not answer"
+    missing = advertising - {node.node_id} - {p["node_id"] for p in known if p.get("addrs")}
+    if missing:
+        return f"knows no address of {len(missing)} node(s) that advertise one"
     return _lacks_offers(node, providers)
+
+
+def _advertising(nodes: list[DevnetNode]) -> set[str | None]:
+    """Nodes that tell peers on the internet an address (``net status``'s ``advertised_addrs``)."""
+    out = set()
+    for node in nodes:
+        status = _api_get(node, "/net/status")
+        if isinstance(status, dict) and status.get("advertised_addrs"):
+            out.add(node.node_id)
+    return out
 
 
 def _api_get(node: DevnetNode, path: str) -> list | dict | None:  # type: ignore[type-arg]

@@ -67,7 +67,8 @@ def devnet() -> None:
                    "the kernel has neither].")
 @click.option("--timeout", type=float, default=None,
               help="Seconds to wait until ready [default 60; nat: 90]. Loopback: every node knows every other "
-                   "node and every offer; nat: every node is connected to public-1 and knows every offer.")
+                   "node and every offer; nat: every node is connected to public-1, knows its reachability "
+                   "(with 2 public nodes), an address of every node that advertises one, and every offer.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def devnet_up(providers: int, root: Path | None, topology: str, public_nodes: int, nat_kinds: tuple[str, ...],
               losses: tuple[str, ...], delay_ms: float | None, timeout: float | None, as_json: bool) -> None:
