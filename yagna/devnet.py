@@ -35,7 +35,7 @@ from yagna.netlab import testbed
 from yagna.netlab.errors import NetlabError
 from yagna.netlab.netns import run_in_netns
 from yagna.netlab.testbed import Built
-from yagna.netlab.topology import Impairment, NatKind, SiteAddrs, Topology, devnet_topology, new_tag
+from yagna.netlab.topology import Impairment, SiteAddrs, Topology, devnet_topology, new_tag
 
 NAT_PORT = 4001
 """The libp2p port of every node on the NAT testbed (each has its own namespace, so all can use it)."""
@@ -113,7 +113,7 @@ class Devnet:
             raise
         return nodes
 
-    def up_nat(self, providers: int, *, public_nodes: int = 2, nat: dict[str, NatKind] | None = None,
+    def up_nat(self, providers: int, *, public_nodes: int = 2, nat: dict[str, str] | None = None,
                loss: dict[str, float] | None = None, delay_ms: float | None = None,
                timeout: float = 90.0, px_interval: float = 2.0) -> tuple[list[DevnetNode], Built]:
         """The NAT testbed (Linux, root): namespaces first, then the public nodes, then the rest.
@@ -144,7 +144,8 @@ class Devnet:
             self._wait_started(boot, deadline)
             boot_addr = [f"/ip4/{boot_site.node_ip}/tcp/{NAT_PORT}/p2p/{boot.node_id}"]
             for a in sites[1:]:
-                role = "public" if a.site.public else ("requestor" if a.site.name == "requestor" else "provider")
+                name = a.site.name
+                role = "public" if name.startswith("public-") else ("requestor" if name == "requestor" else "provider")
                 self._spawn(nodes, a.site.name, role, boot_addr, px_interval, site=a)
             for node in nodes[1:]:
                 self._wait_started(node, deadline)

@@ -97,3 +97,11 @@ def test_record_round_trip_and_link_change() -> None:
         Topology.from_json({"tag": "abcd01", "sites": [{"name": "a", "nat": "weird"}]})
     with pytest.raises(TopologyError):
         Topology.from_json({"sites": []})
+
+
+def test_a_site_can_be_public() -> None:
+    topo = devnet_topology("abcd01", 2, nat={"provider-1": "public", "requestor": "hard"})
+    assert [(s.name, s.nat) for s in topo.sites] == [
+        ("public-1", None), ("public-2", None), ("requestor", "hard"), ("provider-1", None), ("provider-2", "hard")]
+    p1 = topo.site("provider-1")
+    assert p1.router_ns is None and p1.node_ip == p1.wan_ip and p1.edge_ns == p1.node_ns

@@ -55,10 +55,11 @@ def devnet() -> None:
                    "on an internet segment, the requestor and each provider behind its own NAT (docs/testbed.md).")
 @click.option("--public-nodes", type=click.IntRange(1, 2), default=2, show_default=True,
               help="nat: public nodes on the internet segment (public-1 is everyone's bootstrap).")
-@click.option("--nat", "nat_kinds", multiple=True, metavar="SITE=easy|hard",
+@click.option("--nat", "nat_kinds", multiple=True, metavar="SITE=easy|hard|public",
               help="nat: a site's NAT kind, e.g. provider-1=hard (repeatable) [default: requestor easy, "
                    "providers alternate easy, hard, ...]. easy: port-preserving MASQUERADE (hole punching "
-                   "traverses it); hard: MASQUERADE --random-fully (it cannot).")
+                   "traverses it); hard: MASQUERADE --random-fully (it cannot); public: no NAT, the node "
+                   "is on the internet segment.")
 @click.option("--loss", "losses", multiple=True, metavar="[SITE=]P",
               help="nat: drop probability per direction on a site's WAN link, e.g. 0.05 (every site) or "
                    "provider-2=0.1 (repeatable) [default 0].")
@@ -92,9 +93,9 @@ def devnet_up(providers: int, root: Path | None, topology: str, public_nodes: in
         return
     nat = _site_values(nat_kinds, "--nat", str)
     if "*" in nat:
-        raise click.BadParameter("give the site: SITE=easy|hard", param_hint="--nat")
+        raise click.BadParameter("give the site: SITE=easy|hard|public", param_hint="--nat")
     loss = _site_values(losses, "--loss", float)
-    nodes, built = net.up_nat(providers, public_nodes=public_nodes, nat=nat, loss=loss,  # type: ignore[arg-type]
+    nodes, built = net.up_nat(providers, public_nodes=public_nodes, nat=nat, loss=loss,
                               delay_ms=delay_ms, timeout=90.0 if timeout is None else timeout)
     out = [
         {"role": n.role, "name": n.name, "node_id": n.node_id, "data_dir": n.data_dir, "api_url": n.api_url,

@@ -192,6 +192,10 @@ class Topology:
             raise TopologyError(f"bad topology record: {exc!r}") from None
 
 
+PUBLIC = "public"
+"""``devnet_topology``'s word for a site without NAT (on the internet segment)."""
+
+
 def _nat(value: object) -> NatKind | None:
     if value is None:
         return None
@@ -201,15 +205,17 @@ def _nat(value: object) -> NatKind | None:
 
 
 def devnet_topology(tag: str, providers: int, *, public_nodes: int = 2,
-                    nat: dict[str, NatKind] | None = None, loss: dict[str, float] | None = None,
+                    nat: dict[str, str] | None = None, loss: dict[str, float] | None = None,
                     delay_ms: float = 0.0) -> Topology:
     """The devnet's layout: ``public-1`` (the bootstrap) and ``public-2`` (a second public node)
     on the internet; ``requestor`` and ``provider-<i>`` each behind its own NAT.
 
     NAT kinds default to ``easy`` for the requestor and alternate ``easy``/``hard`` for the
     providers (provider-1 easy, provider-2 hard, ...), so a testbed with two providers has one NAT
-    hole punching can traverse and one it cannot. ``loss`` maps a site name (or ``*`` for every
-    site) to a drop probability per direction on its WAN link; ``delay_ms`` is one way, per link.
+    hole punching can traverse and one it cannot. ``nat`` chooses per site: ``easy``, ``hard``, or
+    ``public`` (no NAT: the site is on the internet segment). ``loss`` maps a site name (or ``*``
+    for every site) to a drop probability per direction on its WAN link; ``delay_ms`` is one way,
+    per link.
     """
     if providers < 1:
         raise TopologyError("a NAT testbed needs at least one provider")
@@ -225,16 +231,16 @@ def devnet_topology(tag: str, providers: int, *, public_nodes: int = 2,
     for name, given in nat.items():
         if name.startswith("public-"):
             raise TopologyError(f"{name} is public: it has no NAT")
-        _nat(given)
+        if given != PUBLIC:
+            _nat(given)
     sites = []
     for name in names:
         if name.startswith("public-"):
             kind: NatKind | None = None
-        elif name == "requestor":
-            kind = nat.get(name, "easy")
         else:
-            i = int(name.rsplit("-", 1)[1])
-            kind = nat.get(name, "easy" if i % 2 else "hard")
+            i = int(name.rsplit("-", 1)[1]) if name != "requestor" else 1
+            given = nat.get(name, "easy" if i % 2 else "hard")
+            kind = None if given == PUBLIC else _nat(given)
         link = Impairment(loss=loss.get(name, loss.get("*", 0.0)), delay_ms=delay_ms)
         sites.append(Site(name, kind, link))
     return Topology(tag, tuple(sites))
