@@ -1,0 +1,382 @@
+"""The offer-propagation scenario: providers publish signed offers; who learns each, and when.
+
+Every node follows one subnet's offer topic. ``providers`` nodes each publish
+one offer (a daemon's real default offer: :func:`market.presets.offer_properties`,
+signed with an ed25519 key derived from the seed) at a random moment in the
+first ``publish_window`` seconds.
+
+*Real* nodes (``real`` of them, chosen at random; providers first when they
+fit) run the daemon's :class:`~yagna.market_service.offers.OfferDirectory`
+unchanged over the simulated ports: topic validator (signature, network,
+expiry, subnet), the offer book's caps and per-provider token bucket,
+per-forwarder admission, catch-up at connect (``/yagna/market/offers/1.0.0``,
+paged), and whatever periodic repair the directory runs. *Light* nodes run
+the same gossip layer (seen cache, forwarding) and keep one bit per offer: an
+offer is accepted if it verified once at set-up (every offer here is valid
+and each provider publishes one, so no cap or rate limit can refuse it), and
+on reconnecting a light node pulls its neighbours' offers after one round trip
+(the catch-up at connect, one request per neighbour, lost with ``loss``).
+
+Churn: ``churn`` of the non-provider nodes go down at a random moment in the
+publish window and come back between ``rejoin_at`` and ``rejoin_at`` + 5 s.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import hashlib
+import math
+import random
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+
+import trio
+import trio.testing
+
+from market.offers import verify_offer
+from market.presets import OFFER_CONSTRAINTS, Preset, offer_properties
+from market.offers import make_offer
+from yagna.core.envelope import content_id
+from yagna.core.identity import NodeKey
+from yagna.market_service.offers import SYNC, SYNC_PAGE_BYTES, SYNC_PAGE_MAX, OfferDirectory, offers_topic
+
+from .network import RR_OVERHEAD, SimNetwork, chance
+
+NETWORK_ID = "netsim"
+SUBNET = "public"
+EPOCH_MS = 1_800_000_000_000
+"""Wall-clock ms at virtual time 0 (offers are created then and live 30 minutes)."""
+OFFER_TTL_MS = 30 * 60 * 1000
+HIST_BIN_S = 0.001
+HIST_MAX_S = 120.0
+"""Arrivals later than this land in the last bin (a run's --duration is at most this)."""
+
+
+@dataclass
+class Config:
+    nodes: int = 1000
+    degree: int = 8
+    providers: int = 100
+    real: int = 100
+    loss: float = 0.0
+    churn: float = 0.0
+    seed: int = 1
+    latency_ms: tuple[float, float] = (5.0, 80.0)
+    publish_window: float = 1.0
+    rejoin_at: float = 20.0
+    duration: float = 60.0
+    ideal_sample: int = 32
+
+
+@dataclass
+class Result:
+    config: Config
+    wall_s: float = 0.0
+    setup_wall_s: float = 0.0
+    events: int = 0
+    hist: array = field(default_factory=lambda: array("I"))
+    ideal: list[float] = field(default_factory=list)
+    ideal_all_known_s: float = math.nan
+    pairs_expected: int = 0
+    missing_settled: int = 0
+    missing_settled_real: int = 0
+    settled_at: float = math.nan
+    missing_end: int = 0
+    missing_end_real: int = 0
+    pairs_expected_real: int = 0
+    all_known_at: float = math.nan
+    last_arrival_at: float = math.nan
+    gossip_sent: list[int] = field(default_factory=list)
+    gossip_bytes: list[int] = field(default_factory=list)
+    rr_sent: list[int] = field(default_factory=list)
+    rr_bytes: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    lost: int = 0
+    rss_base: int = 0
+    rss_net: int = 0
+    rss_end: int = 0
+    light_node_bytes: float = 0.0
+    real_node_bytes: int = 0
+    real_count: int = 0
+    synced_real: int = 0
+    offer_size: int = 0
+    repair_s: float = math.nan
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def provider_key(seed: int, i: int) -> NodeKey:
+    return NodeKey.from_seed(hashlib.sha256(f"netsim/{seed}/{i}".encode()).digest())
+
+
+def deep_size(root: object, stop: tuple[type, ...]) -> int:
+    """Bytes of every object reachable from ``root`` (not through ``stop`` types, modules, classes or functions)."""
+    seen: set[int] = set()
+    todo = [root]
+    total = 0
+    skip = (type, type(sys), type(deep_size), type(len)) + stop
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        todo.extend(gc.get_referents(obj))
+    return total
+
+
+class OfferSim:
+    """One run of the scenario (build with :meth:`build`, then ``trio.run(sim.main, clock=MockClock(...))``)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.result = Result(cfg)
+
+    # -- set-up (outside trio: pure CPU) ----------------------------------------------------
+    def build(self) -> None:
+        cfg = self.cfg
+        r = self.result
+        t = time.perf_counter()
+        r.rss_base = rss_bytes()
+        lo, hi = cfg.latency_ms
+        self.net = net = SimNetwork(cfg.nodes, degree=cfg.degree, seed=cfg.seed, loss=cfg.loss,
+                                    latency_s=(lo / 1000, hi / 1000))
+        rng = random.Random(cfg.seed * 7919 + 1)
+        n = cfg.nodes
+        self.providers = sorted(rng.sample(range(n), min(cfg.providers, n)))
+        others = [i for i in range(n) if i not in set(self.providers)]
+        real_n = min(cfg.real, n)
+        pick = rng.sample(self.providers, min(real_n, len(self.providers)))
+        pick += rng.sample(others, real_n - len(pick))
+        self.real_ids = sorted(pick)
+        self.churners = sorted(rng.sample(others, int(round(cfg.churn * len(others))))) if cfg.churn else []
+        # offers: one per provider, signed once here, verified once (light nodes reuse the verdict)
+        p = len(self.providers)
+        self.raw: list[bytes] = []
+        self.offer_ids: list[str] = []
+        self.offer_index: dict[str, int] = {}
+        for k, node in enumerate(self.providers):
+            key = provider_key(cfg.seed, node)
+            raw = make_offer(key, network_id=NETWORK_ID, subnet=SUBNET,
+                             properties=offer_properties(Preset("default"), node_name=f"sim-{node}"),
+                             constraints=OFFER_CONSTRAINTS, created_at_ms=EPOCH_MS,
+                             expires_at_ms=EPOCH_MS + OFFER_TTL_MS)
+            verify_offer(raw, network_id=NETWORK_ID, now_ms=EPOCH_MS)
+            self.raw.append(raw)
+            oid = content_id(raw)
+            self.offer_ids.append(oid)
+            self.offer_index[oid] = k
+        r.offer_size = len(self.raw[0]) if self.raw else 0
+        self.sorted_offers = sorted(range(p), key=lambda k: self.offer_ids[k])
+        self.offer_of_msg: dict[int, int] = {}
+        self.published_at = array("d", [math.nan]) * p
+        self.held = [bytearray((p + 7) // 8) for _ in range(n)]
+        self.known = array("I", bytes(4 * n))
+        self.hist = array("I", bytes(4 * int(HIST_MAX_S / HIST_BIN_S)))
+        self.last_arrival = 0.0
+        net.light_accept = self._light_accept
+        net.light_rr[SYNC.name] = self._light_serve_sync
+        net.on_rejoin.append(self._on_rejoin)
+        r.rss_net = rss_bytes() - sys.getsizeof(self.hist)  # the histogram is the bench's, not the nodes'
+        # the ideal: shortest-path latency from a sample of providers, every node up, no loss
+        sample = rng.sample(range(p), min(cfg.ideal_sample, p))
+        worst = 0.0
+        for k in sample:
+            dist = net.ideal_times(self.providers[k])
+            finite = [d for i, d in enumerate(dist) if i != self.providers[k] and d < math.inf]
+            r.ideal.extend(finite)
+            worst = max(worst, max(finite, default=0.0))
+        r.ideal_all_known_s = worst
+        r.setup_wall_s = time.perf_counter() - t
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _record(self, node: int, k: int) -> None:
+        held = self.held[node]
+        byte, bit = k >> 3, 1 << (k & 7)
+        if held[byte] & bit:
+            return
+        held[byte] |= bit
+        self.known[node] += 1
+        now = trio.current_time()
+        self.last_arrival = now
+        at = self.published_at[k]
+        if node != self.providers[k] and at == at:
+            b = int((now - at) / HIST_BIN_S)
+            self.hist[min(b, len(self.hist) - 1)] += 1
+
+    def _holds(self, node: int, k: int) -> bool:
+        return bool(self.held[node][k >> 3] & (1 << (k & 7)))
+
+    def _light_accept(self, node: int, msg: int, sender: int) -> bool:
+        k = self.offer_of_msg.get(msg)
+        if k is None:
+            return False
+        self._record(node, k)
+        return True
+
+    async def _light_serve_sync(self, node: int, peer: str, payload: object) -> object:
+        """A light node answers a catch-up request as OfferDirectory._serve_sync does (pages by offer id)."""
+        assert isinstance(payload, dict)
+        after = payload.get("after", "")
+        limit = min(int(payload.get("limit", SYNC_PAGE_MAX)), SYNC_PAGE_MAX)
+        held = [k for k in self.sorted_offers if self._holds(node, k) and self.offer_ids[k] > after]
+        page: list[bytes] = []
+        size = 0
+        for k in held:
+            if len(page) >= limit or size + len(self.raw[k]) > SYNC_PAGE_BYTES:
+                break
+            page.append(self.raw[k])
+            size += len(self.raw[k])
+        more = len(page) < len(held)
+        return {"offers": page, "next": self.offer_ids[held[len(page) - 1]] if more and page else None}
+
+    def _on_rejoin(self, node: int) -> None:
+        if node in self.real_nodes:
+            return  # the real directory's on_connect listener does its own catch-up
+        net = self.net
+        for b in net.live_neighbours(node):
+            if net.loss and chance(net.seed, node, b, -1_000_000) < net.loss:
+                continue  # request or reply lost: this catch-up times out
+            net.schedule(2 * net.latency(node, b), self._light_sync, node, b)
+
+    def _light_sync(self, node: int, peer: int) -> None:
+        net = self.net
+        if not net.up[node] or not net.up[peer]:
+            return
+        got = 0
+        real = self.real_nodes.get(peer)
+        for k in range(len(self.raw)):
+            if real is not None:
+                has = self.offer_ids[k] in real.book
+            else:
+                has = self._holds(peer, k)
+            if has:
+                got += 1
+                self._record(node, k)
+        net.rr_sent[node] += 1
+        net.rr_bytes[node] += 80 + RR_OVERHEAD
+        net.rr_sent[peer] += 1
+        net.rr_bytes[peer] += got * (len(self.raw[0]) if self.raw else 0) + RR_OVERHEAD
+
+    def missing(self, nodes: list[int] | range) -> tuple[int, int]:
+        """(pairs missing, pairs expected) over the live ``nodes``."""
+        p = len(self.raw)
+        up = self.net.up
+        live = [i for i in nodes if up[i]]
+        return sum(p - self.known[i] for i in live), p * len(live)
+
+    # -- the run (inside trio) ---------------------------------------------------------------
+    async def main(self) -> None:
+        cfg, net, r = self.cfg, self.net, self.result
+        t_wall = time.perf_counter()
+        self.real_nodes: dict[int, OfferDirectory] = {}
+        topic = offers_topic(NETWORK_ID, SUBNET)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(net.run)
+            for i in self.real_ids:
+                sim = net.make_real(i)
+                d = OfferDirectory(network_id=NETWORK_ID, gossip=sim.gossip, rr=sim.rr, peers=sim.peers, me=sim.node_id,
+                                   clock_ms=lambda: EPOCH_MS + int(trio.current_time() * 1000))
+                d.on_offer(lambda offer, source, i=i: self._record(i, self.offer_index[offer.offer_id]))
+                self.real_nodes[i] = d
+                await nursery.start(sim.peers.run)
+                await nursery.start(d.run)
+            for d in self.real_nodes.values():
+                await d.join(SUBNET)
+            start = trio.current_time()
+            rng = random.Random(cfg.seed * 104729 + 3)
+            events: list[tuple[float, int, int]] = []  # (at, kind, node): 0 down, 1 publish, 2 up
+            for k, node in enumerate(self.providers):
+                events.append((start + rng.uniform(0, cfg.publish_window), 1, k))
+            for node in self.churners:
+                events.append((start + rng.uniform(0, cfg.publish_window), 0, node))
+                events.append((start + cfg.rejoin_at + rng.uniform(0, 5.0), 2, node))
+            events.sort()
+            settle_checked = False
+            for at, kind, who in events:
+                if kind == 2 and not settle_checked:
+                    await self._settle(start)
+                    settle_checked = True
+                await trio.sleep_until(at)
+                if kind == 0:
+                    net.go_down(who)
+                elif kind == 2:
+                    net.come_up(who)
+                else:
+                    node = self.providers[who]
+                    self.published_at[who] = trio.current_time()
+                    d = self.real_nodes.get(node)
+                    if d is not None:
+                        before = len(net.messages)
+                        await d.publish(SUBNET, self.raw[who])
+                        if len(net.messages) > before:
+                            self.offer_of_msg[before] = who
+                    else:
+                        self._record(node, who)
+                        msg = net.new_message(topic, self.raw[who], node)
+                        self.offer_of_msg[msg] = who
+                        net.mark_seen(node, msg)
+                        if net.up[node]:
+                            net.forward(node, msg, -1)
+            if not settle_checked:
+                await self._settle(start)
+            # after the last event: run to the end, noting when the last missing pair was filled
+            end = start + cfg.duration
+            while trio.current_time() < end:
+                await trio.sleep(min(0.5, end - trio.current_time()))
+                if self.missing(range(cfg.nodes))[0] == 0 and r.all_known_at != r.all_known_at:
+                    r.all_known_at = self.last_arrival - start
+            r.missing_end, r.pairs_expected = self.missing(range(cfg.nodes))
+            r.missing_end_real, r.pairs_expected_real = self.missing(self.real_ids)
+            r.last_arrival_at = self.last_arrival - start
+            if r.missing_settled and r.missing_end == 0:
+                r.repair_s = self.last_arrival - (start + r.settled_at)
+            nursery.cancel_scope.cancel()
+        r.wall_s = time.perf_counter() - t_wall
+        r.events = net.events
+        r.hist = self.hist
+        r.gossip_sent = list(net.gossip_sent)
+        r.gossip_bytes = list(net.gossip_bytes)
+        r.rr_sent = list(net.rr_sent)
+        r.rr_bytes = list(net.rr_bytes)
+        r.duplicates = net.duplicates
+        r.lost = net.lost
+        r.real_count = len(self.real_nodes)
+        r.synced_real = sum(d.stats.synced for d in self.real_nodes.values())
+        r.rss_end = rss_bytes() - sys.getsizeof(self.hist)
+        p = len(self.raw)
+        r.light_node_bytes = (sys.getsizeof(self.held[0]) + sys.getsizeof(net.seen[0]) + sys.getsizeof(net.adj[0])
+                              + sys.getsizeof(net.lats[0]) + 4 + 8 + 4 + 8 + 4 + 1 + 2 * 8 * 4)
+        if self.real_nodes:
+            first = self.real_nodes[self.real_ids[0]]
+            r.real_node_bytes = deep_size(first, (SimNetwork, OfferSim, trio.Nursery, trio.lowlevel.Task, logging.Logger,
+                                                     logging.Manager, logging.Handler))
+        _ = p
+
+    async def _settle(self, start: float) -> None:
+        """Wait until no gossip copy is in flight; note what is missing then."""
+        r = self.result
+        while not self.net.idle():
+            await trio.sleep(0.05)
+        r.settled_at = self.last_arrival - start
+        r.missing_settled, _ = self.missing(range(self.cfg.nodes))
+        r.missing_settled_real, _ = self.missing(self.real_ids)
+
+
+def run(cfg: Config) -> Result:
+    sim = OfferSim(cfg)
+    sim.build()
+    trio.run(sim.main, clock=trio.testing.MockClock(autojump_threshold=0))
+    return sim.result
