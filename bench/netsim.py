@@ -74,7 +74,7 @@ def report(r: Result) -> None:
          r.ideal_all_known_s + c.publish_window],
     ]
     print(table(["what", "measured", "ideal"], rows))
-    print("\n## Loss and repair ((node, offer) pairs missing at live nodes)")
+    print("\n## Loss and repair ((node, offer) pairs missing, nodes up or down)")
     pe, pr = r.pairs_expected, r.pairs_expected_real
     print(table(["when", "all nodes", "of pairs", "real sample", "of pairs"], [
         [f"gossip settled (last copy delivered, t={r.settled_at:.2f} s)", r.missing_settled, pe,

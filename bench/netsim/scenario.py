@@ -271,11 +271,10 @@ class OfferSim:
         net.rr_bytes[peer] += got * (len(self.raw[0]) if self.raw else 0) + RR_OVERHEAD
 
     def missing(self, nodes: list[int] | range) -> tuple[int, int]:
-        """(pairs missing, pairs expected) over the live ``nodes``."""
+        """(pairs missing, pairs expected) over ``nodes``, up or down (every churned node comes back)."""
         p = len(self.raw)
-        up = self.net.up
-        live = [i for i in nodes if up[i]]
-        return sum(p - self.known[i] for i in live), p * len(live)
+        nodes = list(nodes)
+        return sum(p - self.known[i] for i in nodes), p * len(nodes)
 
     # -- the run (inside trio) ---------------------------------------------------------------
     async def main(self) -> None:
