@@ -60,9 +60,9 @@ def report(r: Result) -> None:
     ms = 1000.0
     print("\n## Parameters")
     print(table(["nodes", "degree", "providers (offers)", "real nodes", "latency ms (one way)", "loss", "churn",
-                 "seed", "virtual s"],
+                 "seed", "virtual s", "light repair s"],
                 [[c.nodes, c.degree, c.providers, r.real_count, f"{c.latency_ms[0]:g}-{c.latency_ms[1]:g}", c.loss,
-                  c.churn, c.seed, c.duration]]))
+                  c.churn, c.seed, c.duration, c.repair_interval or "off"]]))
     print(f"\n## Offer propagation: publish -> known, per (node, offer) pair, ms "
           f"(ideal: shortest-path latency over the same mesh, {min(c.ideal_sample, c.providers)} sampled offers)")
     rows = [
@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", default="5,80", help="one-way link latency range, uniform: LOW,HIGH")
     parser.add_argument("--publish-window", type=float, default=1.0, help="providers publish at random within this many s")
     parser.add_argument("--duration", type=float, default=60.0, help="virtual seconds simulated")
+    parser.add_argument("--repair-interval", type=float, default=0.0,
+                        help="light nodes' modelled anti-entropy period in s (0: off, like a daemon without it)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
@@ -140,7 +142,8 @@ def main() -> None:
     print(f"# netsim: {machine()}, load average {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     cfg = Config(nodes=args.nodes, degree=args.degree, providers=args.providers, real=args.real, loss=args.loss,
                  churn=args.churn, seed=args.seed, latency_ms=(low, high), publish_window=args.publish_window,
-                 rejoin_at=args.rejoin_at, duration=args.duration)
+                 rejoin_at=args.rejoin_at, duration=args.duration,
+                 repair_interval=args.repair_interval)
     report(run(cfg))
     print(f"load average now {os.getloadavg()[0]:.2f}")
 

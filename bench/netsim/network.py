@@ -107,6 +107,7 @@ class SimNetwork:
         self._buckets: dict[int, list[tuple[Callable[..., None], tuple[object, ...]]]] = {}
         self._wake = trio.Event()
         self.events = 0
+        self.in_flight = 0
 
     # -- nodes -------------------------------------------------------------------------
     def make_real(self, i: int) -> SimNode:
@@ -176,8 +177,8 @@ class SimNetwork:
                 await self._wake.wait()
 
     def idle(self) -> bool:
-        """No gossip or other scheduled event in flight."""
-        return not self._ticks
+        """No gossip copy in flight (timers such as periodic repair may still be scheduled)."""
+        return self.in_flight == 0
 
     # -- gossip ------------------------------------------------------------------------
     def new_message(self, topic: str, data: bytes, origin: int) -> int:
@@ -213,11 +214,13 @@ class SimNetwork:
             if loss and chance(seed, node, b, msg) < loss:
                 self.lost += 1
                 continue
+            self.in_flight += 1
             self.schedule(lat, self._arrive, b, msg, node)
         self.gossip_sent[node] += sent
         self.gossip_bytes[node] += sent * size
 
     def _arrive(self, node: int, msg: int, sender: int) -> None:
+        self.in_flight -= 1
         if not self.up[node]:
             return
         if not self.mark_seen(node, msg):

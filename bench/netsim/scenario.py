@@ -69,6 +69,9 @@ class Config:
     rejoin_at: float = 20.0
     duration: float = 60.0
     ideal_sample: int = 32
+    repair_interval: float = 0.0
+    """Light nodes' modelled anti-entropy: every this many s, one digest exchange with a random live
+    neighbour, pulling the offers it has and we lack (0: off, as in the daemon without anti-entropy)."""
 
 
 @dataclass
@@ -270,6 +273,37 @@ class OfferSim:
         net.rr_sent[peer] += 1
         net.rr_bytes[peer] += got * (len(self.raw[0]) if self.raw else 0) + RR_OVERHEAD
 
+    def _repair_tick(self, node: int, round_: int) -> None:
+        """Modelled anti-entropy at a light node: digest to one random live neighbour, missing offers back."""
+        net = self.net
+        interval = self.cfg.repair_interval
+        net.schedule(interval, self._repair_tick, node, round_ + 1)
+        live = net.live_neighbours(node)
+        if not live:
+            return
+        peer = live[int(chance(net.seed, node, round_, -3_000_000) * len(live))]
+        net.rr_sent[node] += 1
+        net.rr_bytes[node] += 32 + 8 + RR_OVERHEAD  # a digest of the offer set and its size
+        if net.loss and chance(net.seed, node, peer, -2_000_000 - round_) < net.loss:
+            return  # request or reply lost: nothing this round
+        net.schedule(2 * net.latency(node, peer), self._repair_pull, node, peer)
+
+    def _repair_pull(self, node: int, peer: int) -> None:
+        net = self.net
+        if not net.up[node] or not net.up[peer]:
+            return
+        mine, theirs = self.held[node], self.held[peer]
+        got = 0
+        for byte, (a, b) in enumerate(zip(mine, theirs)):
+            new = b & ~a
+            while new:
+                low = new & -new
+                self._record(node, byte * 8 + low.bit_length() - 1)
+                new ^= low
+                got += 1
+        net.rr_sent[peer] += 1
+        net.rr_bytes[peer] += got * (len(self.raw[0]) if self.raw else 0) + RR_OVERHEAD
+
     def missing(self, nodes: list[int] | range) -> tuple[int, int]:
         """(pairs missing, pairs expected) over ``nodes``, up or down (every churned node comes back)."""
         p = len(self.raw)
@@ -294,6 +328,11 @@ class OfferSim:
                 await nursery.start(d.run)
             for d in self.real_nodes.values():
                 await d.join(SUBNET)
+            if cfg.repair_interval > 0:
+                phase = random.Random(cfg.seed * 31 + 5)
+                for i in range(cfg.nodes):
+                    if i not in self.real_nodes:
+                        net.schedule(phase.uniform(0, cfg.repair_interval), self._repair_tick, i, 0)
             start = trio.current_time()
             rng = random.Random(cfg.seed * 104729 + 3)
             events: list[tuple[float, int, int]] = []  # (at, kind, node): 0 down, 1 publish, 2 up
