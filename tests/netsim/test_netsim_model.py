@@ -183,3 +183,13 @@ def test_churned_nodes_catch_up_when_they_come_back() -> None:
     assert r.missing_settled > 0  # the nodes that were down missed the gossip ...
     assert r.missing_end == 0  # ... and the catch-up at connect (real code on the real sample) filled it in
     assert r.synced_real > 0
+
+
+def test_without_repair_loss_persists_and_modelled_anti_entropy_fills_it() -> None:
+    cfg = dict(nodes=120, degree=3, providers=30, real=0, loss=0.35, duration=60.0, seed=3)
+    plain = run(Config(**cfg))  # type: ignore[arg-type]
+    assert plain.missing_settled > 0 and plain.missing_end == plain.missing_settled
+    repaired = run(Config(repair_interval=1.0, **cfg))  # type: ignore[arg-type]
+    assert repaired.lost == plain.lost  # the same copies lost (same seed) ...
+    assert 0 < repaired.missing_settled <= plain.missing_settled  # ... some pulled in while gossip still ran ...
+    assert repaired.missing_end == 0 and repaired.repair_s > 0  # ... and the rest after it settled
