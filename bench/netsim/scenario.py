@@ -5,8 +5,7 @@ one offer (a daemon's real default offer: :func:`market.presets.offer_properties
 signed with an ed25519 key derived from the seed) at a random moment in the
 first ``publish_window`` seconds.
 
-*Real* nodes (``real`` of them, chosen at random; providers first when they
-fit) run the daemon's :class:`~yagna.market_service.offers.OfferDirectory`
+*Real* nodes (``real`` of them, chosen at random among all nodes) run the daemon's :class:`~yagna.market_service.offers.OfferDirectory`
 unchanged over the simulated ports: topic validator (signature, network,
 expiry, subnet), the offer book's caps and per-provider token bucket,
 per-forwarder admission, catch-up at connect (``/yagna/market/offers/1.0.0``,
@@ -160,10 +159,7 @@ class OfferSim:
         n = cfg.nodes
         self.providers = sorted(rng.sample(range(n), min(cfg.providers, n)))
         others = [i for i in range(n) if i not in set(self.providers)]
-        real_n = min(cfg.real, n)
-        pick = rng.sample(self.providers, min(real_n, len(self.providers)))
-        pick += rng.sample(others, real_n - len(pick))
-        self.real_ids = sorted(pick)
+        self.real_ids = sorted(rng.sample(range(n), min(cfg.real, n)))
         self.churners = sorted(rng.sample(others, int(round(cfg.churn * len(others))))) if cfg.churn else []
         # offers: one per provider, signed once here, verified once (light nodes reuse the verdict)
         p = len(self.providers)
