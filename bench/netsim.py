@@ -82,6 +82,9 @@ def report(r: Result) -> None:
         [f"end of run (t={c.duration:g} s)", r.missing_end, pe, r.missing_end_real, pr],
         ["repair: settled -> nothing missing (s)", r.repair_s if r.repair_s == r.repair_s else
          ("-" if not r.missing_settled else "not repaired"), "", "", ""],
+        [f"light nodes only: missing at end (t={c.duration:g} s)", r.light_missing_end, "", "", ""],
+        ["light nodes only: settled -> none missing (s)", r.light_repair_s if r.light_repair_s == r.light_repair_s
+         else ("-" if not r.missing_settled else "not repaired"), "", "", ""],
     ]))
     n = max(1, c.nodes)
     print(f"\n## Traffic per node (whole run; {c.providers} offers of {r.offer_size} bytes; "

@@ -106,6 +106,9 @@ class Result:
     synced_real: int = 0
     offer_size: int = 0
     repair_s: float = math.nan
+    light_missing_end: int = 0
+    light_repair_s: float = math.nan
+    """Gossip settled -> no light node misses an offer (the modelled anti-entropy's repair time)."""
 
 
 def rss_bytes() -> int:
@@ -160,6 +163,8 @@ class OfferSim:
         self.providers = sorted(rng.sample(range(n), min(cfg.providers, n)))
         others = [i for i in range(n) if i not in set(self.providers)]
         self.real_ids = sorted(rng.sample(range(n), min(cfg.real, n)))
+        real_set = set(self.real_ids)
+        self.light_ids = [i for i in range(n) if i not in real_set]
         self.churners = sorted(rng.sample(others, int(round(cfg.churn * len(others))))) if cfg.churn else []
         # offers: one per provider, signed once here, verified once (light nodes reuse the verdict)
         p = len(self.providers)
@@ -185,6 +190,10 @@ class OfferSim:
         self.known = array("I", bytes(4 * n))
         self.hist = array("I", bytes(4 * int(HIST_MAX_S / HIST_BIN_S)))
         self.last_arrival = 0.0
+        self.light_last_arrival = 0.0
+        self.is_real = bytearray(n)
+        for i in self.real_ids:
+            self.is_real[i] = 1
         net.light_accept = self._light_accept
         net.light_rr[SYNC.name] = self._light_serve_sync
         net.on_rejoin.append(self._on_rejoin)
@@ -210,6 +219,8 @@ class OfferSim:
         self.known[node] += 1
         now = trio.current_time()
         self.last_arrival = now
+        if not self.is_real[node]:
+            self.light_last_arrival = now
         at = self.published_at[k]
         if node != self.providers[k] and at == at:
             b = int((now - at) / HIST_BIN_S)
@@ -372,9 +383,12 @@ class OfferSim:
                 await trio.sleep(min(0.5, end - trio.current_time()))
                 if self.missing(range(cfg.nodes))[0] == 0 and r.all_known_at != r.all_known_at:
                     r.all_known_at = self.last_arrival - start
+                if r.light_repair_s != r.light_repair_s and r.missing_settled and not self.missing(self.light_ids)[0]:
+                    r.light_repair_s = self.light_last_arrival - (start + r.settled_at)
             r.missing_end, r.pairs_expected = self.missing(range(cfg.nodes))
             r.missing_end_real, r.pairs_expected_real = self.missing(self.real_ids)
             r.last_arrival_at = self.last_arrival - start
+            r.light_missing_end = self.missing(self.light_ids)[0]
             if r.missing_settled and r.missing_end == 0:
                 r.repair_s = self.last_arrival - (start + r.settled_at)
             nursery.cancel_scope.cancel()
