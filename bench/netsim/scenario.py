@@ -30,12 +30,13 @@ import random
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 import trio.testing
 
-from market.offers import verify_offer
+from market.offers import SignedOffer, verify_offer
 from market.presets import OFFER_CONSTRAINTS, Preset, offer_properties
 from market.offers import make_offer
 from yagna.core.envelope import content_id
@@ -226,6 +227,12 @@ class OfferSim:
             b = int((now - at) / HIST_BIN_S)
             self.hist[min(b, len(self.hist) - 1)] += 1
 
+    def _listener(self, node: int) -> Callable[[SignedOffer, str], None]:
+        """The real directory's on_offer listener at ``node``: count the offer as known there."""
+        def taken(offer: SignedOffer, source: str) -> None:
+            self._record(node, self.offer_index[offer.offer_id])
+        return taken
+
     def _holds(self, node: int, k: int) -> bool:
         return bool(self.held[node][k >> 3] & (1 << (k & 7)))
 
@@ -329,7 +336,7 @@ class OfferSim:
                 sim = net.make_real(i)
                 d = OfferDirectory(network_id=NETWORK_ID, gossip=sim.gossip, rr=sim.rr, peers=sim.peers, me=sim.node_id,
                                    clock_ms=lambda: EPOCH_MS + int(trio.current_time() * 1000))
-                d.on_offer(lambda offer, source, i=i: self._record(i, self.offer_index[offer.offer_id]))
+                d.on_offer(self._listener(i))
                 self.real_nodes[i] = d
                 await nursery.start(sim.peers.run)
                 await nursery.start(d.run)
@@ -362,10 +369,10 @@ class OfferSim:
                 else:
                     node = self.providers[who]
                     self.published_at[who] = trio.current_time()
-                    d = self.real_nodes.get(node)
-                    if d is not None:
+                    own = self.real_nodes.get(node)
+                    if own is not None:
                         before = len(net.messages)
-                        await d.publish(SUBNET, self.raw[who])
+                        await own.publish(SUBNET, self.raw[who])
                         if len(net.messages) > before:
                             self.offer_of_msg[before] = who
                     else:
