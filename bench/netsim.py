@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import SMOKE_HELP, apply_smoke, machine, pct, table  # noqa: E402
+from netsim.lone_peer import run_lone_peer  # noqa: E402
 from netsim.scenario import HIST_BIN_S, Config, Result, run  # noqa: E402
 
 
@@ -128,10 +129,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="virtual seconds simulated")
     parser.add_argument("--repair-interval", type=float, default=0.0,
                         help="light nodes' modelled anti-entropy period in s (0: off, like a daemon without it)")
+    parser.add_argument("--lone-peer-offers", type=int, default=0,
+                        help="also: a node whose only peer holds this many offers joins (catch-up through one peer)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
-    apply_smoke(args, nodes=50, providers=20, real=10, duration=30.0)
+    apply_smoke(args, nodes=50, providers=20, real=10, duration=30.0,
+                lone_peer_offers=min(args.lone_peer_offers, 100))
     try:
         low, high = (float(x) for x in args.latency_ms.split(","))
     except ValueError:
@@ -148,6 +152,12 @@ def main() -> None:
                  rejoin_at=args.rejoin_at, duration=args.duration,
                  repair_interval=args.repair_interval)
     report(run(cfg))
+    if args.lone_peer_offers:
+        lone = run_lone_peer(args.lone_peer_offers, seed=args.seed)
+        print(f"\n## A new node whose only peer holds {lone.offers} offers (real OfferDirectory both ends)")
+        print(table(["offers held by the peer", "taken by catch-up", "refused", "peer banned",
+                     "join -> last offer taken, s"],
+                    [[lone.offers, lone.taken, lone.refused, "yes" if lone.peer_banned else "no", lone.took_s]]))
     print(f"load average now {os.getloadavg()[0]:.2f}")
 
 

@@ -193,3 +193,11 @@ def test_without_repair_loss_persists_and_modelled_anti_entropy_fills_it() -> No
     assert repaired.lost == plain.lost  # the same copies lost (same seed) ...
     assert 0 < repaired.missing_settled <= plain.missing_settled  # ... some pulled in while gossip still ran ...
     assert repaired.missing_end == 0 and repaired.repair_s > 0  # ... and the rest after it settled
+
+
+def test_a_new_node_takes_every_offer_its_only_peer_holds_below_the_caps() -> None:
+    from netsim.lone_peer import run_lone_peer
+
+    lone = run_lone_peer(60, wait_s=10.0)
+    assert (lone.taken, lone.refused, lone.peer_banned) == (60, 0, False)
+    assert 0 < lone.took_s < 1.0  # one page: a round trip on a 5-80 ms link
