@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
     args = parser.parse_args()
     apply_smoke(args, nodes=50, providers=20, real=10, duration=30.0,
-                lone_peer_offers=min(args.lone_peer_offers, 100))
+                lone_peer_offers=min(args.lone_peer_offers, 100) or 50)
     try:
         low, high = (float(x) for x in args.latency_ms.split(","))
     except ValueError:
