@@ -33,6 +33,16 @@ def test_missing_optional_file_gives_defaults(tmp_path: Path) -> None:
     assert got.path is None and got.net.bootstrap == [] and got.net.target_peers is None
 
 
+def test_optional_file_under_a_data_dir_that_is_a_file_gives_defaults(tmp_path: Path) -> None:
+    """The data-dir check reports a data dir that is a file; the config loader must not preempt it."""
+    data_dir = tmp_path / "file"
+    data_dir.write_text("not a directory")
+    got = config_file.load(config_file.default_path(data_dir), required=False)
+    assert got.path is None
+    with pytest.raises(ConfigError, match="not a directory"):
+        config_file.load(config_file.default_path(data_dir), required=True)
+
+
 def test_missing_required_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         config_file.load(tmp_path / "nope.toml", required=True)

@@ -56,6 +56,11 @@ def load(path: Path, *, required: bool) -> FileSettings:
         if required:
             raise ConfigError(f"config file {path} does not exist") from None
         return FileSettings()
+    except NotADirectoryError:
+        if required:
+            raise ConfigError(f"cannot read config file {path}: a parent is not a directory") from None
+        # The data dir itself is a file: the data-dir check names that, not us.
+        return FileSettings()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     if len(raw) > MAX_FILE_SIZE:
