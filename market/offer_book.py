@@ -12,11 +12,22 @@ decides whether to keep them:
   nothing to mint; and each *relaying peer* (``via``: the peer that handed us
   the offer) to a share of the bytes, so that one connected peer minting
   identities cannot fill the book for everyone else (issue 11, row 5);
+- offers this node *asked for* (``solicited``: a catch-up page or an
+  anti-entropy pull) are charged to the peer on a separate counter and may go
+  past that share while the book is less than half full: a new node whose only
+  peer holds the whole market takes all of it (the per-peer cap alone refused
+  everything past ~11,400 offers and banned the peer), while one peer can still
+  fill at most half the book with offers of minted identities;
 - a withdrawal is honoured only from the offer's own provider; its tombstone
   is remembered until the offer would have expired, so a late re-gossip of the
   withdrawn offer (or of an older copy of it) is refused as ``withdrawn``. A
   tombstone for an offer not yet seen is kept too (capped per signer) and
-  applies if that signer's offer turns up later.
+  applies if that signer's offer turns up later; it lasts the tombstone TTL
+  from the withdrawal's own signed time, so every node forgets it together.
+
+The book keeps, per subnet, a :class:`~market.anti_entropy.SetDigest` of its
+live offers and tombstones (:meth:`OfferBook.digest`), updated on every
+change: what anti-entropy compares, and a sorted index for catch-up pages.
 
 Rejection reasons of :meth:`OfferBook.add`: ``"expired"``, ``"withdrawn"``,
 ``"superseded"``, ``"rate_limited"``, ``"over_cap"``. Of
@@ -30,6 +41,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from market.anti_entropy import SetDigest, offer_key, withdrawal_key
 from market.matching import Demand, Matcher
 from market.offers import DEFAULT_MAX_TTL_MS, SignedOffer, SignedWithdrawal
 
@@ -131,6 +143,8 @@ class _Tombstone:
     at_ms: int
     until_ms: int
     slot: bytes | None  # known when the withdrawn offer was in the book
+    raw: bytes = b""  # the sealed withdrawal (anti-entropy hands it on)
+    subnet: str | None = None  # the digest it is in (None: none)
 
 
 @dataclass
@@ -162,8 +176,11 @@ class OfferBook:
         self.max_bytes = max_bytes
         self.max_bytes_per_via = max_bytes_per_via
         self._bytes = 0
-        self._via: dict[str, str] = {}
+        self._via: dict[str, tuple[str, bool]] = {}
+        """offer id -> (peer charged, solicited?)"""
         self._via_bytes: dict[str, int] = {}
+        self._pulled_bytes: dict[str, int] = {}
+        self._digests: dict[str, SetDigest] = {}
         self.burst = burst
         self.refill_per_second = refill_per_second
         self.tombstone_ttl_ms = tombstone_ttl_ms
@@ -193,14 +210,22 @@ class OfferBook:
         return self._bytes
 
     def via_bytes(self, peer: str) -> int:
-        """Sealed bytes of the live offers that ``peer`` handed us first."""
+        """Sealed bytes of the live offers that ``peer`` handed us first, unasked (gossip)."""
         return self._via_bytes.get(peer, 0)
 
-    def add(self, signed: SignedOffer, now_ms: int, *, via: str | None = None) -> AddResult:
+    def pulled_bytes(self, peer: str) -> int:
+        """Sealed bytes of the live offers we asked ``peer`` for (catch-up, anti-entropy)."""
+        return self._pulled_bytes.get(peer, 0)
+
+    def _counter(self, solicited: bool) -> dict[str, int]:
+        return self._pulled_bytes if solicited else self._via_bytes
+
+    def add(self, signed: SignedOffer, now_ms: int, *, via: str | None = None, solicited: bool = False) -> AddResult:
         """Take a verified offer into the book, or say why not.
 
         ``via`` is the peer that handed it over (None: this node itself); an
-        offer is charged to the peer that brought it first.
+        offer is charged to the peer that brought it first. ``solicited``: we
+        asked ``via`` for it (see the module's docstring for what that changes).
         """
         oid = signed.offer_id
         if oid in self._offers:
@@ -223,17 +248,14 @@ class OfferBook:
             return AddResult(AddStatus.REJECTED, "rate_limited")
         freed_count, freed_bytes = (1, len(older.raw)) if older is not None else (0, 0)
         size = len(signed.raw)
-        charged_to = self._via.get(older.offer_id) if older is not None else via
+        charge = self._via.get(older.offer_id) if older is not None else (via, solicited) if via is not None else None
         via_freed = freed_bytes if older is not None else 0
         if (
             len(p.offers) - freed_count >= self.max_offers_per_provider
             or p.bytes - freed_bytes + size > self.max_bytes_per_provider
             or len(self._offers) - freed_count >= self.max_offers
             or self._bytes - freed_bytes + size > self.max_bytes
-            or (
-                charged_to is not None
-                and self._via_bytes.get(charged_to, 0) - via_freed + size > self.max_bytes_per_via
-            )
+            or (charge is not None and self._over_via_cap(charge, size - via_freed))
         ):
             return AddResult(AddStatus.REJECTED, "over_cap")
         if older is not None:
@@ -243,13 +265,30 @@ class OfferBook:
         p.offers.add(oid)
         p.bytes += size
         self._bytes += size
-        if charged_to is not None:
-            self._via[oid] = charged_to
-            self._via_bytes[charged_to] = self._via_bytes.get(charged_to, 0) + size
+        if charge is not None:
+            self._via[oid] = charge
+            counter = self._counter(charge[1])
+            counter[charge[0]] = counter.get(charge[0], 0) + size
         self._matcher.add(oid, signed.as_offer())
+        self._digest(signed.subnet).add(offer_key(oid))
         if older is not None:
             return AddResult(AddStatus.REPLACED, replaced=older.offer_id)
         return AddResult(AddStatus.NEW)
+
+    def _over_via_cap(self, charge: tuple[str, bool], extra: int) -> bool:
+        peer, solicited = charge
+        if self._counter(solicited).get(peer, 0) + extra <= self.max_bytes_per_via:
+            return False
+        if not solicited:
+            return True
+        # asked for: past the per-peer share only while the book is under half full
+        return self._bytes + extra > self.max_bytes // 2 or len(self._offers) >= self.max_offers // 2
+
+    def _digest(self, subnet: str) -> SetDigest:
+        d = self._digests.get(subnet)
+        if d is None:
+            d = self._digests[subnet] = SetDigest()
+        return d
 
     def _remove(self, oid: str) -> SignedOffer | None:
         offer = self._offers.pop(oid, None)
@@ -262,19 +301,41 @@ class OfferBook:
         p.offers.discard(oid)
         p.bytes -= len(offer.raw)
         self._bytes -= len(offer.raw)
-        via = self._via.pop(oid, None)
-        if via is not None:
-            left = self._via_bytes[via] - len(offer.raw)
+        charge = self._via.pop(oid, None)
+        if charge is not None:
+            counter = self._counter(charge[1])
+            left = counter[charge[0]] - len(offer.raw)
             if left:
-                self._via_bytes[via] = left
+                counter[charge[0]] = left
             else:
-                del self._via_bytes[via]
+                del counter[charge[0]]
         self._matcher.remove(oid)
+        self._digest_discard(offer.subnet, offer_key(oid))
         return offer
 
+    def _digest_discard(self, subnet: str | None, key: str) -> None:
+        d = self._digests.get(subnet) if subnet is not None else None
+        if d is not None:
+            d.discard(key)
+            if not len(d):
+                del self._digests[subnet]  # type: ignore[arg-type]
+
+    def _set_tombstone(self, oid: str, stone: _Tombstone) -> None:
+        old = self._tombstones.get(oid)
+        if old is not None:
+            self._digest_discard(old.subnet, withdrawal_key(oid))
+        self._tombstones[oid] = stone
+        if stone.subnet is not None:
+            self._digest(stone.subnet).add(withdrawal_key(oid))
+
     # -- withdrawing ----------------------------------------------------------------
-    def withdraw(self, signed: SignedWithdrawal, now_ms: int) -> WithdrawResult:
-        """Honour a verified tombstone from the offer's own provider."""
+    def withdraw(self, signed: SignedWithdrawal, now_ms: int, *, subnet: str | None = None) -> WithdrawResult:
+        """Honour a verified tombstone from the offer's own provider.
+
+        ``subnet``: where it came from, for a withdrawal of an offer not held
+        (a held offer's own subnet wins); it puts the tombstone in that
+        subnet's digest.
+        """
         oid = signed.offer_id
         offer = self._offers.get(oid)
         if offer is not None and offer.provider_id != signed.signer:
@@ -290,14 +351,17 @@ class OfferBook:
             # an offer of this signer (an offer id names its provider's signature).
             if known is not None or p.orphan_tombstones >= self.max_offers_per_provider:
                 return WithdrawResult(WithdrawStatus.REJECTED, "over_cap")
+            until = min(signed.at_ms, now_ms) + self.tombstone_ttl_ms
+            if until <= now_ms:
+                return WithdrawResult(WithdrawStatus.REJECTED, "expired")
             p.orphan_tombstones += 1
-            self._tombstones[oid] = _Tombstone(signed.signer, signed.at_ms, now_ms + self.tombstone_ttl_ms, None)
+            self._set_tombstone(oid, _Tombstone(signed.signer, signed.at_ms, until, None, signed.raw, subnet))
             return WithdrawResult(WithdrawStatus.RECORDED)
         if known is not None and known.slot is None:  # another signer's orphan claim
             self._providers[known.signer].orphan_tombstones -= 1
         slot = _slot(offer)
-        stone = _Tombstone(signed.signer, signed.at_ms, offer.expires_at_ms, slot)
-        self._tombstones[oid] = stone
+        stone = _Tombstone(signed.signer, signed.at_ms, offer.expires_at_ms, slot, signed.raw, offer.subnet)
+        self._set_tombstone(oid, stone)
         previous = self._slot_tombstones.get(slot)
         if previous is None or previous.at_ms < stone.at_ms:
             self._slot_tombstones[slot] = stone
@@ -313,6 +377,7 @@ class OfferBook:
         for oid, stone in list(self._tombstones.items()):
             if stone.until_ms <= now_ms:
                 del self._tombstones[oid]
+                self._digest_discard(stone.subnet, withdrawal_key(oid))
                 if stone.slot is None:
                     self._providers[stone.signer].orphan_tombstones -= 1
         for slot, stone in list(self._slot_tombstones.items()):
@@ -337,6 +402,44 @@ class OfferBook:
 
     def is_withdrawn(self, offer_id: str) -> bool:
         return offer_id in self._tombstones
+
+    # -- anti-entropy -------------------------------------------------------------------
+    def digest(self, subnet: str) -> SetDigest:
+        """The digest of ``subnet``'s offers and tombstones (read it, do not change it)."""
+        return self._digests.get(subnet) or SetDigest()
+
+    def subnets(self) -> list[str]:
+        return sorted(self._digests)
+
+    def holds(self, key: str) -> bool:
+        """Is the element named by an anti-entropy key (offer or tombstone) here?"""
+        oid = key[:64]
+        return oid in self._offers if key[-1] == "o" else oid in self._tombstones
+
+    def expiry(self, key: str) -> int | None:
+        """When the element named by ``key`` expires here (None: not held)."""
+        oid = key[:64]
+        if key[-1] == "o":
+            offer = self._offers.get(oid)
+            return offer.expires_at_ms if offer is not None else None
+        stone = self._tombstones.get(oid)
+        return stone.until_ms if stone is not None else None
+
+    def sealed(self, key: str) -> bytes | None:
+        """The sealed offer or withdrawal named by ``key`` (None: not held)."""
+        oid = key[:64]
+        if key[-1] == "o":
+            offer = self._offers.get(oid)
+            return offer.raw if offer is not None else None
+        stone = self._tombstones.get(oid)
+        return stone.raw if stone is not None and stone.raw else None
+
+    def page_after(self, subnet: str, after: str, now_ms: int) -> Iterable[SignedOffer]:
+        """Live offers of ``subnet`` with ids after ``after``, in id order (catch-up pages; no sort)."""
+        for key in self.digest(subnet).keys_after(after):
+            offer = self._offers.get(key[:64])
+            if offer is not None and offer.expires_at_ms > now_ms:
+                yield offer
 
     def match(self, demand: Demand, now_ms: int, *, subnet: str | None = None) -> list[SignedOffer]:
         """Live offers matching ``demand`` (strict two-way yes), optionally in one subnet.

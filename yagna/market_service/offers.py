@@ -15,14 +15,24 @@ an honest relay may do (an offer that expired in flight) cost nothing. A peer
 over the threshold is banned for a while. Forged offers never reach the book,
 so they never reach the matcher.
 
-A node that connects to a peer asks it for its current offers
-(``/yagna/market/offers/1.0.0``, paged) instead of waiting for the next
-re-announcement: a late joiner sees every live offer within a round trip.
+Gossip loses offers; anti-entropy repairs the loss within seconds
+(:mod:`yagna.market_service.anti_entropy`, :mod:`market.anti_entropy`): every
+few seconds (``anti_entropy_s``, jittered) the node compares its offer set in
+each subnet with one random neighbour's, one small message when they are
+equal, and pulls what it lacks. A node that connects to a peer runs such a
+round with it at once, so a late joiner sees every live offer within a few
+round trips, pulling only what it lacks; a peer that does not speak
+anti-entropy is asked for its whole book instead (``/yagna/market/offers/1.0.0``,
+paged, served from the book's sorted index). Offers that come back from a
+request of ours are *solicited*: the book does not hold them to the per-relay
+cap meant for gossip floods (see :mod:`market.offer_book`), and an honest
+peer's refusals (book full, superseded, ...) cost it nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +53,7 @@ from market.offers import (
     verify_withdrawal,
 )
 from yagna.core.envelope import content_id
+from yagna.market_service.anti_entropy import DEFAULT_INTERVAL_S, FREE_REFUSALS, AntiEntropy
 from yagna.core.errors import WireError
 from yagna.core.wire import decode
 from yagna.net.errors import GossipInvalid, RequestError, RequestRejected
@@ -166,7 +177,11 @@ class OfferDirectory:
     """
 
     def __init__(self, *, network_id: str, gossip: GossipPort, rr: RequestResponsePort, peers: PeersPort, me: str,
-                 clock_ms: Callable[[], int] = now_ms, book: OfferBook | None = None) -> None:
+                 clock_ms: Callable[[], int] = now_ms, book: OfferBook | None = None,
+                 anti_entropy_s: float = DEFAULT_INTERVAL_S, rng: random.Random | None = None,
+                 drop_gossip: float = 0.0) -> None:
+        """``anti_entropy_s``: mean seconds between rounds (0: no periodic rounds; still one per new peer).
+        ``drop_gossip``: a test's fault injection, the share of offer gossip from peers ignored."""
         self.network_id = network_id
         self.me = me
         self._gossip = gossip
@@ -184,6 +199,13 @@ class OfferDirectory:
         self._demand_buckets: dict[str, TokenBucket] = {}
         self._nursery: trio.Nursery | None = None
         self._lock = trio.Lock()
+        self.anti_entropy_s = anti_entropy_s
+        self._rng = rng or random.Random()
+        self.drop_gossip = drop_gossip
+        self._round_locks: dict[str, trio.Lock] = {}
+        self.anti_entropy = AntiEntropy(book=self.book, rr=rr, clock_ms=clock_ms, take_offer=self._take_pulled,
+                                        take_withdrawal=self._take_pulled_withdrawal,
+                                        charge=self.penalties.charge)
         rr.register(SYNC, self._serve_sync)
         peers.on_connect(self._on_connect)
 
@@ -205,6 +227,8 @@ class OfferDirectory:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._expire_loop)
+            if self.anti_entropy_s > 0:
+                nursery.start_soon(self._anti_entropy_loop)
             task_status.started()
 
     @property
@@ -226,7 +250,7 @@ class OfferDirectory:
         assert self._nursery is not None
         self._nursery.start_soon(_discard, channel)
         for peer in self._peers.connected_peers():
-            self._nursery.start_soon(self._sync_from, peer, subnet)
+            self._nursery.start_soon(self._catch_up, peer, subnet)
 
     async def join_demands(self, subnet: str) -> None:
         """Listen to demands published in ``subnet`` (providers answer them)."""
@@ -258,11 +282,13 @@ class OfferDirectory:
             self.penalties.charge(peer, exc.penalty)
 
     def _validate_offer_msg(self, subnet: str, data: bytes, forwarder: str) -> bool:
+        if self.drop_gossip and forwarder != self.me and self._rng.random() < self.drop_gossip:
+            return False  # fault injection (tests): as if this copy had been lost
         domain = peek_domain(data)
         if domain == OFFER_DOMAIN:
             return self._take_offer(subnet, data, via=None if forwarder == self.me else forwarder)
         if domain == WITHDRAW_DOMAIN:
-            return self._take_withdrawal(data)
+            return self._take_withdrawal(data, subnet)
         raise GossipInvalid("unknown_kind", PENALTY["unknown_kind"])
 
     def take_offer(self, subnet: str | None, data: bytes, *, source: str) -> SignedOffer | None:
@@ -273,8 +299,10 @@ class OfferDirectory:
             return None
         return self.book.get(content_id(data))
 
-    def _take_offer(self, subnet: str | None, data: bytes, source: str = "gossip", *, via: str | None = None) -> bool:
-        """``via``: the peer that handed the offer to us (None: this node), charged in the book's per-peer totals."""
+    def _take_offer(self, subnet: str | None, data: bytes, source: str = "gossip", *, via: str | None = None,
+                    solicited: bool = False) -> bool:
+        """``via``: the peer that handed the offer to us (None: this node), charged in the book's per-peer totals;
+        ``solicited``: we asked ``via`` for it."""
         now = self._clock_ms()
         oid = content_id(data) if isinstance(data, bytes) else None
         held = self.book.get(oid) if oid is not None else None
@@ -288,7 +316,7 @@ class OfferDirectory:
             raise GossipInvalid(exc.reason, PENALTY.get(exc.reason, 20)) from None
         if subnet is not None and offer.subnet != subnet:
             raise GossipInvalid("wrong_subnet", PENALTY["wrong_subnet"])
-        result = self.book.add(offer, now, via=via)
+        result = self.book.add(offer, now, via=via, solicited=solicited)
         if result.status is AddStatus.DUPLICATE:
             return True
         if result.status is AddStatus.REJECTED:
@@ -310,13 +338,25 @@ class OfferDirectory:
         except GossipInvalid:
             return False
 
-    def _take_withdrawal(self, data: bytes) -> bool:
+    def _take_pulled(self, subnet: str, data: bytes, peer: str) -> None:
+        self._take_offer(subnet, data, "sync", via=peer, solicited=True)
+        self.stats.synced += 1
+
+    def _take_pulled_withdrawal(self, subnet: str, data: bytes) -> str:
+        return self._apply_withdrawal(data, subnet)
+
+    def _take_withdrawal(self, data: bytes, subnet: str | None = None) -> bool:
+        self._apply_withdrawal(data, subnet)
+        return True
+
+    def _apply_withdrawal(self, data: bytes, subnet: str | None) -> str:
+        """Verify and apply a withdrawal; the withdrawn offer's id. Raises GossipInvalid."""
         now = self._clock_ms()
         try:
             signed = verify_withdrawal(data, network_id=self.network_id, now_ms=now)
         except OfferRejected as exc:
             raise GossipInvalid(exc.reason, PENALTY.get(exc.reason, 20)) from None
-        result = self.book.withdraw(signed, now)
+        result = self.book.withdraw(signed, now, subnet=subnet)
         if result.status is WithdrawStatus.REJECTED:
             reason = result.reason or "over_cap"
             raise GossipInvalid(reason, PENALTY.get(reason, 1))
@@ -324,7 +364,7 @@ class OfferDirectory:
             self.stats.withdrawn += 1
             for removed in self._removal_listeners:
                 removed(signed.offer_id)
-        return True
+        return signed.offer_id
 
     def _validate_demand_msg(self, subnet: str, data: bytes) -> bool:
         try:
@@ -353,10 +393,36 @@ class OfferDirectory:
                 for listener in self._demand_listeners:
                     listener(demand)
 
-    # -- catch-up ------------------------------------------------------------------
+    # -- catch-up and anti-entropy ----------------------------------------------------
     async def _on_connect(self, peer: str) -> None:
         for subnet in sorted(self._subnets):
+            await self._catch_up(peer, subnet)
+
+    async def _catch_up(self, peer: str, subnet: str) -> None:
+        """An anti-entropy round with a new peer; its whole book if it does not speak anti-entropy."""
+        if (await self.reconcile(peer, subnet)) == "unsupported":
             await self._sync_from(peer, subnet)
+
+    async def reconcile(self, peer: str, subnet: str) -> str:
+        """One anti-entropy round with ``peer`` (one at a time per subnet): ``equal``, ``pulled``, ``failed``, ..."""
+        lock = self._round_locks.setdefault(subnet, trio.Lock())
+        async with lock:
+            return (await self.anti_entropy.reconcile(peer, subnet)).outcome
+
+    def neighbours(self, subnet: str) -> list[str]:
+        """Connected peers that follow ``subnet``'s offers (all connected peers if none says so yet)."""
+        connected = [p for p in self._peers.connected_peers() if not self._peers.is_banned(p)]
+        following = set(self._gossip.topic_peers(offers_topic(self.network_id, subnet)))
+        return [p for p in connected if p in following] or connected
+
+    async def _anti_entropy_loop(self) -> None:
+        """Every ``anti_entropy_s`` (+-50%): a round with one random neighbour per subnet."""
+        while True:
+            await trio.sleep(self.anti_entropy_s * self._rng.uniform(0.5, 1.5))
+            for subnet in sorted(self._subnets):
+                peers = self.neighbours(subnet)
+                if peers:
+                    await self.reconcile(self._rng.choice(peers), subnet)
 
     async def _sync_from(self, peer: str, subnet: str) -> None:
         """Pull ``peer``'s live offers in ``subnet``, page by page, through the same checks as gossip."""
@@ -373,10 +439,12 @@ class OfferDirectory:
                         self.penalties.charge(peer, PENALTY["malformed"])
                         return
                     try:
-                        self._take_offer(subnet, raw, "sync", via=peer)
+                        self._take_offer(subnet, raw, "sync", via=peer, solicited=True)
                         self.stats.synced += 1
                     except GossipInvalid as exc:
-                        self._charge(peer, exc)
+                        self.stats.refused += 1
+                        if exc.reason not in FREE_REFUSALS:  # we asked: an honest peer's refusals are free
+                            self.penalties.charge(peer, exc.penalty)
                 nxt = reply.get("next")
                 if not isinstance(nxt, str) or not nxt or nxt <= after:
                     return
@@ -393,19 +461,19 @@ class OfferDirectory:
             raise RequestRejected("bad-request", "limit must be a positive integer")
         limit = min(limit, SYNC_PAGE_MAX)
         subnet, after = p["subnet"], p.get("after", "")
-        offers = sorted(
-            (o for o in self.book.live(self._clock_ms()) if o.subnet == subnet and o.offer_id > after),
-            key=lambda o: o.offer_id,
-        )
         page: list[bytes] = []
         size = 0
-        for offer in offers:
+        more = False
+        last = ""
+        # the book's sorted index: a page costs a binary search and the page, not a sort of the book
+        for offer in self.book.page_after(subnet, after[:64], self._clock_ms()):
             if len(page) >= limit or size + len(offer.raw) > SYNC_PAGE_BYTES:
+                more = True
                 break
             page.append(offer.raw)
             size += len(offer.raw)
-        more = len(page) < len(offers)
-        return {"offers": page, "next": offers[len(page) - 1].offer_id if more and page else None}
+            last = offer.offer_id
+        return {"offers": page, "next": last if more and page else None}
 
     async def _expire_loop(self) -> None:
         while True:
