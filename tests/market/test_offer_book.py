@@ -275,3 +275,25 @@ def test_book_total_bytes_are_capped() -> None:
     assert [book.add(signed(k), T0, via=f"p{i}").reason for i, k in enumerate(keys)] == [None, None, "over_cap"]
     assert book.total_bytes == 2 * one
     assert book.expire(T0 + TTL + 1) and book.total_bytes == 0
+
+
+def test_offers_we_asked_for_pass_the_relay_share_while_the_book_is_under_half_full() -> None:
+    """bench/netsim --lone-peer-offers 12000: a new node whose only peer held more than the per-relay
+    share refused the rest of its catch-up as over_cap (and banned the peer). Asked-for offers go on a
+    separate count, past the share while the book is under half full; unasked gossip keeps its share."""
+    one = len(signed(P1).raw)
+    keys = [NodeKey.from_seed(bytes([i]) * 32) for i in range(20, 40)]
+    book = OfferBook(max_bytes_per_via=2 * one + one // 2, max_bytes=12 * one + one // 2)
+    # a catch-up from the only peer: 6 offers (the book's half), past the 2-offer share
+    assert [book.add(signed(k), T0, via="lone", solicited=True).reason for k in keys[:7]] == [None] * 6 + ["over_cap"]
+    assert book.pulled_bytes("lone") == 6 * one and book.via_bytes("lone") == 0
+    # the same peer's gossip afterwards is held to its own share, not to what we asked it for
+    assert [book.add(signed(k), T0, via="lone").reason for k in keys[7:10]] == [None, None, "over_cap"]
+    assert book.via_bytes("lone") == 2 * one
+    # past half full, asked-for offers too are held to the share
+    assert book.add(signed(keys[10]), T0, via="other", solicited=True).accepted
+    assert book.add(signed(keys[11]), T0, via="other", solicited=True).accepted
+    assert book.add(signed(keys[12]), T0, via="other", solicited=True).reason == "over_cap"
+    # removal gives the bytes back to the right count
+    book.expire(T0 + TTL + 1)
+    assert book.pulled_bytes("lone") == book.via_bytes("lone") == book.pulled_bytes("other") == 0

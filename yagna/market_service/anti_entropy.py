@@ -263,6 +263,7 @@ class AntiEntropy:
                 return None, 0
         except GossipInvalid as exc:
             self.stats.refused += 1
+            log.debug("pulled %s from %s refused: %s", key, peer, exc.reason)
             if key is not None:
                 if exc.reason in LASTING_REFUSALS or exc.reason not in FREE_REFUSALS:
                     self.refused.add(key, now)
