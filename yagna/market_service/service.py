@@ -9,6 +9,7 @@ answers the questions both sides share (the agreements list, termination).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from market.policy import Policy, PolicyConfig
 from market.presets import Preset
 from market.properties import SRV_COMP_EXPIRATION
 from yagna.core.identity import NodeKey
+from yagna.market_service.anti_entropy import DEFAULT_INTERVAL_S
 from yagna.market_service.offers import OfferDirectory, now_ms
 from yagna.market_service.protocol import NEGOTIATE, field as msg_field
 from yagna.market_service.provider import ProviderMarket
@@ -47,6 +49,12 @@ class MarketConfig:
     node_name: str = ""
     agreement_check_s: float = 10.0
     """How often the requestor side looks for its agreements past their expiration."""
+    anti_entropy_s: float = DEFAULT_INTERVAL_S
+    """Mean seconds between anti-entropy rounds (one random neighbour per subnet; jittered +-50%; 0: off)."""
+
+
+DROP_GOSSIP_ENV = "YAGNA_TEST_DROP_OFFER_GOSSIP"
+"""Tests only: the share (0..1) of offer gossip from peers this node ignores, as if lost in the network."""
 
 
 class MarketService:
@@ -59,7 +67,8 @@ class MarketService:
         self._rr = rr
         self.agreements = Agreements(store)
         self.directory = OfferDirectory(network_id=config.network_id, gossip=gossip, rr=rr, peers=peers,
-                                        me=key.node_id, clock_ms=clock_ms)
+                                        me=key.node_id, clock_ms=clock_ms, anti_entropy_s=config.anti_entropy_s,
+                                        drop_gossip=_drop_gossip())
         self.provider: ProviderMarket | None = None
         self.requestor: RequestorMarket | None = None
         if config.provider:
@@ -184,6 +193,20 @@ class MarketService:
             "offers_known": len(self.directory.book),
             "accepted": s.accepted, "replaced": s.replaced, "withdrawn": s.withdrawn,
             "refused": s.refused, "synced": s.synced,
+            "anti_entropy": vars(self.directory.anti_entropy.stats).copy(),
             "penalties": self.directory.penalties.snapshot(),
             "demands": len(self.requestor.demands) if self.requestor else 0,
         }
+
+
+def _drop_gossip() -> float:
+    raw = os.environ.get(DROP_GOSSIP_ENV)
+    if not raw:
+        return 0.0
+    try:
+        share = float(raw)
+    except ValueError:
+        log.warning("%s=%r is not a number; ignored", DROP_GOSSIP_ENV, raw)
+        return 0.0
+    log.warning("%s=%s: ignoring that share of offer gossip (a test's fault injection)", DROP_GOSSIP_ENV, raw)
+    return min(1.0, max(0.0, share))
