@@ -8,13 +8,16 @@ first ``publish_window`` seconds.
 *Real* nodes (``real`` of them, chosen at random among all nodes) run the daemon's :class:`~yagna.market_service.offers.OfferDirectory`
 unchanged over the simulated ports: topic validator (signature, network,
 expiry, subnet), the offer book's caps and per-provider token bucket,
-per-forwarder admission, catch-up at connect (``/yagna/market/offers/1.0.0``,
-paged), and whatever periodic repair the directory runs. *Light* nodes run
-the same gossip layer (seen cache, forwarding) and keep one bit per offer: an
-offer is accepted if it verified once at set-up (every offer here is valid
-and each provider publishes one, so no cap or rate limit can refuse it), and
-on reconnecting a light node pulls its neighbours' offers after one round trip
-(the catch-up at connect, one request per neighbour, lost with ``loss``).
+per-forwarder admission, the anti-entropy round at connect and, with
+``repair_interval``, every that many seconds (``/yagna/market/anti-entropy/1.0.0``).
+*Light* nodes run the same gossip layer (seen cache, forwarding) and keep one
+bit per offer: an offer is accepted if it verified once at set-up (every offer
+here is valid and each provider publishes one, so no cap or rate limit can
+refuse it). Light nodes answer the real nodes' anti-entropy requests with the
+daemon's own answering code over their offer bits, and run a model of the same
+rounds (:meth:`OfferSim._light_round`): one with each live neighbour in turn
+on reconnecting (the catch-up at connect) and, with ``repair_interval``, one
+with a random live neighbour per period.
 
 Churn: ``churn`` of the non-provider nodes go down at a random moment in the
 publish window and come back between ``rejoin_at`` and ``rejoin_at`` + 5 s.
@@ -36,11 +39,20 @@ from dataclasses import dataclass, field
 import trio
 import trio.testing
 
+from market.anti_entropy import (
+    BUCKETS,
+    DIGEST_BYTES,
+    MAX_PULL_KEYS,
+    SetDigest,
+    decode_request,
+    offer_key,
+)
 from market.offers import SignedOffer, verify_offer
 from market.presets import OFFER_CONSTRAINTS, Preset, offer_properties
 from market.offers import make_offer
 from yagna.core.envelope import content_id
 from yagna.core.identity import NodeKey
+from yagna.market_service.anti_entropy import ANTI_ENTROPY, answer
 from yagna.market_service.offers import SYNC, SYNC_PAGE_BYTES, SYNC_PAGE_MAX, OfferDirectory, offers_topic
 
 from .network import RR_OVERHEAD, SimNetwork, chance
@@ -70,8 +82,8 @@ class Config:
     duration: float = 60.0
     ideal_sample: int = 32
     repair_interval: float = 0.0
-    """Light nodes' modelled anti-entropy: every this many s, one digest exchange with a random live
-    neighbour, pulling the offers it has and we lack (0: off, as in the daemon without anti-entropy)."""
+    """Anti-entropy every this many s (jittered +-50% at real nodes, as in the daemon): the real sample runs
+    the daemon's rounds, light nodes a model of them (0: off; the daemon's default is 3)."""
 
 
 @dataclass
@@ -197,6 +209,9 @@ class OfferSim:
             self.is_real[i] = 1
         net.light_accept = self._light_accept
         net.light_rr[SYNC.name] = self._light_serve_sync
+        net.light_rr[ANTI_ENTROPY.name] = self._light_serve_anti_entropy
+        self.keys = [offer_key(oid) for oid in self.offer_ids]
+        self.bucket_of = [int(oid[:2], 16) for oid in self.offer_ids]
         net.on_rejoin.append(self._on_rejoin)
         r.rss_net = rss_bytes() - sys.getsizeof(self.hist)  # the histogram is the bench's, not the nodes'
         # the ideal: shortest-path latency from a sample of providers, every node up, no loss
@@ -259,48 +274,75 @@ class OfferSim:
         more = len(page) < len(held)
         return {"offers": page, "next": self.offer_ids[held[len(page) - 1]] if more and page else None}
 
-    def _on_rejoin(self, node: int) -> None:
-        if node in self.real_nodes:
-            return  # the real directory's on_connect listener does its own catch-up
-        net = self.net
-        for b in net.live_neighbours(node):
-            if net.loss and chance(net.seed, node, b, -1_000_000) < net.loss:
-                continue  # request or reply lost: this catch-up times out
-            net.schedule(2 * net.latency(node, b), self._light_sync, node, b)
+    async def _light_serve_anti_entropy(self, node: int, peer: str, payload: object) -> object:
+        """A light node answers anti-entropy with the daemon's own code over a digest of its offer bits."""
+        return answer(decode_request(payload), _LightBook(self, node))[0]
 
-    def _light_sync(self, node: int, peer: int) -> None:
+    def _on_rejoin(self, node: int) -> None:
+        """A light node back: an anti-entropy round with each live neighbour, one after another (as the daemon's
+        rounds are, one at a time per subnet), so only the first pulls much."""
+        if node in self.real_nodes:
+            return  # the real directory's on_connect listener runs its own rounds
+        self._rejoin_round(node, self.net.live_neighbours(node), 0)
+
+    def _rejoin_round(self, node: int, peers: list[int], salt: int) -> None:
         net = self.net
-        if not net.up[node] or not net.up[peer]:
+        if not peers or not net.up[node]:
             return
-        got = 0
-        real = self.real_nodes.get(peer)
-        for k in range(len(self.raw)):
-            if real is not None:
-                has = self.offer_ids[k] in real.book
-            else:
-                has = self._holds(peer, k)
-            if has:
-                got += 1
-                self._record(node, k)
-        net.rr_sent[node] += 1
-        net.rr_bytes[node] += 80 + RR_OVERHEAD
-        net.rr_sent[peer] += 1
-        net.rr_bytes[peer] += got * (len(self.raw[0]) if self.raw else 0) + RR_OVERHEAD
+        peer, rest = peers[0], peers[1:]
+        took = self._light_round(node, peer, -10_000 - salt) if net.up[peer] else 0.0
+        if rest:
+            net.schedule(took, self._rejoin_round, node, rest, salt + 1)
 
     def _repair_tick(self, node: int, round_: int) -> None:
-        """Modelled anti-entropy at a light node: digest to one random live neighbour, missing offers back."""
+        """Modelled anti-entropy at a light node: a round with one random live neighbour, period jittered +-50%."""
         net = self.net
-        interval = self.cfg.repair_interval
-        net.schedule(interval, self._repair_tick, node, round_ + 1)
+        jitter = 0.5 + chance(net.seed, node, round_, -4_000_000)
+        net.schedule(self.cfg.repair_interval * jitter, self._repair_tick, node, round_ + 1)
         live = net.live_neighbours(node)
-        if not live:
-            return
-        peer = live[int(chance(net.seed, node, round_, -3_000_000) * len(live))]
+        if live:
+            self._light_round(node, live[int(chance(net.seed, node, round_, -3_000_000) * len(live))], round_)
+
+    def _light_round(self, node: int, peer: int, salt: int) -> float:
+        """One anti-entropy round of a light node with ``peer``, shaped like the daemon's (market/anti_entropy.py).
+
+        A digest request (~60 bytes); equal sets end the round with a ~10-byte reply. Otherwise the 2 KiB bucket
+        hashes come back, one ``list`` of the differing buckets (~75 bytes a key listed) and ``pull`` requests of
+        up to 256 keys (~67 bytes a key) for the offers it lacks, which arrive three round trips after the
+        digest was sent. Each request and each reply is lost with ``loss`` as the real nodes' are; the round
+        fails if any is. Returns how long the round takes (virtual s).
+        """
+        net = self.net
         net.rr_sent[node] += 1
-        net.rr_bytes[node] += 32 + 8 + RR_OVERHEAD  # a digest of the offer set and its size
-        if net.loss and chance(net.seed, node, peer, -2_000_000 - round_) < net.loss:
-            return  # request or reply lost: nothing this round
-        net.schedule(2 * net.latency(node, peer), self._repair_pull, node, peer)
+        net.rr_bytes[node] += 60 + RR_OVERHEAD
+        rtt = 2 * net.latency(node, peer)
+        if net.loss and chance(net.seed, node, peer, -2_000_000 - salt) < net.loss:
+            return rtt  # the digest request is lost
+        net.rr_sent[peer] += 1
+        mine, theirs = self.held[node], self.held[peer]
+        if mine == theirs:
+            net.rr_bytes[peer] += 10 + RR_OVERHEAD
+            return rtt
+        differ = set()
+        for byte, (a, b) in enumerate(zip(mine, theirs)):
+            x = a ^ b
+            while x:
+                low = x & -x
+                differ.add(self.bucket_of[byte * 8 + low.bit_length() - 1])
+                x ^= low
+        listed = sum(1 for k in range(len(self.raw)) if self.bucket_of[k] in differ and self._holds(peer, k))
+        lacking = sum(1 for k in range(len(self.raw)) if self._holds(peer, k) and not self._holds(node, k))
+        pulls = (lacking + MAX_PULL_KEYS - 1) // MAX_PULL_KEYS
+        net.rr_bytes[peer] += DIGEST_BYTES + 20 + RR_OVERHEAD + listed * 75 + 20 + RR_OVERHEAD
+        net.rr_sent[node] += 1 + pulls
+        net.rr_sent[peer] += 1 + pulls
+        net.rr_bytes[node] += 40 + BUCKETS // 8 + RR_OVERHEAD + pulls * (40 + RR_OVERHEAD) + lacking * 67
+        messages = 2 * (2 + pulls) - 1  # the digest request already went through
+        if net.loss and chance(net.seed, peer, node, -5_000_000 - salt) >= (1 - net.loss) ** messages:
+            return 5.0 + rtt  # a later request or reply is lost: the round times out
+        if lacking:
+            net.schedule((2 + pulls) * rtt, self._repair_pull, node, peer)
+        return (2 + pulls) * rtt
 
     def _repair_pull(self, node: int, peer: int) -> None:
         net = self.net
@@ -315,7 +357,6 @@ class OfferSim:
                 self._record(node, byte * 8 + low.bit_length() - 1)
                 new ^= low
                 got += 1
-        net.rr_sent[peer] += 1
         net.rr_bytes[peer] += got * (len(self.raw[0]) if self.raw else 0) + RR_OVERHEAD
 
     def missing(self, nodes: list[int] | range) -> tuple[int, int]:
@@ -335,7 +376,8 @@ class OfferSim:
             for i in self.real_ids:
                 sim = net.make_real(i)
                 d = OfferDirectory(network_id=NETWORK_ID, gossip=sim.gossip, rr=sim.rr, peers=sim.peers, me=sim.node_id,
-                                   clock_ms=lambda: EPOCH_MS + int(trio.current_time() * 1000))
+                                   clock_ms=lambda: EPOCH_MS + int(trio.current_time() * 1000),
+                                   anti_entropy_s=cfg.repair_interval, rng=random.Random(cfg.seed * 1_000_003 + i))
                 d.on_offer(self._listener(i))
                 self.real_nodes[i] = d
                 await nursery.start(sim.peers.run)
@@ -435,3 +477,25 @@ def run(cfg: Config) -> Result:
     sim.build()
     trio.run(sim.main, clock=trio.testing.MockClock(autojump_threshold=0))
     return sim.result
+
+
+class _LightBook:
+    """A light node's offer bits seen as a book, for the daemon's answering code (:func:`answer`)."""
+
+    def __init__(self, sim: OfferSim, node: int) -> None:
+        self._sim = sim
+        self._node = node
+
+    def digest(self, subnet: str) -> SetDigest:
+        sim = self._sim
+        return SetDigest(sim.keys[k] for k in range(len(sim.raw)) if sim._holds(self._node, k))
+
+    def expiry(self, key: str) -> int | None:
+        return EPOCH_MS + OFFER_TTL_MS
+
+    def sealed(self, key: str) -> bytes | None:
+        sim = self._sim
+        k = sim.offer_index.get(key[:64])
+        if k is None or key[-1] != "o" or not sim._holds(self._node, k):
+            return None
+        return sim.raw[k]
