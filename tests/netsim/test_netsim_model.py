@@ -202,3 +202,11 @@ def test_a_new_node_takes_every_offer_its_only_peer_holds_below_the_caps() -> No
     lone = run_lone_peer(60, wait_s=10.0)
     assert (lone.taken, lone.refused, lone.peer_banned) == (60, 0, False)
     assert 0 < lone.took_s < 1.0  # one page: a round trip on a 5-80 ms link
+
+
+def test_the_real_sample_repairs_lost_gossip_with_the_daemons_anti_entropy() -> None:
+    cfg = dict(nodes=120, degree=3, providers=30, real=40, loss=0.15, duration=60.0, seed=3)
+    plain = run(Config(**cfg))  # type: ignore[arg-type]
+    assert plain.missing_settled_real > 0 and plain.missing_end_real == plain.missing_settled_real
+    repaired = run(Config(repair_interval=1.0, **cfg))  # type: ignore[arg-type]
+    assert repaired.missing_settled_real > 0 and repaired.missing_end_real == 0 and repaired.missing_end == 0
