@@ -1,6 +1,6 @@
 """Offers converge whatever gossip loses (issue 13): real daemons, one of which hears no offer gossip at all.
 
-The requestor runs with ``YAGNA_TEST_DROP_OFFER_GOSSIP=1`` (its market ignores
+The requestor runs with ``--test-fault drop-offer-gossip`` (its market ignores
 every offer and withdrawal that gossip brings from peers, as if each copy were
 lost in the network). A new offer, a re-announced one and a withdrawal still
 reach it: by anti-entropy with one random neighbour every ~3 s.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from e2e.daemons import Daemon, run_cli, wait_until
 
 
@@ -25,14 +24,12 @@ def _status(d: Daemon) -> dict:  # type: ignore[type-arg]
     return json.loads(run_cli("market", "status", "--json", data_dir=d.data_dir).stdout)
 
 
-def test_a_node_that_loses_all_offer_gossip_still_converges(tmp_path: Path, daemons: list[Daemon],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_node_that_loses_all_offer_gossip_still_converges(tmp_path: Path, daemons: list[Daemon]) -> None:
     p1 = Daemon(tmp_path / "p1", ["--role", "provider", "--px-interval", "2", "--max-threads", "2"]).start()
     daemons.append(p1)
     wait_until(lambda: len(_offers(p1)) == 1, timeout=20, what="p1's own offer")
-    monkeypatch.setenv("YAGNA_TEST_DROP_OFFER_GOSSIP", "1")
-    deaf = Daemon(tmp_path / "deaf", ["--role", "requestor", "--bootstrap", p1.p2p_addr, "--px-interval", "2"]).start()
-    monkeypatch.delenv("YAGNA_TEST_DROP_OFFER_GOSSIP")
+    deaf = Daemon(tmp_path / "deaf", ["--role", "requestor", "--bootstrap", p1.p2p_addr, "--px-interval", "2",
+                                      "--test-fault", "drop-offer-gossip"]).start()
     daemons.append(deaf)
     wait_until(lambda: _offers(deaf) == _offers(p1), timeout=20, what="deaf catches up with p1 when it connects")
 

@@ -34,13 +34,16 @@ class NodeConfig:
     """Offers, demands and agreements name it; nodes of different networks ignore each other."""
     subnets: list[str] = field(default_factory=lambda: ["public"])
     offer_ttl_s: int = 30 * 60
+    anti_entropy_s: float = 3.0
+    """Mean seconds between offer anti-entropy rounds (jittered +-50%; 0: only with each new peer)."""
     max_threads: int | None = None
     max_mem_gib: float | None = None
     max_storage_gib: float | None = None
     """What a provider sells at most; None: Golem's defaults (all threads but one, 70% RAM, 80% disk).
     Never more than the machine has."""
     test_faults: frozenset[str] = frozenset()
-    """Test-only fault injection (``--test-fault NAME``): ``withhold-payments``, ``wrong-results``."""
+    """Test-only fault injection (``--test-fault NAME``): ``withhold-payments``, ``wrong-results``,
+    ``drop-offer-gossip`` (the market ignores all offer gossip from peers, as if every copy were lost)."""
     activity_keepalive_s: float = 30.0
     """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
 

@@ -174,6 +174,8 @@ class Node:
                 requestor=self.role in ("requestor", "both"),
                 capacity=self._capacity() if sells else None,
                 offer_ttl_s=self.config.offer_ttl_s,
+                anti_entropy_s=self.config.anti_entropy_s,
+                drop_gossip=1.0 if "drop-offer-gossip" in self.config.test_faults else 0.0,
                 # a dedicated provider sells something out of the box; edit it with `yagna provider preset`
                 default_preset=Preset(name="default", subnet=self.config.subnets[0]) if self.role == "provider" else None,
             ),

@@ -73,11 +73,14 @@ def service() -> None:
               help="Subnet whose offers to follow (repeatable); presets choose where they offer.")
 @click.option("--offer-ttl", type=int, default=1800, show_default=True,
               help="Seconds an offer lives; it is re-announced halfway.")
+@click.option("--anti-entropy-interval", type=click.FloatRange(min=0), default=3.0, show_default=True,
+              help="Mean seconds between offer anti-entropy rounds with one random neighbour per subnet "
+                   "(jittered +-50%; 0: only with each new peer).")
 @click.option("--max-threads", type=click.IntRange(min=0), help="Provider: most CPU threads to sell [default: all but one].")
 @click.option("--max-mem-gib", type=click.FloatRange(min=0), help="Provider: most memory to sell, GiB [default: 70%].")
 @click.option("--max-storage-gib", type=click.FloatRange(min=0), help="Provider: most disk to sell, GiB [default: 80% of free].")
 @click.option("--test-fault", "test_faults", multiple=True, hidden=True,
-              type=click.Choice(["withhold-payments", "wrong-results"]), help="Test only: inject a fault.")
+              type=click.Choice(["withhold-payments", "wrong-results", "drop-offer-gossip"]), help="Test only: inject a fault.")
 @click.option("--activity-keepalive", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Provider: seconds of requestor silence after which its activity is stopped and its container removed.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
@@ -87,7 +90,7 @@ def service() -> None:
 @click.pass_obj
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
                 px_interval: float, target_peers: int | None, max_peers: int | None, config_path: Path | None,
-                network_id: str, subnets: tuple[str, ...], offer_ttl: int,
+                network_id: str, subnets: tuple[str, ...], offer_ttl: int, anti_entropy_interval: float,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
                 test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str,
                 log_file: Path | None) -> None:
@@ -138,6 +141,7 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         network_id=network_id,
         subnets=list(subnets),
         offer_ttl_s=offer_ttl,
+        anti_entropy_s=anti_entropy_interval,
         max_threads=max_threads,
         max_mem_gib=max_mem_gib,
         max_storage_gib=max_storage_gib,

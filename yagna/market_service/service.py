@@ -9,7 +9,6 @@ answers the questions both sides share (the agreements list, termination).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,10 +50,8 @@ class MarketConfig:
     """How often the requestor side looks for its agreements past their expiration."""
     anti_entropy_s: float = DEFAULT_INTERVAL_S
     """Mean seconds between anti-entropy rounds (one random neighbour per subnet; jittered +-50%; 0: off)."""
-
-
-DROP_GOSSIP_ENV = "YAGNA_TEST_DROP_OFFER_GOSSIP"
-"""Tests only: the share (0..1) of offer gossip from peers this node ignores, as if lost in the network."""
+    drop_gossip: float = 0.0
+    """Tests only (``--test-fault drop-offer-gossip``): the share of offer gossip from peers ignored, as if lost."""
 
 
 class MarketService:
@@ -68,7 +65,9 @@ class MarketService:
         self.agreements = Agreements(store)
         self.directory = OfferDirectory(network_id=config.network_id, gossip=gossip, rr=rr, peers=peers,
                                         me=key.node_id, clock_ms=clock_ms, anti_entropy_s=config.anti_entropy_s,
-                                        drop_gossip=_drop_gossip())
+                                        drop_gossip=config.drop_gossip)
+        if config.drop_gossip:
+            log.warning("test fault: ignoring %.0f%% of offer gossip from peers", config.drop_gossip * 100)
         self.provider: ProviderMarket | None = None
         self.requestor: RequestorMarket | None = None
         if config.provider:
@@ -197,16 +196,3 @@ class MarketService:
             "penalties": self.directory.penalties.snapshot(),
             "demands": len(self.requestor.demands) if self.requestor else 0,
         }
-
-
-def _drop_gossip() -> float:
-    raw = os.environ.get(DROP_GOSSIP_ENV)
-    if not raw:
-        return 0.0
-    try:
-        share = float(raw)
-    except ValueError:
-        log.warning("%s=%r is not a number; ignored", DROP_GOSSIP_ENV, raw)
-        return 0.0
-    log.warning("%s=%s: ignoring that share of offer gossip (a test's fault injection)", DROP_GOSSIP_ENV, raw)
-    return min(1.0, max(0.0, share))
