@@ -9,6 +9,7 @@ junk: every live offer still reaches every node within a few rounds.
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import AsyncIterator, Callable
 
 import trio
@@ -96,6 +97,7 @@ class CountingRR:
     def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
         self._inner = inner
         self.sent: list[str] = []
+        self.log: list[tuple[float, str, str]] = []
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self._inner, name)
@@ -103,6 +105,7 @@ class CountingRR:
     async def request(self, peer: str, spec: ProtocolSpec, payload: object, *, timeout: float | None = None) -> object:
         if spec.name == ANTI_ENTROPY.name:
             self.sent.append(payload["op"] if isinstance(payload, dict) else "?")
+            self.log.append((trio.current_time(), peer, self.sent[-1]))
         return await self._inner.request(peer, spec, payload, timeout=timeout)
 
 
@@ -113,11 +116,11 @@ class World:
         self.nodes: dict[str, tuple[MemoryNode, OfferDirectory]] = {}
 
     async def node(self, name: str, *, gossip=None, rr=None, book: OfferBook | None = None,  # type: ignore[no-untyped-def]
-                   anti_entropy_s: float = 3.0, join: bool = True) -> OfferDirectory:
+                   anti_entropy_s: float = 3.0, join: bool = True, rng: random.Random | None = None) -> OfferDirectory:
         net = self.hub.node(name)
         d = OfferDirectory(network_id=NET, gossip=gossip(net.gossip) if gossip else net.gossip,
                            rr=rr(net.rr) if rr else net.rr, peers=net.peers, me=name, clock_ms=clock, book=book,
-                           anti_entropy_s=anti_entropy_s)
+                           anti_entropy_s=anti_entropy_s, rng=rng)
         await self.nursery.start(net.peers.run)
         await self.nursery.start(d.run)
         if join:
@@ -350,3 +353,39 @@ async def test_list_replies_are_paged(autojump_clock: trio.testing.MockClock) ->
         assert counting[0].sent.count("list") == 2 and counting[0].sent[0] == "digest"
         assert counting[0].sent.count("pull") >= n // 256
         assert offers_topic(NET, SUBNET)
+
+
+async def test_a_failed_round_is_tried_at_once_with_another_neighbour(autojump_clock: trio.testing.MockClock) -> None:
+    async with world() as w:
+        stalling: list[StallingRR] = []
+
+        def stall_forever(inner) -> StallingRR:  # type: ignore[no-untyped-def]
+            stalling.append(StallingRR(inner, {ANTI_ENTROPY.name}, stalls=10**9))
+            return stalling[0]
+
+        counting: list[CountingRR] = []
+
+        def count(inner) -> CountingRR:  # type: ignore[no-untyped-def]
+            counting.append(CountingRR(inner))
+            return counting[0]
+
+        await w.node("stuck", rr=stall_forever, anti_entropy_s=0)
+        good = await w.node("good", anti_entropy_s=0)
+        # a seed whose first pick of ["good", "stuck"] is "stuck"
+        seed = next(i for i in range(100) if _first_pick(i) == 1)
+        me = await w.node("me", rr=count, anti_entropy_s=60, rng=random.Random(seed))
+        await trio.sleep(20)  # the rounds at connect are over (the stuck peer's timed out); periodic ones from 30 s
+        assert me.anti_entropy.stats.failed == 1
+        for i in range(5):  # as if gossip to `me` had been lost
+            good.take_offer(SUBNET, sealed(NodeKey.generate(), i), source="test")
+        await eventually(lambda: len(me.book) == 5, within=200)
+        periodic = [(t, peer, op) for t, peer, op in counting[0].log if t >= 20]  # after the rounds at connect
+        assert [(peer, op) for _, peer, op in periodic[:3]] == [("stuck", "digest"), ("good", "digest"),
+                                                                ("good", "list")]
+        assert periodic[1][0] - periodic[0][0] <= 6  # the stuck peer's timeout, not another period
+
+
+def _first_pick(seed: int) -> int:
+    rng = random.Random(seed)
+    rng.uniform(0.5, 1.5)
+    return rng.choice([0, 1])

@@ -416,13 +416,22 @@ class OfferDirectory:
         return [p for p in connected if p in following] or connected
 
     async def _anti_entropy_loop(self) -> None:
-        """Every ``anti_entropy_s`` (+-50%): a round with one random neighbour per subnet."""
+        """Every ``anti_entropy_s`` (+-50%): a round with one random neighbour per subnet.
+
+        A round that fails (the peer timed out, is busy or broke the protocol) is tried once more at
+        once with another neighbour: an overloaded peer does not cost a whole period of repair.
+        """
         while True:
             await trio.sleep(self.anti_entropy_s * self._rng.uniform(0.5, 1.5))
             for subnet in sorted(self._subnets):
                 peers = self.neighbours(subnet)
-                if peers:
-                    await self.reconcile(self._rng.choice(peers), subnet)
+                if not peers:
+                    continue
+                first = self._rng.choice(peers)
+                if await self.reconcile(first, subnet) == "failed":
+                    others = [p for p in self.neighbours(subnet) if p != first]
+                    if others:
+                        await self.reconcile(self._rng.choice(others), subnet)
 
     async def _sync_from(self, peer: str, subnet: str) -> None:
         """Pull ``peer``'s live offers in ``subnet``, page by page, through the same checks as gossip."""
