@@ -301,7 +301,16 @@ class OfferSim:
         net.schedule(self.cfg.repair_interval * jitter, self._repair_tick, node, round_ + 1)
         live = net.live_neighbours(node)
         if live:
-            self._light_round(node, live[int(chance(net.seed, node, round_, -3_000_000) * len(live))], round_)
+            peer = live[int(chance(net.seed, node, round_, -3_000_000) * len(live))]
+            took = self._light_round(node, peer, round_)
+            others = [b for b in live if b != peer]
+            if took >= 5.0 and others:  # failed: once more at once with another neighbour, as the daemon does
+                other = others[int(chance(net.seed, node, round_, -6_000_000) * len(others))]
+                net.schedule(took, self._light_retry, node, other, round_)
+
+    def _light_retry(self, node: int, peer: int, round_: int) -> None:
+        if self.net.up[node] and self.net.up[peer]:
+            self._light_round(node, peer, -20_000_000 - round_)
 
     def _light_round(self, node: int, peer: int, salt: int) -> float:
         """One anti-entropy round of a light node with ``peer``, shaped like the daemon's (market/anti_entropy.py).
