@@ -90,8 +90,8 @@ MAX_LIST_ITEMS = 2048
 """Keys in one ``list`` reply (65 chars + expiry: about 150 KiB)."""
 MAX_LIST_PAGES = 16
 """``list`` requests in one round: at most 32,768 keys compared a round."""
-MAX_PULL_KEYS = 256
-"""Keys in one ``pull`` request (about 17 KiB of request)."""
+MAX_PULL_KEYS = 1024
+"""Keys in one ``pull`` request (about 69 KiB of request; a reply of 735-byte offers fills at ~1,250)."""
 PULL_REPLY_BYTES = 900 * 1024
 """Sealed bytes in one ``pull`` reply (the protocol's reply limit is 1 MiB)."""
 MAX_WANT = 16_384

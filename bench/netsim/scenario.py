@@ -317,7 +317,7 @@ class OfferSim:
 
         A digest request (~60 bytes); equal sets end the round with a ~10-byte reply. Otherwise the 2 KiB bucket
         hashes come back, one ``list`` of the differing buckets (~75 bytes a key listed) and ``pull`` requests of
-        up to 256 keys (~67 bytes a key) for the offers it lacks, which arrive three round trips after the
+        up to 1,024 keys (~67 bytes a key) for the offers it lacks, which arrive three round trips after the
         digest was sent. Each request and each reply is lost with ``loss`` as the real nodes' are; the round
         fails if any is. Returns how long the round takes (virtual s).
         """

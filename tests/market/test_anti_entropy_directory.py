@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 import trio
 import trio.testing
 
-from market.anti_entropy import MAX_LIST_ITEMS, offer_key
+from market.anti_entropy import MAX_LIST_ITEMS, MAX_PULL_KEYS, offer_key
 from market.offer_book import OfferBook
 from market.offers import make_offer, make_withdrawal, offer_id
 from yagna.core.identity import NodeKey
@@ -351,7 +351,7 @@ async def test_list_replies_are_paged(autojump_clock: trio.testing.MockClock) ->
         b = await w.node("b", rr=count, anti_entropy_s=0)
         await eventually(lambda: len(b.book) == n)
         assert counting[0].sent.count("list") == 2 and counting[0].sent[0] == "digest"
-        assert counting[0].sent.count("pull") >= n // 256
+        assert counting[0].sent.count("pull") >= n // MAX_PULL_KEYS
         assert offers_topic(NET, SUBNET)
 
 

@@ -54,16 +54,16 @@ from yagna.net.reqresp import ProtocolSpec, Request
 log = logging.getLogger("yagna.market.anti_entropy")
 
 ANTI_ENTROPY = ProtocolSpec(
-    "/yagna/market/anti-entropy/1.0.0", max_request_size=32 * 1024, max_response_size=1024 * 1024, timeout=5.0
+    "/yagna/market/anti-entropy/1.0.0", max_request_size=96 * 1024, max_response_size=1024 * 1024, timeout=5.0
 )
 DEFAULT_INTERVAL_S = 3.0
 """A round with one random neighbour per subnet every 1.5 to 4.5 s (the interval +-50%, jittered)."""
 ROUND_TIMEOUT_S = 60.0
-"""A whole round (digest, up to 16 lists, up to 64 pulls) is abandoned after this."""
+"""A whole round (digest, up to 16 lists, up to 16 full pulls) is abandoned after this."""
 
 SERVE_REQUESTS_BURST = 128
 SERVE_REQUESTS_PER_S = 4.0
-"""Requests one peer may make of us: a round is 1 request when nothing differs, up to 81 for a 16,384-offer pull."""
+"""Requests one peer may make of us: a round is 1 request when nothing differs, up to ~40 for a 16,384-offer pull."""
 SERVE_BYTES_BURST = 32 * 1024 * 1024
 SERVE_BYTES_PER_S = 2 * 1024 * 1024
 """Sealed bytes one peer may pull from us: a whole 12,000-offer book at once, then 2 MiB/s."""
