@@ -389,3 +389,20 @@ def _first_pick(seed: int) -> int:
     rng = random.Random(seed)
     rng.uniform(0.5, 1.5)
     return rng.choice([0, 1])
+
+
+async def test_rounds_at_connect_wait_for_each_other_only_so_long(autojump_clock: trio.testing.MockClock) -> None:
+    """Many new peers at once, some of them stuck: a round at connect that cannot start within
+    CONNECT_ROUND_WAIT_S is skipped (the periodic rounds cover it), not queued for minutes."""
+    from yagna.market_service.offers import CONNECT_ROUND_WAIT_S
+
+    async with world() as w:
+        me = await w.node("me", anti_entropy_s=0)
+        lock = me._round_locks.setdefault(SUBNET, trio.Lock())
+        await lock.acquire()  # a round in progress (with a peer that is stuck)
+        await w.node("other", anti_entropy_s=0)  # connects: its round waits for the lock ...
+        await trio.sleep(CONNECT_ROUND_WAIT_S + 1)
+        lock.release()
+        await trio.sleep(1)
+        assert me.anti_entropy.stats.rounds == 0  # ... and was skipped, not left queued
+        assert await me.reconcile("other", SUBNET) == "equal" and me.anti_entropy.stats.rounds == 1

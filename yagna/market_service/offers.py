@@ -32,6 +32,7 @@ peer's refusals (book full, superseded, ...) cost it nothing.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -66,6 +67,8 @@ log = logging.getLogger("yagna.market.offers")
 SYNC = ProtocolSpec("/yagna/market/offers/1.0.0", max_request_size=1024, max_response_size=1024 * 1024, timeout=5.0)
 SYNC_PAGE_BYTES = 900 * 1024
 SYNC_PAGE_MAX = 1000
+CONNECT_ROUND_WAIT_S = 10.0
+"""How long a new peer's anti-entropy round may wait for the subnet's round in progress before it is skipped."""
 
 # What a forwarder is charged per refused message, by reason. An honest relay
 # validates what it forwards, so it never relays forged or malformed objects.
@@ -399,15 +402,29 @@ class OfferDirectory:
             await self._catch_up(peer, subnet)
 
     async def _catch_up(self, peer: str, subnet: str) -> None:
-        """An anti-entropy round with a new peer; its whole book if it does not speak anti-entropy."""
-        if (await self.reconcile(peer, subnet)) == "unsupported":
+        """An anti-entropy round with a new peer; its whole book if it does not speak anti-entropy.
+
+        Rounds run one at a time per subnet; one that cannot start within :data:`CONNECT_ROUND_WAIT_S`
+        (many peers connecting at once, some of them slow) is skipped: the periodic rounds cover it.
+        """
+        outcome = await self.reconcile(peer, subnet, wait_s=CONNECT_ROUND_WAIT_S)
+        if outcome == "unsupported":
             await self._sync_from(peer, subnet)
 
-    async def reconcile(self, peer: str, subnet: str) -> str:
-        """One anti-entropy round with ``peer`` (one at a time per subnet): ``equal``, ``pulled``, ``failed``, ..."""
+    async def reconcile(self, peer: str, subnet: str, *, wait_s: float = math.inf) -> str:
+        """One anti-entropy round with ``peer`` (one at a time per subnet): ``equal``, ``pulled``, ``failed``,
+        ``unsupported``, or ``skipped`` if another round held the subnet for ``wait_s``."""
         lock = self._round_locks.setdefault(subnet, trio.Lock())
-        async with lock:
+        held = False
+        with trio.move_on_after(wait_s):  # the wait for the lock only, not the round
+            await lock.acquire()
+            held = True
+        if not held:
+            return "skipped"
+        try:
             return (await self.anti_entropy.reconcile(peer, subnet)).outcome
+        finally:
+            lock.release()
 
     def neighbours(self, subnet: str) -> list[str]:
         """Connected peers that follow ``subnet``'s offers (all connected peers if none says so yet)."""
