@@ -221,8 +221,9 @@ class SetDigest:
         return out, None
 
     def keys_after(self, after: str, *, kind: str = "o") -> Iterable[str]:
-        """Keys of ``kind`` after ``after`` (by offer id), in order: the catch-up's cursor."""
-        i = bisect.bisect_right(self._keys, after + "~") if after else 0
+        """Keys of ``kind`` whose offer id is greater than ``after``, in order: the catch-up's cursor."""
+        # a whole offer id: past both of its keys ("~" sorts after "o" and "w")
+        i = bisect.bisect_right(self._keys, after + "~" if len(after) >= 64 else after)
         for key in self._keys[i:] if i else self._keys:
             if key[-1] == kind:
                 yield key

@@ -116,6 +116,8 @@ def test_catch_up_cursor_walks_offers_only_in_id_order() -> None:
     order = sorted(k[:64] for k in ks)
     assert [k[:64] for k in d.keys_after("")] == order
     assert [k[:64] for k in d.keys_after(order[41])] == order[42:]
+    prefix = order[41][:3]  # any string works as a cursor, as it did: ids greater than it
+    assert [k[:64] for k in d.keys_after(prefix)] == [o for o in order if o > prefix]
 
 
 # -- deciding what to pull -------------------------------------------------------------------
