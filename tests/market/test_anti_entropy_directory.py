@@ -327,13 +327,22 @@ async def test_hostile_answers_are_charged_and_change_nothing(autojump_clock: tr
                 return {"items": [[listed, clock() + TTL]], "next": None}
             return {"items": [unasked]}  # not what was asked for
 
-        for name, answer in (("liar", lying), ("flooder", flooding)):
+        stranger = NodeKey.generate()
+        withdrawal = make_withdrawal(stranger, network_id=NET, offer_id="cd" * 32, at_ms=clock())
+
+        def withdrawing(op: str, payload: dict) -> object:  # type: ignore[type-arg]
+            return {"items": [withdrawal]} if op == "pull" else flooding(op, payload)
+
+        for name, answer in (("liar", lying), ("flooder", flooding), ("withdrawer", withdrawing)):
             HostileServer(w.hub.node(name), answer)
         victim = await w.node("victim", anti_entropy_s=0)
         assert await victim.reconcile("liar", SUBNET) == "failed"
         assert len(victim.book) == 0 and victim.penalties.score("liar") > 0
         assert await victim.reconcile("flooder", SUBNET) == "pulled"
         assert len(victim.book) == 0 and victim.penalties.score("flooder") >= 20
+        # a valid withdrawal nobody asked for is not recorded either
+        assert await victim.reconcile("withdrawer", SUBNET) == "pulled"
+        assert not victim.book.is_withdrawn("cd" * 32) and victim.penalties.score("withdrawer") >= 20
 
 
 async def test_list_replies_are_paged(autojump_clock: trio.testing.MockClock) -> None:

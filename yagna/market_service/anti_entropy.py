@@ -75,6 +75,7 @@ FREE_REFUSALS = frozenset({"expired", "withdrawn", "superseded", "rate_limited",
 LASTING_REFUSALS = frozenset(FREE_REFUSALS - {"rate_limited"})
 """Refusals after which a key is not pulled again for a while (``RecentlyRefused``)."""
 UNASKED_PENALTY = 20
+"""A pulled object we did not ask for: no honest peer sends one."""
 
 
 @dataclass
@@ -101,8 +102,9 @@ class RoundResult:
 
 TakeOffer = Callable[[str, bytes, str], None]
 """(subnet, sealed offer, peer): verify and add as a solicited offer; raises GossipInvalid."""
-TakeWithdrawal = Callable[[str, bytes], str]
-"""(subnet, sealed withdrawal): verify and apply, return the withdrawn offer's id; raises GossipInvalid."""
+TakeWithdrawal = Callable[[str, bytes, Callable[[str], bool]], str]
+"""(subnet, sealed withdrawal, asked(offer id)): verify, then apply if asked for; the withdrawn offer's id.
+Raises GossipInvalid (``unasked`` if it was not asked for)."""
 
 
 class BookView(Protocol):
@@ -271,11 +273,9 @@ class AntiEntropy:
                     return None, 0
                 self._take_offer(subnet, raw, peer)
             elif domain == WITHDRAW_DOMAIN:
-                # verified before its key is known; a valid withdrawal we did not ask for is harmless
-                oid = self._take_withdrawal(subnet, raw)
+                # its key is known once verified; applied only if we asked for it
+                oid = self._take_withdrawal(subnet, raw, lambda o: withdrawal_key(o) in asked)
                 key = withdrawal_key(oid)
-                if key not in asked:
-                    return None, 1
             else:
                 self._charge(peer, UNASKED_PENALTY)
                 return None, 0

@@ -54,7 +54,7 @@ from market.offers import (
     verify_withdrawal,
 )
 from yagna.core.envelope import content_id
-from yagna.market_service.anti_entropy import DEFAULT_INTERVAL_S, FREE_REFUSALS, AntiEntropy
+from yagna.market_service.anti_entropy import DEFAULT_INTERVAL_S, FREE_REFUSALS, UNASKED_PENALTY, AntiEntropy
 from yagna.core.errors import WireError
 from yagna.core.wire import decode
 from yagna.net.errors import GossipInvalid, RequestError, RequestRejected
@@ -345,20 +345,25 @@ class OfferDirectory:
         self._take_offer(subnet, data, "sync", via=peer, solicited=True)
         self.stats.synced += 1
 
-    def _take_pulled_withdrawal(self, subnet: str, data: bytes) -> str:
-        return self._apply_withdrawal(data, subnet)
+    def _take_pulled_withdrawal(self, subnet: str, data: bytes, asked: Callable[[str], bool]) -> str:
+        return self._apply_withdrawal(data, subnet, asked)
 
     def _take_withdrawal(self, data: bytes, subnet: str | None = None) -> bool:
         self._apply_withdrawal(data, subnet)
         return True
 
-    def _apply_withdrawal(self, data: bytes, subnet: str | None) -> str:
-        """Verify and apply a withdrawal; the withdrawn offer's id. Raises GossipInvalid."""
+    def _apply_withdrawal(self, data: bytes, subnet: str | None, asked: Callable[[str], bool] | None = None) -> str:
+        """Verify and apply a withdrawal; the withdrawn offer's id. Raises GossipInvalid.
+
+        ``asked``: for a pulled withdrawal, whether we asked for the one of this offer id.
+        """
         now = self._clock_ms()
         try:
             signed = verify_withdrawal(data, network_id=self.network_id, now_ms=now)
         except OfferRejected as exc:
             raise GossipInvalid(exc.reason, PENALTY.get(exc.reason, 20)) from None
+        if asked is not None and not asked(signed.offer_id):
+            raise GossipInvalid("unasked", UNASKED_PENALTY)
         result = self.book.withdraw(signed, now, subnet=subnet)
         if result.status is WithdrawStatus.REJECTED:
             reason = result.reason or "over_cap"
