@@ -415,3 +415,20 @@ async def test_rounds_at_connect_wait_for_each_other_only_so_long(autojump_clock
         await trio.sleep(1)
         assert me.anti_entropy.stats.rounds == 0  # ... and was skipped, not left queued
         assert await me.reconcile("other", SUBNET) == "equal" and me.anti_entropy.stats.rounds == 1
+
+
+async def test_every_node_converges_when_half_of_all_gossip_is_lost(autojump_clock: trio.testing.MockClock) -> None:
+    async with world() as w:
+        rng = random.Random(7)
+        dirs = [await w.node(f"n{i}", gossip=lambda inner: LossyGossip(inner, lambda data: rng.random() < 0.5))
+                for i in range(6)]
+        await trio.sleep(1)
+        published = []
+        for i in range(60):
+            raw = sealed(NodeKey.generate(), i)
+            published.append(offer_id(raw))
+            await publish(dirs[i % 6], raw)
+        assert any(len(d.book) < 60 for d in dirs)  # gossip lost some
+        await eventually(lambda: all(oid in d.book for d in dirs for oid in published))
+        roots = {d.book.digest(SUBNET).root for d in dirs}
+        assert len(roots) == 1  # the same set everywhere: rounds from now on are one message
