@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from yagna.core.errors import YagnaError
 from yagna.core.paths import DataDir, default_data_dir, user_data_root  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from yagna.net.relay_core import RelayLimits
 
 DEFAULT_API_PORT = 7465  # Golem's convention, so existing tools find us
 ROLES = ("requestor", "provider", "both")
@@ -45,6 +49,10 @@ class NodeConfig:
     """Test-only fault injection (``--test-fault NAME``): ``withhold-payments``, ``wrong-results``,
     ``drop-offer-gossip`` (the market ignores all offer gossip from peers, as if every copy were lost)."""
     activity_keepalive_s: float = 30.0
+    relay_service: str = "auto"
+    """Serve circuit relay v2: ``auto`` while publicly reachable, ``on`` always, ``off`` never."""
+    relay_limits: RelayLimits | None = None
+    """What relaying may cost this node; None: the defaults (yagna/net/relay_core.py, docs/behind-nat.md)."""
     """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
 
     def __post_init__(self) -> None:
@@ -52,6 +60,8 @@ class NodeConfig:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
         if not 0 <= self.api_port <= 65535:
             raise ConfigError(f"API port {self.api_port} is out of range 0-65535")
+        if self.relay_service not in ("auto", "on", "off"):
+            raise ConfigError(f"relay service must be auto, on or off, not {self.relay_service!r}")
         if not 1 <= self.target_peers <= self.max_peers:
             raise ConfigError(
                 f"target peers ({self.target_peers}) must be from 1 to max peers ({self.max_peers})"

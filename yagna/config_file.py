@@ -8,6 +8,12 @@ command line win over the file, and list settings (``bootstrap``) add to it::
     bootstrap = ["/ip4/198.18.0.10/tcp/7464/p2p/12D3KooW..."]
     target_peers = 8      # connections a node keeps up by its own dials
     max_peers = 64        # connections at most, inbound included
+    relay_service = "auto"  # serve circuit relay v2 while public: auto, on (always), off
+    relay_max_reservations = 128
+    relay_circuit_mib = 256       # bytes per relayed circuit, MiB
+    relay_circuit_seconds = 600   # lifetime of a relayed circuit
+    relay_circuits_per_peer = 4
+    relay_max_circuits = 32
 
 Unknown sections or keys are errors that name them: a misspelt key silently
 ignored would leave a node running with a setting its operator did not choose.
@@ -19,7 +25,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from yagna.config import ConfigError
+
+if TYPE_CHECKING:
+    from yagna.net.relay_core import RelayLimits
 
 FILE_NAME = "yagna.toml"
 MAX_FILE_SIZE = 256 * 1024
@@ -31,6 +42,12 @@ class NetFileSettings:
     bootstrap: list[str] = field(default_factory=list)
     target_peers: int | None = None
     max_peers: int | None = None
+    relay_service: str | None = None
+    relay_max_reservations: int | None = None
+    relay_circuit_mib: int | None = None
+    relay_circuit_seconds: int | None = None
+    relay_circuits_per_peer: int | None = None
+    relay_max_circuits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -40,7 +57,9 @@ class FileSettings:
     net: NetFileSettings = field(default_factory=NetFileSettings)
 
 
-_NET_KEYS = {"listen", "bootstrap", "target_peers", "max_peers"}
+_RELAY_COUNTS = ("relay_max_reservations", "relay_circuit_mib", "relay_circuit_seconds",
+                 "relay_circuits_per_peer", "relay_max_circuits")
+_NET_KEYS = {"listen", "bootstrap", "target_peers", "max_peers", "relay_service", *_RELAY_COUNTS}
 
 
 def default_path(data_dir: Path) -> Path:
@@ -90,7 +109,34 @@ def _net(doc: dict[str, object], path: Path) -> NetFileSettings:
         bootstrap=_strings(net, "bootstrap", path),
         target_peers=_count(net, "target_peers", path),
         max_peers=_count(net, "max_peers", path),
+        relay_service=_relay_service(net, path),
+        **{key: _count(net, key, path) for key in _RELAY_COUNTS},  # type: ignore[arg-type]
     )
+
+
+def relay_limits(net: NetFileSettings) -> RelayLimits | None:
+    """The relay limits the file sets (defaults for the rest); None when it sets none."""
+    if all(getattr(net, key) is None for key in _RELAY_COUNTS):
+        return None
+    from yagna.net.relay_core import MiB, RelayLimits
+
+    d = RelayLimits()
+    return RelayLimits(
+        max_reservations=net.relay_max_reservations or d.max_reservations,
+        circuit_bytes=(net.relay_circuit_mib * MiB) if net.relay_circuit_mib else d.circuit_bytes,
+        circuit_duration=float(net.relay_circuit_seconds or d.circuit_duration),
+        circuits_per_peer=net.relay_circuits_per_peer or d.circuits_per_peer,
+        max_circuits=net.relay_max_circuits or d.max_circuits,
+    )
+
+
+def _relay_service(table: dict[str, object], path: Path) -> str | None:
+    value = table.get("relay_service")
+    if value is None:
+        return None
+    if value not in ("auto", "on", "off"):
+        raise ConfigError(f'config file {path}: net.relay_service must be "auto", "on" or "off"')
+    return str(value)
 
 
 def _strings(table: dict[str, object], key: str, path: Path) -> list[str]:

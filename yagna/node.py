@@ -157,7 +157,8 @@ class Node:
             self.network = Network(
                 key.seed,
                 NetConfig(listen=listen, bootstrap=self.config.bootstrap, px_interval=self.config.px_interval,
-                          target_peers=self.config.target_peers, max_peers=self.config.max_peers),
+                          target_peers=self.config.target_peers, max_peers=self.config.max_peers,
+                          relay_service=self.config.relay_service, relay_limits=self.config.relay_limits),
                 book=StorePeerBook(Peers(store)),
             )
         except BaseException:

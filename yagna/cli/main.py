@@ -65,6 +65,9 @@ def service() -> None:
               help="Connections to keep up by own dials; bootstrap peers are always dialed [default 8, or net.target_peers].")
 @click.option("--max-peers", type=click.IntRange(1, 10_000), default=None,
               help="Connections at most, inbound included [default 64, or net.max_peers].")
+@click.option("--relay-service", type=click.Choice(["auto", "on", "off"]), default=None,
+              help="Serve circuit relay v2 to private nodes: auto = while publicly reachable, on = always, "
+                   "off = never [default auto, or net.relay_service]; limits in the config file (docs/behind-nat.md).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Config file [default <data dir>/yagna.toml if it exists]; flags win, --bootstrap adds to it.")
 @click.option("--network-id", default="testnet", show_default=True, envvar="YAGNA_NETWORK_ID",
@@ -89,7 +92,8 @@ def service() -> None:
               help="Log to this file, rotated at 10 MiB with 4 old files kept [default: stderr].")
 @click.pass_obj
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
-                px_interval: float, target_peers: int | None, max_peers: int | None, config_path: Path | None,
+                px_interval: float, target_peers: int | None, max_peers: int | None, relay_service: str | None,
+                config_path: Path | None,
                 network_id: str, subnets: tuple[str, ...], offer_ttl: int, anti_entropy_interval: float,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
                 test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str,
@@ -147,6 +151,8 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         max_storage_gib=max_storage_gib,
         activity_keepalive_s=activity_keepalive,
         test_faults=frozenset(test_faults),
+        relay_service=relay_service or from_file.net.relay_service or "auto",
+        relay_limits=config_file.relay_limits(from_file.net),
     )
     trio.run(_serve, config)
     gc.freeze()

@@ -22,6 +22,7 @@ from yagna.net.gossip import Gossip
 from yagna.net.host import build_host, check_tcp_listen_addr, close_host, parse_multiaddr, parse_peer_addr
 from yagna.net.mesh import MeshLimits
 from yagna.net.peers import PeerBook, PeerManager
+from yagna.net.relay import RelayLimits, RelayService
 from yagna.net.reqresp import RequestResponse
 
 log = logging.getLogger("yagna.net")
@@ -39,6 +40,9 @@ class NetConfig:
     max_peers: int = 64
     gossip_heartbeat: float = 1.0
     shutdown_timeout: float = 4.0
+    relay_service: str = "auto"
+    """Serve circuit relay v2: ``auto`` while public, ``on`` always, ``off`` never (yagna/net/relay.py)."""
+    relay_limits: RelayLimits | None = None
 
 
 class Network:
@@ -71,6 +75,8 @@ class Network:
         )
         self.gossip.ban = self.peers.ban
         self.peers.on_connect(self.addresses.on_connect)
+        self.relay = RelayService(self.host, self.addresses, config.relay_service, config.relay_limits)
+        """Circuit relay v2: hop service while public, reservations while private."""
 
     def listen_addrs(self) -> list[str]:
         """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``; a wildcard
@@ -112,6 +118,7 @@ class Network:
                         await app.start(self.gossip.run)
                         await app.start(self.peers.run)
                         await app.start(self.addresses.run, self.peers.connected_peers)
+                        await app.start(self.relay.run)
                         task_status.started()
                         await stop.wait()
                         guard.deadline = trio.current_time() + self.config.shutdown_timeout

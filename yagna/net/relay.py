@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
@@ -102,3 +103,165 @@ async def _reserve_one(keeper: ReservationKeeper, reserve: Reserve, relay: str,
         now = trio.current_time()
         keeper.reserved(relay, now + ttl, now, addrs)
     wake.set()
+
+
+# --- the daemon's relay service (py-libp2p's circuit v2, wrapped) -------------------------
+
+
+class RelayService:
+    """Serves the hop protocol while ``should_serve`` and keeps reservations while
+    ``should_reserve``. py-libp2p's ``CircuitV2Protocol`` does the relaying (it enforces the
+    per-circuit byte and duration limits and the reservation count); we map our
+    :class:`RelayLimits` onto it, guard its stream handlers so a hostile stream can only
+    reset itself, and replace its 300 s discovery with :class:`ReservationKeeper`."""
+
+    def __init__(self, host: object, addresses: object, setting: str = "auto",
+                 limits: RelayLimits | None = None, *, want: int = 2, poll: float = 5.0) -> None:
+        self.host = host
+        self.addresses = addresses
+        self.setting = setting
+        self.limits = limits or RelayLimits()
+        self.keeper = ReservationKeeper(want=want)
+        self.waker = Waker()
+        self.poll = poll
+        self.serving = False
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._serve_loop)
+                nursery.start_soon(self._client_loop)
+        except Exception:  # the relay is an extra: its failure must never end the node
+            log.exception("relay service stopped")
+
+    # server ----------------------------------------------------------------
+    def _libp2p_limits(self) -> object:
+        from libp2p.relay.circuit_v2.resources import RelayLimits as L2Limits
+
+        lim = self.limits
+        return L2Limits(duration=int(lim.circuit_duration), data=lim.circuit_bytes,
+                        max_circuit_conns=lim.max_circuits, max_reservations=lim.max_reservations,
+                        reservation_ttl=int(lim.reservation_ttl))
+
+    async def _serve_loop(self) -> None:
+        reach = self.addresses.reachability  # type: ignore[attr-defined]
+        while True:
+            if should_serve(self.setting, reach.status):
+                with trio.CancelScope() as scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._serve)
+                        while should_serve(self.setting, reach.status):
+                            await reach.wait_change()
+                        scope.cancel()
+            else:
+                await reach.wait_change()
+
+    async def _serve(self) -> None:
+        from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID, CircuitV2Protocol
+        from libp2p.tools.anyio_service.context import background_trio_service
+
+        proto = CircuitV2Protocol(self.host, limits=self._libp2p_limits(), allow_hop=True)  # type: ignore[arg-type]
+        async with background_trio_service(proto):
+            await proto.event_started.wait()
+            self.host.set_stream_handler(PROTOCOL_ID, _guarded(proto._handle_hop_stream))  # type: ignore[attr-defined,arg-type]
+            self.serving = True
+            log.info("serving circuit relay v2 (%s)", self.limits)
+            try:
+                await trio.sleep_forever()
+            finally:
+                self.serving = False
+
+    # client ----------------------------------------------------------------
+    async def _client_loop(self) -> None:
+        addresses = self.addresses
+        reach = addresses.reachability  # type: ignore[attr-defined]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(keep_reservations, self.keeper, self._reserve, self._publish, waker=self.waker))
+            while True:
+                if should_reserve(reach.status, addresses.nat_detected()):  # type: ignore[attr-defined]
+                    self._feed_candidates()
+                else:
+                    for relay in self.keeper.relays():
+                        self.keeper.lost(relay)
+                self.waker.set()
+                with trio.move_on_after(self.poll):
+                    await reach.wait_change()
+
+    def _feed_candidates(self) -> None:
+        from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID
+
+        host = self.host
+        connected = {p.to_base58() for p in host.get_connected_peers()}  # type: ignore[attr-defined]
+        for relay in list(self.keeper._candidates):
+            if relay not in connected:
+                self.keeper.lost(relay)
+        for peer in host.get_connected_peers():  # type: ignore[attr-defined]
+            try:
+                protocols = host.get_peerstore().get_protocols(peer)  # type: ignore[attr-defined]
+            except Exception:
+                continue
+            if str(PROTOCOL_ID) in {str(p) for p in protocols} and not self.addresses.relayed(peer.to_base58()):  # type: ignore[attr-defined]
+                self.keeper.candidate(peer.to_base58())
+
+    async def _reserve(self, relay: str) -> tuple[float, list[str]]:
+        from libp2p.peer.id import ID
+        from libp2p.relay.circuit_v2.pb.circuit_pb2 import HopMessage
+        from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID
+        from libp2p.relay.circuit_v2.utils import read_delimited_msg, write_delimited_msg  # type: ignore[attr-defined]
+
+        peer = ID.from_base58(relay)
+        stream = await self.host.new_stream(peer, [PROTOCOL_ID])  # type: ignore[attr-defined]
+        try:
+            await write_delimited_msg(stream, HopMessage(type=HopMessage.RESERVE))
+            resp = await read_delimited_msg(stream, HopMessage)
+        finally:
+            await stream.reset()
+        if resp.HasField("status") and resp.status != 100:  # 100 = OK in the relay v2 spec
+            raise RelayRefused(f"relay {relay} refused the reservation (status {resp.status})")
+        import time
+
+        ttl = float(max(1, resp.reservation.expire - int(time.time()))) if resp.HasField("reservation") else 60.0
+        ttl = min(ttl, 3600.0)
+        addrs = [f"{a}/p2p/{relay}/p2p-circuit" for a in self._relay_addrs(peer)]
+        return ttl, addrs
+
+    def _relay_addrs(self, peer: object) -> list[str]:
+        try:
+            addrs = self.host.get_peerstore().addrs(peer)  # type: ignore[attr-defined]
+        except Exception:
+            return []
+        out = []
+        for a in addrs:
+            s = str(a)
+            if "/p2p-circuit" in s:  # loopback kept: the address book shows it only to local peers
+                continue
+            out.append(s.split("/p2p/")[0])
+        return out[:4]
+
+    def _publish(self, addrs: list[str]) -> None:
+        try:
+            self.addresses.set_relay_addrs(addrs)  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("cannot publish relay addresses")
+
+    def status(self) -> dict[str, object]:
+        return {"serving": self.serving, "reservations": self.keeper.relays()}
+
+
+def _guarded(handler: Callable[[object], Awaitable[None]]) -> Callable[[object], Awaitable[None]]:
+    """A stream handler whose exceptions reset the stream instead of ending the host."""
+
+    async def run(stream: object) -> None:
+        try:
+            await handler(stream)
+        except trio.Cancelled:
+            raise
+        except Exception as e:
+            log.info("hop stream ended with %s", e)
+            try:
+                await stream.reset()  # type: ignore[attr-defined]
+            except Exception:
+                pass
+
+    return run

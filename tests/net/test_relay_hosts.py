@@ -1,0 +1,68 @@
+"""The relay service on real py-libp2p hosts (loopback): reservations, hostile hop streams."""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from yagna.net.network import Network
+
+from .conformance import fast_config, start_stoppable
+
+
+async def _until(pred: object, timeout: float = 10.0) -> None:
+    with trio.fail_after(timeout):
+        while not pred():  # type: ignore[operator]
+            await trio.sleep(0.05)
+
+
+async def test_a_nat_client_reserves_on_relays_and_publishes_its_circuit_addrs() -> None:
+    async with trio.open_nursery() as nursery:
+        relays = []
+        for _ in range(2):
+            r = Network(os.urandom(32), fast_config(relay_service="on"))
+            await start_stoppable(nursery, r)
+            relays.append(r)
+        client = Network(os.urandom(32), fast_config(bootstrap=[r.full_addrs()[0] for r in relays]))
+        client.addresses.nat_detected = lambda: True  # type: ignore[method-assign]
+        client.relay.poll = 0.2
+        await start_stoppable(nursery, client)
+        await _until(lambda: all(r.relay.serving for r in relays))
+        await _until(lambda: len(client.relay.keeper.relays()) == 2)
+        assert client.relay.keeper.relays() == sorted(r.node_id for r in relays)
+        assert any("/p2p-circuit" in a for a in client.relay.keeper.relay_addrs())
+        assert any("/p2p-circuit" in a for a in client.addresses.relay_addrs())
+        nursery.cancel_scope.cancel()
+
+
+async def test_hostile_hop_streams_do_not_end_the_relay() -> None:
+    from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID
+
+    async with trio.open_nursery() as nursery:
+        relay = Network(os.urandom(32), fast_config(relay_service="on"))
+        await start_stoppable(nursery, relay)
+        await _until(lambda: relay.relay.serving)
+        evil = Network(os.urandom(32), fast_config(bootstrap=[relay.full_addrs()[0]]))
+        await start_stoppable(nursery, evil)
+        await _until(lambda: relay.host.get_id() in evil.host.get_connected_peers())
+        garbage = [b"", b"\x00", b"\xff\xff\xff\xff\x0f", b"\x05hello", os.urandom(300),
+                   b"\x80\x80\x04" + b"A" * 100, b"\x02\x08\x01", b"\x04\x08\x01\x12\x00"]
+        for blob in garbage:
+            stream = await evil.host.new_stream(relay.host.get_id(), [PROTOCOL_ID])
+            try:
+                await stream.write(blob)
+                with trio.move_on_after(0.5):
+                    await stream.read(1024)
+            except Exception:
+                pass
+            finally:
+                try:
+                    await stream.reset()
+                except Exception:
+                    pass
+        # still serving and answering
+        assert relay.relay.serving
+        good = await evil.relay._reserve(relay.node_id)
+        assert good[0] > 0
+        nursery.cancel_scope.cancel()
