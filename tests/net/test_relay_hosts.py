@@ -66,3 +66,36 @@ async def test_hostile_hop_streams_do_not_end_the_relay() -> None:
         good = await evil.relay._reserve(relay.node_id)
         assert good[0] > 0
         nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_known_only_by_circuit_addrs_is_dialled_through_the_relay() -> None:
+    from yagna.net.reqresp import ProtocolSpec
+
+    async with trio.open_nursery() as nursery:
+        relay = Network(os.urandom(32), fast_config(relay_service="on"))
+        await start_stoppable(nursery, relay)
+        behind = Network(os.urandom(32), fast_config(bootstrap=[relay.full_addrs()[0]]))
+        behind.addresses.nat_detected = lambda: True  # type: ignore[method-assign]
+        behind.relay.poll = 0.2
+        await start_stoppable(nursery, behind)
+        await _until(lambda: len(behind.relay.keeper.relays()) == 1)
+        circuit = behind.relay.keeper.relay_addrs()
+        dialler = Network(os.urandom(32), fast_config())
+        await start_stoppable(nursery, dialler)
+        await dialler.relay.ready.wait()
+        await dialler.relay.dial(behind.node_id, circuit)
+        assert behind.host.get_id() in dialler.host.get_connected_peers()
+        conns = dialler.host.get_network().connections[behind.host.get_id()]
+        circuits = [str(a) for c in conns for a in c.get_transport_addresses() if "/p2p-circuit" in str(a)]
+        assert circuits and f"/p2p/{relay.node_id}/p2p-circuit" in circuits[0]
+        # (on loopback peer exchange then teaches a direct address too, so the view may say direct)
+        nursery.cancel_scope.cancel()
+
+
+def test_the_view_names_the_relay_of_a_circuit_address() -> None:
+    from yagna.net.peers import _relay_of
+
+    assert _relay_of("/p2p/RELAY/p2p-circuit/p2p/DEST") == "RELAY"
+    assert _relay_of("/ip4/1.2.3.4/tcp/1/p2p/RELAY/p2p-circuit") == "RELAY"
+    assert _relay_of("/ip4/1.2.3.4/tcp/1") is None
+    assert _relay_of("/p2p-circuit/p2p/DEST") == ""

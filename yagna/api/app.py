@@ -73,6 +73,8 @@ class Peer(BaseModel):
     bootstrap: bool
     connected_since: float | None
     failures: int
+    connection: str | None = Field(default=None, description="direct or relayed (None: not connected)")
+    relay: str | None = Field(default=None, description="the relay's node id when relayed")
 
 
 class AppKeyOut(BaseModel):

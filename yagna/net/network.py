@@ -77,6 +77,7 @@ class Network:
         self.peers.on_connect(self.addresses.on_connect)
         self.relay = RelayService(self.host, self.addresses, config.relay_service, config.relay_limits)
         """Circuit relay v2: hop service while public, reservations while private."""
+        self.peers.dial_relayed = self.relay.dial
 
     def listen_addrs(self) -> list[str]:
         """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``; a wildcard

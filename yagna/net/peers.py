@@ -90,6 +90,10 @@ class PeerView:
     bootstrap: bool
     connected_since: float | None
     failures: int
+    connection: str | None = None
+    """``direct`` or ``relayed`` (every live connection goes through a relay); None when not connected."""
+    relay: str | None = None
+    """The relay's node id when relayed."""
 
 
 class _Notifee(INotifee):
@@ -160,6 +164,8 @@ class PeerManager:
         self._wake = trio.Event()
         self._events_send, self._events_recv = trio.open_memory_channel[tuple[str, str]](1024)
         self._nursery: trio.Nursery | None = None
+        self.dial_relayed: Callable[[str, list[str]], Awaitable[None]] | None = None
+        """Set by the relay service: dials a peer whose only addresses are ``/p2p-circuit`` ones."""
         for node_id, addr in bootstrap:
             state = self._state(node_id)
             state.bootstrap = True
@@ -179,9 +185,12 @@ class PeerManager:
         for p in sorted(self._peers.values(), key=lambda p: p.node_id):
             remote: list[str] = []
             direction = None
-            for conn in conns.get(ID.from_base58(p.node_id), []) if p.connected else []:
+            live = conns.get(ID.from_base58(p.node_id), []) if p.connected else []
+            for conn in live:
                 remote += [str(a) for a in _safe_transport_addrs(conn)]
                 direction = _direction(conn)
+            relays = [_relay_of(a) for a in remote]
+            connection = None if not live else ("relayed" if remote and all(r is not None for r in relays) else "direct")
             out.append(
                 PeerView(
                     node_id=p.node_id,
@@ -192,6 +201,8 @@ class PeerManager:
                     bootstrap=p.bootstrap,
                     connected_since=p.connected_since,
                     failures=p.failures,
+                    connection=connection,
+                    relay=next((r for r in relays if r), None) if connection == "relayed" else None,
                 )
             )
         return out
@@ -349,10 +360,16 @@ class PeerManager:
     async def _dial(self, state: PeerState, limiter: trio.CapacityLimiter) -> None:
         try:
             async with limiter:
-                info = peer_info(state.node_id, state.addrs)
-                with trio.fail_after(DIAL_TIMEOUT_S + 1):
-                    await self._host.connect(info)
-                self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, PERMANENT_TTL)
+                direct = [a for a in state.addrs if "/p2p-circuit" not in a]
+                circuit = [a for a in state.addrs if "/p2p-circuit" in a]
+                if circuit and self.dial_relayed is not None and not direct:
+                    with trio.fail_after(DIAL_TIMEOUT_S + 1):
+                        await self.dial_relayed(state.node_id, circuit)  # through a relay (yagna/net/relay.py)
+                else:
+                    info = peer_info(state.node_id, direct or state.addrs)
+                    with trio.fail_after(DIAL_TIMEOUT_S + 1):
+                        await self._host.connect(info)
+                    self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, PERMANENT_TTL)
         except (BaseLibp2pError, OSError, trio.TooSlowError, ValueError) as exc:
             state.failures += 1
             delay = redial_delay(state.failures, base=self.redial_base, cap=self.redial_cap)
@@ -478,6 +495,15 @@ def _safe_transport_addrs(conn: INetConn) -> list[Multiaddr]:
         return list(conn.get_transport_addresses())
     except (BaseLibp2pError, AttributeError, OSError):
         return []
+
+
+def _relay_of(addr: str) -> str | None:
+    """The relay's node id in a circuit address ``.../p2p/<relay>/p2p-circuit/...``, else None."""
+    head, sep, _ = addr.partition("/p2p-circuit")
+    if not sep:
+        return None
+    _, p2p, relay = head.rpartition("/p2p/")
+    return relay if p2p and relay else ""
 
 
 def _has_our_streams(conn: INetConn) -> bool:

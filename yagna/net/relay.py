@@ -125,6 +125,8 @@ class RelayService:
         self.waker = Waker()
         self.poll = poll
         self.serving = False
+        self.ready = trio.Event()
+        self._transport: object | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -145,32 +147,50 @@ class RelayService:
                         reservation_ttl=int(lim.reservation_ttl))
 
     async def _serve_loop(self) -> None:
-        reach = self.addresses.reachability  # type: ignore[attr-defined]
-        while True:
-            if should_serve(self.setting, reach.status):
-                with trio.CancelScope() as scope:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._serve)
-                        while should_serve(self.setting, reach.status):
-                            await reach.wait_change()
-                        scope.cancel()
-            else:
-                await reach.wait_change()
-
-    async def _serve(self) -> None:
+        from libp2p.relay.circuit_v2.config import RelayConfig
         from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID, CircuitV2Protocol
+        from libp2p.relay.circuit_v2.transport import CircuitV2Transport
         from libp2p.tools.anyio_service.context import background_trio_service
 
-        proto = CircuitV2Protocol(self.host, limits=self._libp2p_limits(), allow_hop=True)  # type: ignore[arg-type]
+        # One protocol instance on every node: its STOP handler accepts circuits to us; the
+        # HOP handler (relaying for others) is set only while we serve, guarded.
+        proto = CircuitV2Protocol(self.host, limits=self._libp2p_limits(), allow_hop=False)  # type: ignore[arg-type]
+        reach = self.addresses.reachability  # type: ignore[attr-defined]
         async with background_trio_service(proto):
             await proto.event_started.wait()
-            self.host.set_stream_handler(PROTOCOL_ID, _guarded(proto._handle_hop_stream))  # type: ignore[attr-defined,arg-type]
-            self.serving = True
-            log.info("serving circuit relay v2 (%s)", self.limits)
+            self.host.set_stream_handler(  # type: ignore[attr-defined]
+                proto_stop_id(), _guarded(proto._handle_stop_stream))  # type: ignore[arg-type]
+            self._transport = CircuitV2Transport(self.host, proto, RelayConfig())  # type: ignore[arg-type]
+            self.ready.set()
+            while True:
+                if should_serve(self.setting, reach.status):
+                    self.host.set_stream_handler(PROTOCOL_ID, _guarded(proto._handle_hop_stream))  # type: ignore[attr-defined,arg-type]
+                    self.serving = True
+                    log.info("serving circuit relay v2 (%s)", self.limits)
+                    while should_serve(self.setting, reach.status):
+                        await reach.wait_change()
+                    self.host.remove_stream_handler(PROTOCOL_ID)  # type: ignore[attr-defined]
+                    self.serving = False
+                    log.info("stopped serving circuit relay v2 (reachability %s)", reach.status)
+                else:
+                    await reach.wait_change()
+
+    async def dial(self, node_id: str, addrs: list[str]) -> None:
+        """Connect to ``node_id`` through one of its circuit addresses (tried in order)."""
+        import multiaddr
+
+        await self.ready.wait()
+        errors = []
+        for addr in addrs:
+            full = addr if addr.endswith(f"/p2p/{node_id}") else f"{addr}/p2p/{node_id}"
             try:
-                await trio.sleep_forever()
-            finally:
-                self.serving = False
+                await self._transport.dial(multiaddr.Multiaddr(full))  # type: ignore[union-attr]
+                return
+            except trio.Cancelled:
+                raise
+            except Exception as e:
+                errors.append(f"{addr}: {e}")
+        raise ConnectionError("no relay reached " + node_id + ": " + "; ".join(errors)[:400])
 
     # client ----------------------------------------------------------------
     async def _client_loop(self) -> None:
@@ -247,6 +267,12 @@ class RelayService:
 
     def status(self) -> dict[str, object]:
         return {"serving": self.serving, "reservations": self.keeper.relays()}
+
+
+def proto_stop_id() -> str:
+    from libp2p.relay.circuit_v2.protocol import STOP_PROTOCOL_ID
+
+    return str(STOP_PROTOCOL_ID)
 
 
 def _guarded(handler: Callable[[object], Awaitable[None]]) -> Callable[[object], Awaitable[None]]:
