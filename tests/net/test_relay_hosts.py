@@ -49,7 +49,10 @@ async def test_hostile_hop_streams_do_not_end_the_relay() -> None:
         garbage = [b"", b"\x00", b"\xff\xff\xff\xff\x0f", b"\x05hello", os.urandom(300),
                    b"\x80\x80\x04" + b"A" * 100, b"\x02\x08\x01", b"\x04\x08\x01\x12\x00"]
         for blob in garbage:
-            stream = await evil.host.new_stream(relay.host.get_id(), [PROTOCOL_ID])
+            try:  # refused once 4 of ours are still open on the relay (the per-peer cap)
+                stream = await evil.host.new_stream(relay.host.get_id(), [PROTOCOL_ID])
+            except Exception:
+                continue
             try:
                 await stream.write(blob)
                 with trio.move_on_after(0.5):
@@ -61,9 +64,12 @@ async def test_hostile_hop_streams_do_not_end_the_relay() -> None:
                     await stream.reset()
                 except Exception:
                     pass
-        # still serving and answering
+        # still serving and answering others
         assert relay.relay.serving
-        good = await evil.relay._reserve(relay.node_id)
+        other = Network(os.urandom(32), fast_config(bootstrap=[relay.full_addrs()[0]]))
+        await start_stoppable(nursery, other)
+        await _until(lambda: relay.host.get_id() in other.host.get_connected_peers())
+        good = await other.relay._reserve(relay.node_id)
         assert good[0] > 0
         nursery.cancel_scope.cancel()
 
@@ -99,3 +105,30 @@ def test_the_view_names_the_relay_of_a_circuit_address() -> None:
     assert _relay_of("/ip4/1.2.3.4/tcp/1/p2p/RELAY/p2p-circuit") == "RELAY"
     assert _relay_of("/ip4/1.2.3.4/tcp/1") is None
     assert _relay_of("/p2p-circuit/p2p/DEST") == ""
+
+
+async def test_more_hop_streams_than_the_per_peer_cap_are_reset() -> None:
+    from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID
+
+    from yagna.net.relay_core import RelayLimits
+
+    async with trio.open_nursery() as nursery:
+        relay = Network(os.urandom(32), fast_config(relay_service="on", relay_limits=RelayLimits(circuits_per_peer=2)))
+        await start_stoppable(nursery, relay)
+        await _until(lambda: relay.relay.serving)
+        evil = Network(os.urandom(32), fast_config(bootstrap=[relay.full_addrs()[0]]))
+        await start_stoppable(nursery, evil)
+        await _until(lambda: relay.host.get_id() in evil.host.get_connected_peers())
+        held = [await evil.host.new_stream(relay.host.get_id(), [PROTOCOL_ID]) for _ in range(2)]
+        await trio.sleep(0.3)
+        ended = False
+        with trio.move_on_after(5):
+            try:
+                extra = await evil.host.new_stream(relay.host.get_id(), [PROTOCOL_ID])
+                ended = await extra.read(1) == b""
+            except Exception:
+                ended = True
+        assert ended
+        for s in held:
+            await s.reset()
+        nursery.cancel_scope.cancel()

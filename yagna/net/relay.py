@@ -164,7 +164,7 @@ class RelayService:
             self.ready.set()
             while True:
                 if should_serve(self.setting, reach.status):
-                    self.host.set_stream_handler(PROTOCOL_ID, _guarded(proto._handle_hop_stream))  # type: ignore[attr-defined,arg-type]
+                    self.host.set_stream_handler(PROTOCOL_ID, self._capped(_guarded(proto._handle_hop_stream)))  # type: ignore[attr-defined,arg-type]
                     self.serving = True
                     log.info("serving circuit relay v2 (%s)", self.limits)
                     while should_serve(self.setting, reach.status):
@@ -174,6 +174,33 @@ class RelayService:
                     log.info("stopped serving circuit relay v2 (reachability %s)", reach.status)
                 else:
                     await reach.wait_change()
+
+    def _capped(self, handler: Callable[[object], Awaitable[None]]) -> Callable[[object], Awaitable[None]]:
+        """At most ``circuits_per_peer`` hop streams open at once per source peer (a CONNECT
+        hop stream lives as long as its circuit; py-libp2p counts only the total)."""
+        open_per_peer: dict[str, int] = {}
+
+        async def run(stream: object) -> None:
+            try:
+                peer = stream.muxed_conn.peer_id.to_base58()  # type: ignore[attr-defined]
+            except Exception:
+                peer = "?"
+            if open_per_peer.get(peer, 0) >= self.limits.circuits_per_peer:
+                log.info("relay: %s already has %d hop streams open; refused", peer, self.limits.circuits_per_peer)
+                try:
+                    await stream.reset()  # type: ignore[attr-defined]
+                except Exception:
+                    pass
+                return
+            open_per_peer[peer] = open_per_peer.get(peer, 0) + 1
+            try:
+                await handler(stream)
+            finally:
+                open_per_peer[peer] -= 1
+                if not open_per_peer[peer]:
+                    del open_per_peer[peer]
+
+        return run
 
     async def dial(self, node_id: str, addrs: list[str]) -> None:
         """Connect to ``node_id`` through one of its circuit addresses (tried in order)."""
