@@ -362,14 +362,19 @@ class PeerManager:
             async with limiter:
                 direct = [a for a in state.addrs if "/p2p-circuit" not in a]
                 circuit = [a for a in state.addrs if "/p2p-circuit" in a]
-                if circuit and self.dial_relayed is not None and not direct:
-                    with trio.fail_after(DIAL_TIMEOUT_S + 1):
-                        await self.dial_relayed(state.node_id, circuit)  # through a relay (yagna/net/relay.py)
-                else:
+                relayable = bool(circuit) and self.dial_relayed is not None
+                try:
+                    if relayable and not direct:
+                        raise OSError("only relay addresses")
                     info = peer_info(state.node_id, direct or state.addrs)
                     with trio.fail_after(DIAL_TIMEOUT_S + 1):
                         await self._host.connect(info)
                     self._host.get_peerstore().add_addrs(info.peer_id, info.addrs, PERMANENT_TTL)
+                except (BaseLibp2pError, OSError, trio.TooSlowError, ValueError):
+                    if not relayable or self.dial_relayed is None:
+                        raise
+                    with trio.fail_after(DIAL_TIMEOUT_S + 1):  # direct failed: through a relay (yagna/net/relay.py)
+                        await self.dial_relayed(state.node_id, circuit)
         except (BaseLibp2pError, OSError, trio.TooSlowError, ValueError) as exc:
             state.failures += 1
             delay = redial_delay(state.failures, base=self.redial_base, cap=self.redial_cap)
