@@ -69,6 +69,7 @@ async def keep_reservations(
             addrs = keeper.relay_addrs()
             if addrs != published:
                 published = addrs
+                log.info("relay addresses now: %s", ", ".join(addrs) or "none")
                 publish(addrs)
             wakeup = keeper.next_wakeup(now)
             with trio.move_on_at(wakeup if wakeup is not None else float("inf")):
@@ -102,6 +103,7 @@ async def _reserve_one(keeper: ReservationKeeper, reserve: Reserve, relay: str,
     else:
         now = trio.current_time()
         keeper.reserved(relay, now + ttl, now, addrs)
+        log.info("reservation on relay %s for %.0f s: %s", relay, ttl, ", ".join(addrs) or "no address")
     wake.set()
 
 
@@ -243,13 +245,22 @@ class RelayService:
         for relay in list(self.keeper._candidates):
             if relay not in connected:
                 self.keeper.lost(relay)
+        # Peers listing the hop protocol first; the others too, since identify may have run
+        # before a peer started serving (it sets the handler once it finds itself public) and
+        # py-libp2p pushes no update: a peer that does not relay refuses and is backed off.
+        listed: list[str] = []
+        others: list[str] = []
         for peer in host.get_connected_peers():  # type: ignore[attr-defined]
-            try:
-                protocols = host.get_peerstore().get_protocols(peer)  # type: ignore[attr-defined]
-            except Exception:
+            node_id = peer.to_base58()
+            if self.addresses.relayed(node_id):  # type: ignore[attr-defined]
                 continue
-            if str(PROTOCOL_ID) in {str(p) for p in protocols} and not self.addresses.relayed(peer.to_base58()):  # type: ignore[attr-defined]
-                self.keeper.candidate(peer.to_base58())
+            try:
+                protocols = {str(p) for p in host.get_peerstore().get_protocols(peer)}  # type: ignore[attr-defined]
+            except Exception:
+                protocols = set()
+            (listed if str(PROTOCOL_ID) in protocols else others).append(node_id)
+        for node_id in listed + others:
+            self.keeper.candidate(node_id)
 
     async def _reserve(self, relay: str) -> tuple[float, list[str]]:
         from libp2p.peer.id import ID
