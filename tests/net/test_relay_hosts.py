@@ -94,6 +94,10 @@ async def test_a_peer_known_only_by_circuit_addrs_is_dialled_through_the_relay()
         conns = dialler.host.get_network().connections[behind.host.get_id()]
         circuits = [str(a) for c in conns for a in c.get_transport_addresses() if "/p2p-circuit" in str(a)]
         assert circuits and f"/p2p/{relay.node_id}/p2p-circuit" in circuits[0]
+        # the destination's side names the relay too (py-libp2p tagged it with our own id)
+        back = behind.host.get_network().connections[dialler.host.get_id()]
+        tags = [str(a) for c in back for a in c.get_transport_addresses() if "/p2p-circuit" in str(a)]
+        assert tags and all(t.startswith(f"/p2p/{relay.node_id}/p2p-circuit") for t in tags), tags
         # (on loopback peer exchange then teaches a direct address too, so the view may say direct)
         nursery.cancel_scope.cancel()
 

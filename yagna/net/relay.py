@@ -161,7 +161,7 @@ class RelayService:
         async with background_trio_service(proto):
             await proto.event_started.wait()
             self.host.set_stream_handler(  # type: ignore[attr-defined]
-                proto_stop_id(), _guarded(proto._handle_stop_stream))  # type: ignore[arg-type]
+                proto_stop_id(), self._retagged(_guarded(proto._handle_stop_stream)))  # type: ignore[arg-type]
             self._transport = CircuitV2Transport(self.host, proto, RelayConfig())  # type: ignore[arg-type]
             self.ready.set()
             while True:
@@ -176,6 +176,30 @@ class RelayService:
                     log.info("stopped serving circuit relay v2 (reachability %s)", reach.status)
                 else:
                     await reach.wait_change()
+
+    def _retagged(self, handler: Callable[[object], Awaitable[None]]) -> Callable[[object], Awaitable[None]]:
+        """py-libp2p tags an inbound relayed connection ``/p2p/<our own id>/p2p-circuit/...``
+        (it takes ``host.get_id()`` for the relay); name the real relay, the STOP stream's peer."""
+
+        async def run(stream: object) -> None:
+            await handler(stream)
+            try:
+                import multiaddr
+
+                relay = stream.muxed_conn.peer_id.to_base58()  # type: ignore[attr-defined]
+                me = self.host.get_id().to_base58()  # type: ignore[attr-defined]
+                wrong = f"/p2p/{me}/p2p-circuit"
+                for peer, conns in self.host.get_network().connections.items():  # type: ignore[attr-defined]
+                    for conn in conns if isinstance(conns, list) else [conns]:
+                        addrs = [str(a) for a in conn.get_transport_addresses()]
+                        if addrs and all(a.startswith(wrong) for a in addrs):
+                            conn.set_transport_info(
+                                [multiaddr.Multiaddr(f"/p2p/{relay}/p2p-circuit/p2p/{peer.to_base58()}")],
+                                conn.get_connection_type())
+            except Exception:
+                log.debug("cannot retag a relayed connection", exc_info=True)
+
+        return run
 
     def _capped(self, handler: Callable[[object], Awaitable[None]]) -> Callable[[object], Awaitable[None]]:
         """At most ``circuits_per_peer`` hop streams open at once per source peer (a CONNECT
