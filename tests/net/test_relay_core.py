@@ -188,3 +188,22 @@ async def test_loop_renews_replaces_and_publishes(autojump_clock: trio.abc.Clock
         # a relay that hangs is cut off by the request timeout and counted as failed
         k.candidate("r4")
         nursery.cancel_scope.cancel()
+
+
+def test_config_file_relay_keys(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from yagna import config_file
+    from yagna.config import ConfigError
+
+    path = Path(str(tmp_path)) / "yagna.toml"
+    path.write_text('[net]\nrelay_service = "off"\nrelay_circuit_mib = 64\nrelay_circuits_per_peer = 2\n')
+    net = config_file.load(path, required=True).net
+    assert net.relay_service == "off"
+    limits = config_file.relay_limits(net)
+    assert limits is not None and limits.circuit_bytes == 64 * MiB and limits.circuits_per_peer == 2
+    assert limits.max_circuits == RelayLimits().max_circuits
+    path.write_text('[net]\nrelay_service = "maybe"\n')
+    with pytest.raises(ConfigError, match="relay_service"):
+        config_file.load(path, required=True)
+    assert config_file.relay_limits(config_file.NetFileSettings()) is None
