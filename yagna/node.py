@@ -112,6 +112,8 @@ class Node:
             "connected": sum(p.connected for p in peers),
             "known": len(peers),
             "gossip_topics": self.network.gossip.topics(),
+            "relay": self.network.relay.status(),
+            "hole_punching": self.network.holepunch.status(),
         }
 
     def net_peers(self) -> list[dict[str, object]]:

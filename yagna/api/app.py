@@ -62,6 +62,12 @@ class NetStatus(BaseModel):
     connected: int
     known: int
     gossip_topics: list[str]
+    relay: dict[str, Any] | None = Field(
+        default=None, description="circuit relay v2: serving (bool) and our reservations (relay node ids)"
+    )
+    hole_punching: dict[str, Any] | None = Field(
+        default=None, description="DCUtR: enabled, sessions active, attempts, succeeded, failed, refused, last_error"
+    )
 
 
 class Peer(BaseModel):

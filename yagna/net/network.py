@@ -19,6 +19,7 @@ from libp2p.abc import IHost
 from yagna.net.address_book import AddressBook
 from yagna.net.errors import ListenError
 from yagna.net.gossip import Gossip
+from yagna.net.holepunch import HolePunchService
 from yagna.net.host import build_host, check_tcp_listen_addr, close_host, parse_multiaddr, parse_peer_addr
 from yagna.net.mesh import MeshLimits
 from yagna.net.peers import PeerBook, PeerManager
@@ -43,6 +44,8 @@ class NetConfig:
     relay_service: str = "auto"
     """Serve circuit relay v2: ``auto`` while public, ``on`` always, ``off`` never (yagna/net/relay.py)."""
     relay_limits: RelayLimits | None = None
+    hole_punching: bool = True
+    """Upgrade relayed connections to direct ones by DCUtR (yagna/net/holepunch.py)."""
 
 
 class Network:
@@ -78,6 +81,9 @@ class Network:
         self.relay = RelayService(self.host, self.addresses, config.relay_service, config.relay_limits)
         """Circuit relay v2: hop service while public, reservations while private."""
         self.peers.dial_relayed = self.relay.dial
+        self.holepunch = HolePunchService(self.host, enabled=config.hole_punching)
+        """DCUtR: a relayed connection upgraded to a direct one where the NATs allow it."""
+        self.peers.on_connect(self.holepunch.on_connect)
 
     def listen_addrs(self) -> list[str]:
         """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``; a wildcard
@@ -120,6 +126,7 @@ class Network:
                         await app.start(self.peers.run)
                         await app.start(self.addresses.run, self.peers.connected_peers)
                         await app.start(self.relay.run)
+                        await app.start(self.holepunch.run)
                         task_status.started()
                         await stop.wait()
                         guard.deadline = trio.current_time() + self.config.shutdown_timeout
