@@ -271,6 +271,11 @@ class RequestResponse:
             await _close(extra)
         return _parse_reply(spec, peer, frame)
 
+    async def retire_streams(self, peer: str) -> None:
+        """Close the idle pooled streams to ``peer`` (see :meth:`StreamPool.retire`)."""
+        for stream in self.pool.retire(peer):
+            await _close(stream)
+
     async def _open(self, peer: str, protocol: str) -> INetStream:
         return await open_stream(self._host, peer, protocol)
 
@@ -315,6 +320,15 @@ class StreamPool:
                 return stream
             self._stale.append(stream)
         return None
+
+    def retire(self, peer: str) -> list[INetStream]:
+        """Forget every idle stream to ``peer`` and return them for the caller to close: its
+        connection changed (a relayed one upgraded to direct) and the next request should
+        open a stream on the connection the swarm now prefers."""
+        out: list[INetStream] = []
+        for key in [k for k in self._idle if k[0] == peer]:
+            out.extend(s for _, s in self._idle.pop(key))
+        return out
 
     def put(self, peer: str, protocol: str, stream: INetStream) -> list[INetStream]:
         """Keep ``stream`` for reuse; returns the streams the caller should close."""
