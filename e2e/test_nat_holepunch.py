@@ -50,6 +50,10 @@ def test_easy_nats_punch_to_direct_hard_nat_stays_relayed(tmp_path: Path) -> Non
         assert any(a.startswith(f"/ip4/{PUBLIC_NET}.") and "/p2p-circuit" not in a for a in view["remote_addrs"]), view
         assert _peer(easy, req).get("connection") == "direct", _peer(easy, req)
         assert _punches(net, "requestor", "provider-1") >= 1
+        # requests move to the direct connection and the relayed leg is closed once idle
+        _wait(lambda: not any("/p2p-circuit" in a for a in _peer(req, easy).get("remote_addrs", ["/p2p-circuit"])),
+              f"the relayed leg to provider-1 was never closed: {_peer(req, easy)}")
+        assert _peer(req, easy)["connection"] == "direct"
         # the hard NAT cannot be punched: that link stays relayed and keeps working
         _wait(lambda: _peer(req, hard).get("connection") == "relayed", f"no relayed link to provider-2: {_peer(req, hard)}")
         time.sleep(3)

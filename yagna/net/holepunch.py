@@ -33,7 +33,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,10 @@ class PunchLimits:
     """Seconds between two sessions we initiate to the same peer."""
     max_addrs: int = 8
     """Addresses of a peer's CONNECT we dial at most."""
+    relay_grace: float = 10.0
+    """Seconds the relayed connection stays after a direct one is up ..."""
+    relay_drain: float = 600.0
+    """... and then until its streams are done, at most this long (a circuit's default life)."""
 
 
 @dataclass
@@ -146,18 +150,24 @@ def dialable(addr: str) -> bool:
 
 def connection_kind(host: Any, peer_id: Any) -> tuple[bool, bool]:
     """``(has a relayed connection, has a direct connection)`` to ``peer_id``."""
-    relayed = direct = False
+    kinds = [_is_relayed(c) for c in _conns(host, peer_id)]
+    return True in kinds, False in kinds
+
+
+def _conns(host: Any, peer_id: Any) -> list[Any]:
     conns = host.get_network().connections.get(peer_id, [])
-    for conn in conns if isinstance(conns, list) else [conns]:
-        try:
-            addrs = [str(a) for a in conn.get_transport_addresses()]
-        except Exception:  # noqa: BLE001 - a closing connection
-            continue
-        if addrs and all("/p2p-circuit" in a for a in addrs):
-            relayed = True
-        else:
-            direct = True
-    return relayed, direct
+    return list(conns) if isinstance(conns, list) else [conns]
+
+
+def _is_relayed(conn: Any) -> bool | None:
+    """True: every transport address is a circuit one; False: direct; None: closing/unknown."""
+    try:
+        addrs = [str(a) for a in conn.get_transport_addresses()]
+    except Exception:  # noqa: BLE001 - a closing connection
+        return None
+    if not addrs:
+        return None
+    return all("/p2p-circuit" in a for a in addrs)
 
 
 class HolePunchService:
@@ -174,7 +184,10 @@ class HolePunchService:
         self.ready = trio.Event()
         self._wake = trio.Event()
         self._proto: Any = None
-        self.on_result: Callable[[str, bool], None] | None = None
+        self.on_direct: Callable[[str], Awaitable[None]] | None = None
+        """Awaited (in our nursery) after a punch gave a direct connection to a peer:
+        production retires the peer's pooled request streams so new requests go direct."""
+        self._nursery: trio.Nursery | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -199,6 +212,7 @@ class HolePunchService:
             await self._proto.event_started.wait()
             self.ready.set()
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 while True:
                     self._drive(nursery)
                     self._wake = trio.Event()
@@ -240,8 +254,15 @@ class HolePunchService:
         else:
             self.stats.failed += 1
             log.info("hole punching to %s failed; staying relayed", peer)
-        if self.on_result is not None:
-            self.on_result(peer, ok)
+        if ok and self.on_direct is not None and self._nursery is not None:
+            self._nursery.start_soon(self._after_direct, peer)
+
+    async def _after_direct(self, peer: str) -> None:
+        assert self.on_direct is not None
+        try:
+            await self.on_direct(peer)
+        except Exception:  # noqa: BLE001 - never the node's failure
+            log.debug("after the punch to %s", peer, exc_info=True)
 
     async def on_connect(self, _peer: str) -> None:
         """A peer manager connect listener: look at the new connection now, not at the next poll."""
@@ -262,6 +283,24 @@ def _make_protocol(service: HolePunchService) -> Any:
         def _decode_observed_addrs(self, addr_bytes: list[bytes]) -> list[Any]:
             addrs = super()._decode_observed_addrs(addr_bytes[: service.policy.limits.max_addrs * 2])
             return [a for a in addrs if dialable(str(a))][: service.policy.limits.max_addrs]
+
+        async def _close_relayed_conns_after_grace(self, peer_id: Any, grace: float = 0.0) -> None:
+            """Close the relayed leg once streams in flight on it are done (the library closes it
+            after 60 s whatever runs on it, which would cut a long exec or transfer)."""
+            limits = service.policy.limits
+            await trio.sleep(limits.relay_grace)
+            with trio.move_on_after(limits.relay_drain):
+                while True:
+                    relayed = _relayed_conns(service.host, peer_id)
+                    if not relayed or not connection_kind(service.host, peer_id)[1]:
+                        return  # gone, or the direct one died: keep what is left
+                    if not any(_busy(c) for c in relayed):
+                        break
+                    await trio.sleep(1.0)
+            for conn in _relayed_conns(service.host, peer_id):
+                log.info("closing the relayed connection to %s (direct since the punch)", peer_id)
+                with trio.move_on_after(5):
+                    await conn.close()
 
         async def _handle_dcutr_stream(self, stream: Any) -> None:
             try:
@@ -288,6 +327,31 @@ def _make_protocol(service: HolePunchService) -> Any:
                 service._record(peer, ok)
 
     return _DCUtR(service.host, dial_timeout=service.dial_timeout)
+
+
+def _relayed_conns(host: Any, peer_id: Any) -> list[Any]:
+    return [c for c in _conns(host, peer_id) if _is_relayed(c)]
+
+
+BACKGROUND_PROTOCOLS = ("/meshsub/", "/floodsub/", "/ipfs/id/", "/ipfs/ping/", "/libp2p/dcutr")
+"""Streams that live as long as their connection and re-open on the remaining one (pubsub
+re-establishes its stream while the peer is still connected): they do not hold a relayed leg."""
+
+
+def _busy(conn: Any) -> bool:
+    """A stream other than the background ones is open on ``conn`` (a request, a transfer)."""
+    try:
+        streams = list(conn.get_streams())
+    except Exception:  # noqa: BLE001
+        return False
+    for stream in streams:
+        try:
+            protocol = str(stream.get_protocol() or "")
+        except Exception:  # noqa: BLE001
+            protocol = ""
+        if not protocol.startswith(BACKGROUND_PROTOCOLS):
+            return True
+    return False
 
 
 async def _reset(stream: Any) -> None:

@@ -84,6 +84,7 @@ class Network:
         self.holepunch = HolePunchService(self.host, enabled=config.hole_punching)
         """DCUtR: a relayed connection upgraded to a direct one where the NATs allow it."""
         self.peers.on_connect(self.holepunch.on_connect)
+        self.holepunch.on_direct = self.rr.retire_streams
 
     def listen_addrs(self) -> list[str]:
         """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``; a wildcard
