@@ -248,6 +248,8 @@ def main() -> None:
         try:
             bed.up(topo)
             req, p1, pub1 = (topo.site(n) for n in ("requestor", "provider-1", "public-1"))
+            router = p1.router_ns
+            assert router is not None, "provider-1 sits behind a NAT router"
             a, b = _pair_punched(req.node_ns, req.wan_ip, p1.node_ns, p1.wan_ip, RAW_PORT)
             try:
                 rtt = _rtt(a, b, args.pings)
@@ -261,12 +263,12 @@ def main() -> None:
             results = {}
             for name in ("direct", "punched", "relayed"):
                 if name == "direct":
-                    _forward(p1.router_ns, p1.node_ip, True)
+                    _forward(router, p1.node_ip, True)
                 try:
                     results[name] = r = _mode(procs, req, p1, relay_addr, name, args)
                 finally:
                     if name == "direct":
-                        _forward(p1.router_ns, p1.node_ip, False)
+                        _forward(router, p1.node_ip, False)
                 rows.append([f"ours, {name}", r["rtt_p50"], r["rtt_p99"], r["mib_s"],
                              f"{r['punch_ms']:.0f}" if "punch_ms" in r else "-", r["conn"]])
             procs.stop(relay)
