@@ -238,8 +238,26 @@ def net_status(obj: Ctx, as_json: bool) -> None:
         + [f"advertised:   {a}" for a in data["advertised_addrs"]]
         + ([] if data["advertised_addrs"] else ["advertised:   none (no address a peer on another network can dial)"])
         + [f"peers:        {data['connected']} connected, {data['known']} known"]
+        + _relay_lines(data)
     )
     emit(data, as_json, text)
+
+
+def _relay_lines(data: dict[str, Any]) -> list[str]:
+    """``net status`` lines for the relay service and hole punching (absent from older daemons)."""
+    lines = []
+    relay = data.get("relay")
+    if isinstance(relay, dict):
+        via = ", ".join(relay.get("reservations") or []) or "none"
+        lines.append(f"relay:        {'serving' if relay.get('serving') else 'not serving'}; reservations: {via}")
+    punch = data.get("hole_punching")
+    if isinstance(punch, dict):
+        if not punch.get("enabled"):
+            lines.append("hole punch:   off")
+        else:
+            lines.append(f"hole punch:   {punch.get('succeeded', 0)} succeeded, {punch.get('failed', 0)} failed, "
+                         f"{punch.get('refused', 0)} refused, {punch.get('active', 0)} in progress")
+    return lines
 
 
 @net.command("peers")
