@@ -15,9 +15,10 @@ DIR --json --quiet``, spawn -> exit (the result is in the manifest then), checke
   provider on the internet segment, the requestor behind an ``easy`` NAT: every byte of the
   job crosses the requestor's NAT and two delayed links;
 * **NAT -> NAT (easy / hard) provider**: the provider behind an ``easy`` NAT (a direct
-  connection needs hole punching) or a ``hard`` one (only a relay reaches it). These need
-  circuit relay in the daemon (``service run --relay-service``); until then the bench says
-  that it skips them.
+  connection needs hole punching) or a ``hard`` one (only a relay reaches it): the requestor
+  meets it through public-1's circuit relay; behind the easy NAT DCUtR then punches a direct
+  connection (yagna/net/holepunch.py). Skipped (and said so) with a daemon without
+  ``service run --relay-service``.
 
 Printed per layout, s: median, min, max of spawn -> exit.
 
