@@ -53,6 +53,8 @@ class NodeConfig:
     """Serve circuit relay v2: ``auto`` while publicly reachable, ``on`` always, ``off`` never."""
     relay_limits: RelayLimits | None = None
     """What relaying may cost this node; None: the defaults (yagna/net/relay_core.py, docs/behind-nat.md)."""
+    hole_punching: bool = True
+    """Upgrade relayed connections to direct ones by DCUtR (yagna/net/holepunch.py)."""
     """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
 
     def __post_init__(self) -> None:

@@ -14,6 +14,7 @@ command line win over the file, and list settings (``bootstrap``) add to it::
     relay_circuit_seconds = 600   # lifetime of a relayed circuit
     relay_circuits_per_peer = 4
     relay_max_circuits = 32
+    hole_punching = true  # upgrade relayed connections to direct ones (DCUtR)
 
 Unknown sections or keys are errors that name them: a misspelt key silently
 ignored would leave a node running with a setting its operator did not choose.
@@ -48,6 +49,7 @@ class NetFileSettings:
     relay_circuit_seconds: int | None = None
     relay_circuits_per_peer: int | None = None
     relay_max_circuits: int | None = None
+    hole_punching: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class FileSettings:
 
 _RELAY_COUNTS = ("relay_max_reservations", "relay_circuit_mib", "relay_circuit_seconds",
                  "relay_circuits_per_peer", "relay_max_circuits")
-_NET_KEYS = {"listen", "bootstrap", "target_peers", "max_peers", "relay_service", *_RELAY_COUNTS}
+_NET_KEYS = {"listen", "bootstrap", "target_peers", "max_peers", "relay_service", "hole_punching", *_RELAY_COUNTS}
 
 
 def default_path(data_dir: Path) -> Path:
@@ -110,6 +112,7 @@ def _net(doc: dict[str, object], path: Path) -> NetFileSettings:
         target_peers=_count(net, "target_peers", path),
         max_peers=_count(net, "max_peers", path),
         relay_service=_relay_service(net, path),
+        hole_punching=_bool(net, "hole_punching", path),
         **{key: _count(net, key, path) for key in _RELAY_COUNTS},  # type: ignore[arg-type]
     )
 
@@ -128,6 +131,13 @@ def relay_limits(net: NetFileSettings) -> RelayLimits | None:
         circuits_per_peer=net.relay_circuits_per_peer or d.circuits_per_peer,
         max_circuits=net.relay_max_circuits or d.max_circuits,
     )
+
+
+def _bool(table: dict[str, object], key: str, path: Path) -> bool | None:
+    value = table.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ConfigError(f"config file {path}: net.{key} must be true or false, not {value!r}")
 
 
 def _relay_service(table: dict[str, object], path: Path) -> str | None:

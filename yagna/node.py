@@ -160,7 +160,8 @@ class Node:
                 key.seed,
                 NetConfig(listen=listen, bootstrap=self.config.bootstrap, px_interval=self.config.px_interval,
                           target_peers=self.config.target_peers, max_peers=self.config.max_peers,
-                          relay_service=self.config.relay_service, relay_limits=self.config.relay_limits),
+                          relay_service=self.config.relay_service, relay_limits=self.config.relay_limits,
+                          hole_punching=self.config.hole_punching),
                 book=StorePeerBook(Peers(store)),
             )
         except BaseException:

@@ -68,6 +68,9 @@ def service() -> None:
 @click.option("--relay-service", type=click.Choice(["auto", "on", "off"]), default=None,
               help="Serve circuit relay v2 to private nodes: auto = while publicly reachable, on = always, "
                    "off = never [default auto, or net.relay_service]; limits in the config file (docs/behind-nat.md).")
+@click.option("--hole-punching/--no-hole-punching", "hole_punching", default=None,
+              help="Upgrade relayed connections to direct ones by hole punching (DCUtR) where the NATs allow it "
+                   "[default on, or net.hole_punching].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Config file [default <data dir>/yagna.toml if it exists]; flags win, --bootstrap adds to it.")
 @click.option("--network-id", default="testnet", show_default=True, envvar="YAGNA_NETWORK_ID",
@@ -93,7 +96,7 @@ def service() -> None:
 @click.pass_obj
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
                 px_interval: float, target_peers: int | None, max_peers: int | None, relay_service: str | None,
-                config_path: Path | None,
+                hole_punching: bool | None, config_path: Path | None,
                 network_id: str, subnets: tuple[str, ...], offer_ttl: int, anti_entropy_interval: float,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
                 test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str,
@@ -153,6 +156,7 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         test_faults=frozenset(test_faults),
         relay_service=relay_service or from_file.net.relay_service or "auto",
         relay_limits=config_file.relay_limits(from_file.net),
+        hole_punching=hole_punching if hole_punching is not None else from_file.net.hole_punching is not False,
     )
     trio.run(_serve, config)
     gc.freeze()
