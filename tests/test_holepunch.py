@@ -92,3 +92,81 @@ def test_histories_are_forgotten_after_the_window() -> None:
 )
 def test_dialable_connect_addresses(addr: str, ok: bool) -> None:
     assert dialable(addr) is ok
+
+
+def test_may_punch_soon_is_true_only_while_a_session_is_under_way_or_due() -> None:
+    a, b = PunchPolicy(A), PunchPolicy(B)  # A initiates towards B
+    assert a.may_punch_soon(B, 0.0) and b.may_punch_soon(A, 0.0)  # fresh pair: A is about to start
+    a.started(B, 0.0)
+    b.started(A, 0.0)
+    assert a.may_punch_soon(B, 0.1) and b.may_punch_soon(A, 0.1)
+    a.finished(B, ok=False)
+    b.finished(A, ok=False)
+    # a failed session: the responder no longer waits; the initiator only when its retry is due
+    assert not b.may_punch_soon(A, 1.0)
+    assert not a.may_punch_soon(B, 1.0) and a.may_punch_soon(B, 6.0)
+
+
+class _Conn:
+    def __init__(self, *addrs: str) -> None:
+        self.addrs = addrs
+
+    def get_transport_addresses(self) -> list[str]:
+        return list(self.addrs)
+
+
+class _Host:
+    def __init__(self, me: str) -> None:
+        self.me = me
+        self.connections: dict[object, list[_Conn]] = {}
+
+    def get_id(self) -> object:
+        from libp2p.peer.id import ID
+
+        return ID.from_base58(self.me)
+
+    def get_network(self) -> "_Host":
+        return self
+
+
+ME = "12D3KooWRjMpSqpvHyCfsL3KpQR5MgjZ3M6Yd1Sx7mE3oaDM8VQ9"
+PEER = "12D3KooWS1WHBWQ7aq2wsS4ZtBFGdcvm9eXW6rnR2KuoG5WCpE4y"
+RELAYED = f"/p2p/12D3KooWAYL8Ey3tgtNKNn4bGRuc6LLJEDFdWhGbaDPhKQQ1xpMh/p2p-circuit/p2p/{PEER}"
+
+
+async def test_prefer_direct_waits_for_a_punch_under_way_and_not_for_a_relay_only_peer(autojump_clock: object) -> None:
+    import trio
+    from libp2p.peer.id import ID
+
+    from yagna.net.holepunch import HolePunchService
+
+    host = _Host(ME)
+    pid = ID.from_base58(PEER)
+    service = HolePunchService(host)
+    service._proto = object()  # running
+    host.connections[pid] = [_Conn(RELAYED)]
+    # a session is under way: the direct connection appears after 0.5 s
+    service.policy.started(PEER, trio.current_time())
+
+    async def punched() -> None:
+        await trio.sleep(0.5)
+        host.connections[pid].append(_Conn("/ip4/198.18.0.4/tcp/4001"))
+        service.policy.finished(PEER, ok=True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(punched)
+        start = trio.current_time()
+        assert await service.prefer_direct(PEER, timeout=3.0)
+        assert 0.5 <= trio.current_time() - start < 1.0
+    # the hard-NAT case: the session failed, nothing more is due: no wait at all
+    host.connections[pid] = [_Conn(RELAYED)]
+    service.policy.disconnected(PEER)
+    service.policy._done.discard(PEER)
+    service.policy.started(PEER, trio.current_time())
+    service.policy.finished(PEER, ok=False)
+    start = trio.current_time()
+    assert not await service.prefer_direct(PEER, timeout=3.0)
+    assert trio.current_time() == start
+    # a direct connection: at once
+    host.connections[pid] = [_Conn("/ip4/198.18.0.4/tcp/4001")]
+    assert await service.prefer_direct(PEER)

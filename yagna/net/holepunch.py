@@ -131,6 +131,18 @@ class PunchPolicy:
     def active(self) -> int:
         return len(self._active)
 
+    def in_progress(self, peer: str) -> bool:
+        return peer in self._active
+
+    def may_punch_soon(self, peer: str, now: float) -> bool:
+        """A session with ``peer`` is under way, or one is about to start: ours, or, when the
+        peer initiates, its first (none recorded within the window yet)."""
+        if peer in self._active:
+            return True
+        if self.initiator(peer):
+            return self.should_initiate(peer, now)
+        return peer not in self._done and not self._recent(peer, now)
+
 
 def dialable(addr: str) -> bool:
     """A CONNECT address we are willing to dial: TCP over IPv4/IPv6, not loopback,
@@ -152,6 +164,12 @@ def connection_kind(host: Any, peer_id: Any) -> tuple[bool, bool]:
     """``(has a relayed connection, has a direct connection)`` to ``peer_id``."""
     kinds = [_is_relayed(c) for c in _conns(host, peer_id)]
     return True in kinds, False in kinds
+
+
+def _peer_id(peer: str) -> Any:
+    from libp2p.peer.id import ID
+
+    return ID.from_base58(peer)
 
 
 def _conns(host: Any, peer_id: Any) -> list[Any]:
@@ -263,6 +281,26 @@ class HolePunchService:
             await self.on_direct(peer)
         except Exception:  # noqa: BLE001 - never the node's failure
             log.debug("after the punch to %s", peer, exc_info=True)
+
+    async def prefer_direct(self, peer: str, timeout: float = 3.0) -> bool:
+        """Before a bulk transfer to ``peer``: True if a direct connection is (or, within
+        ``timeout`` s, becomes) available. While the only connection is relayed and a punch is
+        under way or about to start, wait for it (bounded): a transfer started a moment too
+        early would run through the relay and its limits for its whole length."""
+        if not self.enabled or self._proto is None:
+            return connection_kind(self.host, _peer_id(peer))[1]
+        peer_id = _peer_id(peer)
+        with trio.move_on_after(timeout):
+            while True:
+                relayed, direct = connection_kind(self.host, peer_id)
+                if direct or not relayed:
+                    return direct
+                now = trio.current_time()
+                if not self.policy.may_punch_soon(peer, now):
+                    return False  # nothing under way and nothing to try: the relay it is
+                self.wake()
+                await trio.sleep(0.05)
+        return connection_kind(self.host, peer_id)[1]
 
     async def on_connect(self, _peer: str) -> None:
         """A peer manager connect listener: look at the new connection now, not at the next poll."""
