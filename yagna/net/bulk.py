@@ -173,6 +173,10 @@ class Libp2pBulk:
         self.admissions: dict[str, _Admission] = {}
         self.handler_failures = 0
         """Handlers that raised something other than :class:`StreamFailed` (a bug: logged with its traceback)."""
+        self.prefer_direct: Callable[[str], Awaitable[bool]] | None = None
+        """Set by the network: waits (bounded) for a hole punch under way before a bulk stream
+        opens, so that a transfer does not run through a relay when a direct path is moments away
+        (yagna/net/holepunch.py ``prefer_direct``)."""
 
     def set_handler(self, protocol: str, handler: Handler, *, per_peer: int, total: int) -> None:
         from libp2p.custom_types import TProtocol
@@ -202,6 +206,8 @@ class Libp2pBulk:
     async def open(self, peer: str, protocol: str) -> ByteStream:
         from yagna.net.reqresp import open_stream
 
+        if self.prefer_direct is not None:
+            await self.prefer_direct(peer)
         return _Libp2pStream(await open_stream(self._host, peer, protocol), peer)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -19,6 +19,7 @@ from libp2p.abc import IHost
 from yagna.net.address_book import AddressBook
 from yagna.net.errors import ListenError
 from yagna.net.gossip import Gossip
+from yagna.net.bulk import Libp2pBulk, bulk_for
 from yagna.net.holepunch import HolePunchService
 from yagna.net.host import build_host, check_tcp_listen_addr, close_host, parse_multiaddr, parse_peer_addr
 from yagna.net.mesh import MeshLimits
@@ -85,6 +86,9 @@ class Network:
         """DCUtR: a relayed connection upgraded to a direct one where the NATs allow it."""
         self.peers.on_connect(self.holepunch.on_connect)
         self.holepunch.on_direct = self.rr.retire_streams
+        bulk = bulk_for(self.rr)
+        if isinstance(bulk, Libp2pBulk):
+            bulk.prefer_direct = self.holepunch.prefer_direct
 
     def listen_addrs(self) -> list[str]:
         """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``; a wildcard
