@@ -202,10 +202,11 @@ class HolePunchService:
         self.ready = trio.Event()
         self._wake = trio.Event()
         self._proto: Any = None
+        self._closing: set[str] = set()
+        """Peers whose relayed leg is being drained and closed."""
         self.on_direct: Callable[[str], Awaitable[None]] | None = None
-        """Awaited (in our nursery) after a punch gave a direct connection to a peer:
-        production retires the peer's pooled request streams so new requests go direct."""
-        self._nursery: trio.Nursery | None = None
+        """Awaited while a peer has a direct and a relayed connection: production retires the
+        peer's idle pooled request streams so new requests open on the direct one."""
 
     def wake(self) -> None:
         self._wake.set()
@@ -230,7 +231,6 @@ class HolePunchService:
             await self._proto.event_started.wait()
             self.ready.set()
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
                 while True:
                     self._drive(nursery)
                     self._wake = trio.Event()
@@ -246,11 +246,45 @@ class HolePunchService:
         for peer_id, _conns in list(self.host.get_network().connections.items()):
             peer = peer_id.to_base58()
             relayed, direct = connection_kind(self.host, peer_id)
+            if direct and relayed and peer not in self._closing:
+                self._closing.add(peer)
+                nursery.start_soon(self._close_relayed_leg, peer_id, peer)
             if direct or not relayed:
                 continue
             if self.policy.should_initiate(peer, now):
                 self.policy.started(peer, now)
                 nursery.start_soon(self._initiate, peer_id, peer)
+
+    async def _close_relayed_leg(self, peer_id: Any, peer: str) -> None:
+        """A peer has a direct and a relayed connection (after a punch by either side, or a
+        direct dial that succeeded later): close the relayed one once only background streams
+        run on it, after ``relay_grace`` s; the library would close it after 60 s whatever runs
+        on it, cutting a long exec or transfer."""
+        limits = self.policy.limits
+        try:
+            if self.on_direct is not None:
+                await self.on_direct(peer)
+            await trio.sleep(limits.relay_grace)
+            with trio.move_on_after(limits.relay_drain):
+                while True:
+                    relayed = _relayed_conns(self.host, peer_id)
+                    if not relayed or not connection_kind(self.host, peer_id)[1]:
+                        return  # gone, or the direct one died: keep what is left
+                    if self.on_direct is not None:
+                        await self.on_direct(peer)  # idle pooled streams, also ones put back since
+                    busy = [p for c in relayed for p in _busy_protocols(c)]
+                    if not busy:
+                        break
+                    log.debug("relayed leg to %s still carries %s", peer, ", ".join(busy))
+                    await trio.sleep(1.0)
+            for conn in _relayed_conns(self.host, peer_id):
+                log.info("closing the relayed connection to %s (a direct one is up)", peer)
+                with trio.move_on_after(5):
+                    await conn.close()
+        except Exception:  # noqa: BLE001 - never the node's failure
+            log.debug("closing the relayed leg to %s", peer, exc_info=True)
+        finally:
+            self._closing.discard(peer)
 
     async def _initiate(self, peer_id: Any, peer: str) -> None:
         ok = False
@@ -272,15 +306,8 @@ class HolePunchService:
         else:
             self.stats.failed += 1
             log.info("hole punching to %s failed; staying relayed", peer)
-        if ok and self.on_direct is not None and self._nursery is not None:
-            self._nursery.start_soon(self._after_direct, peer)
-
-    async def _after_direct(self, peer: str) -> None:
-        assert self.on_direct is not None
-        try:
-            await self.on_direct(peer)
-        except Exception:  # noqa: BLE001 - never the node's failure
-            log.debug("after the punch to %s", peer, exc_info=True)
+        if ok:
+            self.wake()  # _drive retires the pooled streams and drains the relayed leg
 
     async def prefer_direct(self, peer: str, timeout: float = 3.0) -> bool:
         """Before a bulk transfer to ``peer``: True if a direct connection is (or, within
@@ -323,22 +350,7 @@ def _make_protocol(service: HolePunchService) -> Any:
             return [a for a in addrs if dialable(str(a))][: service.policy.limits.max_addrs]
 
         async def _close_relayed_conns_after_grace(self, peer_id: Any, grace: float = 0.0) -> None:
-            """Close the relayed leg once streams in flight on it are done (the library closes it
-            after 60 s whatever runs on it, which would cut a long exec or transfer)."""
-            limits = service.policy.limits
-            await trio.sleep(limits.relay_grace)
-            with trio.move_on_after(limits.relay_drain):
-                while True:
-                    relayed = _relayed_conns(service.host, peer_id)
-                    if not relayed or not connection_kind(service.host, peer_id)[1]:
-                        return  # gone, or the direct one died: keep what is left
-                    if not any(_busy(c) for c in relayed):
-                        break
-                    await trio.sleep(1.0)
-            for conn in _relayed_conns(service.host, peer_id):
-                log.info("closing the relayed connection to %s (direct since the punch)", peer_id)
-                with trio.move_on_after(5):
-                    await conn.close()
+            return  # HolePunchService._drive closes relayed legs (whoever made the direct one)
 
         async def _handle_dcutr_stream(self, stream: Any) -> None:
             try:
@@ -376,20 +388,21 @@ BACKGROUND_PROTOCOLS = ("/meshsub/", "/floodsub/", "/ipfs/id/", "/ipfs/ping/", "
 re-establishes its stream while the peer is still connected): they do not hold a relayed leg."""
 
 
-def _busy(conn: Any) -> bool:
-    """A stream other than the background ones is open on ``conn`` (a request, a transfer)."""
+def _busy_protocols(conn: Any) -> list[str]:
+    """Protocols of the streams on ``conn`` other than the background ones (requests, transfers)."""
     try:
         streams = list(conn.get_streams())
     except Exception:  # noqa: BLE001
-        return False
+        return []
+    out = []
     for stream in streams:
         try:
             protocol = str(stream.get_protocol() or "")
         except Exception:  # noqa: BLE001
             protocol = ""
         if not protocol.startswith(BACKGROUND_PROTOCOLS):
-            return True
-    return False
+            out.append(protocol or "?")
+    return out
 
 
 async def _reset(stream: Any) -> None:
