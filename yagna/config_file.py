@@ -16,6 +16,9 @@ command line win over the file, and list settings (``bootstrap``) add to it::
     relay_max_circuits = 32
     hole_punching = true  # upgrade relayed connections to direct ones (DCUtR)
 
+    [market]
+    anti_entropy_interval = 3.0   # mean seconds between offer anti-entropy rounds (0: only with new peers)
+
 Unknown sections or keys are errors that name them: a misspelt key silently
 ignored would leave a node running with a setting its operator did not choose.
 """
@@ -53,10 +56,19 @@ class NetFileSettings:
 
 
 @dataclass(frozen=True)
+class MarketFileSettings:
+    anti_entropy_interval: float | None = None
+
+
+@dataclass(frozen=True)
 class FileSettings:
     path: Path | None = None
     """The file these came from; None when there is none."""
     net: NetFileSettings = field(default_factory=NetFileSettings)
+    market: MarketFileSettings = field(default_factory=MarketFileSettings)
+
+
+MAX_ANTI_ENTROPY_INTERVAL = 3600.0
 
 
 _RELAY_COUNTS = ("relay_max_reservations", "relay_circuit_mib", "relay_circuit_seconds",
@@ -90,13 +102,15 @@ def load(path: Path, *, required: bool) -> FileSettings:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return FileSettings(path=path, net=_net(doc, path))
+    return FileSettings(path=path, net=_net(doc, path), market=_market(doc, path))
 
 
 def _net(doc: dict[str, object], path: Path) -> NetFileSettings:
-    unknown = set(doc) - {"net"}
+    unknown = set(doc) - {"net", "market"}
     if unknown:
-        raise ConfigError(f"config file {path}: unknown section(s) {', '.join(sorted(unknown))} (known: [net])")
+        raise ConfigError(
+            f"config file {path}: unknown section(s) {', '.join(sorted(unknown))} (known: [net], [market])"
+        )
     net = doc.get("net", {})
     if not isinstance(net, dict):
         raise ConfigError(f"config file {path}: [net] must be a table")
@@ -131,6 +145,26 @@ def relay_limits(net: NetFileSettings) -> RelayLimits | None:
         circuits_per_peer=net.relay_circuits_per_peer or d.circuits_per_peer,
         max_circuits=net.relay_max_circuits or d.max_circuits,
     )
+
+
+def _market(doc: dict[str, object], path: Path) -> MarketFileSettings:
+    market = doc.get("market", {})
+    if not isinstance(market, dict):
+        raise ConfigError(f"config file {path}: [market] must be a table")
+    unknown = set(market) - {"anti_entropy_interval"}
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key(s) in [market]: {', '.join(sorted(unknown))} (known: anti_entropy_interval)"
+        )
+    value = market.get("anti_entropy_interval")
+    if value is None:
+        return MarketFileSettings()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_ANTI_ENTROPY_INTERVAL:
+        raise ConfigError(
+            f"config file {path}: market.anti_entropy_interval must be a number of seconds from 0 to "
+            f"{MAX_ANTI_ENTROPY_INTERVAL:g}, not {value!r}"
+        )
+    return MarketFileSettings(anti_entropy_interval=float(value))
 
 
 def _bool(table: dict[str, object], key: str, path: Path) -> bool | None:

@@ -79,9 +79,9 @@ def service() -> None:
               help="Subnet whose offers to follow (repeatable); presets choose where they offer.")
 @click.option("--offer-ttl", type=int, default=1800, show_default=True,
               help="Seconds an offer lives; it is re-announced halfway.")
-@click.option("--anti-entropy-interval", type=click.FloatRange(min=0), default=3.0, show_default=True,
+@click.option("--anti-entropy-interval", type=click.FloatRange(min=0, max=3600), default=None,
               help="Mean seconds between offer anti-entropy rounds with one random neighbour per subnet "
-                   "(jittered +-50%; 0: only with each new peer).")
+                   "(jittered +-50%; 0: only with each new peer) [default 3, or market.anti_entropy_interval].")
 @click.option("--max-threads", type=click.IntRange(min=0), help="Provider: most CPU threads to sell [default: all but one].")
 @click.option("--max-mem-gib", type=click.FloatRange(min=0), help="Provider: most memory to sell, GiB [default: 70%].")
 @click.option("--max-storage-gib", type=click.FloatRange(min=0), help="Provider: most disk to sell, GiB [default: 80% of free].")
@@ -97,7 +97,7 @@ def service() -> None:
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
                 px_interval: float, target_peers: int | None, max_peers: int | None, relay_service: str | None,
                 hole_punching: bool | None, config_path: Path | None,
-                network_id: str, subnets: tuple[str, ...], offer_ttl: int, anti_entropy_interval: float,
+                network_id: str, subnets: tuple[str, ...], offer_ttl: int, anti_entropy_interval: float | None,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
                 test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str,
                 log_file: Path | None) -> None:
@@ -148,7 +148,9 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         network_id=network_id,
         subnets=list(subnets),
         offer_ttl_s=offer_ttl,
-        anti_entropy_s=anti_entropy_interval,
+        anti_entropy_s=(anti_entropy_interval if anti_entropy_interval is not None
+                        else from_file.market.anti_entropy_interval if from_file.market.anti_entropy_interval is not None
+                        else 3.0),
         max_threads=max_threads,
         max_mem_gib=max_mem_gib,
         max_storage_gib=max_storage_gib,
