@@ -81,13 +81,25 @@ def market_offers(obj: Any, subnet: str | None, as_json: bool) -> None:
 def market_status(obj: Any, as_json: bool) -> None:
     """Offer book counters, subnets and penalised peers."""
     s = obj.client().call("GET", "/market/status")
-    text = "\n".join([
+    emit(s, as_json, status_text(s))
+
+
+def status_text(s: dict[str, Any]) -> str:
+    """``market status`` as text; the anti-entropy line when the daemon reports it."""
+    lines = [
         f"network:   {s['network_id']}  subnets: {', '.join(s['subnets'])}",
         f"offers:    {s['offers_known']} known ({s['accepted']} accepted, {s['replaced']} re-announced, "
         f"{s['withdrawn']} withdrawn, {s['refused']} refused, {s['synced']} from catch-up)",
         f"demands:   {s['demands']} open",
-    ])
-    emit(s, as_json, text)
+    ]
+    ae = s.get("anti_entropy")
+    if isinstance(ae, dict):
+        lines.append(
+            f"repair:    {ae.get('rounds', 0)} anti-entropy rounds ({ae.get('equal', 0)} in sync, "
+            f"{ae.get('failed', 0)} failed), {ae.get('pulled', 0)} pulled, {ae.get('refused', 0)} refused; "
+            f"served {ae.get('served', 0)}, {ae.get('busy', 0)} over budget"
+        )
+    return "\n".join(lines)
 
 
 @market.command("agreements")
