@@ -48,7 +48,8 @@ class ScriptError(ExeUnitError):
 
 class TransferRefused(ExeUnitError):
     """A file or image transfer is refused. ``code`` is one of ``bad-path``,
-    ``hash-mismatch``, ``too-large``, ``not-found``."""
+    ``hash-mismatch``, ``too-large``, ``not-found``, ``relay-limit`` (bigger than a relayed
+    connection carries, and there is no direct one)."""
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code

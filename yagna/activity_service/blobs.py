@@ -45,7 +45,7 @@ from yagna.activity_service.protocol import (
 )
 from yagna.core import wire
 from yagna.core.errors import WireError
-from yagna.net.bulk import ByteStream, StreamFailed, bulk_for
+from yagna.net.bulk import RELAYED_STREAM_LIMIT, ByteStream, StreamFailed, bulk_for
 from yagna.net.errors import BadResponse, RemoteError, RequestTimeout
 from yagna.net.framing import encode_frame
 
@@ -310,6 +310,14 @@ async def open_blob(rr: Any, peer: str, blob_id: str, *, max_size: int,
         size = _size_of(reply, peer, blob_id)
         if size > max_size:
             raise TransferRefused("too-large", f"{blob_id} is {size} bytes, over the limit of {max_size}")
+        relay = getattr(stream, "relay", None)
+        if relay is not None and size > RELAYED_STREAM_LIMIT:
+            raise TransferRefused(
+                "relay-limit",
+                f"{blob_id} is {size} bytes, more than a relayed connection carries "
+                f"({RELAYED_STREAM_LIMIT // (1024 * 1024)} MiB by default): {peer} is reached only through relay "
+                f"{relay} and hole punching did not give a direct connection; a direct connection "
+                "(a forwarded listen port on either side, docs/behind-nat.md) has no such limit")
         if expected_size is not None and size != expected_size:
             raise TransferRefused("too-large" if size > expected_size else "hash-mismatch",
                                   f"{blob_id} is {size} bytes, {expected_size} were announced")

@@ -35,16 +35,26 @@ from yagna.net.errors import PeerUnreachable, ProtocolNotSupported, RequestError
 
 log = logging.getLogger("yagna.net.bulk")
 
-__all__ = ["BulkStreams", "ByteStream", "StreamFailed", "bulk_for"]
+__all__ = ["RELAYED_STREAM_LIMIT", "BulkStreams", "ByteStream", "StreamFailed", "bulk_for", "relay_note"]
 
 
 class StreamFailed(RequestError):
     """The stream was reset or its connection broke."""
 
 
+RELAYED_STREAM_LIMIT = 256 * 1024 * 1024
+"""What a relayed circuit is assumed to carry at most (our relays' default,
+``yagna.net.relay_core.RelayLimits.circuit_bytes``; a foreign relay may allow less, and py-libp2p's
+relay resets the circuit past its limit). A transfer bigger than this is refused before it starts
+on a relayed stream instead of being cut part way."""
+RELAYED_STREAM_SECONDS = 600
+
+
 class ByteStream(Protocol):
     peer: str
     """Node id of the other side (authenticated by the Noise handshake)."""
+    relay: str | None
+    """The relay's node id when the stream runs over a relayed connection, else None."""
 
     async def receive_some(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` bytes; ``b""`` at the other side's end of stream."""
@@ -127,21 +137,52 @@ class _Admission:
 
 
 # -- libp2p -------------------------------------------------------------------------------
+def relay_note(relay: str | None, moved: int) -> str:
+    """What to add to a failure on a relayed stream: the relay and its limits."""
+    if relay is None:
+        return ""
+    return (f" (through relay {relay} after {moved} bytes: a relayed connection is limited, by default to "
+            f"{RELAYED_STREAM_LIMIT // (1024 * 1024)} MiB and {RELAYED_STREAM_SECONDS} s, and the relay resets it "
+            "past that; a direct connection has no such limit: forward the listen port (docs/behind-nat.md))")
+
+
+def stream_relay(host: Any, stream: Any) -> str | None:
+    """The relay's node id if ``stream`` runs over a relayed connection of ``host``, else None."""
+    try:
+        muxed = stream.muxed_conn
+        conns = host.get_network().connections.get(muxed.peer_id, [])
+        for conn in conns if isinstance(conns, list) else [conns]:
+            if getattr(conn, "muxed_conn", None) is not muxed:
+                continue
+            for addr in map(str, conn.get_transport_addresses()):
+                head, sep, _ = addr.partition("/p2p-circuit")
+                if sep:
+                    return head.rpartition("/p2p/")[2] or "?"
+            return None
+    except Exception:  # noqa: BLE001 - a closing connection: treat as direct
+        return None
+    return None
+
+
 class _Libp2pStream:
-    def __init__(self, stream: Any, peer: str) -> None:
+    def __init__(self, stream: Any, peer: str, relay: str | None = None) -> None:
         self._s = stream
         self.peer = peer
+        self.relay = relay
+        self._moved = 0
 
     async def receive_some(self, max_bytes: int) -> bytes:
         from libp2p.exceptions import BaseLibp2pError
         from libp2p.network.stream.exceptions import StreamEOF
 
         try:
-            return bytes(await self._s.read(max_bytes))
+            data = bytes(await self._s.read(max_bytes))
         except StreamEOF:
             return b""
         except BaseLibp2pError as exc:
-            raise StreamFailed(f"stream from {self.peer} failed: {exc!r}") from None
+            raise StreamFailed(f"stream from {self.peer} failed: {exc!r}{relay_note(self.relay, self._moved)}") from None
+        self._moved += len(data)
+        return data
 
     async def send_all(self, data: bytes) -> None:
         from libp2p.exceptions import BaseLibp2pError
@@ -149,7 +190,8 @@ class _Libp2pStream:
         try:
             await self._s.write(data)
         except BaseLibp2pError as exc:
-            raise StreamFailed(f"stream to {self.peer} failed: {exc!r}") from None
+            raise StreamFailed(f"stream to {self.peer} failed: {exc!r}{relay_note(self.relay, self._moved)}") from None
+        self._moved += len(data)
 
     async def send_eof(self) -> None:
         from libp2p.exceptions import BaseLibp2pError
@@ -157,7 +199,7 @@ class _Libp2pStream:
         try:
             await self._s.close()  # Yamux: FIN, a half-close
         except BaseLibp2pError as exc:
-            raise StreamFailed(f"stream to {self.peer} failed: {exc!r}") from None
+            raise StreamFailed(f"stream to {self.peer} failed: {exc!r}{relay_note(self.relay, self._moved)}") from None
 
     async def reset(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -184,7 +226,7 @@ class Libp2pBulk:
         admission = self.admissions[protocol] = _Admission(per_peer, total)
 
         async def on_stream(raw: Any) -> None:
-            stream = _Libp2pStream(raw, str(raw.muxed_conn.peer_id))
+            stream = _Libp2pStream(raw, str(raw.muxed_conn.peer_id), stream_relay(self._host, raw))
             if not admission.enter(stream.peer):
                 log.info("%s: %s is over its open streams; stream reset", protocol, stream.peer)
                 await stream.reset()
@@ -208,7 +250,8 @@ class Libp2pBulk:
 
         if self.prefer_direct is not None:
             await self.prefer_direct(peer)
-        return _Libp2pStream(await open_stream(self._host, peer, protocol), peer)
+        raw = await open_stream(self._host, peer, protocol)
+        return _Libp2pStream(raw, peer, stream_relay(self._host, raw))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()  # the host runs the handlers
@@ -252,6 +295,7 @@ class _MemoryStream:
     def __init__(self, peer: str, send: trio.MemorySendChannel[bytes | _Reset],
                  receive: trio.MemoryReceiveChannel[bytes | _Reset], link: Callable[[], bool]) -> None:
         self.peer = peer
+        self.relay: str | None = None  # the in-memory twin has no relays
         self._send, self._receive = send, receive
         self._link = link
         self._pending = b""
