@@ -215,6 +215,8 @@ class Libp2pBulk:
         self.admissions: dict[str, _Admission] = {}
         self.handler_failures = 0
         """Handlers that raised something other than :class:`StreamFailed` (a bug: logged with its traceback)."""
+        self.connect: Callable[[str], Awaitable[None]] | None = None
+        """Set by the network: connects to a peer we are not connected to (RequestResponse.connect)."""
         self.prefer_direct: Callable[[str], Awaitable[bool]] | None = None
         """Set by the network: waits (bounded) for a hole punch under way before a bulk stream
         opens, so that a transfer does not run through a relay when a direct path is moments away
@@ -248,6 +250,10 @@ class Libp2pBulk:
     async def open(self, peer: str, protocol: str) -> ByteStream:
         from yagna.net.reqresp import open_stream
 
+        if self.connect is not None:
+            conns = self._host.get_network().connections
+            if not any(str(p) == peer for p, c in conns.items() if c):
+                await self.connect(peer)  # through a relay if need be (see RequestResponse.connect)
         if self.prefer_direct is not None:
             await self.prefer_direct(peer)
         raw = await open_stream(self._host, peer, protocol)

@@ -87,8 +87,10 @@ class Network:
         self.peers.on_connect(self.holepunch.on_connect)
         self.holepunch.on_direct = self.rr.retire_streams
         bulk = bulk_for(self.rr)
+        self.rr.connect = self.peers.ensure_connected
         if isinstance(bulk, Libp2pBulk):
             bulk.prefer_direct = self.holepunch.prefer_direct
+            bulk.connect = self.peers.ensure_connected
 
     def listen_addrs(self) -> list[str]:
         """Transport addresses we listen on, e.g. ``/ip4/127.0.0.1/tcp/40123``; a wildcard

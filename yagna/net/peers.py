@@ -35,7 +35,7 @@ from multiaddr import Multiaddr
 from yagna.core.errors import WireError
 from yagna.net import px
 from yagna.net.backoff import redial_delay
-from yagna.net.errors import BadAddressError, RequestError, RequestRejected
+from yagna.net.errors import BadAddressError, PeerUnreachable, RequestError, RequestRejected
 from yagna.net.host import DIAL_TIMEOUT_S, parse_multiaddr, peer_info
 from yagna.net.mesh import Candidate, Connection, MeshLimits, choose_dials, choose_prunes
 from yagna.net.reqresp import Request, RequestResponse
@@ -164,6 +164,8 @@ class PeerManager:
         self._wake = trio.Event()
         self._events_send, self._events_recv = trio.open_memory_channel[tuple[str, str]](1024)
         self._nursery: trio.Nursery | None = None
+        self._on_demand: dict[str, trio.Event] = {}
+        """Peers with an on-demand dial in flight (:meth:`ensure_connected`), for the waiters."""
         self.dial_relayed: Callable[[str, list[str]], Awaitable[None]] | None = None
         """Set by the relay service: dials a peer whose only addresses are ``/p2p-circuit`` ones."""
         for node_id, addr in bootstrap:
@@ -292,8 +294,14 @@ class PeerManager:
             state.last_seen = now
             state.connected = False
             state.connected_since = None
-            state.next_attempt = now + redial_delay(0, base=self.redial_base, cap=self.redial_cap)
-            log.info("disconnected from %s; redialing with backoff", node_id)
+            if state.addrs and all("/p2p-circuit" in a for a in state.addrs):
+                # reached only through relays: the one that carried us may have died, the others
+                # still hold reservations; redial at once (connected relays first, see _dial)
+                state.next_attempt = now
+                log.info("disconnected from %s (reached through relays); redialing now", node_id)
+            else:
+                state.next_attempt = now + redial_delay(0, base=self.redial_base, cap=self.redial_cap)
+                log.info("disconnected from %s; redialing with backoff", node_id)
             self._on_change()
             self._poke()
 
@@ -361,7 +369,7 @@ class PeerManager:
         try:
             async with limiter:
                 direct = [a for a in state.addrs if "/p2p-circuit" not in a]
-                circuit = [a for a in state.addrs if "/p2p-circuit" in a]
+                circuit = self._circuits_by_relay_liveness(state.addrs)
                 relayable = bool(circuit) and self.dial_relayed is not None
                 try:
                     if relayable and not direct:
@@ -389,6 +397,42 @@ class PeerManager:
             self._apply("up", state.node_id)
         finally:
             state.dialing = False
+
+    def _circuits_by_relay_liveness(self, addrs: list[str]) -> list[str]:
+        """Circuit addresses, those through relays we are connected to first (a relay that just
+        died stays in a peer's advertised list until it learns; dialing it first costs a timeout)."""
+        live = {p.to_base58() for p in self._host.get_connected_peers()}
+        circuit = [a for a in addrs if "/p2p-circuit" in a]
+        return sorted(circuit, key=lambda a: _relay_of(a) not in live)
+
+    async def ensure_connected(self, node_id: str) -> None:
+        """Connect to ``node_id`` now if we are not (direct, then through a relay), ignoring the
+        redial backoff; concurrent callers share one dial. For a request to a peer whose
+        connection just dropped: it waits for the redial instead of failing at once. Raises
+        :class:`PeerUnreachable` when the dial fails (bounded by the dial timeouts)."""
+        if node_id == self._me or self.is_banned(node_id):
+            raise PeerUnreachable(f"cannot reach {node_id}")
+        if self._host.get_network().connections.get(ID.from_base58(node_id)):
+            return
+        state = self._peers.get(node_id)
+        if state is None or not state.addrs:
+            return  # not ours to dial: the caller's implicit dial tries the peerstore
+        pending = self._on_demand.get(node_id)
+        if pending is None:
+            pending = self._on_demand[node_id] = trio.Event()
+            try:
+                while state.dialing:  # the dial loop's attempt is under way: wait for it
+                    await trio.sleep(0.05)
+                if not self._host.get_network().connections.get(ID.from_base58(node_id)):
+                    state.dialing = True
+                    await self._dial(state, trio.CapacityLimiter(1))
+            finally:
+                del self._on_demand[node_id]
+                pending.set()
+        else:
+            await pending.wait()
+        if not self._host.get_network().connections.get(ID.from_base58(node_id)):
+            raise PeerUnreachable(f"cannot reach {node_id}: {state.failures} dial(s) failed")
 
     def pin_addrs(self) -> None:
         """Keep known peers' addresses in the peerstore without expiry.

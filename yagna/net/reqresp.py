@@ -129,6 +129,10 @@ class RequestResponse:
         """(protocol, peer) -> inbound streams being served; an entry exists only while > 0."""
         self.refused_busy = 0
         self.pool = StreamPool()
+        self.connect: Callable[[str], Awaitable[None]] | None = None
+        """Set by the network: connects to a peer we are not connected to (direct, then through
+        a relay: py-libp2p's implicit dial in ``new_stream`` knows only TCP addresses), sharing a
+        dial already under way (:meth:`yagna.net.peers.PeerManager.ensure_connected`)."""
 
     def register(self, spec: ProtocolSpec, handler: Handler) -> None:
         limiter = trio.CapacityLimiter(spec.concurrency)
@@ -277,7 +281,16 @@ class RequestResponse:
             await _close(stream)
 
     async def _open(self, peer: str, protocol: str) -> INetStream:
+        if self.connect is not None and not _connected(self._host, peer):
+            await self.connect(peer)  # raises PeerUnreachable; bounded by the dial timeouts
         return await open_stream(self._host, peer, protocol)
+
+
+def _connected(host: IHost, peer: str) -> bool:
+    try:
+        return bool(host.get_network().connections.get(ID.from_base58(peer)))
+    except (ValueError, AttributeError):
+        return True  # a bad id: let open_stream say so
 
 
 async def open_stream(host: IHost, peer: str, protocol: str) -> INetStream:
