@@ -3,13 +3,22 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: machine setup typecheck test demo demo-down bench bench-smoke clean
+.PHONY: machine setup typecheck test demo demo-down bench bench-smoke clean contracts
 
 ## The machine: Debian packages (as root), a running Docker engine, the local images.
 machine:
 	bash scripts/setup-machine.sh
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed contracts/node_modules/.installed
+
+## The contract compiler and the local chain (anvil), pinned in contracts/package-lock.json.
+contracts/node_modules/.installed: contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Rebuild the contract artifacts (contracts/build/*.json, committed); `make test` checks them.
+contracts: contracts/node_modules/.installed
+	cd contracts && node build.js
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +36,7 @@ typecheck: setup
 
 ## Run every test: type check, unit tests (tests/) and multi-process tests (e2e/).
 test: machine setup typecheck
+	cd contracts && node build.js --check
 	$(BIN)/python -m pytest
 
 ## Bring up a local network (1 requestor + 3 providers) and run the main job on it.

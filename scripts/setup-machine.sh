@@ -26,6 +26,10 @@ missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Node and npm: the contract compiler (solc, wasm) and the local chain (anvil) come from npm,
+# pinned in contracts/package-lock.json (`make setup` runs `npm ci`). Any Node >= 18 will do,
+# from Debian or elsewhere.
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     command -v apt-get >/dev/null || fail "missing ${missing[*]} and no apt-get here: install them by hand (Debian/Ubuntu names)"
     is_root || fail "missing packages; run: sudo apt-get update && sudo apt-get install -y ${missing[*]}"
