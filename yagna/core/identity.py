@@ -240,58 +240,59 @@ def _parse_key_file(raw: bytes, path: Path) -> bytes:
     return seed
 
 
-def _read_key_file(path: Path) -> bytes | None:
-    """The file's bytes, or ``None`` if it does not exist. Tightens loose permissions."""
+def _read_key_file(path: Path, what: str = "node key") -> bytes | None:
+    """The file's bytes, or ``None`` if it does not exist. Tightens loose permissions.
+    ``what`` names the secret in messages (the settlement account reuses this)."""
     try:
         # O_NONBLOCK: a FIFO planted at the path must not hang the daemon.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _io_error("cannot open", path, exc) from None
+        raise _io_error("cannot open", path, exc, what) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise IdentityError(
-                f"node key path {path} is not a regular file; point the daemon at a key file "
+                f"{what} path {path} is not a regular file; point the daemon at a key file "
                 "or remove what is there so a new key can be created"
             )
-        _tighten_permissions(fd, info.st_mode, path)
+        _tighten_permissions(fd, info.st_mode, path, what)
         with os.fdopen(fd, "rb", closefd=False) as f:
             raw = f.read(_MAX_KEY_FILE_SIZE + 1)
     except OSError as exc:
-        raise _io_error("cannot read", path, exc) from None
+        raise _io_error("cannot read", path, exc, what) from None
     finally:
         os.close(fd)
     if len(raw) > _MAX_KEY_FILE_SIZE:
-        raise IdentityError(f"node key file {path} is corrupt (larger than {_MAX_KEY_FILE_SIZE} bytes)")
+        raise IdentityError(f"{what} file {path} is corrupt (larger than {_MAX_KEY_FILE_SIZE} bytes)")
     return raw
 
 
-def _tighten_permissions(fd: int, mode: int, path: Path) -> None:
+def _tighten_permissions(fd: int, mode: int, path: Path, what: str = "node key") -> None:
     if not mode & 0o077:
         return
     try:
         os.fchmod(fd, 0o600)
     except OSError as exc:
         log.warning(
-            "node key file %s is readable by group/others (mode %o) and could not be "
+            "%s file %s is readable by group/others (mode %o) and could not be "
             "restricted to 0600 (%s); fix its permissions yourself",
-            path, stat.S_IMODE(mode), exc,
+            what, path, stat.S_IMODE(mode), exc,
         )
     else:
         log.warning(
-            "node key file %s was readable by group/others (mode %o); restricted it to 0600",
-            path, stat.S_IMODE(mode),
+            "%s file %s was readable by group/others (mode %o); restricted it to 0600",
+            what, path, stat.S_IMODE(mode),
         )
 
 
-def _create_key_file(path: Path, content: bytes) -> bool:
+def _create_key_file(path: Path, content: bytes, what: str = "node key") -> bool:
     """Atomically create ``path`` with ``content``; ``False`` if it already exists."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise _io_error("cannot create the directory for", path, exc) from None
+        raise _io_error("cannot create the directory for", path, exc, what) from None
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
         _write_synced(tmp, content)
@@ -308,7 +309,7 @@ def _create_key_file(path: Path, content: bytes) -> bool:
             os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
-        raise _io_error("cannot create", path, exc) from None
+        raise _io_error("cannot create", path, exc, what) from None
     finally:
         tmp.unlink(missing_ok=True)
     return True
@@ -333,10 +334,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _io_error(action: str, path: Path, exc: OSError) -> IdentityError:
+def _io_error(action: str, path: Path, exc: OSError, what: str = "node key") -> IdentityError:
     hint = (
         "check that the daemon runs as the user owning the data directory"
         if isinstance(exc, PermissionError)
         else "check the path and the filesystem"
     )
-    return IdentityError(f"{action} node key file {path}: {exc.strerror or exc}; {hint}")
+    return IdentityError(f"{action} {what} file {path}: {exc.strerror or exc}; {hint}")
+
+
+read_secret_file = _read_key_file
+"""Public name for other 0600 secrets of the data dir (the settlement account, yagna/chain/account.py)."""
+create_secret_file = _create_key_file

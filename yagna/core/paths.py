@@ -33,6 +33,8 @@ class DataDir:
         self.path = Path(path)
 
     key_file = property(lambda self: self.path / "node.key")
+    settlement_key_file = property(lambda self: self.path / "settlement.key")
+    """The secp256k1 settlement account (0600; yagna/chain/account.py)."""
     db_file = property(lambda self: self.path / "yagna.db")
     app_key_file = property(lambda self: self.path / "app-key")
     node_file = property(lambda self: self.path / "node.json")
