@@ -21,7 +21,7 @@ PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 # -- strategies ---------------------------------------------------------------
 
-ints = st.integers(min_value=-(2**64), max_value=2**64 - 1)
+ints = st.integers(min_value=-(2**64), max_value=2**256 - 1)
 floats = st.floats(allow_nan=False, allow_infinity=False)
 scalars = st.none() | st.booleans() | ints | floats | st.text() | st.binary()
 keys = st.text(max_size=8) | st.integers(min_value=-(2**64), max_value=2**64 - 1)
@@ -160,8 +160,9 @@ _cyclic.append(_cyclic)
         math.nan,
         math.inf,
         -math.inf,
-        2**64,
+        2**256,
         -(2**64) - 1,
+        {2**64: 1},
         {1.5: 1},
         {True: 1},
         {None: 1},
@@ -271,7 +272,14 @@ def test_fuzz_small_limits(data: bytes, max_depth: int) -> None:
 HANDCRAFTED = {
     # tags
     "tag epoch datetime": "c11a00000000",
-    "tag bignum": "c249010000000000000000",
+    "tag bignum with a leading zero": "c24900" + "01" * 8,
+    "tag bignum, 8 bytes (fits a plain int)": "c248" + "01" * 8,
+    "tag bignum, 33 bytes": "c25821" + "01" * 33,
+    "tag bignum over text": "c269" + "61" * 9,
+    "tag bignum as a map key": "a1c249" + "01" * 9 + "01",
+    "tag negative bignum": "c349" + "01" * 9,
+    "tag bignum, truncated": "c249" + "01" * 8,
+    "tag bignum, non-canonical tag head": "d802" + "49" + "01" * 9,
     "tag self-describe": "d9d9f700",
     "tag wrapping bytes": "d818456449455446",
     "tag 8-byte number": "db000000000000000100",
@@ -449,3 +457,12 @@ def test_decode_map_errors_name_the_field(value: object, required: dict[str, typ
 def test_decode_map_size_limit() -> None:
     with pytest.raises(WireError, match="exceeds"):
         decode_map(encode({"a": b"x" * 64}), max_size=32)
+
+
+@pytest.mark.parametrize("value", [2**64, 2**64 + 1, 10**20, 2**255, 2**256 - 1])
+def test_unsigned_256_bit_ints_travel_as_the_shortest_bignum(value: int) -> None:
+    """Token amounts (issue 14): above 64 bits, tag 2 over the shortest big-endian bytes."""
+    data = encode({"amount": value})
+    size = (value.bit_length() + 7) // 8
+    assert data.endswith(b"\xc2" + bytes((0x40 | size,) if size < 24 else (0x58, size)) + value.to_bytes(size, "big"))
+    assert decode(data) == {"amount": value}

@@ -19,7 +19,9 @@ same as "re-encode and compare" (the tests assert that equivalence) but about
 twice as fast, which matters because a 1 MiB message can hold a million items.
 
 Value model (both directions): ``None``, ``bool``, ``int`` in
-``[-2**64, 2**64 - 1]`` (CBOR major types 0/1, no bignum tags), finite
+``[-2**64, 2**256 - 1]`` (CBOR major types 0/1; above ``2**64 - 1``, up to 256 bits for token
+amounts, the unsigned bignum tag 2 over the shortest big-endian bytes, 9 to 32 of them, and
+never as a map key; no other tag), finite
 ``float``, ``str``, ``bytes``, ``list`` (``tuple`` encodes as a list), and
 ``dict`` whose keys are ``str`` or ``int``. Decoding returns lists and dicts.
 """
@@ -46,6 +48,8 @@ MAX_DEPTH_LIMIT = 256
 """Hard cap on nesting (encode and decode), far below Python's recursion limit."""
 
 _UINT64_MAX = (1 << 64) - 1
+_UINT256_MAX = (1 << 256) - 1
+_BIGNUM_TAG = 0xC2  # tag 2, unsigned bignum
 
 # Exceptions cbor2 6.x (Rust) can raise on hostile input. _validate makes
 # most of them unreachable, but this is the boundary where they become ours.
@@ -97,7 +101,10 @@ def _encode_int(value: int) -> bytes:
         return _head(0, value)
     if -_UINT64_MAX - 1 <= value < 0:
         return _head(1, -1 - value)
-    raise EncodeError(f"integer {value} does not fit in 64 bits (bignums are not allowed)")
+    if _UINT64_MAX < value <= _UINT256_MAX:
+        size = (value.bit_length() + 7) // 8
+        return bytes((_BIGNUM_TAG,)) + _head(2, size) + value.to_bytes(size, "big")
+    raise EncodeError(f"integer {value} is outside -2**64 .. 2**256 - 1")
 
 
 def _encode_float(value: float) -> bytes:
@@ -126,6 +133,8 @@ def _encode_key(key: object) -> bytes:
     # bool is an int subclass, but True/False are not valid keys in our model.
     if isinstance(key, bool) or not isinstance(key, (int, str)):
         raise EncodeError(f"map key {key!r} of type {type(key).__name__} is not str or int")
+    if isinstance(key, int) and key > _UINT64_MAX:
+        raise EncodeError(f"map key {key} does not fit in 64 bits")
     return _encode_str(key) if isinstance(key, str) else _encode_int(key)
 
 
@@ -319,7 +328,7 @@ def _validate(data: bytes, max_depth: int) -> None:
                 raise WireError(f"map declares {arg} pairs, only {end - pos} bytes remain")
             opened = 2 * arg
         elif major == 6:
-            raise WireError("CBOR tags are not allowed")
+            pos = _check_bignum(data, start, pos, arg)
         elif info in _FLOAT_INFO:
             _check_float(data[start:pos])
         elif info not in _SIMPLE_OK:
@@ -345,6 +354,34 @@ def _validate(data: bytes, max_depth: int) -> None:
             break
     if pos != end:
         raise WireError(f"{end - pos} trailing bytes after the CBOR item")
+
+
+def _check_bignum(data: bytes, start: int, pos: int, tag: int) -> int:
+    """Tag 2 over 9..32 bytes without a leading zero (a value that does not fit in 64 bits, in
+    its shortest form); returns the position after it. Any other tag is refused."""
+    if tag != 2 or pos - start != 1:
+        raise WireError("CBOR tags are not allowed (only the unsigned bignum, tag 2)")
+    if pos >= len(data):
+        raise WireError("truncated CBOR bignum")
+    head = data[pos]
+    if head >> 5 != 2:
+        raise WireError("CBOR bignum must tag a byte string")
+    info = head & 0x1F
+    if info < 24:
+        size, pos = info, pos + 1
+    elif info == 24 and pos + 1 < len(data):
+        size, pos = data[pos + 1], pos + 2
+        if size < 24:
+            raise WireError("non-canonical CBOR: integer or length not in its shortest form")
+    else:
+        raise WireError("CBOR bignum longer than 32 bytes")
+    if not 9 <= size <= 32:
+        raise WireError(f"CBOR bignum of {size} bytes: only 9 to 32 (smaller values are plain integers)")
+    if pos + size > len(data):
+        raise WireError("truncated CBOR bignum")
+    if data[pos] == 0:
+        raise WireError("non-canonical CBOR: bignum with a leading zero byte")
+    return pos + size
 
 
 def _check_key(top: list[object], major: int, key: bytes) -> None:
