@@ -54,7 +54,8 @@ def open_channel_open(raw: bytes, *, network_id: str, payer: str, payee: str, ag
     if not isinstance(raw, bytes) or len(raw) > MAX_CHANNEL_OPEN_SIZE:
         raise ChannelOpenRejected("malformed", "not a channel-open message (or too large)")
     try:
-        signed = open_signed(raw, domain=CHANNEL_OPEN_DOMAIN, max_size=MAX_CHANNEL_OPEN_SIZE, expected_signer=payer)
+        signed = open_signed(raw, domain=CHANNEL_OPEN_DOMAIN, max_size=MAX_CHANNEL_OPEN_SIZE, expected_signer=payer,
+                             bignums=True)
     except WireError as exc:
         raise ChannelOpenRejected("bad-signature", f"not signed by the agreement's requestor: {exc}") from None
     p = signed.payload

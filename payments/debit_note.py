@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payments.errors import ChannelError, DebitNoteRejected
-from payments.voucher import MAX_WIRE_AMOUNT, ChannelTerms, is_amount
+from payments.voucher import MAX_SEQ, MAX_WIRE_AMOUNT, ChannelTerms, is_amount
 from yagna.core.envelope import seal
 from yagna.core.errors import WireError
 from yagna.core.identity import NodeKey, public_key_from_node_id, verify
@@ -75,8 +75,8 @@ class Usage:
     def __post_init__(self) -> None:
         for name in _USAGE_KEYS:
             value = getattr(self, name)
-            if not is_amount(value) or value > MAX_WIRE_AMOUNT:
-                raise ValueError(f"usage {name} must be an int in 0..{MAX_WIRE_AMOUNT}, got {value!r}")
+            if not is_amount(value) or value > MAX_SEQ:
+                raise ValueError(f"usage {name} must be an int in 0..{MAX_SEQ}, got {value!r}")
 
     def to_wire(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in _USAGE_KEYS}
@@ -116,9 +116,10 @@ def sign_debit_note(
     """Seal a debit note as the channel's payee; :class:`ChannelError` on a local misuse."""
     if key.node_id != terms.payee:
         raise ChannelError(f"key {key.node_id} is not the payee {terms.payee} of channel {terms.channel_id}")
-    for name, value in (("seq", seq), ("amount_due", amount_due), ("issued_at_ms", issued_at_ms)):
-        if not is_amount(value) or value > MAX_WIRE_AMOUNT:
-            raise ChannelError(f"debit note {name} must be an int in 0..{MAX_WIRE_AMOUNT}, got {value!r}")
+    for name, value, top in (("seq", seq, MAX_SEQ), ("amount_due", amount_due, MAX_WIRE_AMOUNT),
+                             ("issued_at_ms", issued_at_ms, MAX_SEQ)):
+        if not is_amount(value) or value > top:
+            raise ChannelError(f"debit note {name} must be an int in 0..{top}, got {value!r}")
     if seq == 0:
         raise ChannelError("debit note seq starts at 1")
     if not isinstance(usage, Usage) or type(final) is not bool:
@@ -137,8 +138,8 @@ def _malformed(message: str) -> DebitNoteRejected:
 def _parse_usage(value: object) -> Usage:
     if not isinstance(value, dict) or set(value) != set(_USAGE_KEYS):
         raise _malformed(f"usage must be a map of exactly {', '.join(_USAGE_KEYS)}")
-    if not all(is_amount(v) for v in value.values()):
-        raise _malformed("usage counters must be ints >= 0")
+    if not all(is_amount(v) and v <= MAX_SEQ for v in value.values()):
+        raise _malformed(f"usage counters must be ints in 0..{MAX_SEQ}")
     return Usage(**value)
 
 
@@ -168,7 +169,7 @@ def open_debit_note(raw: bytes, *, terms: ChannelTerms, max_size: int = MAX_DEBI
     except WireError as exc:
         raise DebitNoteRejected("bad-signature", f"not signed by the payee {terms.payee}: {exc}") from None
     try:
-        inner = decode(body, max_size=max_size, max_depth=3)
+        inner = decode(body, max_size=max_size, max_depth=3, bignums=True)
     except WireError as exc:
         raise _malformed(f"debit note body: {exc}") from None
     if not (isinstance(inner, list) and len(inner) == 3):
@@ -188,12 +189,12 @@ def open_debit_note(raw: bytes, *, terms: ChannelTerms, max_size: int = MAX_DEBI
     ):
         if value != expected:
             raise DebitNoteRejected(code, f"{value!r:.80} is not the channel's {expected!r}")
-    if not is_amount(seq) or seq == 0:
-        raise _malformed("debit note seq must be an int >= 1")
-    if not is_amount(amount_due):
+    if not is_amount(seq) or not 0 < seq <= MAX_SEQ:
+        raise _malformed(f"debit note seq must be an int in 1..{MAX_SEQ}")
+    if not is_amount(amount_due) or amount_due > MAX_WIRE_AMOUNT:
         raise _malformed("debit note amount_due must be an int >= 0")
-    if not is_amount(issued_at_ms):
-        raise _malformed("debit note issued_at_ms must be an int >= 0")
+    if not is_amount(issued_at_ms) or issued_at_ms > MAX_SEQ:
+        raise _malformed(f"debit note issued_at_ms must be an int in 0..{MAX_SEQ}")
     if type(final) is not bool:
         raise _malformed("debit note final must be a bool")
     return DebitNote(

@@ -33,7 +33,7 @@ from typing import Any
 from payments.channel_open import MAX_CHANNEL_OPEN_SIZE
 from payments.debit_note import DECISION_CODES, MAX_DEBIT_NOTE_SIZE
 from payments.errors import MessageRejected, VoucherRejected
-from payments.voucher import MAX_VOUCHER_SIZE, MAX_WIRE_AMOUNT, is_amount, peek_channel_id
+from payments.voucher import MAX_SEQ, MAX_VOUCHER_SIZE, is_amount, peek_channel_id
 from yagna.core import wire
 from yagna.core.errors import WireError
 
@@ -179,7 +179,7 @@ def peek_agreement_id(raw: bytes) -> str:
     """The agreement id a channel-open names, unverified (only to find the agreement; verified next)."""
     try:
         body = wire.decode(raw, max_size=MAX_CHANNEL_OPEN_SIZE)[0]  # type: ignore[index]
-        agreement_id = wire.decode(body, max_size=MAX_CHANNEL_OPEN_SIZE)[2][3]  # type: ignore[index]
+        agreement_id = wire.decode(body, max_size=MAX_CHANNEL_OPEN_SIZE, bignums=True)[2][3]  # type: ignore[index]
     except (WireError, TypeError, IndexError, KeyError):
         raise _bad("not a channel-open message") from None
     return _text(agreement_id, "agreement_id", MAX_ID)
@@ -220,7 +220,7 @@ def decode_voucher_ack(obj: object) -> VoucherAck:
     """The provider's reply to a voucher."""
     f = _fields(obj, ("ack_seq",), "a voucher acknowledgement")
     seq = f["ack_seq"]
-    if not is_amount(seq) or seq > MAX_WIRE_AMOUNT:
+    if not is_amount(seq) or seq > MAX_SEQ:
         raise _bad("ack_seq must be an int in 0..2**64 - 1")
     return VoucherAck(seq)
 
@@ -238,6 +238,6 @@ def decode_answer(obj: object) -> DebitNoteAnswer:
         raise _bad("accepted must be a bool")
     if accepted and code is not None or not accepted and code not in DECISION_CODES:
         raise _bad(f"code must be null when accepted, else one of {', '.join(DECISION_CODES)}")
-    if seq is not None and (not is_amount(seq) or not 0 < seq <= MAX_WIRE_AMOUNT):
+    if seq is not None and (not is_amount(seq) or not 0 < seq <= MAX_SEQ):
         raise _bad("voucher_seq must be null or an int in 1..2**64 - 1")
     return DebitNoteAnswer(accepted, code, _text(f["reason"], "reason", MAX_REASON, empty=True), seq, voucher)

@@ -28,6 +28,7 @@ from yagna.core.identity import NodeKey, public_key_from_node_id, verify
 from yagna.core.wire import decode
 
 __all__ = [
+    "MAX_SEQ",
     "MAX_VOUCHER_SIZE",
     "MAX_WIRE_AMOUNT",
     "VOUCHER_DOMAIN",
@@ -41,12 +42,15 @@ __all__ = [
 VOUCHER_DOMAIN = "yagna/voucher/1"
 MAX_VOUCHER_SIZE = 1024
 """A real voucher is ~260-400 bytes (two node ids, a few ids, a signature)."""
-MAX_WIRE_AMOUNT = 2**64 - 1
-"""Largest amount a signed payload can carry: canonical CBOR ints are 64-bit (no bignums).
+MAX_WIRE_AMOUNT = 2**256 - 1
+"""Largest amount a signed payload carries: an unsigned 256-bit value, as on an EVM chain.
 
-That is ~18.4 tokens of 10**18 base units, so deposits are capped there
-(:class:`ChannelTerms`); a wider amount needs a new domain version.
+Amounts up to ``2**64 - 1`` encode as before (plain CBOR ints, byte for byte the same
+vouchers); larger ones as the wire's bignum (yagna/core/wire.py), which a node older than
+issue 14 refuses as malformed (safe: it never accepts a voucher it cannot read).
 """
+MAX_SEQ = 2**64 - 1
+"""Sequence numbers, counters and times stay 64-bit."""
 
 _FIELDS = ("network_id", "driver", "channel_id", "agreement_id", "payer", "payee", "currency")
 _CODES = {
@@ -130,8 +134,8 @@ def sign_voucher(key: NodeKey, terms: ChannelTerms, seq: int, amount: int) -> by
     """
     if key.node_id != terms.payer:
         raise ChannelError(f"key {key.node_id} is not the payer {terms.payer} of channel {terms.channel_id}")
-    if not is_amount(seq) or not 0 < seq <= MAX_WIRE_AMOUNT:
-        raise ChannelError(f"voucher seq must be an int in 1..{MAX_WIRE_AMOUNT}, got {seq!r}")
+    if not is_amount(seq) or not 0 < seq <= MAX_SEQ:
+        raise ChannelError(f"voucher seq must be an int in 1..{MAX_SEQ}, got {seq!r}")
     if not is_amount(amount) or amount > MAX_WIRE_AMOUNT:
         raise ChannelError(f"voucher amount must be an int in 0..{MAX_WIRE_AMOUNT}, got {amount!r}")
     payload = [*(getattr(terms, name) for name in _FIELDS), seq, amount]
@@ -170,7 +174,7 @@ def peek_channel_id(raw: bytes, *, max_size: int = MAX_VOUCHER_SIZE) -> str:
 def _payload(body: bytes, max_size: int) -> tuple[object, list[Any]]:
     """The body's ``(signer key, payload)`` after the domain and shape checks."""
     try:
-        inner = decode(body, max_size=max_size, max_depth=2)
+        inner = decode(body, max_size=max_size, max_depth=2, bignums=True)
     except WireError as exc:
         raise VoucherRejected("malformed", f"voucher body: {exc}") from None
     if not (isinstance(inner, list) and len(inner) == 3):
@@ -183,8 +187,8 @@ def _payload(body: bytes, max_size: int) -> tuple[object, list[Any]]:
     if not all(isinstance(value, str) for value in payload[: len(_FIELDS)]):
         raise VoucherRejected("malformed", "voucher ids must be text strings")
     seq, amount = payload[len(_FIELDS) :]
-    if not is_amount(seq) or seq == 0:
-        raise VoucherRejected("malformed", "voucher seq must be an int >= 1")
+    if not is_amount(seq) or not 0 < seq <= MAX_SEQ:
+        raise VoucherRejected("malformed", f"voucher seq must be an int in 1..{MAX_SEQ}")
     if not is_amount(amount):
         raise VoucherRejected("malformed", "voucher amount must be an int >= 0")
     return signer_key, payload

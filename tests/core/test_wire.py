@@ -198,8 +198,8 @@ def test_encode_depth_limit() -> None:
 @given(values())
 def test_round_trip(value: object) -> None:
     data = encode(value)
-    assert decode(data) == value
-    assert encode(decode(data)) == data
+    assert decode(data, bignums=True) == value
+    assert encode(decode(data, bignums=True)) == data
 
 
 @PROPERTY
@@ -356,8 +356,9 @@ HANDCRAFTED = {
 
 @pytest.mark.parametrize("hex_", HANDCRAFTED.values(), ids=HANDCRAFTED.keys())
 def test_handcrafted_garbage(hex_: str) -> None:
-    with pytest.raises(WireError):
-        decode(bytes.fromhex(hex_.replace(" ", "")))
+    for bignums in (False, True):
+        with pytest.raises(WireError):
+            decode(bytes.fromhex(hex_.replace(" ", "")), bignums=bignums)
 
 
 def test_depth_limit_boundary() -> None:
@@ -465,4 +466,7 @@ def test_unsigned_256_bit_ints_travel_as_the_shortest_bignum(value: int) -> None
     data = encode({"amount": value})
     size = (value.bit_length() + 7) // 8
     assert data.endswith(b"\xc2" + bytes((0x40 | size,) if size < 24 else (0x58, size)) + value.to_bytes(size, "big"))
-    assert decode(data) == {"amount": value}
+    assert decode(data, bignums=True) == {"amount": value}
+    # only where a caller expects amounts: every other message keeps its 64-bit bound
+    with pytest.raises(WireError, match="tags are not allowed here"):
+        decode(data)

@@ -106,7 +106,7 @@ def test_size_cap() -> None:
 
 
 def test_sign_refuses_bad_values() -> None:
-    for kwargs in ({"seq": 0}, {"amount_due": -1}, {"amount_due": 2**64}, {"final": "yes"}):
+    for kwargs in ({"seq": 0}, {"seq": 2**64}, {"amount_due": -1}, {"amount_due": 2**256}, {"issued_at_ms": 2**64}, {"final": "yes"}):
         args = {"seq": 1, "amount_due": 5, "usage": USAGE, "issued_at_ms": 0, **kwargs}
         with pytest.raises(ChannelError):
             sign_debit_note(PAYEE, TERMS, **args)  # type: ignore[arg-type]

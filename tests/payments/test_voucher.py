@@ -48,13 +48,22 @@ def test_amount_above_deposit_is_a_valid_voucher() -> None:
     assert open_voucher(sign_voucher(PAYER, TERMS, 1, 2**64 - 1), TERMS).amount == 2**64 - 1
 
 
-def test_amounts_are_bounded_by_the_wire() -> None:
-    """Canonical CBOR ints are 64-bit: deposits and amounts above that are refused locally."""
+def test_amounts_are_unsigned_256_bit_and_sequence_numbers_64_bit() -> None:
+    """Amounts as on an EVM chain (issue 14); above 2**256 - 1 they are refused locally."""
     with pytest.raises(ChannelError):
-        sign_voucher(PAYER, TERMS, 1, 2**64)
+        sign_voucher(PAYER, TERMS, 1, 2**256)
+    with pytest.raises(ChannelError):
+        sign_voucher(PAYER, TERMS, 2**64, 1)
     with pytest.raises(ValueError):
-        dataclasses.replace(TERMS, deposit=2**64)
-    assert dataclasses.replace(TERMS, deposit=MAX_WIRE_AMOUNT).deposit == MAX_WIRE_AMOUNT
+        dataclasses.replace(TERMS, deposit=2**256)
+    assert MAX_WIRE_AMOUNT == 2**256 - 1
+    big = dataclasses.replace(TERMS, deposit=MAX_WIRE_AMOUNT)
+    # the edges travel and verify: 2**64 - 1 (the old limit, a plain int), 2**64, the maximum
+    for amount in (2**64 - 1, 2**64, 10**20, MAX_WIRE_AMOUNT):
+        got = open_voucher(sign_voucher(PAYER, big, 1, amount), terms=big)
+        assert got.amount == amount
+    # an amount that fits 64 bits signs to the same bytes as before the change (no bignum)
+    assert b"\xc2" not in sign_voucher(PAYER, TERMS, 1, 2**64 - 1)[-80:]
 
 
 @pytest.mark.parametrize(

@@ -62,11 +62,13 @@ def open_signed(
     domain: str | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
     expected_signer: str | None = None,
+    bignums: bool = False,
 ) -> Signed:
     """Decode and verify an envelope; raise only :class:`WireError` on anything wrong.
 
     ``domain``, if given, must match the body's tag exactly; ``expected_signer``
-    (a node id), if given, must be the signer.
+    (a node id), if given, must be the signer; ``bignums`` lets the payload carry
+    integers above 64 bits (token amounts; :func:`yagna.core.wire.decode`).
     """
     outer = decode(data, max_size=max_size, max_depth=1)
     if not (isinstance(outer, list) and len(outer) == 2):
@@ -76,7 +78,7 @@ def open_signed(
         raise WireError("envelope body and signature must be byte strings")
     if len(signature) != SIGNATURE_SIZE:
         raise WireError(f"envelope signature must be {SIGNATURE_SIZE} bytes")
-    inner = decode(body, max_size=max_size)
+    inner = decode(body, max_size=max_size, bignums=bignums)
     if not (isinstance(inner, list) and len(inner) == 3):
         raise WireError("envelope body must be a 3-element array [domain, signer key, payload]")
     tag, public_key, payload = inner

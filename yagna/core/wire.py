@@ -192,12 +192,15 @@ def decode(
     *,
     max_size: int = DEFAULT_MAX_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,
+    bignums: bool = False,
 ) -> object:
     """Decode one canonical CBOR item from a peer; raise only :class:`WireError`.
 
     ``max_size`` bounds ``len(data)``; ``max_depth`` bounds container nesting
     (``[]`` is depth 1). ``max_depth`` above :data:`MAX_DEPTH_LIMIT` is a
-    caller bug and raises ``ValueError``.
+    caller bug and raises ``ValueError``. Integers above ``2**64 - 1`` (token amounts,
+    up to 256 bits) are accepted only with ``bignums``: every other message keeps the
+    64-bit bound its fields (sequence numbers, times, sizes, SQLite INTEGER columns) rely on.
     """
     if not 0 < max_depth <= MAX_DEPTH_LIMIT:
         raise ValueError(f"max_depth must be in 1..{MAX_DEPTH_LIMIT}, got {max_depth}")
@@ -206,13 +209,13 @@ def decode(
     data = bytes(data)
     if len(data) > max_size:
         raise WireError(f"message of {len(data)} bytes exceeds the limit of {max_size} bytes")
-    _validate(data, max_depth)
+    _validate(data, max_depth, bignums)
     # The bytes are now known to be canonical and within our value model;
     # cbor2's own limits are a second fence, and its job is building values.
     try:
         return cbor2.loads(
             data,
-            max_depth=max_depth,
+            max_depth=max_depth + 1 if bignums else max_depth,  # cbor2 counts a tag as a level
             allow_indefinite=False,
             allow_duplicate_keys=False,
         )
@@ -226,6 +229,7 @@ def decode_map(
     max_size: int = DEFAULT_MAX_SIZE,
     max_depth: int = DEFAULT_MAX_DEPTH,
     required: Mapping[str, type | tuple[type, ...]] | None = None,
+    bignums: bool = False,
 ) -> dict[str | int, object]:
     """Decode a message that must be a map, checking ``required`` fields' types.
 
@@ -233,7 +237,7 @@ def decode_map(
     ``isinstance``, except that ``bool`` never satisfies ``int``/``float`` and
     ``int`` never satisfies ``float``: wire fields are exact.
     """
-    value = decode(data, max_size=max_size, max_depth=max_depth)
+    value = decode(data, max_size=max_size, max_depth=max_depth, bignums=bignums)
     if not isinstance(value, dict):
         raise WireError(f"expected a CBOR map, got {_wire_type_name(value)}")
     for name, expected in (required or {}).items():
@@ -271,7 +275,7 @@ _FLOAT_INFO = frozenset((25, 26, 27))
 _ARRAY, _MAP = 0, 1
 
 
-def _validate(data: bytes, max_depth: int) -> None:
+def _validate(data: bytes, max_depth: int, bignums: bool = False) -> None:
     """Check that ``data`` is exactly one item in core deterministic form.
 
     Iterative and allocation-free with respect to *declared* lengths: a head
@@ -328,6 +332,8 @@ def _validate(data: bytes, max_depth: int) -> None:
                 raise WireError(f"map declares {arg} pairs, only {end - pos} bytes remain")
             opened = 2 * arg
         elif major == 6:
+            if not bignums:
+                raise WireError("CBOR tags are not allowed here (integers above 64 bits only in amounts)")
             pos = _check_bignum(data, start, pos, arg)
         elif info in _FLOAT_INFO:
             _check_float(data[start:pos])
