@@ -293,16 +293,37 @@ def _connected(host: IHost, peer: str) -> bool:
         return True  # a bad id: let open_stream say so
 
 
-async def open_stream(host: IHost, peer: str, protocol: str) -> INetStream:
-    """A new stream to ``peer`` speaking ``protocol``; failures as :class:`ProtocolNotSupported` / :class:`PeerUnreachable`."""
-    try:
-        return await host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
-    except StreamFailure as exc:
-        if "protocol" in str(exc).lower() or "multiselect" in repr(exc.__cause__).lower():
-            raise ProtocolNotSupported(f"{peer} does not support {protocol}") from None
-        raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}") from None
-    except (BaseLibp2pError, OSError, ValueError) as exc:  # ValueError: id not base58
-        raise PeerUnreachable(f"cannot reach {peer}: {exc}") from None
+async def open_stream(host: IHost, peer: str, protocol: str, *, attempts: int = 2) -> INetStream:
+    """A new stream to ``peer`` speaking ``protocol``; failures as :class:`ProtocolNotSupported`
+    (the peer answered that it does not speak it) / :class:`PeerUnreachable` (anything else).
+
+    A negotiation that broke off (the stream or its connection reset under it: a relayed leg
+    closed after a hole punch, a relay that died) is tried once more, on the connection the
+    swarm picks then; before, it was taken for "protocol not supported", a final refusal."""
+    for attempt in range(attempts):
+        try:
+            return await host.new_stream(ID.from_base58(peer), [TProtocol(protocol)])
+        except StreamFailure as exc:
+            if _not_supported(exc):
+                raise ProtocolNotSupported(f"{peer} does not support {protocol}") from None
+            if attempt + 1 >= attempts:
+                raise PeerUnreachable(f"cannot open {protocol} to {peer}: {exc}: {exc.__cause__!r:.200}") from None
+            log.info("opening %s to %s broke off (%r); once more", protocol, peer, exc.__cause__)
+        except (BaseLibp2pError, OSError, ValueError) as exc:  # ValueError: id not base58
+            raise PeerUnreachable(f"cannot reach {peer}: {exc}") from None
+    raise AssertionError("unreachable")
+
+
+def _not_supported(exc: BaseException) -> bool:
+    """py-libp2p's multiselect says "protocol(s) not supported" when the peer answered "na"."""
+    chain: BaseException | None = exc
+    for _ in range(8):  # a bounded walk down the causes
+        if chain is None:
+            break
+        if "not supported" in str(chain).lower():
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
 
 
 class StreamPool:

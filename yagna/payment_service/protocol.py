@@ -31,7 +31,7 @@ def terms_bytes(terms: ChannelTerms) -> bytes:
 
 
 def terms_from_bytes(raw: bytes) -> ChannelTerms:
-    return ChannelTerms.from_record(wire.decode(raw))  # type: ignore[arg-type]
+    return ChannelTerms.from_record(wire.decode(raw, bignums=True))  # type: ignore[arg-type]  # deposits are 256-bit
 
 
 def pricing_of(agreement: Agreement) -> LinearPricing:
