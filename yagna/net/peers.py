@@ -74,6 +74,10 @@ class PeerState:
     """The peer whose exchange told us of this one (None: bootstrap, inbound, the store)."""
     last_seen: float | None = None
     """trio time we were last connected to it (None: never in this run)."""
+    relay: str | None = None
+    """The relay carrying our connection to it while connected through one (else None)."""
+    dead_relay: str | None = None
+    """The relay whose circuit to it dropped last: tried last on the redial (it may have died)."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +288,8 @@ class PeerManager:
             state.connected = True
             state.connected_since = time.time()
             state.failures = 0
-            log.info("connected to %s", node_id)
+            state.relay = self._relay_of_connection(node_id)
+            log.info("connected to %s%s", node_id, f" through relay {state.relay}" if state.relay else "")
             assert self._nursery is not None
             self._nursery.start_soon(self._after_connect, node_id)
             self._on_change()
@@ -294,11 +299,13 @@ class PeerManager:
             state.last_seen = now
             state.connected = False
             state.connected_since = None
-            if state.addrs and all("/p2p-circuit" in a for a in state.addrs):
-                # reached only through relays: the one that carried us may have died, the others
-                # still hold reservations; redial at once (connected relays first, see _dial)
+            relayed, state.relay = state.relay, None
+            if relayed is not None or (state.addrs and all("/p2p-circuit" in a for a in state.addrs)):
+                # carried by (or reachable only through) relays: the one that carried us may have
+                # died, the others still hold reservations; redial at once, that relay last
+                state.dead_relay = relayed or state.dead_relay
                 state.next_attempt = now
-                log.info("disconnected from %s (reached through relays); redialing now", node_id)
+                log.info("disconnected from %s (relayed via %s); redialing now", node_id, relayed)
             else:
                 state.next_attempt = now + redial_delay(0, base=self.redial_base, cap=self.redial_cap)
                 log.info("disconnected from %s; redialing with backoff", node_id)
@@ -369,7 +376,7 @@ class PeerManager:
         try:
             async with limiter:
                 direct = [a for a in state.addrs if "/p2p-circuit" not in a]
-                circuit = self._circuits_by_relay_liveness(state.addrs)
+                circuit = self._circuits_by_relay_liveness(state.addrs, state.dead_relay)
                 relayable = bool(circuit) and self.dial_relayed is not None
                 try:
                     if relayable and not direct:
@@ -398,12 +405,24 @@ class PeerManager:
         finally:
             state.dialing = False
 
-    def _circuits_by_relay_liveness(self, addrs: list[str]) -> list[str]:
-        """Circuit addresses, those through relays we are connected to first (a relay that just
-        died stays in a peer's advertised list until it learns; dialing it first costs a timeout)."""
+    def _circuits_by_relay_liveness(self, addrs: list[str], dead: str | None = None) -> list[str]:
+        """Circuit addresses, those through relays we are connected to first and through ``dead``
+        (the relay whose circuit just dropped) last: a relay that just died stays in a peer's
+        advertised list until it learns; dialing it first costs a timeout."""
         live = {p.to_base58() for p in self._host.get_connected_peers()}
         circuit = [a for a in addrs if "/p2p-circuit" in a]
-        return sorted(circuit, key=lambda a: _relay_of(a) not in live)
+        return sorted(circuit, key=lambda a: (_relay_of(a) == dead, _relay_of(a) not in live))
+
+    def _relay_of_connection(self, node_id: str) -> str | None:
+        """The relay carrying our (only) connection to ``node_id``, None when any is direct."""
+        relays: set[str] = set()
+        for conn in self._host.get_network().connections.get(ID.from_base58(node_id), []):
+            remote = [str(a) for a in _safe_transport_addrs(conn)]
+            found = [_relay_of(a) for a in remote]
+            if not remote or any(r is None for r in found):
+                return None
+            relays.update(r for r in found if r)
+        return next(iter(sorted(relays)), None)
 
     async def ensure_connected(self, node_id: str) -> None:
         """Connect to ``node_id`` now if we are not (direct, then through a relay), ignoring the
