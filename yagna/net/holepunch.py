@@ -2,8 +2,7 @@
 
 py-libp2p 0.8.1's ``DCUtRProtocol`` does the exchange (CONNECT with our predicted
 addresses, SYNC, a TCP simultaneous open from our listen port with the security
-roles fixed by the spec) and keeps the relayed connection for a grace period
-after a direct one is up; the swarm's ``best`` connection choice then puts new
+roles fixed by the spec); the swarm's ``best`` connection choice then puts new
 streams on the direct connection. What we change, and why (docs/decisions.md,
 "Hole punching"):
 
@@ -23,6 +22,8 @@ streams on the direct connection. What we change, and why (docs/decisions.md,
 * **No unilateral dial first.** The peer manager has already dialed the peer's
   direct addresses before it went through a relay; the library's "unilateral
   upgrade" would dial them again (private ones time out) and delay the punch.
+* **The relayed leg is not closed** (the library closes it after 60 s whatever runs
+  on it); requests move off it (:meth:`HolePunchService._move_off_relayed_leg`).
 
 :class:`PunchPolicy` is the sans-io part (unit tested on a virtual clock);
 :class:`HolePunchService` is the trio driver.
@@ -53,10 +54,9 @@ class PunchLimits:
     """Seconds between two sessions we initiate to the same peer."""
     max_addrs: int = 8
     """Addresses of a peer's CONNECT we dial at most."""
-    relay_grace: float = 10.0
-    """Seconds the relayed connection stays after a direct one is up ..."""
     relay_drain: float = 600.0
-    """... and then until its streams are done, at most this long (a circuit's default life)."""
+    """Seconds we keep moving pooled requests off a relayed leg that has a direct twin (a
+    circuit's default life; the relay ends it by then)."""
 
 
 @dataclass
@@ -202,8 +202,8 @@ class HolePunchService:
         self.ready = trio.Event()
         self._wake = trio.Event()
         self._proto: Any = None
-        self._closing: set[str] = set()
-        """Peers whose relayed leg is being drained and closed."""
+        self._moving: set[str] = set()
+        """Peers whose requests are being moved off a relayed leg."""
         self.on_direct: Callable[[str], Awaitable[None]] | None = None
         """Awaited while a peer has a direct and a relayed connection: production retires the
         peer's idle pooled request streams so new requests open on the direct one."""
@@ -246,45 +246,37 @@ class HolePunchService:
         for peer_id, _conns in list(self.host.get_network().connections.items()):
             peer = peer_id.to_base58()
             relayed, direct = connection_kind(self.host, peer_id)
-            if direct and relayed and peer not in self._closing:
-                self._closing.add(peer)
-                nursery.start_soon(self._close_relayed_leg, peer_id, peer)
+            if direct and relayed and peer not in self._moving:
+                self._moving.add(peer)
+                nursery.start_soon(self._move_off_relayed_leg, peer_id, peer)
             if direct or not relayed:
                 continue
             if self.policy.should_initiate(peer, now):
                 self.policy.started(peer, now)
                 nursery.start_soon(self._initiate, peer_id, peer)
 
-    async def _close_relayed_leg(self, peer_id: Any, peer: str) -> None:
+    async def _move_off_relayed_leg(self, peer_id: Any, peer: str) -> None:
         """A peer has a direct and a relayed connection (after a punch by either side, or a
-        direct dial that succeeded later): close the relayed one once only background streams
-        run on it, after ``relay_grace`` s; the library would close it after 60 s whatever runs
-        on it, cutting a long exec or transfer."""
-        limits = self.policy.limits
+        direct dial that succeeded later): new streams already take the direct one (the swarm's
+        ``best`` choice); our idle pooled request streams on the relayed one are retired now and
+        every 2 s while both exist (a request in flight puts its stream back when done), so
+        requests move too. The relayed connection itself is left to end with its circuit: closing
+        it from our side reset other circuits through the same relay in e2e runs (a transfer to
+        another peer then hung on a half-open relayed connection), and the library's own close
+        after 60 s would cut a long exec or transfer running on it."""
         try:
-            if self.on_direct is not None:
-                await self.on_direct(peer)
-            await trio.sleep(limits.relay_grace)
-            with trio.move_on_after(limits.relay_drain):
+            with trio.move_on_after(self.policy.limits.relay_drain):
                 while True:
-                    relayed = _relayed_conns(self.host, peer_id)
-                    if not relayed or not connection_kind(self.host, peer_id)[1]:
-                        return  # gone, or the direct one died: keep what is left
+                    relayed, direct = connection_kind(self.host, peer_id)
+                    if not (relayed and direct):
+                        return
                     if self.on_direct is not None:
-                        await self.on_direct(peer)  # idle pooled streams, also ones put back since
-                    busy = [p for c in relayed for p in _busy_protocols(c)]
-                    if not busy:
-                        break
-                    log.debug("relayed leg to %s still carries %s", peer, ", ".join(busy))
-                    await trio.sleep(1.0)
-            for conn in _relayed_conns(self.host, peer_id):
-                log.info("closing the relayed connection to %s (a direct one is up)", peer)
-                with trio.move_on_after(5):
-                    await conn.close()
+                        await self.on_direct(peer)
+                    await trio.sleep(2.0)
         except Exception:  # noqa: BLE001 - never the node's failure
-            log.debug("closing the relayed leg to %s", peer, exc_info=True)
+            log.debug("moving requests to %s off the relayed leg", peer, exc_info=True)
         finally:
-            self._closing.discard(peer)
+            self._moving.discard(peer)
 
     async def _initiate(self, peer_id: Any, peer: str) -> None:
         ok = False
@@ -307,7 +299,7 @@ class HolePunchService:
             self.stats.failed += 1
             log.info("hole punching to %s failed; staying relayed", peer)
         if ok:
-            self.wake()  # _drive retires the pooled streams and drains the relayed leg
+            self.wake()  # _drive moves the pooled requests off the relayed leg
 
     async def prefer_direct(self, peer: str, timeout: float = 3.0) -> bool:
         """Before a bulk transfer to ``peer``: True if a direct connection is (or, within
@@ -350,7 +342,7 @@ def _make_protocol(service: HolePunchService) -> Any:
             return [a for a in addrs if dialable(str(a))][: service.policy.limits.max_addrs]
 
         async def _close_relayed_conns_after_grace(self, peer_id: Any, grace: float = 0.0) -> None:
-            return  # HolePunchService._drive closes relayed legs (whoever made the direct one)
+            return  # see HolePunchService._move_off_relayed_leg: the relayed leg is not closed
 
         async def _handle_dcutr_stream(self, stream: Any) -> None:
             try:
@@ -377,32 +369,6 @@ def _make_protocol(service: HolePunchService) -> Any:
                 service._record(peer, ok)
 
     return _DCUtR(service.host, dial_timeout=service.dial_timeout)
-
-
-def _relayed_conns(host: Any, peer_id: Any) -> list[Any]:
-    return [c for c in _conns(host, peer_id) if _is_relayed(c)]
-
-
-BACKGROUND_PROTOCOLS = ("/meshsub/", "/floodsub/", "/ipfs/id/", "/ipfs/ping/", "/libp2p/dcutr")
-"""Streams that live as long as their connection and re-open on the remaining one (pubsub
-re-establishes its stream while the peer is still connected): they do not hold a relayed leg."""
-
-
-def _busy_protocols(conn: Any) -> list[str]:
-    """Protocols of the streams on ``conn`` other than the background ones (requests, transfers)."""
-    try:
-        streams = list(conn.get_streams())
-    except Exception:  # noqa: BLE001
-        return []
-    out = []
-    for stream in streams:
-        try:
-            protocol = str(stream.get_protocol() or "")
-        except Exception:  # noqa: BLE001
-            protocol = ""
-        if not protocol.startswith(BACKGROUND_PROTOCOLS):
-            out.append(protocol or "?")
-    return out
 
 
 async def _reset(stream: Any) -> None:
