@@ -38,6 +38,9 @@ def proof_text(node_id: str) -> str:
 
 
 def make(node_key: NodeKey, settlement_private_key: bytes) -> bytes:
+    from payments.evm import load_eth
+
+    load_eth()
     from eth_account import Account
     from eth_account.messages import encode_defunct
 
@@ -58,6 +61,9 @@ def verify(data: bytes, node_id: str | None = None) -> Binding:
     address, proof = payload["address"], payload["proof"]
     if not isinstance(address, str) or not isinstance(proof, bytes) or len(proof) != 65:
         raise BindingError("settlement binding: address must be a string and proof 65 bytes")
+    from payments.evm import load_eth
+
+    load_eth()
     from eth_account import Account
     from eth_account.messages import encode_defunct
     from eth_utils import is_checksum_address

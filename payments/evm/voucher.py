@@ -44,6 +44,9 @@ def _message(channel_id: bytes, cumulative: int) -> dict[str, Any]:
 
 def digest(domain: VoucherDomain, channel_id: bytes, cumulative: int) -> bytes:
     """The 32-byte EIP-712 hash that is signed (equals the contract's ``voucherDigest``)."""
+    from payments.evm import load_eth
+
+    load_eth()
     from eth_account.messages import encode_typed_data
     from eth_utils import keccak
 
@@ -53,6 +56,9 @@ def digest(domain: VoucherDomain, channel_id: bytes, cumulative: int) -> bytes:
 
 def sign(private_key: bytes, domain: VoucherDomain, channel_id: bytes, cumulative: int) -> bytes:
     """A 65-byte signature (r || s || v, v in {27, 28}, low s)."""
+    from payments.evm import load_eth
+
+    load_eth()
     from eth_account import Account
 
     signed = Account.sign_typed_data(private_key, domain.as_dict(), VOUCHER_TYPES, _message(channel_id, cumulative))
@@ -69,6 +75,9 @@ def signer(domain: VoucherDomain, channel_id: bytes, cumulative: int, signature:
         raise VoucherError("signature s is not in the lower half of the curve order (refused on chain)")
     if signature[64] not in (27, 28):
         raise VoucherError(f"signature v is {signature[64]}, not 27 or 28")
+    from payments.evm import load_eth
+
+    load_eth()
     from eth_account import Account
 
     try:

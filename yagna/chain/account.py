@@ -32,6 +32,9 @@ class SettlementAccount:
 
     @classmethod
     def from_key(cls, private_key: bytes) -> SettlementAccount:
+        from payments.evm import load_eth
+
+        load_eth()
         from eth_account import Account
 
         return cls(bytes(private_key), str(Account.from_key(private_key).address))

@@ -86,7 +86,9 @@ class Rpc:
             raise RpcError(f"{method}: malformed answer")
         if reply.get("error") is not None:
             err = reply["error"] if isinstance(reply["error"], dict) else {"message": str(reply["error"])}
-            raise RpcError(f"{method}: {err.get('message')}", code=err.get("code"), data=err.get("data"))
+            code = err.get("code")
+            raise RpcError(f"{method}: {err.get('message')}", code=code if isinstance(code, int) else None,
+                           data=err.get("data"))
         return reply.get("result")
 
     async def chain_id(self) -> int:
@@ -99,6 +101,9 @@ class Rpc:
 
 def error_names(abi: list[dict[str, Any]]) -> dict[str, str]:
     """4-byte selector (0x-hex) -> custom error name."""
+    from payments.evm import load_eth
+
+    load_eth()
     from eth_utils import keccak
 
     out = {}
@@ -136,6 +141,9 @@ class TxSender:
     def __init__(self, rpc: Rpc, private_key: bytes, *, errors: dict[str, str] | None = None,
                  poll: float = 0.01, resend_after: float = 15.0, max_bumps: int = 4,
                  priority_fee: int = 10**9) -> None:
+        from payments.evm import load_eth
+
+        load_eth()
         from eth_account import Account
 
         self.rpc = rpc
@@ -226,6 +234,9 @@ class TxSender:
         return Reverted(name or "revert", str(exc))
 
     def _sign(self, tx: dict[str, Any]) -> bytes:
+        from payments.evm import load_eth
+
+        load_eth()
         from eth_account import Account
         from eth_utils import to_checksum_address
 
