@@ -39,11 +39,11 @@ def find_anvil() -> str:
 class Anvil:
     """``with Anvil() as chain: chain.rpc_url``; the process is killed on exit."""
 
-    def __init__(self, *, chain_id: int = 31337, block_time: float | None = None,
+    def __init__(self, *, chain_id: int = 31337, accounts: int = 20, block_time: float | None = None,
                  start_timeout: float = 15.0, extra: list[str] | None = None) -> None:
         self.chain_id = chain_id
         self.args = [find_anvil(), "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id),
-                     "--mnemonic", DEV_MNEMONIC, "--prune-history", "50"]
+                     "--mnemonic", DEV_MNEMONIC, "--accounts", str(accounts), "--prune-history", "50"]
         if block_time is not None:
             self.args += ["--block-time", str(block_time)]
         self.args += extra or []
