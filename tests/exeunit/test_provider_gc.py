@@ -248,6 +248,10 @@ async def test_images_loaded_from_requestors_are_collected_never_the_operators(t
             assert not _gone(engine, peer_image)  # within the grace: the next activity may want it
         # A restart: no activity uses them any more.
         async with pair(tmp_path / "2", key, archives={peer_image: archive}) as p:
+            # the start-up clean-up runs after the node is ready (issue 12): wait for it, or this
+            # races it (failed once in CI under load)
+            with trio.fail_after(30):
+                await p.prov.provider.engine_cleaned()  # type: ignore[union-attr]
             assert _gone(engine, peer_image)
             tags = engine.api.inspect_image(test_image)["RepoTags"]
             assert "local/busybox:1" in tags and f"{PEER_IMAGE_REPO}:{peer_tag(test_image, key.node_id)}" not in tags

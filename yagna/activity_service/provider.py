@@ -174,6 +174,10 @@ class ProviderActivities:
             await self._rows.update(row.activity_id, state="terminated", reason="provider restarted")
             log.info("activity %s was left running by a previous run; terminated", row.activity_id)
 
+    async def engine_cleaned(self) -> None:
+        """Wait until the start-up clean-up (leftover containers, volumes, collected images) is done."""
+        await self._engine_clean.wait()
+
     async def _clean_engine_then_collect_images(self) -> None:
         try:
             await self._clean_up_engine()
