@@ -92,3 +92,26 @@ async def test_an_unreachable_chain_is_a_typed_error() -> None:
     with pytest.raises(RpcError, match="cannot reach the chain"):
         await rpc.chain_id()
     await rpc.aclose()
+
+
+async def test_an_oversized_or_garbled_answer_is_a_typed_error() -> None:
+    """The answer is read no further than MAX_RESPONSE; non-JSON is refused with the status."""
+    import httpx
+
+    from yagna.chain import rpc as rpc_module
+
+    def big(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"[" + b"1," * (rpc_module.MAX_RESPONSE // 2 + 10) + b"1]")
+
+    client = Rpc("http://chain.invalid", client=httpx.AsyncClient(transport=httpx.MockTransport(big)))
+    with pytest.raises(RpcError, match="answer over"):
+        await client.chain_id()
+    garbled = Rpc("http://chain.invalid", client=httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(502, content=b"<html>bad gateway</html>"))))
+    with pytest.raises(RpcError, match="not JSON \\(HTTP 502\\)"):
+        await garbled.chain_id()
+    errored = Rpc("http://chain.invalid", client=httpx.AsyncClient(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, json={"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "boom"}}))))
+    with pytest.raises(RpcError, match="boom") as info:
+        await errored.chain_id()
+    assert info.value.code == -32000

@@ -15,6 +15,7 @@ eth-account (signing) and eth-abi are imported on first use.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -73,15 +74,19 @@ class Rpc:
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
         try:
             with trio.fail_after(self.timeout):
-                resp = await self._client.post(self.url, json=body)
+                async with self._client.stream("POST", self.url, json=body) as resp:
+                    content = bytearray()
+                    async for chunk in resp.aiter_bytes():
+                        content += chunk
+                        if len(content) > MAX_RESPONSE:  # read no further than the bound
+                            raise RpcError(f"{method}: answer over {MAX_RESPONSE} bytes")
+                    status = resp.status_code
         except (httpx.HTTPError, trio.TooSlowError) as exc:
             raise RpcError(f"{method}: cannot reach the chain at {self.url}: {exc!r}") from None
-        if len(resp.content) > MAX_RESPONSE:
-            raise RpcError(f"{method}: answer of {len(resp.content)} bytes is over {MAX_RESPONSE}")
         try:
-            reply = resp.json()
+            reply = json.loads(content)
         except ValueError:
-            raise RpcError(f"{method}: not JSON (HTTP {resp.status_code})") from None
+            raise RpcError(f"{method}: not JSON (HTTP {status})") from None
         if not isinstance(reply, dict):
             raise RpcError(f"{method}: malformed answer")
         if reply.get("error") is not None:
