@@ -191,10 +191,14 @@ class Budget:
         return self.committed(now) + self.reserved(now) + self.tail()
 
     def task_cost(self, key: str, seconds: float) -> int:
-        """A new task's worst case on agreement ``key`` (its tail too if the activity is not live yet)."""
+        """A new task's worst case on agreement ``key``: with its tail and the :data:`SLACK_S` that
+        :meth:`bound` adds for every activity if the activity is not live yet (without that slack a
+        task shorter than it was accepted at the limit and then over it: found by hypothesis)."""
         a = self._agreements[key]
-        extra = 0 if a.live_since is not None else a.pricing.worst_case(self.tail_s)
-        return a.pricing.worst_case(seconds, start_fee=a.activities == 0) + extra
+        if a.live_since is not None:
+            return a.pricing.worst_case(seconds, start_fee=a.activities == 0)
+        return (a.pricing.worst_case(seconds, start_fee=a.activities == 0) + a.pricing.worst_case(SLACK_S)
+                + a.pricing.worst_case(self.tail_s))
 
     # -- reservations ----------------------------------------------------------------------
     def reserve(self, key: str, seconds: float, now: float) -> Reservation | None:

@@ -43,7 +43,8 @@ def test_tokens_round_trip_and_errors() -> None:
 
 
 def test_reservations_fit_then_refuse() -> None:
-    task = P.worst_case(60, start_fee=True) + P.worst_case(15)  # first task: fee and the tail of a new activity
+    # first task: fee, the tail of a new activity and the slack its bound counts once started
+    task = P.worst_case(60, start_fee=True) + P.worst_case(SLACK_S) + P.worst_case(15)
     b = Budget(task, tail_s=15)
     b.add_agreement("a", P)
     assert b.task_cost("a", 60) == task
@@ -53,6 +54,7 @@ def test_reservations_fit_then_refuse() -> None:
     b.activity_started("a", 0.0)
     # The fee moved from the reservation to what is committed; nothing is counted twice.
     assert b.exposure(0.0) == P.worst_case(SLACK_S, start_fee=True) + P.worst_case(60) + P.worst_case(15)
+    assert b.exposure(0.0) <= task
     b.release(r)
     b.activity_ended("a", 5.0)
     assert b.committed(5.0) == P.worst_case(5 + SLACK_S, start_fee=True)
@@ -95,3 +97,16 @@ def test_exposure_never_exceeds_the_limit_when_tasks_respect_reservations(tasks,
         assert b.committed(now) + b.tail() <= limit
     b.activity_ended("a", now + 5)  # removed within the tail
     assert b.committed(now + 5) <= limit
+
+
+def test_a_task_shorter_than_the_slack_is_not_accepted_over_the_limit() -> None:
+    """The counterexample hypothesis found in CI: a 1 s task on a new activity was reserved
+    without the 2 s of slack the committed bound then counts, so the exposure passed the limit."""
+    limit = 1_126_042_000_000_000
+    b = Budget(limit, tail_s=5)
+    b.add_agreement("a", P)
+    r = b.reserve("a", 1, 0.0)
+    if r is not None:
+        b.activity_started("a", 0.0)
+        b.release(r)
+    assert b.committed(0.0) + b.tail() <= limit
