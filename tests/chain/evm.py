@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractCustomError, ContractLogicError
 
 from payments.evm.artifacts import artifact
+from yagna.chain.rpc import error_names
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -20,15 +20,6 @@ def dev_keys(n: int) -> list[bytes]:
     from yagna.chain.anvil import DEV_MNEMONIC
 
     return [bytes(Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key) for i in range(n)]
-
-
-def error_selectors(abi: list[dict[str, Any]]) -> dict[str, str]:
-    out = {}
-    for item in abi:
-        if item.get("type") == "error":
-            sig = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
-            out["0x" + keccak(text=sig)[:4].hex()] = item["name"]
-    return out
 
 
 @dataclass
@@ -66,7 +57,7 @@ class Chain:
         if isinstance(data, str):
             selector = data[:10]
             for name in ("PaymentChannels", "TestToken"):
-                found = error_selectors(artifact(name).abi).get(selector)
+                found = error_names(artifact(name).abi).get(selector)
                 if found:
                     return found
             # OpenZeppelin's ERC20 errors are in the token's ABI; anything else by its text

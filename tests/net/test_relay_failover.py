@@ -7,6 +7,7 @@ import os
 
 import trio
 
+from yagna.net.addresses import relay_id_of
 from yagna.net.network import Network
 from yagna.net.reqresp import ProtocolSpec, Request
 
@@ -24,8 +25,8 @@ async def _until(pred: object, timeout: float = 10.0) -> None:
 def _relay_of_connection(net: Network, peer: Network) -> str | None:
     for conn in net.host.get_network().connections.get(peer.host.get_id(), []):
         for addr in map(str, conn.get_transport_addresses()):
-            if "/p2p-circuit" in addr:
-                return addr.partition("/p2p-circuit")[0].rpartition("/p2p/")[2]
+            if relay_id_of(addr) is not None:
+                return relay_id_of(addr)
     return None
 
 

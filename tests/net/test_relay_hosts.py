@@ -103,7 +103,7 @@ async def test_a_peer_known_only_by_circuit_addrs_is_dialled_through_the_relay()
 
 
 def test_the_view_names_the_relay_of_a_circuit_address() -> None:
-    from yagna.net.peers import _relay_of
+    from yagna.net.addresses import relay_id_of as _relay_of
 
     assert _relay_of("/p2p/RELAY/p2p-circuit/p2p/DEST") == "RELAY"
     assert _relay_of("/ip4/1.2.3.4/tcp/1/p2p/RELAY/p2p-circuit") == "RELAY"

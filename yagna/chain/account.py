@@ -12,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from payments.evm.voucher import SECP256K1_N
 from yagna.core.errors import IdentityError
 from yagna.core.identity import create_secret_file, read_secret_file
 
@@ -19,7 +20,6 @@ log = logging.getLogger("yagna.chain")
 
 MAGIC = "yagna-settlement-key/1"
 WHAT = "settlement key"
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 @dataclass(frozen=True)

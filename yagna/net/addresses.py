@@ -113,6 +113,17 @@ def is_relay_addr(addr: str) -> bool:
     return "/p2p-circuit" in addr
 
 
+def relay_id_of(addr: str) -> str | None:
+    """The relay's node id in a circuit address ``.../p2p/<relay>/p2p-circuit/...`` (also a live
+    connection's tag ``/p2p/<relay>/p2p-circuit/p2p/<peer>``), ``""`` when it names none, None for
+    a direct address. Lenient, unlike :func:`parse_relay`: it reads what we hold, never a peer's word."""
+    head, sep, _ = addr.partition("/p2p-circuit")
+    if not sep:
+        return None
+    _, p2p, relay = head.rpartition("/p2p/")
+    return relay if p2p and relay else ""
+
+
 _B58 = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
 
 

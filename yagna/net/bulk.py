@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import trio
 
+from yagna.net.addresses import relay_id_of
 from yagna.net.errors import PeerUnreachable, ProtocolNotSupported, RequestError
 
 log = logging.getLogger("yagna.net.bulk")
@@ -155,9 +156,9 @@ def stream_relay(host: Any, stream: Any) -> str | None:
             if getattr(conn, "muxed_conn", None) is not muxed:
                 continue
             for addr in map(str, conn.get_transport_addresses()):
-                head, sep, _ = addr.partition("/p2p-circuit")
-                if sep:
-                    return head.rpartition("/p2p/")[2] or "?"
+                relay = relay_id_of(addr)
+                if relay is not None:
+                    return relay or "?"
             return None
     except Exception:  # noqa: BLE001 - a closing connection: treat as direct
         return None
@@ -248,12 +249,10 @@ class Libp2pBulk:
         self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
     async def open(self, peer: str, protocol: str) -> ByteStream:
-        from yagna.net.reqresp import open_stream
+        from yagna.net.reqresp import connected, open_stream
 
-        if self.connect is not None:
-            conns = self._host.get_network().connections
-            if not any(str(p) == peer for p, c in conns.items() if c):
-                await self.connect(peer)  # through a relay if need be (see RequestResponse.connect)
+        if self.connect is not None and not connected(self._host, peer):
+            await self.connect(peer)  # through a relay if need be (see RequestResponse.connect)
         if self.prefer_direct is not None:
             await self.prefer_direct(peer)
         raw = await open_stream(self._host, peer, protocol)

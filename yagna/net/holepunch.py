@@ -40,6 +40,8 @@ from typing import Any
 
 import trio
 
+from yagna.net.addresses import is_relay_addr
+
 log = logging.getLogger("yagna.net.holepunch")
 
 
@@ -185,7 +187,7 @@ def _is_relayed(conn: Any) -> bool | None:
         return None
     if not addrs:
         return None
-    return all("/p2p-circuit" in a for a in addrs)
+    return all(is_relay_addr(a) for a in addrs)
 
 
 class HolePunchService:

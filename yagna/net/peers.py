@@ -34,6 +34,7 @@ from multiaddr import Multiaddr
 
 from yagna.core.errors import WireError
 from yagna.net import px
+from yagna.net.addresses import is_relay_addr, relay_id_of
 from yagna.net.backoff import redial_delay
 from yagna.net.errors import BadAddressError, PeerUnreachable, RequestError, RequestRejected
 from yagna.net.host import DIAL_TIMEOUT_S, parse_multiaddr, peer_info
@@ -195,7 +196,7 @@ class PeerManager:
             for conn in live:
                 remote += [str(a) for a in _safe_transport_addrs(conn)]
                 direction = _direction(conn)
-            relays = [_relay_of(a) for a in remote]
+            relays = [relay_id_of(a) for a in remote]
             connection = None if not live else ("relayed" if remote and all(r is not None for r in relays) else "direct")
             out.append(
                 PeerView(
@@ -300,7 +301,7 @@ class PeerManager:
             state.connected = False
             state.connected_since = None
             relayed, state.relay = state.relay, None
-            if relayed is not None or (state.addrs and all("/p2p-circuit" in a for a in state.addrs)):
+            if relayed is not None or (state.addrs and all(is_relay_addr(a) for a in state.addrs)):
                 # carried by (or reachable only through) relays: the one that carried us may have
                 # died, the others still hold reservations; redial at once, that relay last
                 state.dead_relay = relayed or state.dead_relay
@@ -375,7 +376,7 @@ class PeerManager:
     async def _dial(self, state: PeerState, limiter: trio.CapacityLimiter) -> None:
         try:
             async with limiter:
-                direct = [a for a in state.addrs if "/p2p-circuit" not in a]
+                direct = [a for a in state.addrs if not is_relay_addr(a)]
                 circuit = self._circuits_by_relay_liveness(state.addrs, state.dead_relay)
                 relayable = bool(circuit) and self.dial_relayed is not None
                 try:
@@ -410,15 +411,15 @@ class PeerManager:
         (the relay whose circuit just dropped) last: a relay that just died stays in a peer's
         advertised list until it learns; dialing it first costs a timeout."""
         live = {p.to_base58() for p in self._host.get_connected_peers()}
-        circuit = [a for a in addrs if "/p2p-circuit" in a]
-        return sorted(circuit, key=lambda a: (_relay_of(a) == dead, _relay_of(a) not in live))
+        circuit = [a for a in addrs if is_relay_addr(a)]
+        return sorted(circuit, key=lambda a: (relay_id_of(a) == dead, relay_id_of(a) not in live))
 
     def _relay_of_connection(self, node_id: str) -> str | None:
         """The relay carrying our (only) connection to ``node_id``, None when any is direct."""
         relays: set[str] = set()
         for conn in self._host.get_network().connections.get(ID.from_base58(node_id), []):
             remote = [str(a) for a in _safe_transport_addrs(conn)]
-            found = [_relay_of(a) for a in remote]
+            found = [relay_id_of(a) for a in remote]
             if not remote or any(r is None for r in found):
                 return None
             relays.update(r for r in found if r)
@@ -563,15 +564,6 @@ def _safe_transport_addrs(conn: INetConn) -> list[Multiaddr]:
         return list(conn.get_transport_addresses())
     except (BaseLibp2pError, AttributeError, OSError):
         return []
-
-
-def _relay_of(addr: str) -> str | None:
-    """The relay's node id in a circuit address ``.../p2p/<relay>/p2p-circuit/...``, else None."""
-    head, sep, _ = addr.partition("/p2p-circuit")
-    if not sep:
-        return None
-    _, p2p, relay = head.rpartition("/p2p/")
-    return relay if p2p and relay else ""
 
 
 def _has_our_streams(conn: INetConn) -> bool:

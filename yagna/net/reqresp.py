@@ -281,12 +281,13 @@ class RequestResponse:
             await _close(stream)
 
     async def _open(self, peer: str, protocol: str) -> INetStream:
-        if self.connect is not None and not _connected(self._host, peer):
+        if self.connect is not None and not connected(self._host, peer):
             await self.connect(peer)  # raises PeerUnreachable; bounded by the dial timeouts
         return await open_stream(self._host, peer, protocol)
 
 
-def _connected(host: IHost, peer: str) -> bool:
+def connected(host: IHost, peer: str) -> bool:
+    """Whether ``host`` has a live connection to ``peer`` (a malformed id counts as yes: the open says why)."""
     try:
         return bool(host.get_network().connections.get(ID.from_base58(peer)))
     except (ValueError, AttributeError):
