@@ -103,6 +103,14 @@ class Pair:
     def staged(self) -> list[str]:
         return sorted(os.listdir(self.staging))
 
+    async def staged_after_serving(self) -> list[str]:
+        """What is staged once the provider finished serving: it frees a file after the last byte
+        went out and the stream closed, which can be just after the requestor has it all."""
+        with trio.move_on_after(10):
+            while self.staged():
+                await trio.sleep(0.02)
+        return self.staged()
+
 
 @contextlib.asynccontextmanager
 async def pair(root: Path, prov_key: NodeKey, *, hidden: frozenset[str] = frozenset(),
@@ -171,7 +179,7 @@ async def test_results_go_once_fetched_and_the_rest_on_destroy(tmp_path: Path, t
         ])
         assert result["error"] is None, result
         assert (got / "a").read_bytes() == (got / "a-again").read_bytes() == (got / "b").read_bytes()
-        assert p.staged() == []  # each fetched to the last byte: gone
+        assert await p.staged_after_serving() == []  # each fetched to the last byte: gone
         _, result = await p.run([MAKE_RESULTS, {"transfer_out": {"from": "/work/out/c", "to": str(got / "never")}}],
                                 activity_id)
         assert "download failed" in result["results"][1]["error"]
@@ -190,7 +198,7 @@ async def test_results_of_a_terminated_activity_are_still_fetched_then_gone(tmp_
         ])
         assert result["error"] is None, result
         assert (got / "c").stat().st_size == 1000
-        assert p.staged() == []
+        assert await p.staged_after_serving() == []
 
 
 async def test_a_restart_removes_staging_files_left_by_a_crash(tmp_path: Path, test_image: str) -> None:
