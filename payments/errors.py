@@ -18,7 +18,11 @@
         └── DriverError               a settlement driver refused; ``.code``:
             ├── InsufficientFunds     ``insufficient-funds``: lock > free balance
             ├── DepositReused         ``deposit-reused``: the channel id was used before
-            └── UnknownChannel        ``unknown-channel``
+            ├── UnknownChannel        ``unknown-channel``
+            ├── DepositMismatch       ``deposit-mismatch``: the deposit on chain is not the promised one
+            ├── NotOnThisChain        ``not-a-test-chain``: minting on a chain with real tokens
+            ├── SettlementPending     ``settlement-pending``: the payer's end is not final yet
+            └── ChainUnavailable      ``chain-unavailable``: RPC failed / not mined (retry)
 
 Money is never a float: every amount here is an ``int`` of base units
 (:mod:`yagna.core.money`).
@@ -98,3 +102,28 @@ class DepositReused(DriverError):
 
 class UnknownChannel(DriverError):
     code = "unknown-channel"
+
+
+class DepositMismatch(DriverError):
+    """The deposit on chain is not what the channel-open promised (payer, payee, amount, expiry, contract)."""
+
+    code = "deposit-mismatch"
+
+
+class NotOnThisChain(DriverError):
+    """An operation only a local test chain allows (minting), or a chain the node does not use."""
+
+    code = "not-a-test-chain"
+
+
+class SettlementPending(DriverError):
+    """The payer's side of a channel cannot be final yet (the payee has not closed it and it has not expired)."""
+
+    code = "settlement-pending"
+
+
+class ChainUnavailable(DriverError):
+    """The chain's RPC endpoint failed or a transaction was not mined; the operation may be retried."""
+
+    code = "chain-unavailable"
+

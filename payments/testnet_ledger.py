@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import trio
 
-from payments.driver import Balance, ChannelInfo, Redemption
+from payments.driver import Balance, ChannelInfo, LedgerSettlement, Redemption
 from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, UnknownChannel
 from yagna.core.money import MAX_UNITS
 
@@ -67,7 +67,7 @@ def _check_id(value: object, what: str) -> str:
     return value
 
 
-class MemoryLedger:
+class MemoryLedger(LedgerSettlement):
     """:class:`~payments.driver.SettlementDriver` in memory (tests, demos, the devnet)."""
 
     name = "testnet-ledger"
@@ -96,7 +96,8 @@ class MemoryLedger:
         await trio.lowlevel.checkpoint()
         return self._balance(_check_id(account, "account"))
 
-    async def lock_deposit(self, channel_id: str, payer: str, payee: str, amount: int) -> ChannelInfo:
+    async def lock_deposit(self, channel_id: str, payer: str, payee: str, amount: int, *,
+                           expiry: int = 0) -> ChannelInfo:
         await trio.lowlevel.checkpoint()
         _check_id(channel_id, "channel id")
         _check_id(payee, "payee")
@@ -110,7 +111,8 @@ class MemoryLedger:
         channel = self._channels[channel_id] = _Channel(payer, payee, amount, locked_here=True)
         return channel.info(channel_id)
 
-    async def accept_deposit(self, channel_id: str, payer: str, payee: str, amount: int) -> ChannelInfo:
+    async def accept_deposit(self, channel_id: str, payer: str, payee: str, amount: int, *,
+                             min_expiry: int = 0) -> ChannelInfo:
         await trio.lowlevel.checkpoint()
         _check_id(channel_id, "channel id")
         _check_id(payer, "payer")
@@ -124,7 +126,8 @@ class MemoryLedger:
         channel = self._channels[channel_id] = _Channel(payer, payee, amount, locked_here=False)
         return channel.info(channel_id)
 
-    async def redeem(self, channel_id: str, cumulative_amount: int, *, close: bool) -> Redemption:
+    async def redeem(self, channel_id: str, cumulative_amount: int, *, close: bool,
+                     proof: bytes = b"") -> Redemption:
         await trio.lowlevel.checkpoint()
         _check_amount(cumulative_amount, positive=False)
         channel = self._channels.get(channel_id)

@@ -1,37 +1,46 @@
-"""The conformance suite every :class:`~payments.driver.SettlementDriver` on a test network passes.
+"""The conformance suite every :class:`~payments.driver.SettlementDriver` passes: ledgers and chains.
 
-Use: subclass :class:`DriverConformance` in a ``test_*.py`` module and override
-the ``driver`` fixture (sync or async, may ``yield`` to clean up)::
+Each party (payer, payee, another node) runs its own driver, as nodes do: the payer
+locks, the payee accepts and redeems with the payer's :meth:`voucher_proof`, the payer
+settles its side. Subclass :class:`DriverConformance` and override the ``parties``
+fixture with a :class:`Parties` (fresh, empty accounts per test).
 
-    from tests.payments.driver_conformance import DriverConformance
-
-    class TestSqliteLedger(DriverConformance):
-        @pytest.fixture
-        async def driver(self, tmp_path):
-            ledger = await SqliteLedger.open(tmp_path / "ledger.db")
-            yield ledger
-            await ledger.close()
-
-Each test gets a fresh, empty driver. Accounts are plain strings; one driver
-holds both the payer's and the payee's accounts, plus channels known only by
-``accept_deposit`` (the payee's side on another node). The driver must mint
-with ``fund`` (``test_network``).
+The ledger-only extras (one driver holding every account, caller-chosen channel ids)
+are in ``ledger_conformance.py``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 import trio
 
 from payments.driver import Balance, ChannelInfo, Redemption, SettlementDriver
-from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, PaymentError, UnknownChannel
-from yagna.core.money import MAX_UNITS
+from payments.errors import DepositMismatch, DepositReused, InsufficientFunds, UnknownChannel
 
-__all__ = ["DriverConformance"]
+__all__ = ["DriverConformance", "Parties"]
 
-PAYER = "payer-a"
-PAYEE = "payee-b"
-OTHER = "payee-c"
+UNKNOWN = "0x" + "ab" * 32
+
+
+@dataclass
+class Party:
+    driver: SettlementDriver
+    account: str
+
+
+@dataclass
+class Parties:
+    payer: Party
+    payee: Party
+    other: Party
+    """A second payer (or payee) with its own account."""
+    new_id: Callable[[], str]
+    """A fresh channel id to propose."""
+    expiry: Callable[[], Awaitable[int]]
+    """An expiry (unix seconds) an hour from the chain's (or the clock's) now."""
 
 
 def _ints_only(obj: Balance | ChannelInfo | Redemption) -> None:
@@ -41,280 +50,219 @@ def _ints_only(obj: Balance | ChannelInfo | Redemption) -> None:
         assert type(value) is int, f"{type(obj).__name__}.{name} is {type(value).__name__}, not int"
 
 
-async def _total(driver: SettlementDriver, *accounts: str) -> int:
-    return sum([(await driver.balance(a)).total for a in accounts])
-
-
 class DriverConformance:
-    """Async tests parametrised by the ``driver`` fixture (override it in a subclass)."""
-
     @pytest.fixture
-    def driver(self) -> SettlementDriver:
-        raise NotImplementedError("override the driver fixture in a subclass")
+    def parties(self) -> Parties:
+        raise NotImplementedError("override the parties fixture in a subclass")
+
+    async def _open(self, p: Parties, amount: int, *, payer: Party | None = None) -> ChannelInfo:
+        payer = payer or p.payer
+        info = await payer.driver.lock_deposit(p.new_id(), payer.account, p.payee.account, amount,
+                                               expiry=await p.expiry())
+        accepted = await p.payee.driver.accept_deposit(info.channel_id, payer.account, p.payee.account, amount)
+        assert (accepted.channel_id, accepted.deposit, accepted.state) == (info.channel_id, amount, "open")
+        return info
+
+    async def _redeem(self, p: Parties, channel_id: str, amount: int, *, close: bool,
+                      payer: Party | None = None) -> Redemption:
+        proof = (payer or p.payer).driver.voucher_proof(channel_id, amount)
+        return await p.payee.driver.redeem(channel_id, amount, close=close, proof=proof)
 
     # -- identity and funding ----------------------------------------------------------
+    async def test_name_and_test_network(self, parties: Parties) -> None:
+        d = parties.payer.driver
+        assert isinstance(d.name, str) and d.name
+        assert d.test_network is True
 
-    async def test_name_and_test_network(self, driver: SettlementDriver) -> None:
-        assert isinstance(driver.name, str) and driver.name
-        assert driver.test_network is True
-
-    async def test_unknown_account_is_empty(self, driver: SettlementDriver) -> None:
-        b = await driver.balance("nobody")
-        assert (b.account, b.total, b.locked, b.spent, b.earned, b.free) == ("nobody", 0, 0, 0, 0, 0)
-
-    async def test_fund_then_balance(self, driver: SettlementDriver) -> None:
-        b = await driver.fund(PAYER, 1000)
-        assert (b.total, b.locked, b.free) == (1000, 0, 1000)
-        await driver.fund(PAYER, 10**30)  # far beyond 64 bits: money is an unbounded int
-        b = await driver.balance(PAYER)
-        assert b.total == 1000 + 10**30
+    async def test_fund_then_balance(self, parties: Parties) -> None:
+        p = parties.payer
+        before = await p.driver.balance(p.account)
+        b = await p.driver.fund(p.account, 1000)
+        assert (b.total - before.total, b.locked, b.free - before.free) == (1000, 0, 1000)
+        await p.driver.fund(p.account, 10**22)  # far beyond 64 bits (a faucet may cap one call)
+        assert (await p.driver.balance(p.account)).total == before.total + 1000 + 10**22
         _ints_only(b)
 
     @pytest.mark.parametrize("amount", [0, -1, 1.5, True, "10"])
-    async def test_fund_refuses_non_positive_and_non_int(self, driver: SettlementDriver, amount: object) -> None:
+    async def test_fund_refuses_non_positive_and_non_int(self, parties: Parties, amount: object) -> None:
+        p = parties.payer
         with pytest.raises((ValueError, TypeError)):
-            await driver.fund(PAYER, amount)  # type: ignore[arg-type]
-        assert (await driver.balance(PAYER)).total == 0
+            await p.driver.fund(p.account, amount)  # type: ignore[arg-type]
+        assert (await p.driver.balance(p.account)).total == 0
 
-    @pytest.mark.parametrize("amount", [0, -1, MAX_UNITS + 1])
-    async def test_fund_out_of_range_is_a_typed_payment_error(self, driver: SettlementDriver, amount: int) -> None:
-        with pytest.raises(AmountInvalid) as exc:  # the REST layer maps it to a 400 (was a bare ValueError: 500)
-            await driver.fund(PAYER, amount)
-        assert exc.value.code == "bad-amount" and isinstance(exc.value, PaymentError)
-        assert (await driver.balance(PAYER)).total == 0
-
-    async def test_fund_past_the_largest_total_is_a_typed_error_and_changes_nothing(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, MAX_UNITS - 1)
-        with pytest.raises(AmountInvalid):
-            await driver.fund(PAYER, 2)
-        assert (await driver.balance(PAYER)).total == MAX_UNITS - 1
-
-    # -- locking ------------------------------------------------------------------------
-
-    async def test_lock_reduces_free(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        info = await driver.lock_deposit("ch-1", PAYER, PAYEE, 400)
-        assert (info.channel_id, info.payer, info.payee, info.deposit, info.redeemed, info.state) == (
-            "ch-1", PAYER, PAYEE, 400, 0, "open",
-        )
+    # -- locking and accepting -------------------------------------------------------------
+    async def test_lock_reduces_free_and_the_payee_sees_the_deposit(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        info = await self._open(p, 400)
+        assert (info.payer, info.payee, info.deposit, info.redeemed, info.state) == (
+            p.payer.account, p.payee.account, 400, 0, "open")
         _ints_only(info)
-        b = await driver.balance(PAYER)
+        b = await p.payer.driver.balance(p.payer.account)
         assert (b.total, b.locked, b.free) == (1000, 400, 600)
-        assert await driver.channel("ch-1") == info
+        assert await p.payer.driver.channel(info.channel_id) == info
+        seen = await p.payee.driver.channel(info.channel_id)
+        assert (seen.payer, seen.payee, seen.deposit, seen.state) == (info.payer, info.payee, 400, "open")
 
-    async def test_lock_above_free_is_refused(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 700)
+    async def test_lock_above_free_is_refused(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        await self._open(p, 700)
         with pytest.raises(InsufficientFunds):
-            await driver.lock_deposit("ch-2", PAYER, PAYEE, 301)
-        b = await driver.balance(PAYER)
+            await p.payer.driver.lock_deposit(p.new_id(), p.payer.account, p.payee.account, 301,
+                                              expiry=await p.expiry())
+        b = await p.payer.driver.balance(p.payer.account)
         assert (b.locked, b.free) == (700, 300)
-        await driver.lock_deposit("ch-3", PAYER, PAYEE, 300)  # exactly the free balance
-        assert (await driver.balance(PAYER)).free == 0
-
-    async def test_lock_without_funds_is_refused(self, driver: SettlementDriver) -> None:
-        with pytest.raises(InsufficientFunds):
-            await driver.lock_deposit("ch-1", PAYER, PAYEE, 1)
+        await self._open(p, 300)  # exactly the free balance
+        assert (await p.payer.driver.balance(p.payer.account)).free == 0
 
     @pytest.mark.parametrize("amount", [0, -5])
-    async def test_lock_refuses_non_positive(self, driver: SettlementDriver, amount: int) -> None:
-        await driver.fund(PAYER, 1000)
+    async def test_lock_refuses_non_positive(self, parties: Parties, amount: int) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
         with pytest.raises(ValueError):
-            await driver.lock_deposit("ch-1", PAYER, PAYEE, amount)
-        assert (await driver.balance(PAYER)).locked == 0
+            await p.payer.driver.lock_deposit(p.new_id(), p.payer.account, p.payee.account, amount,
+                                              expiry=await p.expiry())
+        assert (await p.payer.driver.balance(p.payer.account)).locked == 0
 
-    async def test_channel_id_never_reused(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.fund(OTHER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 100)
+    async def test_a_proposed_id_is_never_reused(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = p.new_id()
+        await p.payer.driver.lock_deposit(cid, p.payer.account, p.payee.account, 100, expiry=await p.expiry())
         with pytest.raises(DepositReused):
-            await driver.lock_deposit("ch-1", PAYER, PAYEE, 100)
-        with pytest.raises(DepositReused):  # another payer cannot take the id either
-            await driver.lock_deposit("ch-1", OTHER, PAYEE, 100)
-        await driver.redeem("ch-1", 10, close=True)
-        with pytest.raises(DepositReused):  # not even after close
-            await driver.lock_deposit("ch-1", PAYER, PAYEE, 100)
-        b = await driver.balance(PAYER)
-        assert (b.total, b.locked) == (990, 0)
+            await p.payer.driver.lock_deposit(cid, p.payer.account, p.payee.account, 100, expiry=await p.expiry())
+        assert (await p.payer.driver.balance(p.payer.account)).locked == 100
 
-    async def test_deposit_promised_twice_is_refused(self, driver: SettlementDriver) -> None:
-        """Attack: one deposit promised to two providers. The id binds one payee."""
-        await driver.fund(PAYER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 600)
-        with pytest.raises(DepositReused):
-            await driver.lock_deposit("ch-1", PAYER, OTHER, 600)
-        with pytest.raises(InsufficientFunds):  # and a second lock must fit the balance
-            await driver.lock_deposit("ch-2", PAYER, OTHER, 600)
-
-    # -- the payee's side ---------------------------------------------------------------
-
-    async def test_accept_deposit_is_idempotent(self, driver: SettlementDriver) -> None:
-        a = await driver.accept_deposit("ch-9", PAYER, PAYEE, 500)
-        assert (a.payer, a.payee, a.deposit, a.redeemed, a.state) == (PAYER, PAYEE, 500, 0, "open")
-        assert await driver.accept_deposit("ch-9", PAYER, PAYEE, 500) == a
-        assert await driver.channel("ch-9") == a
-
-    @pytest.mark.parametrize("other", [(PAYER, OTHER, 500), (OTHER, PAYEE, 500), (PAYER, PAYEE, 501)])
-    async def test_accept_deposit_other_terms_is_refused(
-        self, driver: SettlementDriver, other: tuple[str, str, int]
-    ) -> None:
-        await driver.accept_deposit("ch-9", PAYER, PAYEE, 500)
-        with pytest.raises(DepositReused):
-            await driver.accept_deposit("ch-9", *other)
-
-    async def test_accept_deposit_of_a_local_lock(self, driver: SettlementDriver) -> None:
-        """Both sides on one ledger: accepting the same terms is fine, other terms are not."""
-        await driver.fund(PAYER, 1000)
-        info = await driver.lock_deposit("ch-1", PAYER, PAYEE, 300)
-        assert await driver.accept_deposit("ch-1", PAYER, PAYEE, 300) == info
-        with pytest.raises(DepositReused):
-            await driver.accept_deposit("ch-1", PAYER, OTHER, 300)
-        assert (await driver.balance(PAYER)).locked == 300  # accepting locks nothing more
-
-    async def test_accept_deposit_refuses_non_positive(self, driver: SettlementDriver) -> None:
-        with pytest.raises(ValueError):
-            await driver.accept_deposit("ch-9", PAYER, PAYEE, 0)
-
-    async def test_payee_only_channel_credits_payee_without_payer_account(self, driver: SettlementDriver) -> None:
-        await driver.accept_deposit("ch-9", PAYER, PAYEE, 500)
-        r = await driver.redeem("ch-9", 200, close=False)
-        assert (r.paid, r.released) == (200, 0)
-        r = await driver.redeem("ch-9", 900, close=True)
-        assert (r.paid, r.released) == (300, 0)
-        assert (await driver.balance(PAYEE)).earned == 500
-        assert (await driver.balance(PAYEE)).total == 500
-        b = await driver.balance(PAYER)
-        assert (b.total, b.locked, b.spent, b.earned) == (0, 0, 0, 0)
+    async def test_accept_deposit_is_idempotent_and_refuses_other_terms(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        info = await self._open(p, 500)
+        again = await p.payee.driver.accept_deposit(info.channel_id, p.payer.account, p.payee.account, 500)
+        assert (again.channel_id, again.deposit, again.state) == (info.channel_id, 500, "open")
+        for terms in ((p.payer.account, p.payee.account, 501), (p.other.account, p.payee.account, 500)):
+            with pytest.raises((DepositReused, DepositMismatch)):
+                await p.payee.driver.accept_deposit(info.channel_id, *terms)
 
     # -- redeeming ----------------------------------------------------------------------
-
-    async def test_redeem_is_cumulative_idempotent_and_capped(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 100)
+    async def test_redeem_is_cumulative_idempotent_and_capped(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = (await self._open(p, 100)).channel_id
         paid = []
-        for amount in (30, 30, 20, 0, 60, 150, 150):
-            r = await driver.redeem("ch-1", amount, close=False)
+        for amount in (30, 30, 20, 60, 150, 150):
+            r = await self._redeem(p, cid, amount, close=False)
             _ints_only(r)
-            assert r.channel_id == "ch-1" and r.released == 0
+            assert r.channel_id == cid and r.released == 0
             paid.append(r.paid)
-        assert paid == [30, 0, 0, 0, 30, 40, 0]
-        info = await driver.channel("ch-1")
+        assert paid == [30, 0, 0, 30, 40, 0]
+        info = await p.payee.driver.channel(cid)
         assert (info.redeemed, info.state) == (100, "open")
-        payer = await driver.balance(PAYER)
-        assert (payer.total, payer.locked, payer.spent, payer.free) == (900, 0, 100, 900)
-        assert (await driver.balance(PAYEE)).earned == 100
+        assert (await p.payee.driver.balance(p.payee.account)).earned == 100
 
-    async def test_close_releases_exactly_the_rest(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 400)
-        await driver.redeem("ch-1", 100, close=False)
-        r = await driver.redeem("ch-1", 250, close=True)
+    async def test_close_releases_exactly_the_rest_and_the_payer_settles(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = (await self._open(p, 400)).channel_id
+        await self._redeem(p, cid, 100, close=False)
+        r = await self._redeem(p, cid, 250, close=True)
         assert (r.paid, r.released) == (150, 150)
-        info = await driver.channel("ch-1")
+        info = await p.payee.driver.channel(cid)
         assert (info.redeemed, info.state) == (250, "closed")
-        payer = await driver.balance(PAYER)
+        settled = await p.payer.driver.settle_payer(cid, 250)
+        assert settled.released == 150
+        payer = await p.payer.driver.balance(p.payer.account)
         assert (payer.total, payer.locked, payer.spent, payer.free) == (750, 0, 250, 750)
-        payee = await driver.balance(PAYEE)
+        payee = await p.payee.driver.balance(p.payee.account)
         assert (payee.total, payee.earned, payee.locked) == (250, 250, 0)
 
-    async def test_closed_channel_pays_nothing_more(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 400)
-        await driver.redeem("ch-1", 100, close=True)
+    async def test_closed_channel_pays_nothing_more(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = (await self._open(p, 400)).channel_id
+        await self._redeem(p, cid, 100, close=True)
         for close in (False, True):
-            r = await driver.redeem("ch-1", 400, close=close)
+            r = await self._redeem(p, cid, 400, close=close)
             assert (r.paid, r.released) == (0, 0)
-        assert (await driver.channel("ch-1")).redeemed == 100
-        assert (await driver.balance(PAYER)).total == 900
+        assert (await p.payee.driver.channel(cid)).redeemed == 100
+        assert (await p.payee.driver.balance(p.payee.account)).earned == 100
 
-    async def test_close_without_redeeming_releases_all(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 400)
-        r = await driver.redeem("ch-1", 0, close=True)
+    async def test_close_without_redeeming_releases_all(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = (await self._open(p, 400)).channel_id
+        r = await p.payee.driver.redeem(cid, 0, close=True)
         assert (r.paid, r.released) == (0, 400)
-        b = await driver.balance(PAYER)
+        assert (await p.payer.driver.settle_payer(cid, 0)).released == 400
+        b = await p.payer.driver.balance(p.payer.account)
         assert (b.total, b.locked, b.free) == (1000, 0, 1000)
 
     @pytest.mark.parametrize("amount", [-1, 1.0, True])
-    async def test_redeem_refuses_bad_amounts(self, driver: SettlementDriver, amount: object) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 400)
+    async def test_redeem_refuses_bad_amounts(self, parties: Parties, amount: object) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = (await self._open(p, 400)).channel_id
         with pytest.raises((ValueError, TypeError)):
-            await driver.redeem("ch-1", amount, close=False)  # type: ignore[arg-type]
-        assert (await driver.channel("ch-1")).redeemed == 0
+            await p.payee.driver.redeem(cid, amount, close=False)  # type: ignore[arg-type]
+        assert (await p.payee.driver.channel(cid)).redeemed == 0
 
-    async def test_unknown_channel(self, driver: SettlementDriver) -> None:
+    async def test_unknown_channel(self, parties: Parties) -> None:
+        d = parties.payee.driver
         with pytest.raises(UnknownChannel):
-            await driver.channel("nope")
+            await d.channel(UNKNOWN)
         with pytest.raises(UnknownChannel):
-            await driver.redeem("nope", 10, close=True)
+            await d.redeem(UNKNOWN, 10, close=True)
 
-    async def test_totals_are_conserved(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.fund(OTHER, 500)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 300)
-        await driver.lock_deposit("ch-2", PAYER, OTHER, 200)
-        await driver.lock_deposit("ch-3", OTHER, PAYEE, 500)
-        await driver.redeem("ch-1", 120, close=True)
-        await driver.redeem("ch-2", 999, close=False)
-        await driver.redeem("ch-3", 499, close=True)
-        assert await _total(driver, PAYER, PAYEE, OTHER) == 1500
-        payer, payee, other = [await driver.balance(a) for a in (PAYER, PAYEE, OTHER)]
-        assert payer.spent == 320 and payer.locked == 0 and payer.total == 680
-        assert payee.earned == 619 and payee.total == 619
-        assert other.earned == 200 and other.spent == 499 and other.total == 201
-        assert payer.spent + other.spent == payee.earned + other.earned
+    async def test_totals_are_conserved(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        await p.other.driver.fund(p.other.account, 500)
+        c1 = (await self._open(p, 300)).channel_id
+        c2 = (await self._open(p, 500, payer=p.other)).channel_id
+        await self._redeem(p, c1, 120, close=True)
+        await self._redeem(p, c2, 499, close=True, payer=p.other)
+        await p.payer.driver.settle_payer(c1, 120)
+        await p.other.driver.settle_payer(c2, 499)
+        payer, other = await p.payer.driver.balance(p.payer.account), await p.other.driver.balance(p.other.account)
+        payee = await p.payee.driver.balance(p.payee.account)
+        assert (payer.total, payer.spent, payer.locked) == (880, 120, 0)
+        assert (other.total, other.spent, other.locked) == (1, 499, 0)
+        assert (payee.total, payee.earned) == (619, 619)
         for b in (payer, payee, other):
             _ints_only(b)
 
     # -- concurrency --------------------------------------------------------------------
-
-    async def test_concurrent_locks_never_exceed_balance(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
+    async def test_concurrent_locks_never_exceed_balance(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 100)
         outcomes: list[str] = []
+        expiry = await p.expiry()
 
-        async def lock(i: int) -> None:
+        async def lock() -> None:
             try:
-                await driver.lock_deposit(f"ch-{i}", PAYER, PAYEE, 30)
+                await p.payer.driver.lock_deposit(p.new_id(), p.payer.account, p.payee.account, 30, expiry=expiry)
                 outcomes.append("ok")
             except InsufficientFunds:
                 outcomes.append("refused")
 
         async with trio.open_nursery() as nursery:
-            for i in range(60):
-                nursery.start_soon(lock, i)
-        assert outcomes.count("ok") == 33 and outcomes.count("refused") == 27
-        b = await driver.balance(PAYER)
-        assert (b.locked, b.free) == (990, 10)
+            for _ in range(6):
+                nursery.start_soon(lock)
+        assert outcomes.count("ok") == 3 and outcomes.count("refused") == 3
+        b = await p.payer.driver.balance(p.payer.account)
+        assert (b.locked, b.free) == (90, 10)
 
-    async def test_concurrent_locks_of_one_id_only_one_wins(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        outcomes: list[str] = []
-
-        async def lock(payee: str) -> None:
-            try:
-                await driver.lock_deposit("ch-1", PAYER, payee, 100)
-                outcomes.append("ok")
-            except DepositReused:
-                outcomes.append("reused")
-
-        async with trio.open_nursery() as nursery:
-            for i in range(20):
-                nursery.start_soon(lock, f"payee-{i}")
-        assert outcomes.count("ok") == 1 and outcomes.count("reused") == 19
-        assert (await driver.balance(PAYER)).locked == 100
-
-    async def test_concurrent_redeems_pay_at_most_the_deposit(self, driver: SettlementDriver) -> None:
-        await driver.fund(PAYER, 1000)
-        await driver.lock_deposit("ch-1", PAYER, PAYEE, 100)
+    async def test_concurrent_redeems_pay_at_most_the_deposit(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = (await self._open(p, 100)).channel_id
         paid: list[int] = []
 
         async def redeem(amount: int) -> None:
-            paid.append((await driver.redeem("ch-1", amount, close=False)).paid)
+            paid.append((await self._redeem(p, cid, amount, close=False)).paid)
 
         async with trio.open_nursery() as nursery:
-            for amount in range(0, 200, 7):
+            for amount in range(7, 200, 21):
                 nursery.start_soon(redeem, amount)
         assert sum(paid) == 100
-        assert (await driver.balance(PAYEE)).earned == 100
-        assert await _total(driver, PAYER, PAYEE) == 1000
+        assert (await p.payee.driver.balance(p.payee.account)).earned == 100

@@ -13,7 +13,9 @@ import trio
 
 from payments.driver import SettlementDriver
 from payments.errors import DepositReused, InsufficientFunds
-from tests.payments.driver_conformance import DriverConformance
+from tests.payments.driver_conformance import DriverConformance, Parties
+from tests.payments.ledger_conformance import LedgerConformance
+from tests.payments.test_testnet_ledger import ledger_parties
 from yagna.core.money import MAX_UNITS, UNIT
 from yagna.store import Store
 from yagna.store.payment_repos import SqliteLedger
@@ -21,11 +23,20 @@ from yagna.store.payment_repos import SqliteLedger
 PAYER, PAYEE = "payer-a", "payee-b"
 
 
-class TestSqliteLedger(DriverConformance):
+class TestSqliteLedgerExtras(LedgerConformance):
     @pytest.fixture
     async def driver(self, tmp_path: Path) -> AsyncIterator[SettlementDriver]:
         async with Store.open_ctx(tmp_path / "ledger.db") as store:
             yield SqliteLedger(store)
+
+
+class TestSqliteLedger(DriverConformance):
+    @pytest.fixture
+    async def parties(self, tmp_path: Path) -> AsyncIterator[Parties]:
+        async with Store.open_ctx(tmp_path / "a.db") as a, Store.open_ctx(tmp_path / "b.db") as b, \
+                Store.open_ctx(tmp_path / "c.db") as c:
+            stores = iter((a, b, c))
+            yield ledger_parties(lambda: SqliteLedger(next(stores)))
 
 
 @pytest.fixture

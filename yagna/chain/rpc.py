@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,9 +171,13 @@ class TxSender:
             raise self._reverted(exc) from None
         return bytes.fromhex(str(out)[2:])
 
-    async def send(self, to: str | None, data: bytes, *, gas: int | None = None) -> SentTx:
+    async def send(self, to: str | None, data: bytes, *, gas: int | None = None,
+                   on_sent: Callable[[str], Awaitable[None]] | None = None) -> SentTx:
         """Sign and send; wait for the receipt; :class:`Reverted` if it reverts (on the dry run
-        before sending, or mined with status 0), :class:`NotMined` after every fee bump."""
+        before sending, or mined with status 0), :class:`NotMined` after every fee bump.
+
+        ``on_sent`` gets each version's hash right after it went out (a journal writes it down,
+        so a restart can look it up instead of guessing)."""
         async with self._lock:
             if self._chain_id is None:
                 self._chain_id = await self.rpc.chain_id()
@@ -195,6 +200,8 @@ class TxSender:
                                   "to": to or b"", "value": 0, "data": data})
                 try:
                     hashes.append(str(await self.rpc.call("eth_sendRawTransaction", "0x" + raw.hex())))
+                    if on_sent is not None:
+                        await on_sent(hashes[-1])
                 except RpcError as exc:
                     if "nonce too low" in str(exc).lower() or "already known" in str(exc).lower():
                         pass  # an earlier version of it got in: wait for the receipts below

@@ -256,6 +256,38 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE pay_channels ADD COLUMN meter_acts INTEGER NOT NULL DEFAULT 0 CHECK (meter_acts >= 0);
         """,
     ),
+    Migration(
+        7,
+        "payments: channels on a chain and the journal of their transactions",
+        """
+        -- The EVM settlement driver's channels (yagna/chain/driver.py). The chain is the
+        -- truth; this is what the node needs to act on it after a crash: a redeem or close
+        -- is written here (pending_*) before it is sent, with every transaction hash as it
+        -- goes out, and finished from the chain on restart (never paid twice: the contract
+        -- refuses a cumulative amount that is not above what it paid).
+        CREATE TABLE chain_channels (
+            channel_id      TEXT PRIMARY KEY,                -- 0x + 64 hex: the contract's id
+            chain_id        INTEGER NOT NULL,
+            contract        TEXT NOT NULL,
+            role            TEXT NOT NULL CHECK (role IN ('payer', 'payee')),
+            proposed_id     TEXT UNIQUE,                     -- the caller's id for the payer's open
+            payer           TEXT NOT NULL,
+            payee           TEXT NOT NULL,
+            deposit         TEXT NOT NULL CHECK (deposit GLOB '[0-9]*'),
+            expiry          INTEGER NOT NULL,
+            redeemed        TEXT NOT NULL DEFAULT '0' CHECK (redeemed GLOB '[0-9]*'),
+            refunded        TEXT,                            -- back to the payer at the end
+            state           TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+            pending_amount  TEXT,                            -- a redeem/close sent, outcome unknown
+            pending_close   INTEGER,
+            pending_proof   BLOB,
+            pending_hashes  TEXT,                            -- JSON list, appended as each goes out
+            txs             TEXT NOT NULL DEFAULT '[]',      -- JSON [[op, hash], ...] mined
+            created_at      INTEGER NOT NULL,
+            updated_at      INTEGER NOT NULL
+        );
+        """,
+    ),
 )
 
 _SCHEMA_VERSION_DDL = """
