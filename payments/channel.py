@@ -26,6 +26,7 @@ for one seq (which the payee would take as equivocation).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,8 +74,11 @@ class Evidence:
 class PayeeChannel:
     """The payee's view of one channel: the best voucher and any evidence against the payer."""
 
-    def __init__(self, terms: ChannelTerms) -> None:
+    def __init__(self, terms: ChannelTerms, check_proof: Callable[[int, bytes], None] | None = None) -> None:
         self.terms = terms
+        self.check_proof = check_proof
+        """The driver's check of a voucher's settlement proof (``amount, proof``), raising
+        :class:`VoucherRejected`; run on every voucher that would become the best."""
         self.best: Voucher | None = None
         self.evidence: list[Evidence] = []
 
@@ -111,6 +115,8 @@ class PayeeChannel:
                 f"seq {voucher.seq} promises {voucher.amount}, less than {best.amount} at seq {best.seq}",
                 terminate=True,
             )
+        if self.check_proof is not None:
+            self.check_proof(voucher.amount, voucher.proof)  # a voucher the chain would refuse is worth nothing
         before = self.paid
         self.best = voucher
         return self._receipt(Outcome.ACCEPTED, voucher.seq, self.paid - before, voucher.raw)
@@ -138,11 +144,13 @@ class PayeeChannel:
 class PayerChannel:
     """The payer's side: numbers vouchers and remembers what is not yet acknowledged."""
 
-    def __init__(self, terms: ChannelTerms, key: NodeKey) -> None:
+    def __init__(self, terms: ChannelTerms, key: NodeKey, proof: Callable[[int], bytes] | None = None) -> None:
         if key.node_id != terms.payer:
             raise ChannelError(f"key {key.node_id} is not the payer of channel {terms.channel_id}")
         self.terms = terms
         self._key = key
+        self._proof = proof
+        """The driver's settlement proof for a cumulative amount (chains), signed into each voucher."""
         self.last_seq = 0
         self.last_amount = 0
         self.last_raw: bytes | None = None
@@ -165,7 +173,7 @@ class PayerChannel:
         if amount > self.terms.deposit:
             raise ChannelError(f"cannot sign {amount}: the deposit is {self.terms.deposit}")
         seq = self.last_seq + 1
-        raw = sign_voucher(self._key, self.terms, seq, amount)
+        raw = sign_voucher(self._key, self.terms, seq, amount, self._proof(amount) if self._proof else b"")
         self.last_seq, self.last_amount, self.last_raw = seq, amount, raw
         return seq, raw
 
@@ -197,9 +205,10 @@ class PayerChannel:
         }
 
     @classmethod
-    def from_record(cls, terms: ChannelTerms, key: NodeKey, record: dict[str, Any]) -> PayerChannel:
+    def from_record(cls, terms: ChannelTerms, key: NodeKey, record: dict[str, Any],
+                    proof: Callable[[int], bytes] | None = None) -> PayerChannel:
         """Reload; the stored voucher is verified again and must match the stored seq/amount."""
-        channel = cls(terms, key)
+        channel = cls(terms, key, proof)
         last = record.get("last")
         if last is not None:
             voucher = open_voucher(last, terms)

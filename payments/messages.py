@@ -41,6 +41,10 @@ __all__ = [
     "MAX_ID",
     "MAX_REASON",
     "ChannelOpenMsg",
+    "HelloAnswer",
+    "HelloMsg",
+    "decode_hello_answer",
+    "encode_hello_answer",
     "DebitNoteAnswer",
     "DebitNoteMsg",
     "NoticeKind",
@@ -73,6 +77,24 @@ class ChannelOpenMsg:
     channel_open: bytes
     agreement_id: str
     """Named inside the signed channel-open (peeked, not yet verified: only to find the agreement)."""
+    binding: bytes = b""
+    """On a chain: the payer's settlement binding (node id <-> 0x address, self-authenticating)."""
+
+
+@dataclass(frozen=True)
+class HelloMsg:
+    """Requestor -> provider before a chain deposit: which account and contract do you settle on?"""
+
+    agreement_id: str
+
+
+@dataclass(frozen=True)
+class HelloAnswer:
+    driver: str
+    binding: bytes
+    """The provider's settlement binding (empty on the ledger)."""
+    chain_id: int
+    contract: str
 
 
 @dataclass(frozen=True)
@@ -95,7 +117,8 @@ class NoticeMsg:
     reason: str
 
 
-PaymentRequest = ChannelOpenMsg | VoucherMsg | DebitNoteMsg | NoticeMsg
+PaymentRequest = ChannelOpenMsg | VoucherMsg | DebitNoteMsg | NoticeMsg | HelloMsg
+MAX_BINDING = 512
 
 
 @dataclass(frozen=True)
@@ -126,12 +149,30 @@ def _cut(reason: str) -> str:
 
 def encode_request(msg: PaymentRequest) -> dict[str, Any]:
     if isinstance(msg, ChannelOpenMsg):
+        if msg.binding:
+            return {"op": "open", "channel_open": msg.channel_open, "binding": msg.binding}
         return {"op": "open", "channel_open": msg.channel_open}
+    if isinstance(msg, HelloMsg):
+        return {"op": "hello", "agreement_id": msg.agreement_id}
     if isinstance(msg, VoucherMsg):
         return {"op": "voucher", "raw": msg.raw}
     if isinstance(msg, DebitNoteMsg):
         return {"op": "debit_note", "channel_id": msg.channel_id, "raw": msg.raw}
     return {"op": "notice", "agreement_id": msg.agreement_id, "kind": msg.kind.value, "reason": _cut(msg.reason)}
+
+
+def encode_hello_answer(answer: HelloAnswer) -> dict[str, Any]:
+    return {"driver": answer.driver, "binding": answer.binding, "chain_id": answer.chain_id,
+            "contract": answer.contract}
+
+
+def decode_hello_answer(obj: object) -> HelloAnswer:
+    f = _fields(obj, ("driver", "binding", "chain_id", "contract"), "a hello answer")
+    chain_id = f["chain_id"]
+    if not is_amount(chain_id) or chain_id > MAX_SEQ:
+        raise _bad("chain_id must be an int in 0..2**64 - 1")
+    return HelloAnswer(_text(f["driver"], "driver", MAX_ID), _bytes(f["binding"], "binding", MAX_BINDING),
+                       chain_id, _text(f["contract"], "contract", MAX_ID, empty=True))
 
 
 def encode_voucher_ack(ack: VoucherAck) -> dict[str, Any]:
@@ -191,9 +232,14 @@ def decode_request(obj: object) -> PaymentRequest:
         raise _bad("a payment message is a map")
     op = obj.get("op")
     if op == "open":
-        f = _fields(obj, ("op", "channel_open"), "an open message")
+        with_binding = "binding" in obj
+        f = _fields(obj, ("op", "channel_open", "binding") if with_binding else ("op", "channel_open"), "an open message")
         raw = _bytes(f["channel_open"], "channel_open", MAX_CHANNEL_OPEN_SIZE)
-        return ChannelOpenMsg(raw, peek_agreement_id(raw))
+        binding = _bytes(f["binding"], "binding", MAX_BINDING) if with_binding else b""
+        return ChannelOpenMsg(raw, peek_agreement_id(raw), binding)
+    if op == "hello":
+        f = _fields(obj, ("op", "agreement_id"), "a hello")
+        return HelloMsg(_text(f["agreement_id"], "agreement_id", MAX_ID))
     if op == "voucher":
         f = _fields(obj, ("op", "raw"), "a voucher message")
         raw = _bytes(f["raw"], "raw", MAX_VOUCHER_SIZE)

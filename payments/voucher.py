@@ -5,6 +5,12 @@ A voucher is a signed envelope (:mod:`yagna.core.envelope`) under
 positional list::
 
     [network_id, driver, channel_id, agreement_id, payer, payee, currency, seq, amount]
+    [network_id, driver, channel_id, agreement_id, payer, payee, currency, seq, amount, proof]
+
+``proof`` (on a chain) is the payer's settlement-key signature that lets the payee redeem
+``amount`` by itself (the EIP-712 signature of :mod:`payments.evm.voucher`); the
+driver checks it (:meth:`payments.driver.SettlementDriver.check_voucher_proof`). On the
+test-network ledger there is none and the voucher is byte for byte as before.
 
 Every id that binds the voucher is inside the signed bytes, so a voucher can
 never be replayed on another channel, agreement, network or driver (Raiden's
@@ -51,8 +57,11 @@ issue 14 refuses as malformed (safe: it never accepts a voucher it cannot read).
 """
 MAX_SEQ = 2**64 - 1
 """Sequence numbers, counters and times stay 64-bit."""
+MAX_PROOF = 96
+"""An EIP-712 signature is 65 bytes."""
 
 _FIELDS = ("network_id", "driver", "channel_id", "agreement_id", "payer", "payee", "currency")
+_SETTLEMENT_FIELDS = ("payer_account", "payee_account", "expiry")
 _CODES = {
     "network_id": "wrong-network",
     "driver": "wrong-driver",
@@ -85,6 +94,11 @@ class ChannelTerms:
     payee: str
     currency: str
     deposit: int
+    payer_account: str = ""
+    """The payer's settlement account when it is not the node id (a chain's 0x address)."""
+    payee_account: str = ""
+    expiry: int = 0
+    """Unix seconds when the payer may take back what was not redeemed (0: never, the ledger)."""
 
     def __post_init__(self) -> None:
         for name in _FIELDS:
@@ -96,6 +110,9 @@ class ChannelTerms:
                 public_key_from_node_id(getattr(self, name))
             except WireError as exc:
                 raise ValueError(f"channel terms: {name} is not a node id: {exc}") from None
+        if not (isinstance(self.payer_account, str) and isinstance(self.payee_account, str)
+                and is_amount(self.expiry) and self.expiry <= MAX_SEQ):
+            raise ValueError("channel terms: settlement accounts must be str and expiry an int in 0..2**64-1")
         if not is_amount(self.deposit) or not 0 < self.deposit <= MAX_WIRE_AMOUNT:
             raise ValueError(
                 f"channel terms: deposit must be an int in 1..{MAX_WIRE_AMOUNT}, got {self.deposit!r}"
@@ -103,11 +120,16 @@ class ChannelTerms:
 
     def to_record(self) -> dict[str, Any]:
         """A CBOR/JSON-friendly dict (the store keeps this next to the channel's state)."""
-        return {name: getattr(self, name) for name in (*_FIELDS, "deposit")}
+        record = {name: getattr(self, name) for name in (*_FIELDS, "deposit")}
+        for name in _SETTLEMENT_FIELDS:  # only on chains: a ledger's stored terms are as before
+            if getattr(self, name):
+                record[name] = getattr(self, name)
+        return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ChannelTerms:
-        return cls(**{name: record[name] for name in (*_FIELDS, "deposit")})
+        return cls(**{name: record[name] for name in (*_FIELDS, "deposit")},
+                   **{name: record[name] for name in _SETTLEMENT_FIELDS if name in record})
 
 
 @dataclass(frozen=True)
@@ -124,9 +146,11 @@ class Voucher:
     seq: int
     amount: int
     raw: bytes
+    proof: bytes = b""
+    """The settlement key's signature for ``amount`` (chains), checked by the driver."""
 
 
-def sign_voucher(key: NodeKey, terms: ChannelTerms, seq: int, amount: int) -> bytes:
+def sign_voucher(key: NodeKey, terms: ChannelTerms, seq: int, amount: int, proof: bytes = b"") -> bytes:
     """Seal a voucher for ``terms`` (low level: :class:`payments.channel.PayerChannel` keeps seq order).
 
     :class:`ChannelError` if ``key`` is not the channel's payer or seq/amount are not
@@ -138,7 +162,11 @@ def sign_voucher(key: NodeKey, terms: ChannelTerms, seq: int, amount: int) -> by
         raise ChannelError(f"voucher seq must be an int in 1..{MAX_SEQ}, got {seq!r}")
     if not is_amount(amount) or amount > MAX_WIRE_AMOUNT:
         raise ChannelError(f"voucher amount must be an int in 0..{MAX_WIRE_AMOUNT}, got {amount!r}")
-    payload = [*(getattr(terms, name) for name in _FIELDS), seq, amount]
+    if not isinstance(proof, bytes) or len(proof) > MAX_PROOF:
+        raise ChannelError(f"a voucher proof is at most {MAX_PROOF} bytes")
+    payload: list[Any] = [*(getattr(terms, name) for name in _FIELDS), seq, amount]
+    if proof:
+        payload.append(proof)
     return seal(key, VOUCHER_DOMAIN, payload)
 
 
@@ -182,11 +210,14 @@ def _payload(body: bytes, max_size: int) -> tuple[object, list[Any]]:
     tag, signer_key, payload = inner
     if tag != VOUCHER_DOMAIN:
         raise VoucherRejected("wrong-domain", f"signed for {tag!r:.80}, not {VOUCHER_DOMAIN!r}")
-    if not (isinstance(payload, list) and len(payload) == len(_FIELDS) + 2):
-        raise VoucherRejected("malformed", f"voucher payload must be a {len(_FIELDS) + 2}-element array")
+    if not (isinstance(payload, list) and len(payload) in (len(_FIELDS) + 2, len(_FIELDS) + 3)):
+        raise VoucherRejected("malformed", f"voucher payload must be a {len(_FIELDS) + 2}-element array "
+                                           "(or one more: the settlement proof)")
+    if len(payload) == len(_FIELDS) + 3 and not (isinstance(payload[-1], bytes) and 0 < len(payload[-1]) <= MAX_PROOF):
+        raise VoucherRejected("malformed", f"a voucher proof is 1 to {MAX_PROOF} bytes")
     if not all(isinstance(value, str) for value in payload[: len(_FIELDS)]):
         raise VoucherRejected("malformed", "voucher ids must be text strings")
-    seq, amount = payload[len(_FIELDS) :]
+    seq, amount = payload[len(_FIELDS) : len(_FIELDS) + 2]
     if not is_amount(seq) or not 0 < seq <= MAX_SEQ:
         raise VoucherRejected("malformed", f"voucher seq must be an int in 1..{MAX_SEQ}")
     if not is_amount(amount):
@@ -216,6 +247,7 @@ def open_voucher(raw: bytes, terms: ChannelTerms, *, max_size: int = MAX_VOUCHER
         expected = getattr(terms, name)
         if value != expected:
             raise VoucherRejected(_CODES[name], f"{name} is {value!r:.80}, the channel's is {expected!r}")
-    seq, amount = payload[len(_FIELDS) :]
+    seq, amount = payload[len(_FIELDS) : len(_FIELDS) + 2]
+    proof = payload[len(_FIELDS) + 2] if len(payload) > len(_FIELDS) + 2 else b""
     # mypy cannot count a list slice: seven str fields, checked against the terms above
-    return Voucher(*payload[: len(_FIELDS)], seq=seq, amount=amount, raw=bytes(raw))  # type: ignore[misc]
+    return Voucher(*payload[: len(_FIELDS)], seq=seq, amount=amount, raw=bytes(raw), proof=proof)  # type: ignore[misc]

@@ -62,14 +62,51 @@ class Node:
         self.key, self.net, self.market, self.activity, self.payments = key, net, market, activity, payments
 
 
+@pytest.fixture(scope="module")
+def anvil() -> Any:
+    from yagna.chain.anvil import Anvil
+
+    with Anvil() as chain:
+        yield chain
+
+
+async def _chain_driver(stack: contextlib.AsyncExitStack, anvil: Any, key: NodeKey, store: Store,
+                        deployed: tuple[str, str]) -> tuple[Any, Any]:
+    import secrets
+
+    from payments.evm import binding
+    from yagna.chain.account import SettlementAccount
+    from yagna.chain.driver import EvmDriver
+    from yagna.payment_service.protocol import SettlementInfo
+
+    account = SettlementAccount.from_key(secrets.token_bytes(31).rjust(32, b"\1"))
+    driver = await EvmDriver.connect(rpc_url=anvil.rpc_url, account=account, token=deployed[0],
+                                     contract=deployed[1], store=store)
+    stack.push_async_callback(driver.aclose)
+    await driver.ensure_gas(account.address)
+    return driver, SettlementInfo(binding.make(key, account.private_key), driver.chain_id, driver.contract)
+
+
 @contextlib.asynccontextmanager
-async def network(tmp_path: Path, *, withhold: bool = False) -> AsyncIterator[tuple[Node, Node, str]]:
+async def network(tmp_path: Path, *, withhold: bool = False, anvil: Any = None,
+                  fee_to: str | None = None) -> AsyncIterator[tuple[Node, Node, str]]:
     from exeunit.docker_runtime import DockerRuntime
 
     runtime = DockerRuntime(extra_labels={"network.yagna.test-session": os.environ["YAGNA_TEST_SESSION"]})
     hub = MemoryHub()
     async with contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
         nodes = {}
+        deployed = None
+        if anvil is not None:
+            from tests.chain.evm import dev_keys
+            from yagna.chain.channels import all_errors, deploy_local
+            from yagna.chain.rpc import Rpc, TxSender
+
+            rpc = Rpc(anvil.rpc_url)
+            deployed = await deploy_local(TxSender(rpc, dev_keys(1)[0], errors=all_errors()),
+                                          fee_recipient=fee_to or "0x000000000000000000000000000000000000dEaD",
+                                          fee_bps=200)
+            await rpc.aclose()
         for name, sells in (("prov", True), ("req", False)):
             key = NodeKey.generate()
             net = hub.node(key.node_id)
@@ -80,9 +117,13 @@ async def network(tmp_path: Path, *, withhold: bool = False) -> AsyncIterator[tu
             activity = ActivityService(node_id=key.node_id, config=ActivityConfig(
                 network_id=NET, provider=sells, requestor=not sells, work_dir=tmp_path / name, agreement_check_s=0.2),
                 rr=net.rr, store=store, runtime=runtime, key=key)
+            driver, settlement = SqliteLedger(store), None
+            if deployed is not None:
+                driver, settlement = await _chain_driver(stack, anvil, key, store, deployed)
             payments = PaymentService(key=key, config=PaymentConfig(
                 network_id=NET, provider=sells, requestor=not sells, tick_s=0.1, resend_s=0.3, settle_wait_s=2.0,
-                withhold_payments=withhold and not sells), rr=net.rr, store=store, driver=SqliteLedger(store))
+                withhold_payments=withhold and not sells), rr=net.rr, store=store, driver=driver,
+                settlement=settlement)
             _connect_payments(market, activity, payments)
             for svc in (net.peers, market, activity, payments):
                 await nursery.start(svc.run)
@@ -159,6 +200,44 @@ async def test_paid_by_the_second_earned_equals_spent_equals_price_times_usage(t
         assert earned == final.amount_due  # paid in full
         invoices = {i["role"]: i for i in await prov.payments.invoices()}
         assert invoices["provider"]["status"] == "paid"
+
+
+async def test_on_a_chain_the_provider_is_paid_by_the_contract_and_the_requestor_gets_the_rest(
+        tmp_path: Path, image_id: str, anvil: Any) -> None:
+    """The same batch settled on anvil: the deposit is locked in the contract (checked on chain by
+    the provider), vouchers carry the EIP-712 proof, the provider closes on chain, the fee goes to
+    its address and the requestor's tokens fall by exactly what it signed."""
+    fee_to = "0x000000000000000000000000000000000000fEe5"
+    async with network(tmp_path, anvil=anvil, fee_to=fee_to) as (prov, req, agreement_id):
+        pd, rd = prov.payments.driver, req.payments.driver
+        fee_before = await rd.token_balance(fee_to)  # type: ignore[attr-defined]
+        await req.payments.fund(parse_amount("10"))
+        assert await rd.token_balance() == parse_amount("10")  # type: ignore[attr-defined]
+        await _run_for(req, agreement_id, image_id, 2.5)
+        channel = await req.payments._channels.by_agreement(agreement_id)
+        assert channel is not None and channel.channel_id.startswith("0x") and len(channel.channel_id) == 66
+        onchain = await pd.channel(channel.channel_id)
+        assert (onchain.payer, onchain.payee, onchain.deposit) == (rd.address, pd.address, channel.deposit)  # type: ignore[attr-defined]
+        await req.market.terminate(agreement_id, "done")
+        with trio.fail_after(30):
+            while True:
+                p = {r["agreement_id"]: r for r in (await prov.payments.status())["agreements"]}[agreement_id]
+                r = {r["agreement_id"]: r for r in (await req.payments.status())["agreements"]}[agreement_id]
+                if p["state"] == "closed" and r["state"] == "closed":
+                    break
+                await trio.sleep(0.1)
+        earned = (await pd.balance(pd.address)).earned  # type: ignore[attr-defined]
+        assert earned > 0 and earned == p["paid_units"]
+        fee = earned * 200 // 10_000
+        assert await pd.token_balance() == earned - fee  # type: ignore[attr-defined]
+        assert await rd.token_balance(fee_to) - fee_before == fee  # type: ignore[attr-defined]
+        assert await rd.token_balance() == parse_amount("10") - earned  # type: ignore[attr-defined]
+        status = await req.payments.status()
+        assert status["chain"]["account"] == rd.address and status["chain"]["token_balance"] == parse_amount("10") - earned  # type: ignore[attr-defined]
+        row = next(c for c in status["chain"]["channels"] if c["channel_id"] == channel.channel_id)
+        assert row["state"] == "closed" and [op for op, _ in row["transactions"]] == ["open"]
+        prow = next(c for c in (await prov.payments.status())["chain"]["channels"] if c["channel_id"] == channel.channel_id)
+        assert [op for op, _ in prow["transactions"]] == ["close"] and prow["redeemed_units"] == earned
 
 
 async def test_requestor_that_withholds_payment_is_paused_then_cut_off(tmp_path: Path, image_id: str) -> None:

@@ -9,6 +9,8 @@ checked against the channel's terms.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from market.agreement import Agreement
 from market.pricing import LinearPricing
 from market.properties import (
@@ -21,6 +23,32 @@ from yagna.net.reqresp import ProtocolSpec
 from payments.voucher import ChannelTerms
 
 PAYMENT = ProtocolSpec("/yagna/payment/1.0.0", max_request_size=8 * 1024, max_response_size=8 * 1024, timeout=10.0)
+
+CLOSE_MARGIN_MIN_S = 600
+"""The provider closes a chain channel this long (at least) before the payer may take it back."""
+MIN_CHANNEL_LIFE_S = 2 * CLOSE_MARGIN_MIN_S
+"""A provider refuses a chain deposit that expires sooner than this from now."""
+
+
+@dataclass(frozen=True)
+class SettlementInfo:
+    """Where a node settles when it is on a chain (None on the test-network ledger)."""
+
+    binding: bytes
+    """Its settlement binding (node id <-> 0x address, payments.evm.binding)."""
+    chain_id: int
+    contract: str
+
+
+def close_margin(life_s: int) -> int:
+    """How long before a channel's expiry its payee closes it: 10 % of its life, at least 10 minutes."""
+    return max(CLOSE_MARGIN_MIN_S, life_s // 10)
+
+
+def channel_expiry(now: int, lifetime_s: int) -> int:
+    """The expiry a payer sets: the agreement's life plus twice the payee's closing margin."""
+    return now + lifetime_s + 2 * close_margin(lifetime_s)
+
 
 DEFAULT_INTERVAL_S = 120
 DEFAULT_TIMEOUT_S = 120

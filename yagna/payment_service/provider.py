@@ -30,8 +30,11 @@ from market.agreement import verify_agreement
 from market.pricing import LinearPricing
 from payments.channel import Outcome, PayeeChannel
 from payments.channel_open import ChannelOpenRejected, open_channel_open
+from payments.evm import binding
 from payments.messages import (
     ChannelOpenMsg,
+    HelloAnswer,
+    HelloMsg,
     DebitNoteMsg,
     NoticeKind,
     NoticeMsg,
@@ -43,7 +46,7 @@ from payments.messages import (
 from payments.debit_note import Usage, sign_debit_note
 from payments.driver import SettlementDriver
 from payments.enforcement import Action, Enforcement, EnforcementState
-from payments.errors import DriverError, MessageRejected, VoucherRejected
+from payments.errors import ChainUnavailable, DriverError, MessageRejected, VoucherRejected
 from payments.states import ChannelState, InvoiceStatus, NoteStatus, Role
 from payments.voucher import ChannelTerms
 from yagna.core import wire
@@ -51,7 +54,17 @@ from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
 from yagna.market_service.requestor import NegotiationFailed
 from yagna.net.errors import RequestError, RequestRejected
-from yagna.payment_service.protocol import PAYMENT, payment_terms, pricing_of, terms_bytes, terms_from_bytes, threads_of
+from yagna.payment_service.protocol import (
+    MIN_CHANNEL_LIFE_S,
+    PAYMENT,
+    SettlementInfo,
+    close_margin,
+    payment_terms,
+    pricing_of,
+    terms_bytes,
+    terms_from_bytes,
+    threads_of,
+)
 from yagna.store.market_repos import Agreements
 from yagna.store.payment_repos import DebitNotes, Invoices, PayChannels
 
@@ -77,6 +90,10 @@ class _Payee:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     """Around the channel's own nursery (debit notes, closing): cancelled when the channel is closed."""
     nursery: trio.Nursery | None = None
+    close_by: float = 0.0
+    """Wall clock (unix s) by which the channel is closed on chain, whatever the requestor does
+    (its expiry minus a margin; 0: no expiry, the ledger)."""
+    expiring: bool = False
     voucher_in: trio.Event = field(default_factory=trio.Event)
     """Set (and replaced) each time a voucher is durably stored."""
     failures: int = 0
@@ -89,8 +106,11 @@ class _Payee:
 class ProviderPayments:
     def __init__(self, *, key: NodeKey, network_id: str, rr, driver: SettlementDriver,  # type: ignore[no-untyped-def]
                  channels: PayChannels, notes: DebitNotes, invoices: Invoices, agreements: Agreements,
-                 tick_s: float = 0.25, debt_intervals: float = 2.0) -> None:
+                 tick_s: float = 0.25, debt_intervals: float = 2.0,
+                 settlement: SettlementInfo | None = None) -> None:
         self._key = key
+        self.settlement = settlement
+        """On a chain: our binding, chain id and contract (None on the ledger)."""
         self._network_id = network_id
         self._rr = rr
         self.driver = driver
@@ -116,7 +136,7 @@ class ProviderPayments:
             if agreement_row is None:
                 continue
             terms = terms_from_bytes(row.terms)
-            core = PayeeChannel(terms)
+            core = self._core(terms)
             if row.best_voucher is not None:
                 core.receive(row.best_voucher)  # re-verified: a stored voucher is still checked
             payee = self._new_payee(terms, core, agreement_row.raw, note_seq=await self._last_note_seq(row.agreement_id))
@@ -144,7 +164,27 @@ class ProviderPayments:
         max_unpaid = pricing.estimate(threads, max(1, int(interval * self._debt_intervals))) - pricing.start_fee
         enforcement = Enforcement(approved_at=trio.current_time(), debit_note_interval_s=interval,
                                   payment_timeout_s=timeout, max_unpaid=max(max_unpaid, pricing.start_fee, 1))
-        return _Payee(terms, core, pricing, threads, enforcement, note_seq)
+        payee = _Payee(terms, core, pricing, threads, enforcement, note_seq)
+        if terms.expiry:
+            payee.close_by = terms.expiry - close_margin(max(0, terms.expiry - int(time.time())))
+        return payee
+
+    def _core(self, terms: ChannelTerms) -> PayeeChannel:
+        """The channel's voucher checks, with the driver's check of the settlement proof."""
+        payer_account = terms.payer_account or terms.payer
+
+        def check(amount: int, proof: bytes) -> None:
+            self.driver.check_voucher_proof(terms.channel_id, payer_account, amount, proof)
+
+        return PayeeChannel(terms, check)
+
+    async def on_hello(self, peer: str, msg: HelloMsg) -> HelloAnswer:
+        """Where this provider settles: its bound account, chain and contract (asked before a chain deposit)."""
+        row = await self._agreements.get(msg.agreement_id)
+        if row is None or row.role != "provider" or row.peer_id != peer:
+            raise RequestRejected("unknown-agreement", "no agreement between us")
+        s = self.settlement
+        return HelloAnswer(self.driver.name, s.binding if s else b"", s.chain_id if s else 0, s.contract if s else "")
 
     # -- requests from the requestor --------------------------------------------------
     async def on_open(self, peer: str, msg: ChannelOpenMsg) -> None:
@@ -166,14 +206,26 @@ class ProviderPayments:
             if existing.channel_id != opened.channel_id:
                 raise RequestRejected("channel-exists", "this agreement already has a payment channel")
             return
-        terms = ChannelTerms(opened.network_id, opened.driver, opened.channel_id, opened.agreement_id,
-                             opened.payer, opened.payee, opened.currency, opened.deposit)
+        payer_account, payee_account, min_expiry = opened.payer, opened.payee, 0
+        if self.settlement is not None:
+            try:
+                payer_account = binding.verify(msg.binding, peer).address
+            except binding.BindingError as exc:
+                raise RequestRejected("bad-binding", str(exc)) from None
+            payee_account = self.driver.account_of(self._key.node_id)
+            min_expiry = int(time.time()) + MIN_CHANNEL_LIFE_S
         try:
-            await self.driver.accept_deposit(opened.channel_id, opened.payer, opened.payee, opened.deposit)
+            info = await self.driver.accept_deposit(opened.channel_id, payer_account, payee_account, opened.deposit,
+                                                    min_expiry=min_expiry)
         except DriverError as exc:
             raise RequestRejected(exc.code, str(exc)) from None
+        chain = self.settlement is not None
+        terms = ChannelTerms(opened.network_id, opened.driver, opened.channel_id, opened.agreement_id,
+                             opened.payer, opened.payee, opened.currency, opened.deposit,
+                             payer_account=payer_account if chain else "", payee_account=payee_account if chain else "",
+                             expiry=info.expiry if chain else 0)
         await self._channels.insert(opened.channel_id, row.agreement_id, Role.PAYEE, peer, terms_bytes(terms), opened.deposit)
-        payee = self._new_payee(terms, PayeeChannel(terms), row.raw)
+        payee = self._new_payee(terms, self._core(terms), row.raw)
         assert self._nursery is not None, "run() starts before any channel opens"
         await self._nursery.start(self._run_channel, payee)
         self._payees[row.agreement_id] = payee
@@ -235,6 +287,11 @@ class ProviderPayments:
                 if row is None or row.state != "approved":
                     payee.closing = True
                     self._spawn(payee, self._close, payee)
+                elif payee.close_by and not payee.expiring and time.time() >= payee.close_by:
+                    payee.expiring = True  # close on chain before the payer may take the deposit back
+                    log.warning("agreement %s: the deposit expires at %d; ending it to redeem in time",
+                                agreement_id[:12], payee.terms.expiry)
+                    self._spawn(payee, self._terminate, payee, "deposit-expiring")
                 elif now >= payee.enforcement.next_note_at:
                     payee.sending = True
                     self._spawn(payee, self._send_note, payee, False)
@@ -357,7 +414,7 @@ class ProviderPayments:
             await self._send_note(payee, True)
         finally:
             paid = payee.core.paid
-            redemption = await self.driver.redeem(payee.terms.channel_id, paid, close=True)
+            redemption = await self._redeem_closing(payee)
             invoice = await self._invoices.get(payee.terms.agreement_id)
             due = invoice.amount if invoice else payee.enforcement.due
             await self._invoices.upsert(payee.terms.agreement_id, Role.PAYEE, due, InvoiceStatus.PAID if paid >= due else InvoiceStatus.SETTLED,
@@ -369,6 +426,20 @@ class ProviderPayments:
             payee.scope.cancel()  # the channel's tasks end with it (this one at its next checkpoint)
             log.info("agreement %s settled: earned %d (%d now), due %d", payee.terms.agreement_id[:12], paid,
                      redemption.paid, due)
+
+    async def _redeem_closing(self, payee: _Payee) -> Any:
+        """Redeem the best voucher and close; a chain that is down is retried (the driver's journal
+        keeps an attempt whose outcome is unknown, and finishes it first)."""
+        best = payee.core.best
+        backoff = 1.0
+        while True:
+            try:
+                return await self.driver.redeem(payee.terms.channel_id, best.amount if best else 0, close=True,
+                                                proof=best.proof if best else b"")
+            except ChainUnavailable as exc:
+                log.warning("closing channel %s: %s; retrying in %.0f s", payee.terms.channel_id[:12], exc, backoff)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
 
     # -- for the work guard and status -------------------------------------------------------
     async def work_allowed(self, agreement_id: str) -> str | None:

@@ -20,6 +20,7 @@ spent, the rest of the deposit is free again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import time
@@ -36,13 +37,23 @@ from payments.channel import PayerChannel
 from payments.channel_open import seal_channel_open
 from payments.debit_note import DebitNote, decide_payment, open_debit_note
 from payments.driver import SettlementDriver
-from payments.errors import ChannelError, DebitNoteRejected, MessageRejected, PaymentError
+from payments.errors import (
+    ChainUnavailable,
+    ChannelError,
+    DebitNoteRejected,
+    MessageRejected,
+    PaymentError,
+    SettlementPending,
+)
+from payments.evm import binding
 from payments.messages import (
     ChannelOpenMsg,
     DebitNoteAnswer,
     DebitNoteMsg,
+    HelloMsg,
     NoticeMsg,
     VoucherMsg,
+    decode_hello_answer,
     decode_voucher_ack,
     encode_request,
 )
@@ -52,7 +63,15 @@ from payments.voucher import ChannelTerms
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
 from yagna.net.errors import RemoteError, RequestError, RequestRejected
-from yagna.payment_service.protocol import PAYMENT, pricing_of, terms_bytes, terms_from_bytes, threads_of
+from yagna.payment_service.protocol import (
+    PAYMENT,
+    SettlementInfo,
+    channel_expiry,
+    pricing_of,
+    terms_bytes,
+    terms_from_bytes,
+    threads_of,
+)
 from yagna.store.market_repos import Agreements
 from yagna.store.payment_repos import Invoices, PayChannels
 
@@ -106,8 +125,13 @@ class _Payer:
 class RequestorPayments:
     def __init__(self, *, key: NodeKey, network_id: str, rr, driver: SettlementDriver,  # type: ignore[no-untyped-def]
                  channels: PayChannels, invoices: Invoices, agreements: Agreements, currency: str = "tGLM",
-                 resend_s: float = 2.0, settle_wait_s: float = 10.0, withhold: bool = False) -> None:
+                 resend_s: float = 2.0, settle_wait_s: float = 10.0, withhold: bool = False,
+                 settlement: SettlementInfo | None = None) -> None:
         self._key = key
+        self.settlement = settlement
+        """On a chain: our binding, chain id and contract (None on the ledger)."""
+        self._settling: dict[str, tuple[str, int]] = {}
+        """channel id -> (agreement id, amount signed): ended, waiting for the chain to be final."""
         self._network_id = network_id
         self._rr = rr
         self.driver = driver
@@ -133,10 +157,11 @@ class RequestorPayments:
             if agreement_row is None:
                 continue
             terms = terms_from_bytes(row.terms)
-            core = PayerChannel(terms, self._key)
+            core = PayerChannel(terms, self._key, self._proof(terms.channel_id))
             if row.best_voucher is not None:
                 core = PayerChannel.from_record(terms, self._key, {"last_seq": row.best_seq, "last_amount": row.best_amount,
-                                                                   "last": row.best_voucher, "acked_seq": row.acked_seq})
+                                                                   "last": row.best_voucher, "acked_seq": row.acked_seq},
+                                                self._proof(terms.channel_id))
             agreement = verify_agreement(agreement_row.raw, network_id=self._network_id)
             payer = _Payer(core, pricing_of(agreement), threads_of(agreement), row.peer_id, confirmed=True,
                            meter=OwnMeter(await self._channels.get_meter(row.channel_id)))
@@ -145,6 +170,8 @@ class RequestorPayments:
             payer.meter.resume(now_ms=self._now_ms(), elapsed_ms=elapsed_ms, activities=activities)
             await self._channels.set_meter(row.channel_id, payer.meter.record)
             self._payers[row.agreement_id] = payer
+        for row in await self._channels.list(role=Role.PAYER, state=ChannelState.CLOSING):
+            self._settling[row.channel_id] = (row.agreement_id, row.best_amount)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             for payer in self._payers.values():
@@ -166,8 +193,9 @@ class RequestorPayments:
             raw = seal_channel_open(self._key, network_id=self._network_id, driver=self.driver.name,
                                     channel_id=payer.core.terms.channel_id, agreement_id=agreement_id,
                                     payee=payer.provider, currency=self._currency, deposit=payer.core.terms.deposit)
+            bound = self.settlement.binding if self.settlement else b""
             try:
-                await self._rr.request(payer.provider, PAYMENT, encode_request(ChannelOpenMsg(raw, agreement_id)))
+                await self._rr.request(payer.provider, PAYMENT, encode_request(ChannelOpenMsg(raw, agreement_id, bound)))
             except RemoteError as exc:
                 raise PaymentRequired(exc.code, f"the provider refused the payment channel: {exc.message}") from None
             except RequestError as exc:
@@ -185,22 +213,57 @@ class RequestorPayments:
         lifetime_s = max(60, (int(expires) - int(time.time() * 1000)) // 1000) if isinstance(expires, int) else 3600
         # The worst case over the agreement's whole life: every thread busy all the time.
         deposit = max(1, pricing.estimate(threads, lifetime_s))
-        channel_id = secrets.token_hex(16)
+        payer_account, payee_account, expiry = self._key.node_id, row.peer_id, 0
+        if self.settlement is not None:
+            payer_account = self.driver.account_of(self._key.node_id)
+            payee_account = await self._provider_account(row.peer_id, agreement_id)
+            expiry = channel_expiry(int(time.time()), lifetime_s)
         try:
-            await self.driver.lock_deposit(channel_id, self._key.node_id, row.peer_id, deposit)
+            info = await self.driver.lock_deposit(secrets.token_hex(16), payer_account, payee_account, deposit,
+                                                  expiry=expiry)
         except PaymentError as exc:
             code = getattr(exc, "code", "payment-error")
             raise PaymentRequired(code, f"cannot lock a deposit of {format_amount(deposit)} for this agreement: {exc}"
                                   " (on a test network: yagna payment fund --amount 10)") from None
+        channel_id = info.channel_id
+        chain = self.settlement is not None
         terms = ChannelTerms(self._network_id, self.driver.name, channel_id, agreement_id, self._key.node_id,
-                             row.peer_id, self._currency, deposit)
+                             row.peer_id, self._currency, deposit, payer_account=payer_account if chain else "",
+                             payee_account=payee_account if chain else "", expiry=info.expiry if chain else 0)
         await self._channels.insert(channel_id, agreement_id, Role.PAYER, row.peer_id, terms_bytes(terms), deposit)
-        payer = _Payer(PayerChannel(terms, self._key), pricing, threads, row.peer_id)
+        payer = _Payer(PayerChannel(terms, self._key, self._proof(channel_id)), pricing, threads, row.peer_id)
         self._payers[agreement_id] = payer
         assert self._nursery is not None, "run() starts before any channel opens"
         self._nursery.start_soon(self._channel_task, payer)
         log.info("deposit %d locked in channel %s for agreement %s", deposit, channel_id[:12], agreement_id[:12])
         return payer
+
+    def _proof(self, channel_id: str) -> Callable[[int], bytes] | None:
+        if self.settlement is None:
+            return None
+        return functools.partial(self.driver.voucher_proof, channel_id)
+
+    async def _provider_account(self, provider: str, agreement_id: str) -> str:
+        """Ask the provider where it settles; its binding must verify and its chain and contract be ours."""
+        assert self.settlement is not None
+        try:
+            answer = decode_hello_answer(await self._rr.request(provider, PAYMENT, encode_request(HelloMsg(agreement_id))))
+        except RemoteError as exc:
+            raise PaymentRequired(exc.code, f"the provider would not say where it settles: {exc.message}") from None
+        except RequestError as exc:
+            raise PaymentRequired("provider-unreachable", f"cannot reach the provider: {exc}") from None
+        except MessageRejected as exc:
+            raise PaymentRequired("bad-answer", f"the provider's settlement answer: {exc}") from None
+        mine = (self.driver.name, self.settlement.chain_id, self.settlement.contract.lower())
+        theirs = (answer.driver, answer.chain_id, answer.contract.lower())
+        if theirs != mine:
+            raise PaymentRequired("wrong-chain", f"the provider settles with {answer.driver} on chain {answer.chain_id} "
+                                  f"contract {answer.contract or '-'}; this node with {mine[0]} on chain {mine[1]} "
+                                  f"contract {self.settlement.contract}")
+        try:
+            return binding.verify(answer.binding, provider).address
+        except binding.BindingError as exc:
+            raise PaymentRequired("bad-binding", f"the provider's settlement binding: {exc}") from None
 
     # -- requests from the provider ---------------------------------------------------------
     def _by_channel(self, peer: str, channel_id: object) -> _Payer:
@@ -346,6 +409,8 @@ class RequestorPayments:
             with trio.move_on_after(self._resend_s):
                 await self._wake.wait()  # a paid invoice settles now, not at the next tick
             self._wake = trio.Event()
+            for channel_id, (agreement_id, signed) in list(self._settling.items()):
+                await self._finish(channel_id, agreement_id, signed)
             for agreement_id, payer in list(self._payers.items()):
                 async with payer.lock:
                     await self._observe(payer)
@@ -365,11 +430,23 @@ class RequestorPayments:
             return
         payer.scope.cancel()  # its delivery task: what we signed counts as spent anyway
         payer.core.close()
-        signed = payer.core.last_amount
-        redemption = await self.driver.redeem(payer.core.terms.channel_id, signed, close=True)
+        await self._finish(payer.core.terms.channel_id, agreement_id, payer.core.last_amount)
+
+    async def _finish(self, channel_id: str, agreement_id: str, signed: int) -> None:
+        """The driver's end of the channel; on a chain it waits (state ``closing``) for the provider's
+        close or the expiry, retried from the loop and after a restart."""
+        try:
+            redemption = await self.driver.settle_payer(channel_id, signed)
+        except (SettlementPending, ChainUnavailable) as exc:
+            if channel_id not in self._settling:
+                log.info("agreement %s: %s", agreement_id[:12], exc)
+                await self._channels.set_state(channel_id, ChannelState.CLOSING, str(exc)[:200])
+            self._settling[channel_id] = (agreement_id, signed)
+            return
+        self._settling.pop(channel_id, None)
         if await self._invoices.get(agreement_id) is None:
             await self._invoices.upsert(agreement_id, Role.PAYER, signed, InvoiceStatus.SETTLED)
-        await self._channels.set_state(payer.core.terms.channel_id, ChannelState.CLOSED,
+        await self._channels.set_state(channel_id, ChannelState.CLOSED,
                                        f"spent {format_amount(signed)}, released {format_amount(redemption.released)}")
         log.info("agreement %s settled: spent %d, released %d", agreement_id[:12], signed, redemption.released)
 

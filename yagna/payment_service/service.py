@@ -14,13 +14,15 @@ from typing import Any
 import trio
 
 from payments.driver import SettlementDriver
-from payments.errors import MessageRejected
+from payments.errors import DriverError, MessageRejected
 from payments.messages import (
     ChannelOpenMsg,
     DebitNoteMsg,
+    HelloMsg,
     VoucherMsg,
     decode_request,
     encode_answer,
+    encode_hello_answer,
     encode_voucher_ack,
 )
 from payments.states import Role
@@ -28,7 +30,7 @@ from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
 from yagna.net.errors import RequestRejected
 from yagna.net.reqresp import Request
-from yagna.payment_service.protocol import PAYMENT
+from yagna.payment_service.protocol import PAYMENT, SettlementInfo
 from yagna.payment_service.provider import ProviderPayments
 from yagna.payment_service.requestor import RequestorPayments
 from yagna.store.market_repos import Agreements
@@ -54,8 +56,10 @@ class PaymentConfig:
 
 
 class PaymentService:
-    def __init__(self, *, key: NodeKey, config: PaymentConfig, rr, store, driver: SettlementDriver) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *, key: NodeKey, config: PaymentConfig, rr, store, driver: SettlementDriver,  # type: ignore[no-untyped-def]
+                 settlement: SettlementInfo | None = None) -> None:
         self.config = config
+        self.settlement = settlement
         self.node_id = key.node_id
         self.driver = driver
         self._channels = PayChannels(store)
@@ -66,12 +70,13 @@ class PaymentService:
         if config.provider:
             self.provider = ProviderPayments(key=key, network_id=config.network_id, rr=rr, driver=driver,
                                              channels=self._channels, notes=DebitNotes(store), invoices=self._invoices,
-                                             agreements=agreements, tick_s=config.tick_s)
+                                             agreements=agreements, tick_s=config.tick_s, settlement=settlement)
         if config.requestor:
             self.requestor = RequestorPayments(key=key, network_id=config.network_id, rr=rr, driver=driver,
                                                channels=self._channels, invoices=self._invoices, agreements=agreements,
                                                currency=config.currency, resend_s=config.resend_s,
-                                               settle_wait_s=config.settle_wait_s, withhold=config.withhold_payments)
+                                               settle_wait_s=config.settle_wait_s, withhold=config.withhold_payments,
+                                               settlement=settlement)
         rr.register(PAYMENT, self._handle)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -88,9 +93,11 @@ class PaymentService:
             msg = decode_request(request.payload)
         except MessageRejected as exc:
             raise RequestRejected(exc.code, str(exc)) from None
-        if isinstance(msg, (ChannelOpenMsg, VoucherMsg)):
+        if isinstance(msg, (ChannelOpenMsg, VoucherMsg, HelloMsg)):
             if self.provider is None:
                 raise RequestRejected("not-a-provider", "this node does not sell")
+            if isinstance(msg, HelloMsg):
+                return encode_hello_answer(await self.provider.on_hello(request.peer, msg))
             if isinstance(msg, ChannelOpenMsg):
                 await self.provider.on_open(request.peer, msg)
                 return {}
@@ -104,10 +111,10 @@ class PaymentService:
 
     # -- what users see ------------------------------------------------------------------------
     async def fund(self, amount: int) -> dict[str, Any]:
-        return _balance_view(await self.driver.fund(self.node_id, amount))
+        return _balance_view(await self.driver.fund(self.driver.account_of(self.node_id), amount))
 
     async def status(self) -> dict[str, Any]:
-        balance = await self.driver.balance(self.node_id)
+        balance = await self.driver.balance(self.driver.account_of(self.node_id))
         rows = []
         for c in await self._channels.list():
             live = (self.provider.live(c.agreement_id) if self.provider and c.role == Role.PAYEE else None) or \
@@ -122,8 +129,33 @@ class PaymentService:
                 "deposit_units": c.deposit, "paid_units": c.paid if c.role == Role.PAYEE else c.best_amount,
                 "due_units": live.get("due", c.due),
             })
-        return {"driver": self.driver.name, "test_network": self.driver.test_network, "account": self.node_id,
-                "balance": _balance_view(balance), "agreements": rows}
+        out: dict[str, Any] = {"driver": self.driver.name, "test_network": self.driver.test_network, "account": self.node_id,
+               "balance": _balance_view(balance), "agreements": rows}
+        describe = getattr(self.driver, "describe", None)
+        if describe is not None:  # on a chain: where, which account, and each channel as the chain has it
+            chain: dict[str, Any] = await describe()
+            chain["channels"] = await self._chain_channels(rows)
+            out["chain"] = chain
+        return out
+
+    async def _chain_channels(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per channel, its on-chain state and transactions (the open ones and the last 20 closed:
+        every one is a chain read)."""
+        open_rows = [r for r in rows if r["state"] != "closed"]
+        closed = [r for r in rows if r["state"] == "closed"][-20:]
+        out = []
+        for r in open_rows + closed:
+            try:
+                info = await self.driver.channel(r["channel_id"])
+            except DriverError as exc:
+                out.append({"channel_id": r["channel_id"], "error": str(exc)[:200]})
+                continue
+            out.append({"channel_id": r["channel_id"], "agreement_id": r["agreement_id"], "state": info.state,
+                        "payer": info.payer, "payee": info.payee, "deposit": format_amount(info.deposit),
+                        "redeemed": format_amount(info.redeemed), "deposit_units": info.deposit,
+                        "redeemed_units": info.redeemed, "expiry": info.expiry,
+                        "transactions": await self.driver.transactions(r["channel_id"])})  # type: ignore[attr-defined]
+        return out
 
     async def channels(self) -> list[dict[str, Any]]:
         return [{"channel_id": c.channel_id, "agreement_id": c.agreement_id, "role": c.role, "peer_id": c.peer_id,
