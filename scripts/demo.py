@@ -130,9 +130,23 @@ def market_demo(requestor: dict, providers: list[dict]) -> None:  # type: ignore
     print(f"\nBoth sides hold the same co-signed agreement ({provider['name']} is the provider):")
     yagna(*req, "market", "agreements")
     yagna("--data-dir", provider["data_dir"], "market", "agreements")
+    before = chain_balance(provider)
     exeunit_demo(req, provider, agreement["agreement_id"])
     yagna(*req, "market", "terminate", agreement["agreement_id"])
     settled_payments(req, provider, agreement["agreement_id"])
+    after = chain_balance(provider)
+    if before is not None and after is not None:
+        from yagna.core.money import format_amount
+
+        print(f"\nOn chain, {provider['name']}'s address holds {format_amount(after)} test tokens "
+              f"(was {format_amount(before)}: +{format_amount(after - before)}, what it redeemed minus the 2 % fee).")
+
+
+def chain_balance(node: dict) -> int | None:  # type: ignore[type-arg]
+    """The node's token balance on the devnet's chain (None on the test-network ledger)."""
+    status = json.loads(yagna("--data-dir", node["data_dir"], "payment", "status", "--json", capture=True))
+    chain = status.get("chain")
+    return None if not chain else chain["token_balance"]
 
 
 def settled_payments(req: list[str], provider: dict, agreement_id: str) -> None:  # type: ignore[type-arg]
@@ -165,7 +179,7 @@ def exeunit_demo(req: list[str], provider: dict, agreement_id: str) -> None:  # 
               "ls /sys/class/net")
     print(f"\nExe-unit: the requestor runs a command in a container on {provider['name']} "
           "(no network, no root, read-only image; output streams back):")
-    print("  (the requestor funds its test-network account first: yagna payment fund --amount 10)")
+    print("  (the requestor funds its account first: yagna payment fund --amount 10; on the devnet's chain it mints test tokens)")
     yagna(*req, "payment", "fund", "--amount", "10", capture=True)
     print(f"  $ yagna activity run {agreement_id[:12]}... -- sh -c '{script}'")
     yagna(*req, "activity", "run", agreement_id, "--", "sh", "-c", script)

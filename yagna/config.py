@@ -20,6 +20,10 @@ class ConfigError(YagnaError):
     """The node cannot start with this configuration (the message says why)."""
 
 
+PAYMENT_DRIVERS = ("testnet-ledger", "erc20")
+HEX = frozenset("0123456789abcdefABCDEF")
+
+
 @dataclass
 class NodeConfig:
     data_dir: Path
@@ -55,6 +59,14 @@ class NodeConfig:
     """What relaying may cost this node; None: the defaults (yagna/net/relay_core.py, docs/behind-nat.md)."""
     hole_punching: bool = True
     """Upgrade relayed connections to direct ones by DCUtR (yagna/net/holepunch.py)."""
+    payment_driver: str = "testnet-ledger"
+    """``testnet-ledger`` (tokens of no value, in the node's own file) or ``erc20`` (an EVM chain)."""
+    rpc_url: str | None = None
+    """erc20: the chain's JSON-RPC endpoint."""
+    token: str | None = None
+    """erc20: the ERC-20 token's address."""
+    contract: str | None = None
+    """erc20: the PaymentChannels contract's address."""
     """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
 
     def __post_init__(self) -> None:
@@ -62,6 +74,20 @@ class NodeConfig:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
         if not 0 <= self.api_port <= 65535:
             raise ConfigError(f"API port {self.api_port} is out of range 0-65535")
+        if self.payment_driver not in PAYMENT_DRIVERS:
+            raise ConfigError(f"payment driver must be one of {', '.join(PAYMENT_DRIVERS)}, not {self.payment_driver!r}")
+        if self.payment_driver == "erc20":
+            missing = [f"--{n.replace('_', '-')}" for n in ("rpc_url", "token", "contract") if not getattr(self, n)]
+            if missing:
+                raise ConfigError(f"the erc20 payment driver needs {', '.join(missing)} (the chain's RPC URL, the "
+                                  "token's and the PaymentChannels contract's addresses; `yagna devnet up` sets them "
+                                  "on a local chain)")
+            for name in ("token", "contract"):
+                value = str(getattr(self, name))
+                if not (value.startswith("0x") and len(value) == 42 and all(c in HEX for c in value[2:])):
+                    raise ConfigError(f"--{name} must be a 0x address of 40 hex digits, not {value!r}")
+            if not str(self.rpc_url).startswith(("http://", "https://")):
+                raise ConfigError(f"--rpc-url must be an http(s) URL, not {self.rpc_url!r}")
         if self.relay_service not in ("auto", "on", "off"):
             raise ConfigError(f"relay service must be auto, on or off, not {self.relay_service!r}")
         if not 1 <= self.target_peers <= self.max_peers:

@@ -19,6 +19,12 @@ command line win over the file, and list settings (``bootstrap``) add to it::
     [market]
     anti_entropy_interval = 3.0   # mean seconds between offer anti-entropy rounds (0: only with new peers)
 
+    [payment]
+    driver = "erc20"              # or "testnet-ledger" (the default)
+    rpc_url = "http://127.0.0.1:8545"
+    token = "0x..."               # the ERC-20 token
+    contract = "0x..."            # the PaymentChannels contract (docs/payments.md)
+
 Unknown sections or keys are errors that name them: a misspelt key silently
 ignored would leave a node running with a setting its operator did not choose.
 """
@@ -61,11 +67,20 @@ class MarketFileSettings:
 
 
 @dataclass(frozen=True)
+class PaymentFileSettings:
+    driver: str | None = None
+    rpc_url: str | None = None
+    token: str | None = None
+    contract: str | None = None
+
+
+@dataclass(frozen=True)
 class FileSettings:
     path: Path | None = None
     """The file these came from; None when there is none."""
     net: NetFileSettings = field(default_factory=NetFileSettings)
     market: MarketFileSettings = field(default_factory=MarketFileSettings)
+    payment: PaymentFileSettings = field(default_factory=PaymentFileSettings)
 
 
 MAX_ANTI_ENTROPY_INTERVAL = 3600.0
@@ -102,14 +117,14 @@ def load(path: Path, *, required: bool) -> FileSettings:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return FileSettings(path=path, net=_net(doc, path), market=_market(doc, path))
+    return FileSettings(path=path, net=_net(doc, path), market=_market(doc, path), payment=_payment(doc, path))
 
 
 def _net(doc: dict[str, object], path: Path) -> NetFileSettings:
-    unknown = set(doc) - {"net", "market"}
+    unknown = set(doc) - {"net", "market", "payment"}
     if unknown:
         raise ConfigError(
-            f"config file {path}: unknown section(s) {', '.join(sorted(unknown))} (known: [net], [market])"
+            f"config file {path}: unknown section(s) {', '.join(sorted(unknown))} (known: [net], [market], [payment])"
         )
     net = doc.get("net", {})
     if not isinstance(net, dict):
@@ -165,6 +180,22 @@ def _market(doc: dict[str, object], path: Path) -> MarketFileSettings:
             f"{MAX_ANTI_ENTROPY_INTERVAL:g}, not {value!r}"
         )
     return MarketFileSettings(anti_entropy_interval=float(value))
+
+
+def _payment(doc: dict[str, object], path: Path) -> PaymentFileSettings:
+    payment = doc.get("payment", {})
+    if not isinstance(payment, dict):
+        raise ConfigError(f"config file {path}: [payment] must be a table")
+    keys = ("driver", "rpc_url", "token", "contract")
+    unknown = set(payment) - set(keys)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s) in [payment]: {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(keys)})")
+    for key in keys:
+        value = payment.get(key)
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 2048):
+            raise ConfigError(f"config file {path}: payment.{key} must be a non-empty string, not {value!r:.80}")
+    return PaymentFileSettings(**{k: payment.get(k) for k in keys})
 
 
 def _bool(table: dict[str, object], key: str, path: Path) -> bool | None:

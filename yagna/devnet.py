@@ -29,6 +29,7 @@ import httpx
 
 from requestor_sdk.errors import DaemonNotFound
 from requestor_sdk.locate import locate_in
+from yagna import devchain
 from yagna.core.errors import YagnaError
 from yagna.core.paths import DataDir, process_alive, user_data_root
 from yagna.netlab import testbed
@@ -41,6 +42,11 @@ NAT_PORT = 4001
 """The libp2p port of every node on the NAT testbed (each has its own namespace, so all can use it)."""
 DEFAULT_DELAY_MS = 20.0
 """One way, per WAN link: 40 ms RTT between two sites (netem, else the user-space delay)."""
+
+
+REQUESTOR_FUNDS = "1000"
+PROVIDER_FUNDS = "10"
+"""Test tokens each node's settlement account gets on the devnet's chain (plus gas)."""
 
 
 class DevnetError(YagnaError):
@@ -89,29 +95,59 @@ class Devnet:
         os.replace(tmp, self.state_file)
 
     # -- up -----------------------------------------------------------------------
-    def up(self, providers: int, *, timeout: float = 60.0, px_interval: float = 2.0) -> list[DevnetNode]:
+    def up(self, providers: int, *, timeout: float = 60.0, px_interval: float = 2.0,
+           chain: str = "anvil") -> list[DevnetNode]:
+        """``chain``: ``anvil`` (a local EVM chain with the token and the channel contract; every
+        node settles on it with funded accounts) or ``none`` (the test-network ledger)."""
         if providers < 1:
             raise DevnetError("a devnet needs at least one provider (--providers N, N >= 1)")
+        if chain not in ("anvil", "none"):
+            raise DevnetError(f"--chain must be anvil or none, not {chain!r}")
         self._refuse_if_running()
         if (self.root / "netlab.json").exists():
             raise DevnetError(f"a NAT testbed is recorded under {self.root}; remove it first: yagna devnet down")
+        devchain.stop(self.root)  # one a crash left behind (only if it still is that anvil)
         nodes: list[DevnetNode] = []
         deadline = time.monotonic() + timeout
         try:
-            requestor = self._spawn(nodes, "requestor", "requestor", [], px_interval)
+            extra: list[str] = []
+            if chain == "anvil":
+                try:
+                    extra = devchain.start(self.root).node_args()
+                except devchain.ChainStartError as exc:
+                    raise DevnetError(f"cannot start the local chain: {exc}") from None
+            requestor = self._spawn(nodes, "requestor", "requestor", [], px_interval, extra=extra)
             self._wait_started(requestor, deadline)
             boot = requestor.p2p_addrs or []
             for i in range(1, providers + 1):
-                self._spawn(nodes, f"provider-{i}", "provider", boot[:1], px_interval)
+                self._spawn(nodes, f"provider-{i}", "provider", boot[:1], px_interval, extra=extra)
             for node in nodes[1:]:
                 self._wait_started(node, deadline)
             self._save(nodes)
+            if chain == "anvil":
+                for node in nodes:  # test tokens and gas for every node's settlement account
+                    self._fund(node, REQUESTOR_FUNDS if node.role == "requestor" else PROVIDER_FUNDS)
             self._wait_ready(nodes, deadline)
         except BaseException:
             self._stop(nodes, grace=5.0)
             self._save([])
+            devchain.stop(self.root)
             raise
         return nodes
+
+    def _fund(self, node: DevnetNode, amount: str) -> None:
+        try:
+            loc = locate_in(DataDir(node.data_dir))
+            resp = httpx.post(f"{loc.api_url}/api/v1/payment/fund", json={"amount": amount},
+                              headers={"Authorization": f"Bearer {loc.app_key}"}, timeout=30.0)
+        except (DaemonNotFound, httpx.HTTPError) as exc:
+            raise DevnetError(f"cannot fund {node.name}: {exc}") from None
+        if resp.status_code != 200:
+            raise DevnetError(f"cannot fund {node.name}: HTTP {resp.status_code} {resp.text[:300]}")
+
+    def chain(self) -> devchain.DevChain | None:
+        """The devnet's local chain, if it has one."""
+        return devchain.load(self.root)
 
     def up_nat(self, providers: int, *, public_nodes: int = 2, nat: dict[str, str] | None = None,
                loss: dict[str, float] | None = None, delay_ms: float | None = None,
@@ -187,7 +223,7 @@ class Devnet:
         self._stop(strays, grace)
 
     def _spawn(self, nodes: list[DevnetNode], name: str, role: str, bootstrap: list[str],
-               px_interval: float, *, site: SiteAddrs | None = None) -> DevnetNode:
+               px_interval: float, *, site: SiteAddrs | None = None, extra: list[str] | None = None) -> DevnetNode:
         data = DataDir(self.root / name)
         data.prepare()
         cmd = [sys.executable, "-m", "yagna", "--data-dir", str(data.path), "service", "run",
@@ -198,6 +234,7 @@ class Devnet:
             cmd = ["ip", "netns", "exec", site.node_ns, *cmd, "--listen", f"/ip4/0.0.0.0/tcp/{NAT_PORT}"]
         for addr in bootstrap:
             cmd += ["--bootstrap", addr]
+        cmd += extra or []
         # The daemon rotates its log file; what it prints before logging is set up
         # (or a crash of the interpreter) goes to stderr.log beside it.
         with open(data.path / "stderr.log", "ab") as log:
@@ -295,6 +332,7 @@ class Devnet:
         stopped = self._stop(nodes, grace)
         if self.state_file.exists():
             self._save([])
+        devchain.stop(self.root)
         if (self.root / "netlab.json").exists():
             testbed.preflight()
             bed = testbed.Testbed(self.root)

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from typing import cast
+from typing import Any, cast
 from dataclasses import dataclass
 
 import trio
@@ -149,6 +149,9 @@ class Node:
                 await store.close()
                 _remove_quietly(self.data.node_file)
 
+    async def _settlement(self, key: NodeKey, store: Store) -> tuple[Any, Any]:
+        return await _settlement_driver(self.config, self.data, key, store)
+
     async def _run_with_store(self, key: NodeKey, store: Store, task_status: trio.TaskStatus[NodeInfo]) -> None:
         settings = Settings(store)
         self.app_keys = AppKeys(store)
@@ -203,6 +206,7 @@ class Node:
             runtime=_container_runtime(),
             key=key,
         )
+        driver, settlement = await self._settlement(key, store)
         self.payments = PaymentService(
             key=key,
             config=PaymentConfig(
@@ -213,7 +217,8 @@ class Node:
             ),
             rr=self.network.rr,
             store=store,
-            driver=SqliteLedger(store),
+            driver=driver,
+            settlement=settlement,
         )
         _connect_payments(self.market, self.activity, self.payments)
         async with trio.open_nursery() as nursery:
@@ -240,6 +245,26 @@ class Node:
                 await trio.sleep_forever()
             finally:
                 api.stop()
+
+
+async def _settlement_driver(config: NodeConfig, data: Any, key: NodeKey, store: Store) -> tuple[Any, Any]:
+    """The payment driver the config names; the chain's modules load only for ``erc20``."""
+    if config.payment_driver != "erc20":
+        return SqliteLedger(store), None
+    from payments.evm import binding
+    from yagna.chain.account import SettlementAccount
+    from yagna.chain.driver import EvmDriver
+    from yagna.payment_service.protocol import SettlementInfo
+
+    account, created = SettlementAccount.load_or_create(data.settlement_key_file)
+    driver = await EvmDriver.connect(rpc_url=str(config.rpc_url), account=account, token=str(config.token),
+                                     contract=str(config.contract), store=store)
+    recovered = await driver.start()  # what a crash left half-done (redeems) is finished first
+    log.info("settling on chain %d (%s): account %s%s, contract %s, token %s%s", driver.chain_id,
+             "local test chain" if driver.test_network else "real tokens", account.address,
+             " (new)" if created else "", driver.contract, driver.token,
+             f"; finished {recovered} redeem(s) a crash had cut" if recovered else "")
+    return driver, SettlementInfo(binding.make(key, account.private_key), driver.chain_id, driver.contract)
 
 
 def _connect_payments(market: MarketService, activity: ActivityService, payments: PaymentService) -> None:

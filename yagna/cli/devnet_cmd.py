@@ -70,9 +70,14 @@ def devnet() -> None:
               help="Seconds to wait until ready [default 60; nat: 90]. Loopback: every node knows every other "
                    "node and every offer; nat: every node is connected to public-1, knows its reachability "
                    "(with 2 public nodes), an address of every node that advertises one, and every offer.")
+@click.option("--chain", type=click.Choice(["anvil", "none"]), default=None,
+              help="anvil: a local EVM chain on 127.0.0.1 with the test token and the payment-channel contract "
+                   "(2 % protocol fee); every node settles on it (--payment-driver erc20) with test tokens and gas. "
+                   "none: the test-network ledger in each node's file [default anvil; nat: none].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def devnet_up(providers: int, root: Path | None, topology: str, public_nodes: int, nat_kinds: tuple[str, ...],
-              losses: tuple[str, ...], delay_ms: float | None, timeout: float | None, as_json: bool) -> None:
+              losses: tuple[str, ...], delay_ms: float | None, timeout: float | None, chain: str | None,
+              as_json: bool) -> None:
     """Start the nodes; returns once they are ready (see --timeout)."""
     from yagna.devnet import Devnet
 
@@ -80,17 +85,24 @@ def devnet_up(providers: int, root: Path | None, topology: str, public_nodes: in
     if topology == "loopback":
         if nat_kinds or losses or delay_ms is not None or public_nodes != 2:
             raise click.UsageError("--nat, --loss, --delay-ms and --public-nodes need --topology nat")
-        nodes = net.up(providers, timeout=60.0 if timeout is None else timeout)
+        nodes = net.up(providers, timeout=60.0 if timeout is None else timeout, chain=chain or "anvil")
         out = [
             {"role": n.role, "name": n.name, "node_id": n.node_id, "data_dir": n.data_dir,
              "api_url": n.api_url, "pid": n.pid, "p2p_addrs": n.p2p_addrs}
             for n in nodes
         ]
+        dev = net.chain()
         _emit_nodes(out, as_json)
         if not as_json:
             click.echo(f"\n{len(nodes)} nodes up (each knows every node and every offer) under {net.root}.")
+            if dev is not None:
+                click.echo(f"chain {dev.chain_id} at {dev.rpc_url}: token {dev.token}, contract {dev.contract} "
+                           f"(fee {dev.fee_bps / 100:g} % to {dev.fee_recipient}); nodes funded with test tokens")
             click.echo(f"Try: yagna --data-dir {nodes[0].data_dir} net peers   |   stop: yagna devnet down")
         return
+    if chain == "anvil":
+        raise click.UsageError("--chain anvil needs --topology loopback (the NAT testbed's nodes cannot reach "
+                               "127.0.0.1 of this host yet); use --chain none")
     nat = _site_values(nat_kinds, "--nat", str)
     if "*" in nat:
         raise click.BadParameter("give the site: SITE=easy|hard|public", param_hint="--nat")
@@ -151,6 +163,12 @@ def devnet_status(root: Path | None, as_json: bool) -> None:
     bed = net.nat_testbed()
     if bed is not None:
         click.echo(f"testbed {bed.topology.prefix}*: {_delay_note(bed.delay, bed.topology)}")
+    dev = net.chain()
+    if dev is not None:
+        from yagna import devchain
+
+        click.echo(f"chain {dev.chain_id} at {dev.rpc_url} ({'running' if devchain.running(dev) else 'STOPPED'}): "
+                   f"token {dev.token}, contract {dev.contract}")
 
 
 @devnet.command("link")
@@ -178,6 +196,28 @@ def devnet_link(site: str, root: Path | None, loss: float | None, delay_ms: floa
                    cut=link.cut if state is None else state == "cut")
     net.set_link(site, link)
     click.echo(f"{site}: " + ("cut" if link.cut else f"loss {link.loss:g}, delay {link.delay_ms:g} ms"))
+
+
+@devnet.command("chain")
+@root_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def devnet_chain(root: Path | None, as_json: bool) -> None:
+    """The devnet's local chain: RPC URL, token and contract addresses, fee (what --payment-driver erc20 needs)."""
+    import json
+    from dataclasses import asdict
+
+    from yagna import devchain
+    from yagna.devnet import Devnet
+
+    dev = Devnet(root).chain()
+    if dev is None:
+        raise click.ClickException("this devnet has no chain (started with --chain none, or not started)")
+    if as_json:
+        click.echo(json.dumps({**asdict(dev), "running": devchain.running(dev)}, indent=2))
+        return
+    click.echo(f"chain {dev.chain_id} at {dev.rpc_url} ({'running' if devchain.running(dev) else 'STOPPED'})\n"
+               f"token:    {dev.token}\ncontract: {dev.contract}\nfee:      {dev.fee_bps / 100:g} % to {dev.fee_recipient}\n"
+               f"node flags: {' '.join(dev.node_args())}")
 
 
 @devnet.command("down")

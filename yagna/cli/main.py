@@ -71,6 +71,17 @@ def service() -> None:
 @click.option("--hole-punching/--no-hole-punching", "hole_punching", default=None,
               help="Upgrade relayed connections to direct ones by hole punching (DCUtR) where the NATs allow it "
                    "[default on, or net.hole_punching].")
+@click.option("--payment-driver", type=click.Choice(["testnet-ledger", "erc20"]), default=None,
+              envvar="YAGNA_PAYMENT_DRIVER",
+              help="testnet-ledger: test tokens of no value, in the node's own file; erc20: payment channels in a "
+                   "contract on an EVM chain (needs --rpc-url, --token, --contract) [default testnet-ledger, or "
+                   "payment.driver].")
+@click.option("--rpc-url", default=None, envvar="YAGNA_RPC_URL", metavar="URL",
+              help="erc20: the chain's JSON-RPC endpoint, e.g. http://127.0.0.1:8545 [or payment.rpc_url].")
+@click.option("--token", default=None, envvar="YAGNA_TOKEN", metavar="ADDRESS",
+              help="erc20: the ERC-20 token's 0x address [or payment.token].")
+@click.option("--contract", default=None, envvar="YAGNA_CONTRACT", metavar="ADDRESS",
+              help="erc20: the PaymentChannels contract's 0x address (docs/payments.md) [or payment.contract].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Config file [default <data dir>/yagna.toml if it exists]; flags win, --bootstrap adds to it.")
 @click.option("--network-id", default="testnet", show_default=True, envvar="YAGNA_NETWORK_ID",
@@ -96,7 +107,8 @@ def service() -> None:
 @click.pass_obj
 def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
                 px_interval: float, target_peers: int | None, max_peers: int | None, relay_service: str | None,
-                hole_punching: bool | None, config_path: Path | None,
+                hole_punching: bool | None, payment_driver: str | None, rpc_url: str | None, token: str | None,
+                contract: str | None, config_path: Path | None,
                 network_id: str, subnets: tuple[str, ...], offer_ttl: int, anti_entropy_interval: float | None,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
                 test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str,
@@ -159,6 +171,10 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         relay_service=relay_service or from_file.net.relay_service or "auto",
         relay_limits=config_file.relay_limits(from_file.net),
         hole_punching=hole_punching if hole_punching is not None else from_file.net.hole_punching is not False,
+        payment_driver=payment_driver or from_file.payment.driver or "testnet-ledger",
+        rpc_url=rpc_url or from_file.payment.rpc_url,
+        token=token or from_file.payment.token,
+        contract=contract or from_file.payment.contract,
     )
     trio.run(_serve, config)
     gc.freeze()

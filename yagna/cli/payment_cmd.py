@@ -26,6 +26,21 @@ def payment_status(obj: Any, as_json: bool) -> None:
         f"account: {s['account']}",
         f"balance: {b['total']}  (free {b['free']}, locked {b['locked']}, spent {b['spent']}, earned {b['earned']})",
     ]
+    chain = s.get("chain")
+    if chain:
+        from yagna.core.money import format_amount
+
+        held = "?" if chain["token_balance"] is None else format_amount(chain["token_balance"])
+        lines += [f"chain:   {chain['chain_id']} at {chain['rpc_url']}{'  (local test chain)' if chain.get('test_chain') else ''}",
+                  f"address: {chain['account']}  holds {held} of token {chain['token_address']}",
+                  f"contract: {chain['contract_address']}"]
+        for c in chain.get("channels", []):
+            if "error" in c:
+                lines.append(f"  channel {c['channel_id'][:18]}: {c['error']}")
+                continue
+            txs = ", ".join(f"{op} {h[:12]}" for op, h in c["transactions"]) or "-"
+            lines.append(f"  channel {c['channel_id'][:18]} {c['state']:7} deposit {c['deposit']} redeemed {c['redeemed']}"
+                         f"  tx: {txs}")
     if s["agreements"]:
         lines.append(f"\n{'AGREEMENT':14} {'ROLE':10} {'STATE':9} {'DEPOSIT':>14} {'DUE':>14} {'PAID':>14} {'SEQ':>5}  REASON")
         for a in s["agreements"]:
@@ -39,7 +54,8 @@ def payment_status(obj: Any, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def payment_fund(obj: Any, amount: str, as_json: bool) -> None:
-    """Credit test tokens to this node's account (test-network ledger only)."""
+    """Credit test tokens to this node's account: on the test-network ledger, or minted on a local chain
+    (devnet). On a chain with real tokens it says which address to send tokens and gas to."""
     b = obj.client().call("POST", "/payment/fund", json={"amount": amount})
     emit(b, as_json, f"funded {amount}: balance {b['total']} (free {b['free']})")
 

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from payments.driver import Balance, ChannelInfo, Redemption
+from payments.driver import Balance, ChannelInfo, LedgerSettlement, Redemption
 from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, UnknownChannel
 from payments.meter import MeterRecord
 from yagna.core.money import MAX_UNITS
@@ -95,7 +95,7 @@ def _seq(value: int) -> str:
 # ---------------------------------------------------------------------- the ledger
 
 
-class SqliteLedger:
+class SqliteLedger(LedgerSettlement):
     """The test-network ledger over ``ledger_accounts`` and ``ledger_channels``.
 
     Each node runs its own: as a payer it locks deposits out of its funded
@@ -149,7 +149,8 @@ class SqliteLedger:
 
         return await self._store.transaction(fn, durable=True)
 
-    async def lock_deposit(self, channel_id: str, payer: str, payee: str, amount: int) -> ChannelInfo:
+    async def lock_deposit(self, channel_id: str, payer: str, payee: str, amount: int, *,
+                           expiry: int = 0) -> ChannelInfo:
         for value, what in ((channel_id, "channel id"), (payer, "payer"), (payee, "payee")):
             _id(value, what)
         _positive(amount, "deposit")
@@ -172,7 +173,8 @@ class SqliteLedger:
 
         return await self._store.transaction(fn, durable=True)
 
-    async def accept_deposit(self, channel_id: str, payer: str, payee: str, amount: int) -> ChannelInfo:
+    async def accept_deposit(self, channel_id: str, payer: str, payee: str, amount: int, *,
+                             min_expiry: int = 0) -> ChannelInfo:
         for value, what in ((channel_id, "channel id"), (payer, "payer"), (payee, "payee")):
             _id(value, what)
         _positive(amount, "deposit")
@@ -193,7 +195,8 @@ class SqliteLedger:
 
         return await self._store.transaction(fn, durable=True)
 
-    async def redeem(self, channel_id: str, cumulative_amount: int, *, close: bool) -> Redemption:
+    async def redeem(self, channel_id: str, cumulative_amount: int, *, close: bool,
+                     proof: bytes = b"") -> Redemption:
         amount_to_db(cumulative_amount, "cumulative_amount")
         now = int(self._clock())
         name = self.name
