@@ -51,7 +51,9 @@ class NodeConfig:
     Never more than the machine has."""
     test_faults: frozenset[str] = frozenset()
     """Test-only fault injection (``--test-fault NAME``): ``withhold-payments``, ``wrong-results``,
-    ``drop-offer-gossip`` (the market ignores all offer gossip from peers, as if every copy were lost)."""
+    ``drop-offer-gossip`` (the market ignores all offer gossip from peers, as if every copy were lost),
+    ``kill-after-redeem-sent`` (erc20: the process SIGKILLs itself right after a redeem/close transaction
+    went out, before its receipt: the crash the driver's journal recovers from)."""
     activity_keepalive_s: float = 30.0
     relay_service: str = "auto"
     """Serve circuit relay v2: ``auto`` while publicly reachable, ``on`` always, ``off`` never."""

@@ -259,12 +259,22 @@ async def _settlement_driver(config: NodeConfig, data: Any, key: NodeKey, store:
     account, created = SettlementAccount.load_or_create(data.settlement_key_file)
     driver = await EvmDriver.connect(rpc_url=str(config.rpc_url), account=account, token=str(config.token),
                                      contract=str(config.contract), store=store)
+    if "kill-after-redeem-sent" in config.test_faults:
+        driver.after_sent = _kill_self
     recovered = await driver.start()  # what a crash left half-done (redeems) is finished first
     log.info("settling on chain %d (%s): account %s%s, contract %s, token %s%s", driver.chain_id,
              "local test chain" if driver.test_network else "real tokens", account.address,
              " (new)" if created else "", driver.contract, driver.token,
              f"; finished {recovered} redeem(s) a crash had cut" if recovered else "")
     return driver, SettlementInfo(binding.make(key, account.private_key), driver.chain_id, driver.contract)
+
+
+async def _kill_self(tx_hash: str) -> None:
+    """Test fault: die like ``kill -9`` with a redeem in flight (its hash is journaled already)."""
+    import signal
+
+    log.warning("test fault kill-after-redeem-sent: SIGKILL after sending %s", tx_hash)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _connect_payments(market: MarketService, activity: ActivityService, payments: PaymentService) -> None:

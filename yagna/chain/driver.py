@@ -27,6 +27,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -105,6 +106,8 @@ class EvmDriver:
         self._redeeming: dict[str, trio.Lock] = {}
         self.recovered = 0
         """Redeems/closes a crash left unfinished that :meth:`start` finished."""
+        self.after_sent: Callable[[str], Awaitable[None]] | None = None
+        """Test hook: called with each redeem/close hash once it is journaled (a crash test kills here)."""
 
     @classmethod
     async def connect(cls, *, rpc_url: str, account: SettlementAccount, token: str, contract: str, store: Store,
@@ -424,6 +427,8 @@ class EvmDriver:
                 conn.execute("UPDATE chain_channels SET pending_hashes = ? WHERE channel_id = ?",
                              (json.dumps(hashes), channel_id))
             await self._store.transaction(fn, durable=True)
+            if self.after_sent is not None:
+                await self.after_sent(tx_hash)
 
         cid = channel_bytes(channel_id)
         op = "close" if close else "redeem"

@@ -97,7 +97,8 @@ def service() -> None:
 @click.option("--max-mem-gib", type=click.FloatRange(min=0), help="Provider: most memory to sell, GiB [default: 70%].")
 @click.option("--max-storage-gib", type=click.FloatRange(min=0), help="Provider: most disk to sell, GiB [default: 80% of free].")
 @click.option("--test-fault", "test_faults", multiple=True, hidden=True,
-              type=click.Choice(["withhold-payments", "wrong-results", "drop-offer-gossip"]), help="Test only: inject a fault.")
+              type=click.Choice(["withhold-payments", "wrong-results", "drop-offer-gossip", "kill-after-redeem-sent"]),
+              help="Test only: inject a fault.")
 @click.option("--activity-keepalive", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Provider: seconds of requestor silence after which its activity is stopped and its container removed.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)

@@ -53,7 +53,7 @@ from yagna.core import wire
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
 from yagna.market_service.requestor import NegotiationFailed
-from yagna.net.errors import RequestError, RequestRejected
+from yagna.net.errors import RemoteError, RequestError, RequestRejected
 from yagna.payment_service.protocol import (
     MIN_CHANNEL_LIFE_S,
     PAYMENT,
@@ -344,6 +344,10 @@ class ProviderPayments:
                 t_answered = time.perf_counter()
             except (RequestError, MessageRejected) as exc:
                 log.info("debit note %d of %s not answered: %s", seq, payee.terms.agreement_id[:12], exc)
+                if isinstance(exc, RemoteError) and exc.code == "unknown-channel" and not final:
+                    # The requestor has ended its side (it settled, e.g. while we were down): end ours,
+                    # so the best voucher is redeemed now, not when the deposit is about to expire.
+                    await self._terminate(payee, "requestor-ended")
                 return
             if answer.voucher is not None:
                 # The voucher that pays for the note, in the answer: stored now (checked like any other).
