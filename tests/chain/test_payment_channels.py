@@ -183,3 +183,20 @@ def test_open_refuses_nonsense(chain: Chain, setup: dict[str, Any]) -> None:
         chain.send(ch.functions.open(chain.address(payer), TOKEN, chain.now() + 60), payer)
     with pytest.raises(Reverted, match="BadExpiry"):
         chain.send(ch.functions.open(chain.address(s["payee"]), TOKEN, chain.now() - 1), payer)
+
+
+def test_the_fast_voucher_path_gives_eth_accounts_bytes() -> None:
+    """digest/sign/signer are computed by hand (keccak + libsecp256k1): the same bytes as
+    eth-account's typed-data signing, for many channels and amounts."""
+    import secrets
+
+    from eth_account import Account
+
+    for i in range(50):
+        key = secrets.token_bytes(31).rjust(32, b"\1")
+        domain = voucher.VoucherDomain(1 + i, "0x" + secrets.token_hex(20))
+        cid, amount = secrets.token_bytes(32), secrets.randbelow(2**256) if i % 2 else i
+        msg = {"channelId": cid, "cumulativeAmount": amount}
+        theirs = Account.sign_typed_data(key, domain.as_dict(), voucher.VOUCHER_TYPES, msg)
+        assert voucher.sign(key, domain, cid, amount) == bytes(theirs.signature)
+        assert voucher.signer(domain, cid, amount, bytes(theirs.signature)) == Account.from_key(key).address
