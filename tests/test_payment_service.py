@@ -240,6 +240,45 @@ async def test_on_a_chain_the_provider_is_paid_by_the_contract_and_the_requestor
         assert [op for op, _ in prow["transactions"]] == ["close"] and prow["redeemed_units"] == earned
 
 
+async def test_on_a_chain_the_provider_closes_before_the_deposit_expires(
+        tmp_path: Path, image_id: str, anvil: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the requestor does, the provider redeems its best voucher before the payer may take
+    the deposit back: at the expiry minus the margin it ends the agreement and closes on chain."""
+    import time as real_time
+
+    from yagna.payment_service import provider as provider_module
+    from yagna.payment_service.protocol import close_margin
+
+    async with network(tmp_path, anvil=anvil) as (prov, req, agreement_id):
+        await req.payments.fund(parse_amount("10"))
+        await _run_for(req, agreement_id, image_id, 1.5)
+        with trio.fail_after(10):
+            while not (await prov.payments.status())["agreements"][0]["paid_units"]:
+                await trio.sleep(0.1)
+        channel = await prov.payments._channels.by_agreement(agreement_id)
+        assert channel is not None
+        terms = terms_from_bytes(channel.terms)
+        assert terms.expiry > real_time.time() + 2 * close_margin(0)  # the requestor's expiry leaves room
+
+        class Later:  # the provider's wall clock, moved to the expiry minus the margin
+            perf_counter = staticmethod(real_time.perf_counter)
+
+            @staticmethod
+            def time() -> float:
+                return terms.expiry - close_margin(0) + 1.0
+
+        monkeypatch.setattr(provider_module, "time", Later)
+        with trio.fail_after(30):
+            while (await prov.market.get_agreement(agreement_id))["state"] != "terminated":
+                await trio.sleep(0.1)
+        assert "deposit-expiring" in ((await prov.market.get_agreement(agreement_id))["reason"] or "")
+        with trio.fail_after(30):
+            while (row := (await prov.payments.status())["agreements"][0])["state"] != "closed":
+                await trio.sleep(0.1)
+        onchain = await prov.payments.driver.channel(channel.channel_id)
+        assert onchain.state == "closed" and onchain.redeemed == row["paid_units"] > 0
+
+
 async def test_requestor_that_withholds_payment_is_paused_then_cut_off(tmp_path: Path, image_id: str) -> None:
     async with network(tmp_path, withhold=True) as (prov, req, agreement_id):
         await req.payments.fund(parse_amount("10"))
