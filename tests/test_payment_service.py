@@ -142,6 +142,17 @@ async def network(tmp_path: Path, *, withhold: bool = False, anvil: Any = None,
             nursery.cancel_scope.cancel()
 
 
+async def _both_closed(prov: Node, req: Node, agreement_id: str, seconds: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Wait until both sides closed the agreement's channel; their status rows."""
+    with trio.fail_after(seconds):
+        while True:
+            p = {r["agreement_id"]: r for r in (await prov.payments.status())["agreements"]}[agreement_id]
+            r = {r["agreement_id"]: r for r in (await req.payments.status())["agreements"]}[agreement_id]
+            if p["state"] == "closed" and r["state"] == "closed":
+                return p, r
+            await trio.sleep(0.1)
+
+
 async def _run_for(req: Node, agreement_id: str, image_id: str, seconds: float) -> str:
     acts = req.activity.requestor
     assert acts is not None
@@ -176,13 +187,7 @@ async def test_paid_by_the_second_earned_equals_spent_equals_price_times_usage(t
                 await trio.sleep(0.1)
         assert row["best_seq"] >= 3 and row["paid_units"] > 0, row
         await req.market.terminate(agreement_id, "done")
-        with trio.fail_after(20):
-            while True:
-                p = {r["agreement_id"]: r for r in (await prov.payments.status())["agreements"]}[agreement_id]
-                r = {r["agreement_id"]: r for r in (await req.payments.status())["agreements"]}[agreement_id]
-                if p["state"] == "closed" and r["state"] == "closed":
-                    break
-                await trio.sleep(0.1)
+        p, r = await _both_closed(prov, req, agreement_id, 20)
         earned = (await prov.payments.driver.balance(prov.key.node_id)).earned
         spent = (await req.payments.driver.balance(req.key.node_id)).spent
         assert earned == spent > 0
@@ -219,13 +224,7 @@ async def test_on_a_chain_the_provider_is_paid_by_the_contract_and_the_requestor
         onchain = await pd.channel(channel.channel_id)
         assert (onchain.payer, onchain.payee, onchain.deposit) == (rd.address, pd.address, channel.deposit)  # type: ignore[attr-defined]
         await req.market.terminate(agreement_id, "done")
-        with trio.fail_after(30):
-            while True:
-                p = {r["agreement_id"]: r for r in (await prov.payments.status())["agreements"]}[agreement_id]
-                r = {r["agreement_id"]: r for r in (await req.payments.status())["agreements"]}[agreement_id]
-                if p["state"] == "closed" and r["state"] == "closed":
-                    break
-                await trio.sleep(0.1)
+        p, r = await _both_closed(prov, req, agreement_id, 30)
         earned = (await pd.balance(pd.address)).earned  # type: ignore[attr-defined]
         assert earned > 0 and earned == p["paid_units"]
         fee = earned * 200 // 10_000
