@@ -180,3 +180,25 @@ async def test_a_redeem_cut_by_a_crash_is_finished_on_restart_exactly_once(
         again = await payee.redeem(cid, 300, close=False, proof=proof)  # the same voucher again: nothing
         assert again.paid == 0 and await payee.token_balance() == 300
         assert await payee.start() == 0
+
+
+async def test_an_orphaned_deposit_is_taken_back_after_its_expiry(anvil: Anvil, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A requestor that crashed between sending an open and recording the channel still gets the
+    deposit back: past the expiry, the sweep takes back every deposit of ours left on chain."""
+    token, contract, _ = await deploy(anvil)
+    async with AsyncExitStack() as stack:
+        payer, payee = [await new_driver(stack, anvil, tmp_path / f"{n}.db", token, contract) for n in "ab"]
+        await payer.fund(payer.address, 1000)
+        now = await payer.rpc.block_timestamp()
+        live = (await payer.lock_deposit("a", payer.address, payee.address, 300, expiry=now + 36_000)).channel_id
+        await payer.lock_deposit("b", payer.address, payee.address, 500, expiry=now + 600)  # the orphan
+        assert await payer.reclaim_expired() == 0  # nothing expired yet
+        await _time_travel(anvil, 3600)
+        import time
+
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 3600)  # our clock, moved like the chain's
+        assert await payer.reclaim_expired() == 1
+        assert await payer.token_balance() == 700  # the orphan's 500 back; the live channel untouched
+        assert (await payer.channel(live)).state == "open"

@@ -145,6 +145,24 @@ class EvmDriver:
             self.recovered += 1
         return len(rows)
 
+    async def reclaim_expired(self) -> int:
+        """Payer side: take back every deposit of ours past its expiry that is still on chain.
+
+        Covers channels nobody else will end: an open whose agreement never got its channel
+        (a crash between sending the open and recording the channel), a provider gone for good.
+        Past the expiry the payee had its time (it closes at expiry minus a margin)."""
+        rows = await self._store.fetchall(
+            "SELECT channel_id FROM chain_channels WHERE role = 'payer' AND state = 'open' AND expiry <= ? "
+            "AND chain_id = ? AND contract = ?", (int(time.time()), self.chain_id, self.contract))
+        done = 0
+        for row in rows:
+            try:
+                await self.settle_payer(str(row["channel_id"]), 0)
+                done += 1
+            except (SettlementPending, ChainUnavailable) as exc:  # the chain's clock is behind ours
+                log.info("reclaiming %s later: %s", str(row["channel_id"])[:14], exc)
+        return done
+
     async def _finish_pending(self, channel_id: str) -> Redemption | None:
         """A redeem/close was written down and maybe sent: settle it from the chain, or send it again."""
         row = await self._row(channel_id)

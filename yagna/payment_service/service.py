@@ -38,6 +38,8 @@ from yagna.store.payment_repos import DebitNotes, Invoices, PayChannels
 
 log = logging.getLogger("yagna.payment")
 
+RECLAIM_EVERY_S = 600.0
+
 
 @dataclass
 class PaymentConfig:
@@ -85,7 +87,21 @@ class PaymentService:
                 await nursery.start(self.provider.run)
             if self.requestor is not None:
                 await nursery.start(self.requestor.run)
+                reclaim = getattr(self.driver, "reclaim_expired", None)
+                if reclaim is not None:
+                    nursery.start_soon(self._reclaim_loop, reclaim)
             task_status.started()
+
+    async def _reclaim_loop(self, reclaim: Any) -> None:
+        """On a chain: every 10 minutes, take back our deposits past their expiry that nobody ended."""
+        while True:
+            try:
+                done = await reclaim()
+                if done:
+                    log.info("took back %d expired deposit(s)", done)
+            except Exception:  # a chain hiccup must not end the payment service
+                log.exception("reclaiming expired deposits failed; retrying in 10 minutes")
+            await trio.sleep(RECLAIM_EVERY_S)
 
     async def _handle(self, request: Request) -> object:
         """Decode (:mod:`payments.messages`), hand to the side it is for, encode the reply."""
