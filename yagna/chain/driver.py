@@ -118,7 +118,7 @@ class EvmDriver:
             chain_id = await rpc.chain_id()
             code = await rpc.call("eth_getCode", contract, "latest")
         except RpcError as exc:
-            raise ChainUnavailable(f"cannot reach the chain at {rpc_url}: {exc}") from None
+            raise ChainUnavailable(str(exc) if rpc_url in str(exc) else f"the chain at {rpc_url}: {exc}") from None
         finally:
             await rpc.aclose()
         if not code or code == "0x":
