@@ -312,6 +312,8 @@ class EvmDriver:
                                           ("0x" + got.hex(), cid), durable=True)
                 cid = "0x" + got.hex()
             await self._append_tx(cid, "open", sent.hashes[-1])
+            await self._store.execute("UPDATE chain_channels SET from_block = ? WHERE channel_id = ?",
+                                      (int(sent.receipt["blockNumber"], 16), cid), durable=True)
         log.info("channel %s opened on chain %d: %d to %s until %d", cid[:14], self.chain_id, amount, payee, expiry)
         return ChannelInfo(cid, self.address, payee, amount, 0, "open", expiry)
 
@@ -352,7 +354,7 @@ class EvmDriver:
         from eth_utils import keccak
 
         logs = await self._call(self.rpc.call("eth_getLogs", {
-            "address": self.contract, "fromBlock": "0x0", "toBlock": "latest",
+            "address": self.contract, "fromBlock": hex(int(row["from_block"] or 0)), "toBlock": "latest",
             "topics": [["0x" + keccak(text=TOPIC_CLOSED).hex(), "0x" + keccak(text=TOPIC_TIMED_OUT).hex()],
                        channel_id]}))
         deposit = int(row["deposit"])
@@ -392,10 +394,11 @@ class EvmDriver:
                 raise DepositReused(f"channel {channel_id} is known with other terms")
         else:
             t = int(time.time())
+            block = int(await self._call(self.rpc.call("eth_blockNumber")), 16)  # its end comes later than this
             await self._store.execute(
                 "INSERT INTO chain_channels (channel_id, chain_id, contract, role, payer, payee, deposit, expiry, "
-                "state, created_at, updated_at) VALUES (?, ?, ?, 'payee', ?, ?, ?, ?, 'open', ?, ?)",
-                (channel_id, self.chain_id, self.contract, payer, self.address, str(amount), state.expiry, t, t),
+                "state, from_block, created_at, updated_at) VALUES (?, ?, ?, 'payee', ?, ?, ?, ?, 'open', ?, ?, ?)",
+                (channel_id, self.chain_id, self.contract, payer, self.address, str(amount), state.expiry, block, t, t),
                 durable=True)
         return ChannelInfo(channel_id, payer, self.address, amount, 0, "open", state.expiry)
 

@@ -283,6 +283,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             pending_proof   BLOB,
             pending_hashes  TEXT,                            -- JSON list, appended as each goes out
             txs             TEXT NOT NULL DEFAULT '[]',      -- JSON [[op, hash], ...] mined
+            from_block      INTEGER NOT NULL DEFAULT 0,      -- no event of the channel is older
             created_at      INTEGER NOT NULL,
             updated_at      INTEGER NOT NULL
         );
