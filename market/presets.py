@@ -25,6 +25,7 @@ from market.capacity import Capacity
 from market.errors import MarketError, PropertyError
 from market.pricing import LinearPricing, PricingError
 from market.properties import (
+    COM_PAYMENT_PROTOCOL_VERSION,
     COM_SCHEME_PAYU_DEBIT_NOTE_INTERVAL_SEC,
     COM_SCHEME_PAYU_PAYMENT_TIMEOUT_SEC,
     INF_CPU_THREADS,
@@ -32,8 +33,10 @@ from market.properties import (
     INF_STORAGE_GIB,
     NODE_DEBUG_SUBNET,
     NODE_ID_NAME,
+    PAYMENT_PROTOCOL_VERSION,
     RUNTIME_NAME,
     SRV_CAPS_MULTI_ACTIVITY,
+    payment_platform_address,
     validate_properties,
 )
 from yagna.core.money import parse_amount
@@ -178,8 +181,13 @@ def offer_properties(
     node_name: str,
     debit_note_interval_s: int = DEFAULT_DEBIT_NOTE_INTERVAL_S,
     payment_timeout_s: int = DEFAULT_PAYMENT_TIMEOUT_S,
+    payment_platforms: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
-    """The properties of the offer for ``preset``, with Golem's standard names (validated)."""
+    """The properties of the offer for ``preset``, with Golem's standard names (validated).
+
+    ``payment_platforms`` (platform name -> this node's account on it) become Golem's
+    ``golem.com.payment.platform.<platform>.address`` properties, with the payment protocol
+    version: Golem's requestors match only offers that name their platform."""
     if not isinstance(preset, Preset):
         raise PresetError("preset", f"must be a Preset, got {type(preset).__name__}")
     if not isinstance(node_name, str) or not node_name:
@@ -197,6 +205,10 @@ def offer_properties(
         COM_SCHEME_PAYU_PAYMENT_TIMEOUT_SEC: _check_seconds("payment_timeout_s", payment_timeout_s),
         PRESET_PROPERTY: preset.name,
     }
+    for platform, address in (payment_platforms or {}).items():
+        props[payment_platform_address(platform)] = address
+    if payment_platforms:
+        props[COM_PAYMENT_PROTOCOL_VERSION] = PAYMENT_PROTOCOL_VERSION
     try:
         return validate_properties(props)  # type: ignore[return-value]
     except PropertyError as exc:  # only node_name is free-form enough to fail here

@@ -70,6 +70,11 @@ SCHEME_PAYU = "payu"
 PRICING_LINEAR = "linear"
 
 
+COM_PAYMENT_PROTOCOL_VERSION = "golem.com.payment.protocol.version"
+"""Golem's payment protocol version, a string (``"3"``); Golem requestors demand ``>1``."""
+PAYMENT_PROTOCOL_VERSION = "3"
+
+
 def payment_platform_address(platform: str) -> str:
     """``golem.com.payment.platform.<platform>.address`` (e.g. ``erc20-polygon-glm``)."""
     return f"golem.com.payment.platform.{platform}.address"

@@ -172,6 +172,7 @@ class Node:
             raise
         api = ApiServer(create_app(self), api_sock)  # type: ignore[arg-type]
         sells = self.role in ("provider", "both")
+        driver, settlement = await self._settlement(key, store)
         self.market = MarketService(
             key=key,
             config=MarketConfig(
@@ -183,6 +184,7 @@ class Node:
                 offer_ttl_s=self.config.offer_ttl_s,
                 anti_entropy_s=self.config.anti_entropy_s,
                 drop_gossip=1.0 if "drop-offer-gossip" in self.config.test_faults else 0.0,
+                payment_platforms=payment_platforms(driver, key.node_id),
                 # a dedicated provider sells something out of the box; edit it with `yagna provider preset`
                 default_preset=Preset(name="default", subnet=self.config.subnets[0]) if self.role == "provider" else None,
             ),
@@ -206,7 +208,6 @@ class Node:
             runtime=_container_runtime(),
             key=key,
         )
-        driver, settlement = await self._settlement(key, store)
         self.payments = PaymentService(
             key=key,
             config=PaymentConfig(
@@ -275,6 +276,21 @@ async def _kill_self(tx_hash: str) -> None:
 
     log.warning("test fault kill-after-redeem-sent: SIGKILL after sending %s", tx_hash)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+GOLEM_TEST_PLATFORM = "erc20-holesky-tglm"
+"""The platform Golem's SDK asks for by default (its test network): served by test networks here."""
+
+
+def payment_platforms(driver: Any, node_id: str) -> dict[str, str]:
+    """Golem platform names a node settles on -> its account there (what its offers say).
+
+    A test network (the ledger, a local chain) serves Golem's default test platform, so unmodified
+    Golem scripts find our providers; a node on a real chain names its chain and token."""
+    account = driver.account_of(node_id)
+    if driver.test_network:
+        return {GOLEM_TEST_PLATFORM: account}
+    return {f"erc20-{driver.chain_id}-{driver.token.lower()}": account}
 
 
 def _connect_payments(market: MarketService, activity: ActivityService, payments: PaymentService) -> None:

@@ -248,3 +248,24 @@ def test_offer_constraints_require_an_expiration() -> None:
     assert evaluate(constraint, {P.SRV_COMP_EXPIRATION: 1_800_000_000_000}) is Tri.YES
     assert evaluate(constraint, {P.SRV_COMP_EXPIRATION: 0}) is Tri.NO
     assert evaluate(constraint, {}) is not Tri.YES
+
+
+def test_offer_properties_name_the_payment_platforms_golem_requestors_match() -> None:
+    """Golem's SDK puts `(golem.com.payment.platform.<platform>.address=*)` and
+    `(golem.com.payment.protocol.version>1)` in every demand (with newlines and tabs between
+    clauses): an offer without them never matches."""
+    from market.constraints import parse
+    from market.matching import Demand, matches
+
+    props = offer_properties(Preset("x", pricing=PRICING), node_name="n",
+                             payment_platforms={"erc20-holesky-tglm": "0x" + "ab" * 20})
+    assert props["golem.com.payment.platform.erc20-holesky-tglm.address"] == "0x" + "ab" * 20
+    assert props["golem.com.payment.protocol.version"] == "3"
+    golem_demand = ("(&(golem.node.debug.subnet=public)\n\t(golem.com.payment.platform.erc20-holesky-tglm.address=*)"
+                    "\n\t(golem.com.payment.protocol.version>1)\n\t(golem.com.pricing.model=linear))")
+    parse(golem_demand)
+    from market.offers import Offer
+
+    offer = Offer("p", {**props, "golem.node.debug.subnet": "public"}, "()")
+    assert matches(offer, Demand("r", {}, golem_demand))
+    assert not matches(Offer("p", offer_properties(Preset("x"), node_name="n"), "()"), Demand("r", {}, golem_demand))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -108,8 +108,10 @@ class ProviderMarket:
         default_preset: Preset | None = None,
         settings: Settings | None = None,
         clock_ms: Callable[[], int] = now_ms,
+        payment_platforms: Mapping[str, str] | None = None,
     ) -> None:
         self._key = key
+        self.payment_platforms = dict(payment_platforms or {})
         self.node_id = key.node_id
         self.network_id = network_id
         self._dir = directory
@@ -224,7 +226,7 @@ class ProviderMarket:
             self._key,
             network_id=self.network_id,
             subnet=preset.subnet,
-            properties=offer_properties(preset, node_name=self.node_name),
+            properties=offer_properties(preset, node_name=self.node_name, payment_platforms=self.payment_platforms),
             constraints=OFFER_CONSTRAINTS,
             created_at_ms=now,
             expires_at_ms=now + self.offer_ttl_ms,
