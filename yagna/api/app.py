@@ -1,7 +1,7 @@
 """The REST API: FastAPI routes under ``/api/v1`` with bearer app-key auth.
 
 Golem's API prefixes (``/market-api/v1``, ``/activity-api/v1``,
-``/payment-api/v1``, ``/me``) are left free for a later compatibility layer.
+``/payment-api/v1``, ``/me``) serve Golem's own API (:mod:`yagna.api.golem`).
 Only the OpenAPI document and the health probe answer without a key.
 """
 
@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from yagna import __version__
-from yagna.api import activity_routes, market_routes, payment_routes
+from yagna.api import activity_routes, golem, market_routes, payment_routes
 from yagna.api.auth import PREFIX, Auth, RequestGuard
 from yagna.core.errors import YagnaError
 from yagna.net.errors import GossipError
@@ -237,6 +237,7 @@ def create_app(node: NodeFacade) -> FastAPI:
     market_routes.install(app)
     activity_routes.install(app)
     payment_routes.install(app)
+    golem.install(app)
 
     @app.exception_handler(YagnaError)
     async def yagna_error(request: Request, exc: YagnaError) -> JSONResponse:

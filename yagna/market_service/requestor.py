@@ -462,6 +462,8 @@ def agreement_view(agreement, *, state: str, role: str, reason: str | None = Non
         "terms": dict(agreement.terms),
         "offer_properties": dict(agreement.offer_properties),
         "demand_properties": dict(agreement.demand_properties),
+        "offer_constraints": agreement.offer_constraints,
+        "demand_constraints": agreement.demand_constraints,
         "valid_until_ms": agreement.valid_until_ms,
         "document": base64.b64encode(agreement.raw).decode(),
     }
