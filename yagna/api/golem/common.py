@@ -40,9 +40,12 @@ def json_string(value: str, status: int = 200) -> Response:
     return Response(json.dumps(value), status_code=status, media_type="application/json")
 
 
+_CODES = {400: "bad_request", 404: "not_found", 409: "conflict", 410: "gone", 429: "too_many", 500: "error"}
+
+
 def golem_error(status: int, message: str) -> JSONResponse:
-    """Golem's error body: ``{"message": ...}``."""
-    return JSONResponse({"message": message}, status_code=status)
+    """Golem's error body ``{"message": ...}``, with our ``error`` code beside it (the API's one error shape)."""
+    return JSONResponse({"error": _CODES.get(status, "error"), "message": message}, status_code=status)
 
 
 def tokens(units: int) -> str:
