@@ -4,56 +4,15 @@ counter -> Draft, agreement, confirm, wait, flat terminate -> a fresh Initial, 4
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
+from tests.golem.golem_api import PLATFORM, Golem, yapapi_demand
 from yagna.config import NodeConfig
 from yagna.node import Node, NodeInfo
-
-PLATFORM = "erc20-holesky-tglm"
-
-
-def yapapi_demand(node_id: str) -> dict[str, Any]:
-    """hello.py's demand as captured (clauses separated by newline + tab)."""
-    return {
-        "properties": {
-            "golem.srv.comp.expiration": int(time.time() * 1000) + 15 * 60_000,
-            "golem.srv.caps.multi-activity": True,
-            "golem.node.debug.subnet": "public",
-            f"golem.com.payment.platform.{PLATFORM}.address": node_id,
-            "golem.com.payment.protocol.version": "3",
-            "golem.srv.comp.task_package": "hash:sha3:" + "ab" * 28 + ":http://registry.invalid/x.gvmi",
-            "golem.srv.comp.vm.package_format": "gvmkit-squash",
-        },
-        "constraints": (f"(&(golem.node.debug.subnet=public)\n\t(golem.com.payment.platform.{PLATFORM}.address=*)"
-                        "\n\t(golem.com.payment.protocol.version>1)\n\t(golem.com.pricing.model=linear)"
-                        "\n\t(&(golem.inf.mem.gib>=0.01)\n\t(golem.inf.cpu.threads>=1)))"),
-    }
-
-
-class Golem:
-    def __init__(self, info: NodeInfo, data_dir: Path, client: httpx.AsyncClient) -> None:
-        self.root = info.api_url
-        self.headers = {"Authorization": f"Bearer {(data_dir / 'app-key').read_text().strip()}"}
-        self.client = client
-
-    async def call(self, method: str, path: str, status: int | tuple[int, ...] = 200, **kw: Any) -> Any:
-        resp = await self.client.request(method, f"{self.root}{path}", headers=self.headers, timeout=30, **kw)
-        assert resp.status_code in ((status,) if isinstance(status, int) else status), (path, resp.status_code, resp.text)
-        return resp.json() if resp.content else None
-
-    async def events(self, sub: str, want: str, state: str | None = None) -> dict[str, Any]:
-        with trio.fail_after(20):
-            while True:
-                for ev in await self.call("GET", f"/market-api/v1/demands/{sub}/events", params={"timeout": 2, "maxEvents": 10}):
-                    assert "eventType" in ev and "eventDate" in ev
-                    if ev["eventType"] == want and (state is None or ev["proposal"]["state"] == state):
-                        return ev  # type: ignore[no-any-return]
 
 
 async def test_a_yapapi_shaped_negotiation(tmp_path: Path) -> None:

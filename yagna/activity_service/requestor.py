@@ -123,6 +123,8 @@ class _Batch:
     log: EventLog[_Entry] = dc_field(default_factory=lambda: EventLog(_render, _cost))
     results: list[dict[str, Any] | None] | None = None
     """Wire-form results (output as bytes), filled from ``finished`` events."""
+    partial: list[dict[str, Any] | None] = dc_field(default_factory=list)
+    """The results known so far while the batch runs (Golem's API polls them cumulatively)."""
     done: bool = False
     error: str | None = None
     done_event: trio.Event = dc_field(default_factory=trio.Event)
@@ -330,6 +332,7 @@ class RequestorActivities:
     async def _pump(self, act: _Activity, batch: _Batch) -> None:
         after, failures = 0, 0
         results: list[dict[str, Any] | None] = [None] * batch.commands
+        batch.partial = results
         try:
             while True:
                 try:
@@ -431,6 +434,11 @@ class RequestorActivities:
         if batch is None:
             raise ActivityFailed("unknown-batch", f"no batch {batch_id!r} in activity {activity_id!r}")
         return batch
+
+    def progress(self, activity_id: str, batch_id: str) -> tuple[list[dict[str, Any] | None], bool, str | None]:
+        """``(results so far in wire form, done, error)`` of a batch (Golem's cumulative polling)."""
+        batch = self._batch(activity_id, batch_id)
+        return list(batch.results if batch.results is not None else batch.partial), batch.done, batch.error
 
     @staticmethod
     def batch_view(batch: _Batch) -> dict[str, Any]:

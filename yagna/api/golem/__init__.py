@@ -15,7 +15,7 @@ from yagna.api.auth import Auth
 
 
 def install(app: FastAPI) -> None:
-    from yagna.api.golem import market
+    from yagna.api.golem import activity, market
 
     @app.get("/me", tags=["golem"])
     async def me(request: Request, _: Auth) -> dict[str, Any]:
@@ -23,3 +23,4 @@ def install(app: FastAPI) -> None:
         return {"identity": node.node_id, "name": node.node_id[-8:], "role": "manager"}
 
     app.include_router(market.router)
+    app.include_router(activity.router)

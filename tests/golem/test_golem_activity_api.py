@@ -1,0 +1,81 @@
+"""Golem's requestor activity API on two whole nodes in one process and the real Docker engine:
+a bare-string activity, Golem exe-scripts (deploy/start, run with captured output), results
+cumulative from index 0, a non-zero exit as an Error result, state, usage, destroy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from tests.golem.golem_api import Golem, agreement_via_golem
+from yagna.api.golem.activity import GolemScriptError, translate
+from yagna.config import NodeConfig
+from yagna.node import Node, NodeInfo
+
+CAPTURE = {"stdout": {"stream": {}}, "stderr": {"stream": {}}}
+
+
+async def _run(req: Golem, activity_id: str, script: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    batch = await req.call("POST", f"/activity-api/v1/activity/{activity_id}/exec", json={"text": json.dumps(script)})
+    assert isinstance(batch, str)
+    seen: list[dict[str, Any]] = []
+    with trio.fail_after(60):
+        while not (seen and seen[-1].get("isBatchFinished")):
+            got = await req.call("GET", f"/activity-api/v1/activity/{activity_id}/exec/{batch}", params={"timeout": 3})
+            assert [r["index"] for r in got] == list(range(len(got)))  # cumulative from index 0
+            assert got[: len(seen)] == [{**r, "eventDate": g["eventDate"]} for r, g in zip(seen, got, strict=False)]
+            seen = got
+            if seen and seen[-1]["result"] == "Error":
+                break
+    return seen
+
+
+async def test_golem_exe_scripts_run_in_our_containers(tmp_path: Path, image_id: str) -> None:
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
+        p: NodeInfo = await nursery.start(Node(NodeConfig(tmp_path / "p", api_port=0, role="provider", max_threads=1)).run)
+        r: NodeInfo = await nursery.start(
+            Node(NodeConfig(tmp_path / "r", api_port=0, role="requestor", bootstrap=[p.p2p_addrs[0]])).run)
+        req = Golem(r, tmp_path / "r", client)
+        await client.post(f"{r.api_url}/api/v1/payment/fund", json={"amount": "10"}, headers=req.headers)
+        agreement_id = await agreement_via_golem(req, p.node_id, r.node_id, task_package="local/busybox:1")
+        activity_id = await req.call("POST", "/activity-api/v1/activity", 201, content=json.dumps(agreement_id))
+        assert isinstance(activity_id, str)
+
+        init = await _run(req, activity_id, [{"deploy": {}}, {"start": {"args": []}}])
+        assert [x["result"] for x in init] == ["Ok", "Ok"] and init[-1]["isBatchFinished"]
+        assert (await req.call("GET", f"/activity-api/v1/activity/{activity_id}/state"))["state"] == ["Ready", None]
+
+        done = await _run(req, activity_id, [{"run": {"entry_point": "/bin/sh", "args": ["-c", "echo hello; echo oops >&2"],
+                                                      "capture": CAPTURE}}])
+        assert done[0]["result"] == "Ok" and done[0]["stdout"] == "hello\n" and done[0]["stderr"] == "oops\n"
+
+        failed = await _run(req, activity_id, [{"run": {"entry_point": "/bin/sh", "args": ["-c", "exit 3"]}}])
+        assert failed[0]["result"] == "Error" and "code 3" in failed[0]["message"]
+
+        usage = await req.call("GET", f"/activity-api/v1/activity/{activity_id}/usage")
+        assert len(usage["currentUsage"]) == 2 and isinstance(usage["timestamp"], int)
+        bad = await req.call("POST", f"/activity-api/v1/activity/{activity_id}/exec", 400,
+                             json={"text": json.dumps([{"transfer": {"from": "gftp://x/y", "to": "container:/a"}}])})
+        assert "transfer" in bad["message"]
+        await req.call("DELETE", f"/activity-api/v1/activity/{activity_id}")
+        assert (await req.call("GET", f"/activity-api/v1/activity/{activity_id}/state"))["state"][0] == "Terminated"
+        await req.call("POST", "/activity-api/v1/activity", 400, json={"not": "a string"})
+        await req.call("POST", "/activity-api/v1/activity", 404, content=json.dumps("0" * 64))
+        nursery.cancel_scope.cancel()
+
+
+def test_translation_of_golem_commands() -> None:
+    script = [{"deploy": {}}, {"start": {"args": []}},
+              {"run": {"entry_point": "/bin/sh", "args": ["-c", "date"], "capture": CAPTURE}}, {"terminate": {}}]
+    assert translate(script, "local/busybox:1") == [
+        {"deploy": {"image": "local/busybox:1"}}, {"start": {}}, {"run": {"argv": ["/bin/sh", "-c", "date"]}},
+        {"terminate": {}}]
+    for bad, pkg in (([{"deploy": {}}], None), ([{"deploy": {}}], "hash:sha3:" + "ab" * 28 + ":http://x/y.gvmi"),
+                     ([{"run": {"entry_point": 5}}], "x"), ([{"sign": {}}], "x"), ([], "x"), ("[]", "x")):
+        with pytest.raises(GolemScriptError):
+            translate(bad, pkg)
