@@ -52,15 +52,19 @@ class Golem:
                         return ev  # type: ignore[no-any-return]
 
 
-async def agreement_via_golem(req: Golem, provider_id: str, requestor_id: str, task_package: str | None = None) -> str:
+async def agreement_via_golem(req: Golem, provider_id: str, requestor_id: str, task_package: str | None = None,
+                              extra: dict[str, Any] | None = None) -> str:
     """Subscribe, counter the provider's Initial proposal, sign on its Draft: the agreement id."""
-    sub = await req.call("POST", "/market-api/v1/demands", 201, json=yapapi_demand(requestor_id, task_package))
+    first = yapapi_demand(requestor_id, task_package)
+    first["properties"].update(extra or {})
+    sub = await req.call("POST", "/market-api/v1/demands", 201, json=first)
     with trio.fail_after(20):
         while True:
             offer = (await req.events(sub, "ProposalEvent", "Initial"))["proposal"]
             if offer["issuerId"] == provider_id:
                 break
     demand = yapapi_demand(requestor_id, task_package)
+    demand["properties"].update(extra or {})
     demand["properties"]["golem.com.payment.chosen-platform"] = PLATFORM
     await req.call("POST", f"/market-api/v1/demands/{sub}/proposals/{offer['proposalId']}", json=demand)
     draft = (await req.events(sub, "ProposalEvent", "Draft"))["proposal"]

@@ -92,6 +92,27 @@ class PaymentRequired(PaymentError):
         super().__init__(f"{code}: {message}")
 
 
+MAX_RECEIVED = 10_000
+"""Debit notes and invoices kept for Golem's API (the oldest forgotten first)."""
+
+
+@dataclass
+class ReceivedNote:
+    """A debit note (or, ``final``, an invoice) as Golem's API shows it to its client."""
+
+    note_id: str
+    agreement_id: str
+    provider: str
+    seq: int
+    amount_due: int
+    final: bool
+    received_ms: int
+    acceptable: int
+    """The cumulative amount our own meter allows for it (what an accept may sign at most)."""
+    status: str = "RECEIVED"
+    """RECEIVED, ACCEPTED or REJECTED (it asked more than our meter allows)."""
+
+
 ANSWER_GRACE_S = 0.02
 """How long the voucher message waits after a debit-note answer carried the same voucher."""
 
@@ -147,6 +168,12 @@ class RequestorPayments:
         self.clock: Callable[[], float] = time.time
         """Wall clock (seconds): the own meter counts a restart's downtime with it."""
         self._payers: dict[str, _Payer] = {}  # by agreement id
+        self.client_accepts: set[str] = set()
+        """Agreements whose debit notes wait for the client's accept (Golem's API, yagna.api.golem)
+        instead of being paid by our own meter at once; unaccepted, they fall to the provider's
+        enforcement like any unpaid note."""
+        self.received: dict[str, ReceivedNote] = {}
+        self.received_changed = trio.Event()
         self._wake = trio.Event()
         self._opening: dict[str, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
@@ -286,6 +313,17 @@ class RequestorPayments:
             decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount - payer.bonus,
                                       deposit=payer.core.terms.deposit - payer.bonus, tolerance=0)
             signed: bytes | None = None
+            if note.agreement_id in self.client_accepts:
+                self._receive(note, peer, decision.voucher_amount, decision.accepted)
+                if meter_moved:
+                    await self._channels.set_meter(payer.core.terms.channel_id, payer.meter.record)
+                if note.final:
+                    await self._invoices.upsert(note.agreement_id, Role.PAYER, note.amount_due, InvoiceStatus.ISSUED,
+                                                note.raw)
+                # accepted for now: the voucher follows the client's accept (or never: enforcement). For
+                # the invoice, name the seq it will carry, so the provider waits for it before redeeming.
+                promised = payer.core.last_seq + 1 if note.final and decision.accepted else payer.core.last_seq
+                return DebitNoteAnswer(decision.accepted, decision.code, decision.reason, promised or None, None)
             if decision.voucher_amount is not None and not self.withhold:
                 # the meter reading goes into the voucher's own commit
                 payer.deliver_after = trio.current_time() + ANSWER_GRACE_S
@@ -303,6 +341,52 @@ class RequestorPayments:
             log.warning("debit note %d of %s rejected: %s", note.seq, note.agreement_id[:12], decision.reason)
         return DebitNoteAnswer(decision.accepted, decision.code, decision.reason, payer.core.last_seq or None,
                                signed)
+
+    def _receive(self, note: DebitNote, provider: str, acceptable: int | None, ok: bool) -> None:
+        import hashlib
+
+        note_id = hashlib.sha256(note.raw).hexdigest()[:32]
+        if note_id not in self.received:
+            self.received[note_id] = ReceivedNote(note_id, note.agreement_id, provider, note.seq, note.amount_due,
+                                                  note.final, int(time.time() * 1000), acceptable or 0,
+                                                  "RECEIVED" if ok else "REJECTED")
+            while len(self.received) > MAX_RECEIVED:
+                del self.received[next(iter(self.received))]
+        self.received_changed.set()
+        self.received_changed = trio.Event()
+
+    async def accept_note(self, note_id: str, amount: int) -> ReceivedNote:
+        """The client accepts a debit note or invoice for ``amount`` (cumulative): sign a voucher for
+        it, never above what our own meter allows for that note (nor the deposit)."""
+        rec = self.received.get(note_id)
+        if rec is None:
+            raise PaymentRequired("unknown-note", f"no debit note or invoice {note_id!r}")
+        if rec.status == "REJECTED":
+            raise PaymentRequired("above-agreed-price", "this note asked more than the agreed price of the usage "
+                                  "we measured; it cannot be accepted")
+        payer = self._payers.get(rec.agreement_id)
+        if payer is None:
+            if rec.status == "ACCEPTED":
+                return rec
+            raise PaymentRequired("channel-closed", f"the payment channel of agreement {rec.agreement_id} is settled")
+        async with payer.lock:
+            target = min(amount, rec.acceptable) + payer.bonus
+            if target > payer.core.last_amount:
+                await self._sign(payer, min(target, payer.core.terms.deposit))
+            rec.status = "ACCEPTED"
+            if rec.final:
+                payer.invoice_paid = True
+                await self._invoices.upsert(rec.agreement_id, Role.PAYER, rec.amount_due, InvoiceStatus.PAID)
+                self._wake.set()
+        return rec
+
+    def account_of_channel(self, agreement_id: str) -> tuple[str, str]:
+        """(payer account, payee account) of an agreement's channel (node ids on the ledger)."""
+        payer = self._payers.get(agreement_id)
+        if payer is None:
+            return "", ""
+        t = payer.core.terms
+        return t.payer_account or t.payer, t.payee_account or t.payee
 
     async def _sign(self, payer: _Payer, amount: int, *, meter: MeterRecord | None = None) -> bytes:
         """Sign ``amount`` under the next seq and store it durably (with ``meter``, if given); the

@@ -254,6 +254,9 @@ async def create_agreement(body: dict[str, Any], request: Request, _: Auth) -> R
         return golem_error(409 if exc.code not in ("not-countered",) else 400, str(exc))
     agreement_id = str(agreement["agreement_id"])
     state.agreement_subs[agreement_id] = sub.sub_id
+    payments = request.app.state.node.payments
+    if payments is not None and payments.requestor is not None:  # paid by the client's accepts (payment-api)
+        payments.requestor.client_accepts.add(agreement_id)
     return json_string(agreement_id, 201)
 
 
