@@ -31,7 +31,9 @@ router = APIRouter(prefix="/payment-api/v1", tags=["golem payment"])
 
 MAX_ALLOCATIONS = 1024
 DEFAULT_EVENTS_TIMEOUT_S = 5.0
-MAX_EVENTS_TIMEOUT_S = 60.0
+MAX_EVENTS_TIMEOUT_S = 5.0
+"""A longer wait asked for ends after this with no events (clients poll again): a long poll holds a
+connection and a task, and Golem's clients ask 5 s anyway."""
 PROTOCOL_VERSION = "3"
 
 
