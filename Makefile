@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+GOLEM_VENV ?= .venv-golem
 
 .PHONY: machine setup typecheck test demo demo-down bench bench-smoke clean contracts
 
@@ -9,7 +10,13 @@ BIN    := $(VENV)/bin
 machine:
 	bash scripts/setup-machine.sh
 
-setup: $(VENV)/.installed contracts/node_modules/.installed
+setup: $(VENV)/.installed contracts/node_modules/.installed $(GOLEM_VENV)/.installed
+
+## Golem's SDK (yapapi) and gvmkit-build in a venv of their own (they pin old libraries).
+$(GOLEM_VENV)/.installed: golem-compat/requirements.txt
+	$(PYTHON) -m venv $(GOLEM_VENV)
+	$(GOLEM_VENV)/bin/pip install -q -r golem-compat/requirements.txt
+	touch $@
 
 ## The contract compiler and the local chain (anvil), pinned in contracts/package-lock.json.
 contracts/node_modules/.installed: contracts/package-lock.json

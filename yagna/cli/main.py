@@ -384,6 +384,9 @@ def _register_devnet() -> None:
     from yagna.cli.batch_cmd import batch
 
     cli.add_command(batch)
+    from yagna.cli.image_cmd import image
+
+    cli.add_command(image)
 
 
 _register_devnet()
