@@ -86,6 +86,8 @@ MAX_TRANSFER_BYTES = 1 << 40
 """Sanity cap on a declared transfer size; the real cap is the agreement's storage."""
 
 _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+_PACKAGE = re.compile(r"hash:sha3:[0-9a-f]{56}:https?://[\x21-\x7e]{1,2000}")
+"""A Golem VM package: the sha3-224 of a ``.gvmi`` file and where to download it."""
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -212,6 +214,12 @@ def _check_image(value: object) -> str:
     return value
 
 
+def _check_package(value: object) -> str:
+    if not isinstance(value, str) or _PACKAGE.fullmatch(value) is None:
+        raise _Invalid("package", "must be a Golem package 'hash:sha3:<56 lowercase hex>:<http(s) URL>'")
+    return value
+
+
 def _check_name(value: object) -> str | None:
     if value is None:
         return None
@@ -245,16 +253,24 @@ class Deploy:
     """Create the activity's container from an image named by id."""
 
     kind: ClassVar[str] = "deploy"
-    image: str
-    """``sha256:<64 hex>``: a name could be re-tagged to something else."""
+    image: str = ""
+    """``sha256:<64 hex>``: a name could be re-tagged to something else. Empty with ``package``."""
     env: dict[str, str] = field(default_factory=dict)
     """Environment of every ``run`` (a ``run``'s own env overrides it)."""
     name: str | None = None
     """Display only (``python:3.12-slim``); never used to pick the image."""
+    package: str | None = None
+    """A Golem VM package ``hash:sha3:<hex>:<url>`` instead of an image: the provider downloads the
+    ``.gvmi``, checks its sha3-224 and runs it in the same container (exeunit/gvmi.py)."""
 
     @_validated
     def __post_init__(self) -> None:
-        _check_image(self.image)
+        if self.package is not None:
+            _check_package(self.package)
+            if self.image:
+                raise _Invalid("image", "give an image or a package, not both")
+        else:
+            _check_image(self.image)
         _set(self, "env", _check_env(self.env))
         _check_name(self.name)
 
@@ -332,7 +348,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
 
 # command -> wire key -> (required, attribute name)
 _FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
-    "deploy": {"image": (True, "image"), "env": (False, "env"), "name": (False, "name")},
+    "deploy": {"image": (False, "image"), "env": (False, "env"), "name": (False, "name"), "package": (False, "package")},
     "start": {},
     "run": {"argv": (True, "argv"), "env": (False, "env"), "workdir": (False, "workdir"), "timeout": (False, "timeout_s")},
     "transfer_in": {"to": (True, "dest"), "sha256": (True, "sha256"), "size": (True, "size")},
@@ -403,6 +419,8 @@ def command_to_wire(cmd: Command) -> dict[str, object]:
     """The canonical wire form of one command (every field spelled out)."""
     if isinstance(cmd, Deploy):
         body: dict[str, object] = {"image": cmd.image, "env": dict(cmd.env)}
+        if cmd.package is not None:
+            body = {"package": cmd.package, "env": dict(cmd.env)}
         if cmd.name is not None:
             body["name"] = cmd.name
     elif isinstance(cmd, Run):

@@ -16,6 +16,7 @@ The names this module had before the split stay importable from here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -137,6 +138,22 @@ class DockerRuntime:
 
     async def load_image(self, archive_path: str, expected_id: str) -> None:
         await self.images.load(archive_path, expected_id)
+
+    async def import_gvmi(self, path: str, sha3: str, node_id: str, *, max_bytes: int) -> str:
+        """A verified Golem ``.gvmi`` file as an image recorded like one loaded from a peer (tagged
+        ``yagna-peer-image:<node>-<id>``, so the image collector removes it when unused); its id."""
+        from exeunit.docker.images import PEER_IMAGE_REPO, peer_tag
+        from exeunit.gvmi import gvmi_to_docker
+
+        def run() -> str:
+            api = self.engine.api()
+            temporary = f"{PEER_IMAGE_REPO}:gvmi-{sha3[:48]}"
+            image_id = gvmi_to_docker(path, api, temporary, max_bytes=max_bytes, tmp_dir=os.path.dirname(path))
+            api.tag(image_id, PEER_IMAGE_REPO, peer_tag(image_id, node_id))
+            api.remove_image(temporary)  # only the tag: the record's tag keeps the image
+            return image_id
+
+        return await self.engine.blocking("image", run)
 
     async def mark_peer_image(self, image_id: str, node_id: str) -> None:
         await self.images.mark_peer(image_id, node_id)

@@ -182,6 +182,7 @@ def offer_properties(
     debit_note_interval_s: int = DEFAULT_DEBIT_NOTE_INTERVAL_S,
     payment_timeout_s: int = DEFAULT_PAYMENT_TIMEOUT_S,
     payment_platforms: Mapping[str, str] | None = None,
+    capabilities: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """The properties of the offer for ``preset``, with Golem's standard names (validated).
 
@@ -209,6 +210,7 @@ def offer_properties(
         props[payment_platform_address(platform)] = address
     if payment_platforms:
         props[COM_PAYMENT_PROTOCOL_VERSION] = PAYMENT_PROTOCOL_VERSION
+    props.update(capabilities or {})  # what this node can run beyond the preset (e.g. Golem VM packages)
     try:
         return validate_properties(props)  # type: ignore[return-value]
     except PropertyError as exc:  # only node_name is free-form enough to fail here

@@ -70,6 +70,10 @@ SCHEME_PAYU = "payu"
 PRICING_LINEAR = "linear"
 
 
+RUNTIME_GOLEM_VM = "yagna.runtime.golem-vm"
+"""True in the offers of providers that run Golem VM packages (``.gvmi``) in their containers: Golem's
+requestor API shows them as ``golem.runtime.name=vm`` (yagna/api/golem/market.py)."""
+
 COM_PAYMENT_PROTOCOL_VERSION = "golem.com.payment.protocol.version"
 """Golem's payment protocol version, a string (``"3"``); Golem requestors demand ``>1``."""
 PAYMENT_PROTOCOL_VERSION = "3"

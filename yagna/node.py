@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from typing import Any, cast
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import trio
 from exeunit.runtime import Runtime
 from market.capacity import Capacity, default_limits, machine_capacity
 from market.presets import Preset
+from market.properties import RUNTIME_GOLEM_VM
 from yagna import __version__
 from yagna.activity_service import ActivityConfig, ActivityService
 from yagna.api.app import create_app
@@ -185,6 +187,7 @@ class Node:
                 anti_entropy_s=self.config.anti_entropy_s,
                 drop_gossip=1.0 if "drop-offer-gossip" in self.config.test_faults else 0.0,
                 payment_platforms=payment_platforms(driver, key.node_id),
+                capabilities={RUNTIME_GOLEM_VM: True} if sells and shutil.which("unsquashfs") else {},
                 # a dedicated provider sells something out of the box; edit it with `yagna provider preset`
                 default_preset=Preset(name="default", subnet=self.config.subnets[0]) if self.role == "provider" else None,
             ),

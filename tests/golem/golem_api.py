@@ -28,7 +28,7 @@ def yapapi_demand(node_id: str, task_package: str | None = None) -> dict[str, An
         },
         "constraints": (f"(&(golem.node.debug.subnet=public)\n\t(golem.com.payment.platform.{PLATFORM}.address=*)"
                         "\n\t(golem.com.payment.protocol.version>1)\n\t(golem.com.pricing.model=linear)"
-                        "\n\t(&(golem.inf.mem.gib>=0.01)\n\t(golem.inf.cpu.threads>=1)))"),
+                        "\n\t(&(golem.inf.mem.gib>=0.01)\n\t(golem.inf.cpu.threads>=1)\n\t(golem.runtime.name=vm)))"),
     }
 
 

@@ -75,7 +75,9 @@ def test_translation_of_golem_commands() -> None:
     assert translate(script, "local/busybox:1") == [
         {"deploy": {"image": "local/busybox:1"}}, {"start": {}}, {"run": {"argv": ["/bin/sh", "-c", "date"]}},
         {"terminate": {}}]
-    for bad, pkg in (([{"deploy": {}}], None), ([{"deploy": {}}], "hash:sha3:" + "ab" * 28 + ":http://x/y.gvmi"),
+    package = "hash:sha3:" + "ab" * 28 + ":http://x/y.gvmi"
+    assert translate([{"deploy": {}}], package) == [{"deploy": {"package": package}}]
+    for bad, pkg in (([{"deploy": {}}], None),
                      ([{"run": {"entry_point": 5}}], "x"), ([{"sign": {}}], "x"), ([], "x"), ("[]", "x")):
         with pytest.raises(GolemScriptError):
             translate(bad, pkg)

@@ -33,6 +33,7 @@ async def test_a_yapapi_shaped_negotiation(tmp_path: Path) -> None:
         props = offer["properties"]
         assert props[f"golem.com.payment.platform.{PLATFORM}.address"] and props["golem.com.payment.protocol.version"] == "3"
         assert props["golem.srv.caps.multi-activity"] is True
+        assert props["golem.runtime.name"] == "vm"  # it runs Golem VM packages (in its hardened containers)
         coeffs = props["golem.com.pricing.model.linear.coeffs"]  # tokens, as Golem's strategy reads them
         assert len(coeffs) == len(props["golem.com.usage.vector"]) + 1 and all(isinstance(c, float) for c in coeffs)
         assert coeffs[-1] <= 1.0

@@ -58,6 +58,7 @@ from exeunit.staging import Staging
 from exeunit.transfer import sha256_file
 from market.agreement import verify_agreement
 from yagna.activity_service.blobs import BlobServer, fetch_blob, open_blob
+from yagna.activity_service.packages import Packages
 from yagna.core.identity import NodeKey
 from yagna.net.errors import RequestError, RequestRejected
 from yagna.store.activity_repos import Activities
@@ -141,6 +142,8 @@ class ProviderActivities:
         self._staging = staging
         self.staged = Staging(staging, on_drop=blobs.withdraw_owner)  # results kept until fetched (bounded)
         self.images = ImageCollector(runtime, node_id)  # images loaded from requestors, collected
+        self.packages = Packages(self._import_gvmi, staging, has_image=runtime.has_image, on_imported=self.images.loaded)
+        """Golem VM packages (``deploy {package}``): downloaded, verified, imported, collected like images."""
         self.keepalive_s = keepalive_s
         self._check_s = agreement_check_s
         self._live: dict[str, _Running] = {}
@@ -421,8 +424,12 @@ class ProviderActivities:
         act = running.activity
         if isinstance(cmd, Deploy):
             try:
-                await self._ensure_image(running, cmd.image)
-                spec = ContainerSpec(image_id=cmd.image, limits=running.limits, env=dict(cmd.env),
+                image_id = cmd.image
+                if cmd.package is not None:
+                    image_id = await self.packages.ensure(cmd.package, max_bytes=running.limits.storage_bytes + 2**30)
+                else:
+                    await self._ensure_image(running, cmd.image)
+                spec = ContainerSpec(image_id=image_id, limits=running.limits, env=dict(cmd.env),
                                      labels={LABEL_NODE: self.node_id, LABEL_ACTIVITY: act.activity_id,
                                              LABEL_AGREEMENT: act.agreement_id})
                 running.container_id = await self._runtime.create(spec)
@@ -528,6 +535,12 @@ class ProviderActivities:
                 log.warning("could not remove the failed upload %s: exit %s", path, res.exit_code)
         except Exception as exc:  # noqa: BLE001 - the transfer already failed; that error is the one reported
             log.warning("could not remove the failed upload %s: %r", path, exc)
+
+    async def _import_gvmi(self, path: str, sha3: str, *, max_bytes: int) -> str:
+        importer = getattr(self._runtime, "import_gvmi", None)
+        if importer is None:
+            raise ImageError("this provider's runtime cannot run Golem VM packages")
+        return await importer(path, sha3, self.node_id, max_bytes=max_bytes)  # type: ignore[no-any-return]
 
     async def _ensure_image(self, running: _Running, image_id: str) -> None:
         if await self._runtime.has_image(image_id):

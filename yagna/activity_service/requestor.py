@@ -286,7 +286,9 @@ class RequestorActivities:
             (name, args), = cmd.items()
             if not isinstance(args, dict):
                 raise ScriptError("arguments must be a map", index=index, field=name)
-            if name == "deploy":
+            if name == "deploy" and "package" in args:
+                wire.append({"deploy": args})  # a Golem VM package: the provider downloads it by its URL
+            elif name == "deploy":
                 wire.append({"deploy": {**args, "image": await self._image_for(act, args.get("image"), index)}})
             elif name == "transfer_in":
                 local = _local_path(args.get("from"), index, "from")

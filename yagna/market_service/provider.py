@@ -109,9 +109,11 @@ class ProviderMarket:
         settings: Settings | None = None,
         clock_ms: Callable[[], int] = now_ms,
         payment_platforms: Mapping[str, str] | None = None,
+        capabilities: Mapping[str, object] | None = None,
     ) -> None:
         self._key = key
         self.payment_platforms = dict(payment_platforms or {})
+        self.capabilities = dict(capabilities or {})
         self.node_id = key.node_id
         self.network_id = network_id
         self._dir = directory
@@ -226,7 +228,8 @@ class ProviderMarket:
             self._key,
             network_id=self.network_id,
             subnet=preset.subnet,
-            properties=offer_properties(preset, node_name=self.node_name, payment_platforms=self.payment_platforms),
+            properties=offer_properties(preset, node_name=self.node_name, payment_platforms=self.payment_platforms,
+                                        capabilities=self.capabilities),
             constraints=OFFER_CONSTRAINTS,
             created_at_ms=now,
             expires_at_ms=now + self.offer_ttl_ms,

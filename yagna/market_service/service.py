@@ -51,6 +51,8 @@ class MarketConfig:
     anti_entropy_s: float = DEFAULT_INTERVAL_S
     """Mean seconds between anti-entropy rounds (one random neighbour per subnet; jittered +-50%; 0: off)."""
     payment_platforms: dict[str, str] = field(default_factory=dict)
+    capabilities: dict[str, object] = field(default_factory=dict)
+    """Extra offer properties saying what this provider can run (``yagna.runtime.golem-vm``)."""
     """Golem payment platform names this node settles on -> its account there (in every offer)."""
     drop_gossip: float = 0.0
     """Tests only (``--test-fault drop-offer-gossip``): the share of offer gossip from peers ignored, as if lost."""
@@ -79,7 +81,7 @@ class MarketService:
                 capacity=config.capacity or Capacity(0, 0, 0), policy=Policy(config.policy),
                 node_name=config.node_name or key.node_id[-8:], offer_ttl_ms=config.offer_ttl_s * 1000,
                 default_preset=config.default_preset, settings=Settings(store), clock_ms=clock_ms,
-                payment_platforms=config.payment_platforms,
+                payment_platforms=config.payment_platforms, capabilities=config.capabilities,
             )
         if config.requestor:
             self.requestor = RequestorMarket(

@@ -95,11 +95,10 @@ def translate(commands: object, task_package: str | None) -> list[dict[str, Any]
         if name == "deploy":
             if not task_package:
                 raise GolemScriptError(f"command {index}: deploy needs the agreement's {TASK_PACKAGE}")
-            if task_package.startswith("hash:"):
-                raise GolemScriptError(f"command {index}: Golem VM image packages ({task_package[:60]}...) are not "
-                                       "supported by this node yet; name a container image in "
-                                       f"{TASK_PACKAGE} (e.g. local/busybox:1)")
-            out.append({"deploy": {"image": task_package}})
+            if task_package.startswith("hash:"):  # a Golem VM image: the provider downloads and checks it
+                out.append({"deploy": {"package": task_package}})
+            else:  # a container image name (ours, or `vm.repo(image_url=...)` pointing at one)
+                out.append({"deploy": {"image": task_package}})
         elif name == "start":
             out.append({"start": {}})
         elif name == "run":

@@ -26,7 +26,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from market.errors import ConstraintSyntaxError, PropertyError
-from market.properties import NODE_DEBUG_SUBNET
+import re
+
+from market.properties import NODE_DEBUG_SUBNET, RUNTIME_GOLEM_VM, RUNTIME_NAME
 from yagna.api.auth import Auth
 from yagna.api.golem.common import golem_error, golem_properties, iso, json_string
 from yagna.market_service.requestor import DemandNotFound, NegotiationFailed
@@ -100,8 +102,26 @@ def _market(request: Request) -> Any:
     return market
 
 
+_VM_CLAUSE = re.compile(r"\(\s*golem\.runtime\.name\s*=\s*vm\s*\)")
+
+
+def our_constraints(text: str) -> str:
+    """Golem's ``(golem.runtime.name=vm)`` asks for a Golem VM: our providers that run Golem VM
+    packages in their containers say so with ``yagna.runtime.golem-vm``."""
+    return _VM_CLAUSE.sub(f"({RUNTIME_GOLEM_VM}=true)", text)
+
+
+def golem_offer(properties: dict[str, Any]) -> dict[str, Any]:
+    """An offer as Golem's clients read it: prices in tokens, a Golem-VM-capable provider as runtime ``vm``."""
+    out = golem_properties(properties)
+    if out.get(RUNTIME_GOLEM_VM) is True:
+        out[RUNTIME_NAME] = "vm"
+    return out
+
+
 def _proposal_event(pid: str, p: Proposal) -> dict[str, Any]:
-    proposal: dict[str, Any] = {"properties": golem_properties(p.properties), "constraints": p.constraints,
+    shown = golem_offer(p.properties) if p.kind in ("Initial", "Draft") else p.properties
+    proposal: dict[str, Any] = {"properties": shown, "constraints": p.constraints,
                                 "proposalId": pid, "issuerId": p.issuer, "state": p.kind, "timestamp": iso(p.at_ms)}
     if p.prev is not None:
         proposal["prevProposalId"] = p.prev
@@ -122,7 +142,7 @@ async def subscribe(body: dict[str, Any], request: Request, _: Auth) -> Response
         return golem_error(400, "a demand is {properties: {...}, constraints: \"...\"}")
     subnet = properties.get(NODE_DEBUG_SUBNET, "public")
     try:
-        demand = await market.requestor.create_demand(properties, constraints,
+        demand = await market.requestor.create_demand(properties, our_constraints(constraints),
                                                       subnet=subnet if isinstance(subnet, str) else "public")
     except (ConstraintSyntaxError, PropertyError, NegotiationFailed) as exc:
         return golem_error(400, str(exc))
@@ -215,7 +235,7 @@ async def counter(sub_id: str, pid: str, body: dict[str, Any], request: Request,
     our_id = sub.add(ours)
     try:
         answer = await request.app.state.node.market.requestor.counter(
-            sub.demand_id, p.offer_id, properties=properties, constraints=constraints)
+            sub.demand_id, p.offer_id, properties=properties, constraints=our_constraints(constraints))
     except NegotiationFailed as exc:
         sub.push({"eventType": "ProposalRejectedEvent", "eventDate": iso(), "proposalId": our_id,
                   "reason": {"message": str(exc), "golem.proposal.rejection.code": exc.code}})
@@ -281,7 +301,7 @@ async def get_agreement(agreement_id: str, request: Request, _: Auth) -> Any:
         "agreementId": agreement_id,
         "demand": {"properties": a["demand_properties"], "constraints": a["demand_constraints"],
                    "demandId": agreement_id, "requestorId": a["requestor_id"], "timestamp": at},
-        "offer": {"properties": golem_properties(dict(a["offer_properties"])),
+        "offer": {"properties": golem_offer(dict(a["offer_properties"])),
                   "constraints": a["offer_constraints"], "offerId": a["offer_id"],
                   "providerId": a["provider_id"], "timestamp": at},
         "validTo": at,
