@@ -15,7 +15,7 @@ from yagna.api.auth import Auth
 
 
 def install(app: FastAPI) -> None:
-    from yagna.api.golem import activity, market, payment
+    from yagna.api.golem import activity, gftp_routes, market, payment
 
     @app.get("/me", tags=["golem"])
     async def me(request: Request, _: Auth) -> dict[str, Any]:
@@ -25,3 +25,4 @@ def install(app: FastAPI) -> None:
     app.include_router(market.router)
     app.include_router(activity.router)
     app.include_router(payment.router)
+    app.include_router(gftp_routes.router)
