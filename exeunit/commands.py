@@ -82,6 +82,8 @@ WORKDIR_ROOTS = ("/work", "/tmp")
 """A ``run`` may start in one of these or below them: the only writable places."""
 TRANSFER_IN_DIR = "/work/in"
 TRANSFER_OUT_DIR = "/work/out"
+VOLUME_DIR = "/work/vol"
+"""Where a Golem image's volumes live (linked from their own paths): files go in and out there."""
 MAX_TRANSFER_BYTES = 1 << 40
 """Sanity cap on a declared transfer size; the real cap is the agreement's storage."""
 
@@ -168,7 +170,10 @@ def _check_path(value: object, where: str, under: str) -> str:
     try:
         return container_path(value, under=under)
     except TransferRefused as exc:
-        raise _Invalid(where, str(exc)) from None
+        try:
+            return container_path(value, under=VOLUME_DIR)
+        except TransferRefused:
+            raise _Invalid(where, f"{exc} (or below {VOLUME_DIR}, a Golem image's volumes)") from None
 
 
 def _check_workdir(value: object) -> str:

@@ -142,13 +142,15 @@ class DockerRuntime:
     async def import_gvmi(self, path: str, sha3: str, node_id: str, *, max_bytes: int) -> str:
         """A verified Golem ``.gvmi`` file as an image recorded like one loaded from a peer (tagged
         ``yagna-peer-image:<node>-<id>``, so the image collector removes it when unused); its id."""
+        from exeunit.commands import VOLUME_DIR
         from exeunit.docker.images import PEER_IMAGE_REPO, peer_tag
         from exeunit.gvmi import gvmi_to_docker
 
         def run() -> str:
             api = self.engine.api()
             temporary = f"{PEER_IMAGE_REPO}:gvmi-{sha3[:48]}"
-            image_id = gvmi_to_docker(path, api, temporary, max_bytes=max_bytes, tmp_dir=os.path.dirname(path))
+            image_id = gvmi_to_docker(path, api, temporary, max_bytes=max_bytes, tmp_dir=os.path.dirname(path),
+                                      volume_root=VOLUME_DIR)
             api.tag(image_id, PEER_IMAGE_REPO, peer_tag(image_id, node_id))
             api.remove_image(temporary)  # only the tag: the record's tag keeps the image
             return image_id

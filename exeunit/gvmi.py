@@ -295,9 +295,15 @@ def _json_words(items: list[str]) -> str:
     return json.dumps([re.sub(r"([\\\"$'])", r"\\\1", s) for s in items])
 
 
-def docker_changes(meta: GvmiMetadata) -> list[str]:
+LABEL_GOLEM_VOLUMES = "network.yagna.golem-volumes"
+"""Label of an image imported with ``volume_root``: its Golem volumes (JSON list of paths)."""
+
+
+def docker_changes(meta: GvmiMetadata, *, volumes_as_label: bool = False) -> list[str]:
     """The metadata as ``docker import`` changes (ENV, ENTRYPOINT, CMD, WORKDIR, VOLUME, LABEL).
 
+    ``volumes_as_label``: no VOLUME (Docker would back it with an unbounded anonymous volume);
+    the paths go into :data:`LABEL_GOLEM_VOLUMES` instead.
     A value with a line break or NUL cannot be written as a change: GvmiError."""
     for value in [*meta.env, *(meta.entrypoint or []), *(meta.cmd or []), meta.working_dir, *meta.volumes,
                   *meta.labels, *meta.labels.values()]:
@@ -314,8 +320,10 @@ def docker_changes(meta: GvmiMetadata) -> list[str]:
         changes.append("CMD " + json.dumps(meta.cmd))
     if meta.working_dir:
         changes.append("WORKDIR " + _quoted(meta.working_dir))
-    if meta.volumes:
+    if meta.volumes and not volumes_as_label:
         changes.append("VOLUME " + _json_words(meta.volumes))
+    if meta.volumes and volumes_as_label:
+        changes.append(f"LABEL {LABEL_GOLEM_VOLUMES}={_quoted(json.dumps(sorted(meta.volumes)))}")
     for key, value in meta.labels.items():
         changes.append(f"LABEL {_quoted(key)}={_quoted(value)}")
     if sum(len(c) for c in changes) > _MAX_CHANGES:
@@ -336,8 +344,14 @@ def gvmi_to_docker(
     max_entries: int = DEFAULT_MAX_ENTRIES,
     timeout: float = DEFAULT_TIMEOUT,
     tmp_dir: str | None = None,
+    volume_root: str | None = None,
 ) -> str:
     """Import a ``.gvmi`` into the engine as image ``tag`` with its metadata; its id (``sha256:...``).
+
+    ``volume_root`` (e.g. ``/work/vol``): each Golem volume ``V`` of the image becomes a symlink
+    ``V -> <volume_root>/V`` in the root filesystem (whatever the image had there is dropped) and is
+    listed in :data:`LABEL_GOLEM_VOLUMES`, not declared as a Docker VOLUME: a read-only container
+    then writes its volumes inside its own bounded work directory.
 
     ``engine_client``: a ``docker.DockerClient`` (or its ``APIClient``). ``max_bytes`` bounds the
     sum of the regular files' sizes, ``max_entries`` their number; both are checked on the
@@ -346,7 +360,8 @@ def gvmi_to_docker(
     if not _TAG.match(tag):
         raise GvmiError(f"not a repository[:tag] to import as: {tag!r}")
     meta = read_metadata(path)
-    changes = docker_changes(meta)
+    changes = docker_changes(meta, volumes_as_label=volume_root is not None)
+    links = {_volume_rel(v): posixpath.join(volume_root, _volume_rel(v)) for v in meta.volumes} if volume_root else {}
     unsquashfs = _tool("unsquashfs")
     src = os.fspath(path)
     with tempfile.TemporaryDirectory(prefix="yagna-gvmi-", dir=tmp_dir) as work:
@@ -361,15 +376,23 @@ def gvmi_to_docker(
             cmd += ["-exclude-file", exclude, "-no-wildcards"]
         _run(cmd + [src], timeout, "unsquashfs")
         tar_path = os.path.join(work, "rootfs.tar")
-        _tar_tree(root, tar_path, max_bytes, max_entries)
+        _tar_tree(root, tar_path, max_bytes, max_entries, links)
         repository, _, version = tag.partition(":")
         api = _api(engine_client)
         with open(tar_path, "rb") as data:
             out = _engine(lambda: api.import_image_from_data(data, repository=repository, tag=version or "latest",
                                                              changes=changes))
     image_id = _import_result(out)
-    _verify_imported(api, image_id, meta)
+    _verify_imported(api, image_id, meta, volumes_as_label=volume_root is not None)
     return image_id
+
+
+def _volume_rel(volume: str) -> str:
+    """A volume path relative to the root, normalised; GvmiError for the root itself or ``..``."""
+    rel = posixpath.normpath("/" + volume).lstrip("/")
+    if not rel or rel == "." or rel.startswith("..") or any(c in rel for c in "\n\r\x00"):
+        raise GvmiError(f"volume {volume[:80]!r} is not a directory below the root")
+    return rel
 
 
 def _list_squashfs(unsquashfs: str, src: str, max_bytes: int, max_entries: int, timeout: float) -> list[str]:
@@ -440,10 +463,27 @@ def _walk(root: str) -> Iterator[tuple[str, str]]:
             yield full, os.path.relpath(full, root)
 
 
-def _tar_tree(root: str, tar_path: str, max_bytes: int, max_entries: int) -> None:
+def _tar_tree(root: str, tar_path: str, max_bytes: int, max_entries: int,
+              links: Mapping[str, str] | None = None) -> None:
+    """The tree as a tar; each ``links`` path (relative) becomes a symlink to its absolute target and
+    nothing below it is carried."""
+    links = dict(links or {})
     total = entries = 0
     with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
+        made: set[str] = set()
+        for rel, target in sorted(links.items()):
+            for parent in _parents(rel):  # the link's directory, if the image has none (once)
+                if parent not in made and not os.path.lexists(os.path.join(root, parent)):
+                    made.add(parent)
+                    d = tarfile.TarInfo(parent)
+                    d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, 0
+                    tar.addfile(d)
+            link = tarfile.TarInfo(rel)
+            link.type, link.linkname, link.mode, link.mtime = tarfile.SYMTYPE, target, 0o777, 0
+            tar.addfile(link)
         for full, rel in _walk(root):
+            if any(rel == v or rel.startswith(v + "/") for v in links):
+                continue
             st = os.lstat(full)
             entries += 1
             if entries > max_entries:
@@ -463,6 +503,11 @@ def _tar_tree(root: str, tar_path: str, max_bytes: int, max_entries: int) -> Non
                     tar.addfile(info, f)
             else:
                 tar.addfile(info)
+
+
+def _parents(rel: str) -> list[str]:
+    parts = rel.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _nofollow(path: str, flags: int) -> int:
@@ -485,7 +530,7 @@ def _import_result(out: Any) -> str:
     raise GvmiError(f"docker import gave no image id: {text[-200:]!r}")
 
 
-def _verify_imported(api: Any, image_id: str, meta: GvmiMetadata) -> None:
+def _verify_imported(api: Any, image_id: str, meta: GvmiMetadata, *, volumes_as_label: bool = False) -> None:
     """The imported image's config must say what the .gvmi says; else remove it, GvmiError."""
     cfg = _engine(lambda: api.inspect_image(image_id)).get("Config") or {}
     wd = meta.working_dir
@@ -498,8 +543,9 @@ def _verify_imported(api: Any, image_id: str, meta: GvmiMetadata) -> None:
         "Entrypoint": meta.entrypoint or None,
         "Cmd": meta.cmd or None,
         "WorkingDir": wd if not wd or wd.startswith("/") else "/" + wd,
-        "Volumes": sorted(meta.volumes),
-        "Labels": meta.labels,
+        "Volumes": [] if volumes_as_label else sorted(meta.volumes),
+        "Labels": {**meta.labels, LABEL_GOLEM_VOLUMES: json.dumps(sorted(meta.volumes))}
+        if volumes_as_label and meta.volumes else meta.labels,
     }
     got = {
         "Env": cfg.get("Env") or [],

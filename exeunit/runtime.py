@@ -44,6 +44,9 @@ class ContainerSpec:
     labels: dict[str, str]
     env: dict[str, str] = field(default_factory=dict)
     name: str | None = None
+    work_dirs: tuple[str, ...] = ()
+    """More directories to make under ``/work`` at each start (relative, e.g. ``vol/golem/output``:
+    a Golem image's volumes, linked there)."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ elsewhere.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import tarfile
 import time
@@ -53,6 +54,8 @@ WORK_SUBDIRS = ("in", "out")
 """Made empty in ``/work`` at start (owned by the work's user): where inputs and results go by convention."""
 IDLE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done"]
 """PID 1 of every container: idles, reaps the orphans of commands, exits on TERM."""
+LABEL_WORK_DIRS = "network.yagna.work-dirs"
+"""Container label: more directories to make under ``/work`` at start (JSON list, relative)."""
 LABEL_WORK_VOLUME = "network.yagna.work-volume"
 """Container label naming its ``/work`` volume."""
 WORK_VOLUME_PREFIX = "yagna-work-"
@@ -126,6 +129,8 @@ class Containers:
             log_config={"type": "none", "config": {}},
             restart_policy={"Name": "no"},
         )
+        if spec.work_dirs:
+            labels = {**labels, LABEL_WORK_DIRS: json.dumps([_work_rel(d) for d in spec.work_dirs])}
         created = api.create_container(
             image=spec.image_id,
             entrypoint=IDLE_COMMAND,
@@ -148,9 +153,15 @@ class Containers:
         await self._engine.blocking("container", self._make_work_dirs, container_id)
 
     def _make_work_dirs(self, container_id: str) -> None:
+        labels = (self._engine.api().inspect_container(container_id).get("Config") or {}).get("Labels") or {}
+        extra = json.loads(labels.get(LABEL_WORK_DIRS, "[]"))
+        names = list(WORK_SUBDIRS)
+        for rel in extra:  # each with its parents, parents first
+            parts = _work_rel(rel).split("/")
+            names += ["/".join(parts[: i + 1]) for i in range(len(parts)) if "/".join(parts[: i + 1]) not in names]
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            for name in WORK_SUBDIRS:
+            for name in names:
                 d = tarfile.TarInfo(name)
                 d.type = tarfile.DIRTYPE
                 d.mode = 0o755
@@ -221,3 +232,13 @@ class Containers:
                     raise
             removed.append(name)
         return removed
+
+
+def _work_rel(path: str) -> str:
+    """A directory below ``/work``, relative and normalised; ValueError for anything escaping it."""
+    import posixpath
+
+    rel = posixpath.normpath(path).lstrip("/")
+    if not rel or rel == "." or rel.startswith("..") or len(rel) > 1024:
+        raise ValueError(f"not a directory below /work: {path[:80]!r}")
+    return rel

@@ -61,7 +61,7 @@ async def test_golem_exe_scripts_run_in_our_containers(tmp_path: Path, image_id:
         assert len(usage["currentUsage"]) == 2 and isinstance(usage["timestamp"], int)
         bad = await req.call("POST", f"/activity-api/v1/activity/{activity_id}/exec", 400,
                              json={"text": json.dumps([{"transfer": {"from": "gftp://x/y", "to": "container:/a"}}])})
-        assert "transfer" in bad["message"]
+        assert "gftp published" in bad["message"]
         await req.call("DELETE", f"/activity-api/v1/activity/{activity_id}")
         assert (await req.call("GET", f"/activity-api/v1/activity/{activity_id}/state"))["state"][0] == "Terminated"
         await req.call("POST", "/activity-api/v1/activity", 400, json={"not": "a string"})
@@ -78,6 +78,7 @@ def test_translation_of_golem_commands() -> None:
     package = "hash:sha3:" + "ab" * 28 + ":http://x/y.gvmi"
     assert translate([{"deploy": {}}], package) == [{"deploy": {"package": package}}]
     for bad, pkg in (([{"deploy": {}}], None),
-                     ([{"run": {"entry_point": 5}}], "x"), ([{"sign": {}}], "x"), ([], "x"), ("[]", "x")):
+                     ([{"run": {"entry_point": 5}}], "x"), ([{"sign": {}}], "x"), ([], "x"), ("[]", "x"),
+            ([{"transfer": {"from": "gftp://n/h", "to": "container:/golem/input/a"}}], "x")):
         with pytest.raises(GolemScriptError):
             translate(bad, pkg)

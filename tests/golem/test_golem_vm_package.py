@@ -28,17 +28,23 @@ from yagna.node import Node, NodeInfo
 
 @pytest.fixture(scope="module")
 def served_gvmi(tmp_path_factory: pytest.TempPathFactory, image_id: str) -> Iterator[tuple[str, str]]:
-    """(sha3, url) of local/busybox:1 packed as a .gvmi and served by a local HTTP server."""
+    """(sha3, url) of local/busybox:1 with Golem's volumes (/golem/input, /golem/output) packed as a
+    .gvmi and served by a local HTTP server."""
     import docker
 
     from exeunit.gvmi import pack
 
     root = tmp_path_factory.mktemp("registry")
     client = docker.from_env()
+    labels = {"network.yagna.test-session": os.environ["YAGNA_TEST_SESSION"]}
+    box = client.api.create_container("local/busybox:1", command=["true"], labels=labels)
+    golem_image = client.api.commit(box["Id"], repository="local/busybox-golem", tag="1",
+                                    changes=['VOLUME ["/golem/input", "/golem/output"]'])["Id"]
+    client.api.remove_container(box["Id"], force=True)
     try:
-        sha3, _ = pack("local/busybox:1", root / "busybox.gvmi", client.api,
-                       container_labels={"network.yagna.test-session": os.environ["YAGNA_TEST_SESSION"]})
+        sha3, _ = pack(golem_image, root / "busybox.gvmi", client.api, container_labels=labels)
     finally:
+        client.api.remove_image(golem_image, force=True)
         client.close()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -63,10 +69,25 @@ async def test_a_golem_vm_package_runs_on_our_provider(tmp_path: Path, served_gv
             agreement_id = await agreement_via_golem(req, p.node_id, r.node_id, task_package=package)
             activity_id = await req.call("POST", "/activity-api/v1/activity", 201, content=json.dumps(agreement_id))
             init = await _run(req, activity_id, [{"deploy": {}}, {"start": {}}])
-            assert init[0]["result"] == expect, init
+            assert init[0]["result"] == expect, init[0].get("message")
             if expect == "Ok":
                 done = await _run(req, activity_id, [{"run": {"entry_point": "/bin/sh", "args": ["-c", "echo from-gvmi"]}}])
                 assert done[0]["stdout"] == "from-gvmi\n"
+                # files in and out through gftp URLs and the image's volumes, checked byte for byte
+                data = bytes(range(256)) * 300
+                (tmp_path / "in.bin").write_bytes(data)
+                api = f"{r.api_url}/api/v1/gftp"
+                src = (await client.post(f"{api}/publish", json={"path": str(tmp_path / "in.bin")},
+                                         headers=req.headers)).json()["url"]
+                dst = (await client.post(f"{api}/receive", json={"path": str(tmp_path / "out.bin")},
+                                         headers=req.headers)).json()["url"]
+                moved = await _run(req, activity_id, [
+                    {"transfer": {"from": src, "to": "container:/golem/input/in.bin"}},
+                    {"run": {"entry_point": "/bin/sh", "args": ["-c", "cat /golem/input/in.bin"
+                                                                      " > /golem/output/out.bin"]}},
+                    {"transfer": {"from": "container:/golem/output/out.bin", "to": dst}}])
+                assert [m["result"] for m in moved] == ["Ok", "Ok", "Ok"], moved
+                assert (tmp_path / "out.bin").read_bytes() == data
             else:
                 assert "sha3-224" in init[0]["message"]
             await req.call("DELETE", f"/activity-api/v1/activity/{activity_id}")
@@ -85,7 +106,8 @@ def _packages(tmp_path: Path, handler) -> tuple[Packages, list[str]]:  # type: i
     async def has_image(image_id: str) -> bool:
         return True
 
-    return Packages(importer, tmp_path, has_image=has_image, transport=httpx.MockTransport(handler)), imported
+    return Packages(importer, tmp_path, has_image=has_image, transport=httpx.MockTransport(handler),
+                    volumes_of=lambda path: []), imported
 
 
 async def test_a_package_is_downloaded_once_checked_and_bounded(tmp_path: Path) -> None:

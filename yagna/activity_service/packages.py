@@ -35,6 +35,15 @@ Importer = Callable[..., Awaitable[str]]
 """``(path, sha3, *, max_bytes) -> image id``: the runtime's ``import_gvmi`` (recorded as a peer's image)."""
 
 
+def _volumes_of(path: Path) -> list[str]:
+    from exeunit.gvmi import GvmiError, read_metadata
+
+    try:
+        return sorted(read_metadata(path).volumes)
+    except GvmiError as exc:
+        raise ImageError(f"not a Golem VM image: {exc}") from None
+
+
 def parse_package(package: str) -> tuple[str, str]:
     """``(sha3 hex, url)``; :class:`ImageError` for anything else."""
     match = PACKAGE.fullmatch(package)
@@ -46,13 +55,17 @@ def parse_package(package: str) -> tuple[str, str]:
 class Packages:
     def __init__(self, importer: Importer, staging: Path, *, has_image: Callable[[str], Awaitable[bool]],
                  on_imported: Callable[[str], Awaitable[None]] | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 volumes_of: Callable[[Path], list[str]] | None = None) -> None:
         self._import = importer
         self._staging = staging
         self._has_image = has_image
         self._on_imported = on_imported
         self._transport = transport
+        self._volumes_of = volumes_of or _volumes_of
         self._known: dict[str, str] = {}
+        self.volumes: dict[str, list[str]] = {}
+        """image id -> its Golem volumes (each linked to ``/work/vol/<path>`` in the image)."""
         self._locks: dict[str, trio.Lock] = {}
         self.downloads = 0
 
@@ -67,7 +80,9 @@ class Packages:
             path = self._staging / f"gvmi-{sha3[:16]}-{secrets.token_hex(6)}.part"
             try:
                 await self._download(url, path, sha3, max_bytes)
+                volumes = await trio.to_thread.run_sync(self._volumes_of, path)
                 image_id = await self._import(str(path), sha3, max_bytes=max_bytes * UNPACKED_FACTOR)
+                self.volumes[image_id] = volumes
             finally:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))

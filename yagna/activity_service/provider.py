@@ -429,7 +429,9 @@ class ProviderActivities:
                     image_id = await self.packages.ensure(cmd.package, max_bytes=running.limits.storage_bytes + 2**30)
                 else:
                     await self._ensure_image(running, cmd.image)
+                volumes = self.packages.volumes.get(image_id, []) if cmd.package is not None else []
                 spec = ContainerSpec(image_id=image_id, limits=running.limits, env=dict(cmd.env),
+                                     work_dirs=tuple("vol/" + v.strip("/") for v in volumes),
                                      labels={LABEL_NODE: self.node_id, LABEL_ACTIVITY: act.activity_id,
                                              LABEL_AGREEMENT: act.agreement_id})
                 running.container_id = await self._runtime.create(spec)

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import trio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from exeunit.commands import VOLUME_DIR
 from exeunit.errors import ScriptError
 from yagna.activity_service.requestor import ActivityFailed
 from yagna.api.auth import Auth
 from yagna.api.golem.common import golem_error, iso, json_string
+from yagna.api.golem.gftp_routes import urls as gftp_urls
 
 router = APIRouter(prefix="/activity-api/v1", tags=["golem activity"])
 
@@ -82,8 +85,19 @@ async def destroy(activity_id: str, request: Request, _: Auth) -> Any:
     return None
 
 
-def translate(commands: object, task_package: str | None) -> list[dict[str, Any]]:
-    """Golem's exe-script commands -> ours; :class:`GolemScriptError` names what cannot run here."""
+def _container_path(url: object, index: int) -> str:
+    """``container:/golem/output/x`` -> ``/work/vol/golem/output/x``: a Golem image's volumes are
+    linked into the container's work directory (exeunit/gvmi.py)."""
+    if not isinstance(url, str) or not url.startswith("container:/"):
+        raise GolemScriptError(f"command {index}: transfer needs a container:/... path on one side")
+    return VOLUME_DIR + "/" + url.removeprefix("container:").lstrip("/")
+
+
+def translate(commands: object, task_package: str | None,
+              gftp: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Golem's exe-script commands -> ours; :class:`GolemScriptError` names what cannot run here.
+
+    ``gftp``: the URLs our ``gftp`` minted (yagna/api/golem/gftp_routes.py), for ``transfer``."""
     if not isinstance(commands, list) or not commands:
         raise GolemScriptError("an exe-script is a non-empty JSON list of commands")
     out: list[dict[str, Any]] = []
@@ -109,6 +123,16 @@ def translate(commands: object, task_package: str | None) -> list[dict[str, Any]
             out.append({"run": {"argv": [entry, *rest]}})
         elif name == "terminate":
             out.append({"terminate": {}})
+        elif name == "transfer":
+            src, dst = args.get("from"), args.get("to")
+            known = gftp or {}
+            if isinstance(src, str) and src in known and known[src].kind == "publish":
+                out.append({"transfer_in": {"from": known[src].path, "to": _container_path(dst, index)}})
+            elif isinstance(dst, str) and dst in known and known[dst].kind == "receive":
+                out.append({"transfer_out": {"from": _container_path(src, index), "to": known[dst].path}})
+            else:
+                raise GolemScriptError(f"command {index}: transfer between {str(src)[:80]!r} and {str(dst)[:80]!r}: "
+                                       "one side must be a URL this node's gftp published (in) or receives (out)")
         else:
             raise GolemScriptError(f"command {index}: {str(name)[:40]!r} is not supported by this node")
     return out
@@ -127,7 +151,7 @@ async def exec_script(activity_id: str, body: dict[str, Any], request: Request, 
     try:
         agreement = await request.app.state.node.market.get_agreement(view["agreement_id"])
         package = agreement["demand_properties"].get(TASK_PACKAGE)
-        script = translate(json.loads(text), package if isinstance(package, str) else None)
+        script = translate(json.loads(text), package if isinstance(package, str) else None, gftp_urls(request))
     except (ValueError, GolemScriptError) as exc:
         return golem_error(400, str(exc))
     try:
@@ -169,6 +193,8 @@ async def results(activity_id: str, batch_id: str, request: Request, _: Auth,
             break
         await trio.sleep(0.05)
     n = _finished(got)
+    if not done:  # the last result only with the batch's end, and a download's only once its file is here
+        n = min(n, len(got) - 1, *(i for i, r in enumerate(got[:n]) if r and r.get("command") == "transfer_out"))
     out = [_result(r, done and i == n - 1 and error is None) for i, r in enumerate(got[:n]) if r is not None]
     if done and error is not None and n < len(got):  # the batch broke off: its next command failed
         out.append({"index": n, "eventDate": iso(), "result": "Error", "message": error, "isBatchFinished": True})
