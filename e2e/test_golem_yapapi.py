@@ -85,6 +85,24 @@ def _wait_node(data_dir: Path, proc: subprocess.Popen[bytes], log: Path) -> dict
     raise AssertionError(f"daemon not ready:\n{log.read_text()[-3000:]}")
 
 
+def _golem_image(gvmi: Path) -> None:
+    """local/busybox:1 with Golem's volumes (/golem/input, /golem/output), packed by `yagna image pack`."""
+    import docker
+
+    client = docker.from_env()
+    labels = {"network.yagna.test-session": os.environ["YAGNA_TEST_SESSION"]}
+    box = client.api.create_container("local/busybox:1", command=["true"], labels=labels)
+    image = client.api.commit(box["Id"], repository="local/busybox-golem", tag="e2e",
+                              changes=['VOLUME ["/golem/input", "/golem/output"]'])["Id"]
+    client.api.remove_container(box["Id"], force=True)
+    try:
+        subprocess.run([*PY, "-m", "yagna", "image", "pack", image, "-o", str(gvmi)], check=True,
+                       capture_output=True, timeout=120)
+    finally:
+        client.api.remove_image(image, force=True)
+        client.close()
+
+
 @pytest.fixture
 def golem_net(tmp_path: Path, test_image: str) -> Iterator[tuple[Namespace, dict[str, Any]]]:
     if os.geteuid() != 0:
@@ -92,8 +110,7 @@ def golem_net(tmp_path: Path, test_image: str) -> Iterator[tuple[Namespace, dict
     if not GOLEM_PYTHON.exists():
         pytest.fail("yapapi is not installed: run `make setup` (it makes .venv-golem)")
     gvmi = tmp_path / "busybox.gvmi"
-    subprocess.run([*PY, "-m", "yagna", "image", "pack", "local/busybox:1", "-o", str(gvmi)], check=True,
-                   capture_output=True, timeout=120)
+    _golem_image(gvmi)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
                     "-out", str(tmp_path / "cert.pem"), "-days", "2", "-subj", "/CN=registry.golem.network",
                     "-addext", "subjectAltName=DNS:registry.golem.network"], check=True, capture_output=True)
@@ -122,16 +139,21 @@ def _status(ns: Namespace, data_dir: Path) -> dict[str, Any]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+def _yapapi(ns: Namespace, nodes: dict[str, Any], tmp_path: Path, work: Path,
+            *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"HOME": str(work), "YAGNA_APPKEY": (nodes["req"] / "app-key").read_text().strip(),
+           "YAGNA_API_URL": "http://127.0.0.1:7465", "SSL_CERT_FILE": str(tmp_path / "cert.pem"),
+           "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin"}  # gftp: our console script
+    return ns.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(GOLEM_PYTHON), *args],
+                  cwd=work, timeout=180)
+
+
 def test_yapapis_hello_world_runs_unmodified(tmp_path: Path, golem_net: tuple[Namespace, dict[str, Any]]) -> None:
     ns, nodes = golem_net
     work = tmp_path / "hello"
     work.mkdir()
-    env = {"HOME": str(work), "YAGNA_APPKEY": (nodes["req"] / "app-key").read_text().strip(),
-           "YAGNA_API_URL": "http://127.0.0.1:7465", "SSL_CERT_FILE": str(tmp_path / "cert.pem"),
-           "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin"}  # gftp: our console script
     started = time.monotonic()
-    hello = ns.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(GOLEM_PYTHON), str(HELLO)],
-                   cwd=work, timeout=180)
+    hello = _yapapi(ns, nodes, tmp_path, work, str(HELLO))
     took = time.monotonic() - started
     assert hello.returncode == 0, f"{hello.stdout}\n{hello.stderr}\n{(work / 'hello.log').read_text()[-4000:]}"
     # hello.py prints `date` as run on the provider, e.g. "Fri Dec  4 07:34:34 UTC 2026"
@@ -148,3 +170,21 @@ def test_yapapis_hello_world_runs_unmodified(tmp_path: Path, golem_net: tuple[Na
         time.sleep(0.2)
     assert prov["agreements"][0]["reason"] == "paid in full"
     assert prov["balance"]["earned_units"] == req["balance"]["spent_units"] > 0
+
+
+def test_a_yapapi_script_moves_files_in_and_out_through_gftp(tmp_path: Path,
+                                                            golem_net: tuple[Namespace, dict[str, Any]]) -> None:
+    """The shape of Golem's blender example: upload inputs, run a command on each, download outputs."""
+    ns, nodes = golem_net
+    work, inputs, outputs = tmp_path / "files", tmp_path / "in", tmp_path / "out"
+    for d in (work, inputs, outputs):
+        d.mkdir()
+    for i in range(3):
+        (inputs / f"part{i}.txt").write_text(f"input number {i}\n" * (200 * (i + 1)))
+    run = _yapapi(ns, nodes, tmp_path, work, str(ROOT / "tests" / "golem" / "yapapi_examples" / "files_roundtrip.py"),
+                  str(inputs), str(outputs))
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}"
+    assert sorted(run.stdout.split()) == sorted(["done"] * 3 + [f"part{i}.txt" for i in range(3)]), run.stdout
+    for i in range(3):
+        assert (outputs / f"part{i}.txt.out").read_bytes() == (inputs / f"part{i}.txt").read_text().upper().encode()
+
