@@ -101,7 +101,9 @@ def golem_image(gvmi: Path) -> None:
 
 
 @contextlib.contextmanager
-def golem_net(tmp_path: Path) -> Iterator[tuple[Namespace, dict[str, Any]]]:
+def golem_net(tmp_path: Path, providers: int = 1) -> Iterator[tuple[Namespace, dict[str, Any]]]:
+    """The world; its description: ``prov`` (the first provider's data dir), ``provs`` (all, with
+    their processes), ``req``, ``req_info``, ``prov_info``."""
     gvmi = tmp_path / "busybox.gvmi"
     golem_image(gvmi)
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "key.pem"),
@@ -110,12 +112,17 @@ def golem_net(tmp_path: Path) -> Iterator[tuple[Namespace, dict[str, Any]]]:
     with Namespace(tmp_path) as ns:
         registry = ns.spawn([*PY, str(ROOT / "e2e" / "golem_registry.py"), "--gvmi", str(gvmi), "--cert",
                              str(tmp_path / "cert.pem"), "--key", str(tmp_path / "key.pem")], tmp_path / "registry.log")
-        prov_dir, req_dir = tmp_path / "prov", tmp_path / "req"
-        prov = ns.spawn([*PY, "-m", "yagna", "--data-dir", str(prov_dir), "service", "run", "--api-port", "0",
-                         "--role", "provider"], tmp_path / "prov.log")
-        prov_info = wait_node(prov_dir, prov, tmp_path / "prov.log")
+        provs = []
+        for i in range(providers):
+            name = "prov" if i == 0 else f"prov{i + 1}"
+            boot = ["--bootstrap", provs[0]["info"]["p2p_addrs"][0]] if provs else []
+            proc = ns.spawn([*PY, "-m", "yagna", "--data-dir", str(tmp_path / name), "service", "run", "--api-port",
+                             "0", "--role", "provider", *boot], tmp_path / f"{name}.log")
+            provs.append({"dir": tmp_path / name, "proc": proc,
+                          "info": wait_node(tmp_path / name, proc, tmp_path / f"{name}.log")})
+        req_dir = tmp_path / "req"
         req = ns.spawn([*PY, "-m", "yagna", "--data-dir", str(req_dir), "service", "run", "--api-port", "7465",
-                        "--role", "requestor", "--bootstrap", prov_info["p2p_addrs"][0]], tmp_path / "req.log")
+                        "--role", "requestor", "--bootstrap", provs[0]["info"]["p2p_addrs"][0]], tmp_path / "req.log")
         req_info = wait_node(req_dir, req, tmp_path / "req.log")
         funded = ns.run([*PY, "-m", "yagna", "--data-dir", str(req_dir), "payment", "fund", "--amount", "10"], timeout=60)
         assert funded.returncode == 0, funded.stderr
@@ -123,9 +130,14 @@ def golem_net(tmp_path: Path) -> Iterator[tuple[Namespace, dict[str, Any]]]:
         while "ready" not in (tmp_path / "registry.log").read_text():
             assert registry.poll() is None and time.monotonic() < deadline, (tmp_path / "registry.log").read_text()
             time.sleep(0.05)
-        yield ns, {"prov": prov_dir, "req": req_dir, "req_info": req_info, "prov_info": prov_info}
-
-
+        while True:  # every provider's offer known to the requestor
+            offers = ns.run([*PY, "-m", "yagna", "--data-dir", str(req_dir), "market", "offers", "--json"], timeout=30)
+            if offers.returncode == 0 and len({o["provider_id"] for o in json.loads(offers.stdout)}) >= providers:
+                break
+            assert time.monotonic() < deadline, offers.stdout
+            time.sleep(0.2)
+        yield ns, {"prov": provs[0]["dir"], "provs": provs, "req": req_dir, "req_info": req_info,
+                   "prov_info": provs[0]["info"]}
 
 
 def status(ns: Namespace, data_dir: Path) -> dict[str, Any]:
@@ -134,10 +146,14 @@ def status(ns: Namespace, data_dir: Path) -> dict[str, Any]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
-def yapapi(ns: Namespace, nodes: dict[str, Any], tmp_path: Path, work: Path,
-            *args: str) -> subprocess.CompletedProcess[str]:
+def yapapi_argv(nodes: dict[str, Any], tmp_path: Path, work: Path, *args: str) -> list[str]:
+    """yapapi's python with the environment a Golem user sets (app key, API URL, our gftp on PATH)."""
     env = {"HOME": str(work), "YAGNA_APPKEY": (nodes["req"] / "app-key").read_text().strip(),
            "YAGNA_API_URL": "http://127.0.0.1:7465", "SSL_CERT_FILE": str(tmp_path / "cert.pem"),
-           "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin"}  # gftp: our console script
-    return ns.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(GOLEM_PYTHON), *args],
-                  cwd=work, timeout=180)
+           "PATH": f"{ROOT / '.venv' / 'bin'}:/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    return ["env", "-i", *(f"{k}={v}" for k, v in env.items()), str(GOLEM_PYTHON), *args]
+
+
+def yapapi(ns: Namespace, nodes: dict[str, Any], tmp_path: Path, work: Path,
+           *args: str) -> subprocess.CompletedProcess[str]:
+    return ns.run(yapapi_argv(nodes, tmp_path, work, *args), cwd=work, timeout=180)

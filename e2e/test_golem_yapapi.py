@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +21,27 @@ from typing import Any
 
 import pytest
 
-from e2e.golem_net import GOLEM_PYTHON, HELLO, ROOT, Namespace, golem_net, status, yapapi
+from e2e.golem_net import GOLEM_PYTHON, HELLO, ROOT, Namespace, golem_net, status, yapapi, yapapi_argv
 
 
-@pytest.fixture
-def golem(tmp_path: Path, test_image: str) -> Iterator[tuple[Namespace, dict[str, Any]]]:
+def _needs() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (a network namespace, port 443 inside it)")
     if not GOLEM_PYTHON.exists():
         pytest.fail("yapapi is not installed: run `make setup` (it makes .venv-golem)")
+
+
+@pytest.fixture
+def golem(tmp_path: Path, test_image: str) -> Iterator[tuple[Namespace, dict[str, Any]]]:
+    _needs()
     with golem_net(tmp_path) as world:
+        yield world
+
+
+@pytest.fixture
+def golem2(tmp_path: Path, test_image: str) -> Iterator[tuple[Namespace, dict[str, Any]]]:
+    _needs()
+    with golem_net(tmp_path, providers=2) as world:
         yield world
 
 
@@ -72,4 +84,45 @@ def test_a_yapapi_script_moves_files_in_and_out_through_gftp(tmp_path: Path,
     assert sorted(run.stdout.split()) == sorted(["done"] * 3 + [f"part{i}.txt" for i in range(3)]), run.stdout
     for i in range(3):
         assert (outputs / f"part{i}.txt.out").read_bytes() == (inputs / f"part{i}.txt").read_text().upper().encode()
+
+
+def test_a_task_whose_provider_dies_is_retried_on_another(tmp_path: Path,
+                                                          golem2: tuple[Namespace, dict[str, Any]]) -> None:
+    ns, nodes = golem2
+    work = tmp_path / "retry"
+    work.mkdir()
+    out = tmp_path / "retry.out"
+    run = ns.spawn(yapapi_argv(nodes, tmp_path, work, str(ROOT / "tests" / "golem" / "yapapi_examples" / "retry_task.py")),
+                   out)
+    deadline = time.monotonic() + 60
+    while "started" not in out.read_text():
+        assert run.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
+        time.sleep(0.1)
+    first = out.read_text().split("started ", 1)[1].split()[0]
+    victim = next(p for p in nodes["provs"] if p["info"]["node_id"] == first)
+    victim["proc"].kill()  # kill -9 of the provider running the task
+    victim["proc"].wait(timeout=10)
+    run.wait(timeout=150)
+    text = out.read_text()
+    assert run.returncode == 0, text[-4000:]
+    starts = [line.split()[1] for line in text.splitlines() if line.startswith("started ")]
+    assert starts[0] == first and any(s != first for s in starts[1:]), text[-3000:]
+    assert "result finished" in text, text[-3000:]
+    # The killed provider comes back and removes the container its killed run left.
+    ns.spawn([sys.executable, "-m", "yagna", "--data-dir", str(victim["dir"]), "service", "run", "--api-port", "0",
+              "--role", "provider"], tmp_path / "victim-restart.log")
+    deadline = time.monotonic() + 60
+    while _containers_of(first):
+        assert time.monotonic() < deadline, (tmp_path / "victim-restart.log").read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def _containers_of(node_id: str) -> list[str]:
+    import docker
+
+    client = docker.from_env()
+    try:
+        return [c.id for c in client.containers.list(all=True, filters={"label": f"network.yagna.node={node_id}"})]
+    finally:
+        client.close()
 
