@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -115,6 +116,34 @@ def test_a_task_whose_provider_dies_is_retried_on_another(tmp_path: Path,
     while _containers_of(first):
         assert time.monotonic() < deadline, (tmp_path / "victim-restart.log").read_text()[-3000:]
         time.sleep(0.2)
+
+
+def test_ctrl_c_leaves_nothing_running_and_everything_paid(tmp_path: Path,
+                                                           golem: tuple[Namespace, dict[str, Any]]) -> None:
+    ns, nodes = golem
+    work = tmp_path / "interrupted"
+    work.mkdir()
+    out = tmp_path / "interrupted.out"
+    run = ns.spawn(yapapi_argv(nodes, tmp_path, work, str(ROOT / "tests" / "golem" / "yapapi_examples" / "retry_task.py")),
+                   out)
+    deadline = time.monotonic() + 60
+    while "started" not in out.read_text():
+        assert run.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
+        time.sleep(0.1)
+    time.sleep(1.0)  # the command runs
+    run.send_signal(signal.SIGINT)  # Ctrl-C
+    run.wait(timeout=90)
+    provider = nodes["prov_info"]["node_id"]
+    deadline = time.monotonic() + 60
+    while True:
+        req, prov = status(ns, nodes["req"]), status(ns, nodes["prov"])
+        rows = [r for st in (req, prov) for r in st["agreements"]]
+        if not _containers_of(provider) and rows and all(r["state"] == "closed" for r in rows):
+            break
+        assert time.monotonic() < deadline, (rows, _containers_of(provider), out.read_text()[-3000:])
+        time.sleep(0.3)
+    assert prov["balance"]["earned_units"] == req["balance"]["spent_units"] > 0  # the work done is paid
+    assert prov["agreements"][0]["reason"] == "paid in full", prov["agreements"]
 
 
 def _containers_of(node_id: str) -> list[str]:
