@@ -87,6 +87,16 @@ def test_a_yapapi_script_moves_files_in_and_out_through_gftp(tmp_path: Path,
         assert (outputs / f"part{i}.txt.out").read_bytes() == (inputs / f"part{i}.txt").read_text().upper().encode()
 
 
+def test_stream_output_comes_as_server_sent_events(tmp_path: Path, golem: tuple[Namespace, dict[str, Any]]) -> None:
+    ns, nodes = golem
+    work = tmp_path / "stream"
+    work.mkdir()
+    run = yapapi(ns, nodes, tmp_path, work, str(ROOT / "tests" / "golem" / "yapapi_examples" / "stream_output.py"))
+    assert run.returncode == 0, f"{run.stdout}\n{run.stderr[-4000:]}"
+    lines = [line for line in run.stdout.splitlines() if line.startswith("stdout ")]
+    assert lines == ["stdout streamed-one", "stdout streamed-two"], run.stdout
+
+
 def test_a_task_whose_provider_dies_is_retried_on_another(tmp_path: Path,
                                                           golem2: tuple[Namespace, dict[str, Any]]) -> None:
     ns, nodes = golem2

@@ -54,6 +54,20 @@ async def test_golem_exe_scripts_run_in_our_containers(tmp_path: Path, image_id:
                                                       "capture": CAPTURE}}])
         assert done[0]["result"] == "Ok" and done[0]["stdout"] == "hello\n" and done[0]["stderr"] == "oops\n"
 
+        # yapapi's stream_output=True: the same results as server-sent runtime events
+        batch = await req.call("POST", f"/activity-api/v1/activity/{activity_id}/exec", json={"text": json.dumps(
+            [{"run": {"entry_point": "/bin/sh", "args": ["-c", "echo one; sleep 0.3; echo two >&2; exit 4"]}}])})
+        async with client.stream("GET", f"{r.api_url}/activity-api/v1/activity/{activity_id}/exec/{batch}",
+                                 headers={**req.headers, "Accept": "text/event-stream"}) as resp:
+            assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+            sse = "".join([chunk async for chunk in resp.aiter_text()])
+        events = [json.loads(line[6:]) for line in sse.splitlines() if line.startswith("data: ")]
+        assert all(line == "event: runtime" for line in sse.splitlines() if line.startswith("event:"))
+        kinds = [next(iter(e["kind"])) for e in events]
+        assert kinds[0] == "started" and kinds[-1] == "finished" and {"stdout", "stderr"} <= set(kinds)
+        assert "".join(e["kind"]["stdout"] for e in events if "stdout" in e["kind"]) == "one\n"
+        assert events[-1]["kind"]["finished"]["return_code"] == 4
+
         failed = await _run(req, activity_id, [{"run": {"entry_point": "/bin/sh", "args": ["-c", "exit 3"]}}])
         assert failed[0]["result"] == "Error" and "code 3" in failed[0]["message"]
 

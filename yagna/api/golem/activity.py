@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import trio
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from exeunit.commands import VOLUME_DIR
 from exeunit.errors import ScriptError
@@ -156,6 +156,7 @@ async def exec_script(activity_id: str, body: dict[str, Any], request: Request, 
         return golem_error(400, str(exc))
     try:
         started = await requestor.exec(activity_id, script)
+        _remember_script(request, str(started["batch_id"]), json.loads(text))
     except ScriptError as exc:
         return golem_error(400, str(exc))
     except ActivityFailed as exc:
@@ -179,12 +180,18 @@ def _result(r: dict[str, Any], finished: bool) -> dict[str, Any]:
 @router.get("/activity/{activity_id}/exec/{batch_id}")
 async def results(activity_id: str, batch_id: str, request: Request, _: Auth,
                   timeout: float = Query(0.0, ge=0), commandIndex: int | None = Query(None, ge=0)) -> Any:  # noqa: N803
-    """Results so far, cumulative from index 0; waits up to ``timeout`` s for the next one."""
+    """Results so far, cumulative from index 0; waits up to ``timeout`` s for the next one. With
+    ``Accept: text/event-stream`` (yapapi's ``stream_output=True``): the batch's runtime events as
+    server-sent events, until it ends."""
     requestor = _requestor(request)
     try:
         done_before = requestor.progress(activity_id, batch_id)
     except ActivityFailed as exc:
         return golem_error(404, str(exc))
+    if "text/event-stream" in request.headers.get("accept", ""):
+        commands = _scripts(request).get(batch_id, [])
+        return StreamingResponse(_runtime_events(requestor, activity_id, batch_id, commands), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache"})
     deadline = trio.current_time() + min(timeout, MAX_POLL_S)
     count = _finished(done_before[0])
     while True:
@@ -201,6 +208,53 @@ async def results(activity_id: str, batch_id: str, request: Request, _: Auth,
     if commandIndex is not None:
         out = [r for r in out if r["index"] == commandIndex]
     return out
+
+
+MAX_SCRIPTS_KEPT = 1024
+
+
+def _scripts(request: Request) -> dict[str, list[Any]]:
+    table = getattr(request.app.state, "golem_scripts", None)
+    if table is None:
+        table = request.app.state.golem_scripts = {}
+    return table  # type: ignore[no-any-return]
+
+
+def _remember_script(request: Request, batch_id: str, commands: list[Any]) -> None:
+    """The Golem commands of a batch, for its runtime events (``started`` names its command)."""
+    table = _scripts(request)
+    table[batch_id] = commands
+    while len(table) > MAX_SCRIPTS_KEPT:
+        del table[next(iter(table))]
+
+
+async def _runtime_events(requestor: Any, activity_id: str, batch_id: str,
+                          commands: list[Any]) -> AsyncIterator[bytes]:
+    """Our batch's events as Golem's ``runtime`` events: started, stdout, stderr, finished."""
+    after = 0
+    while True:
+        try:
+            events = await requestor.events(activity_id, batch_id, after, 5.0)
+        except ActivityFailed:
+            return
+        for ev in events:
+            after = max(after, int(ev.get("seq", after)))
+            kind = ev.get("kind")
+            if kind == "batch_done":
+                return
+            body: dict[str, Any] | None = None
+            if kind == "started":
+                index = int(ev.get("index", 0))
+                body = {"started": {"command": commands[index] if index < len(commands) else {"run": {}}}}
+            elif kind in ("stdout", "stderr"):
+                body = {kind: ev.get("data", "")}
+            elif kind == "finished":
+                r = ev.get("result") or {}
+                code = r.get("exit_code")
+                body = {"finished": {"return_code": code if isinstance(code, int) else (0 if not r.get("error") else -1),
+                                     "message": r.get("error")}}
+            if body is not None:
+                yield f"event: runtime\ndata: {json.dumps({'index': ev.get('index', 0), 'kind': body})}\n\n".encode()
 
 
 def _finished(results: list[dict[str, Any] | None]) -> int:
