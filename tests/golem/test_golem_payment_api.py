@@ -97,3 +97,20 @@ async def test_debit_notes_are_paid_by_the_clients_accepts(tmp_path: Path, image
 async def _paid(client: httpx.AsyncClient, p: NodeInfo, prov: Golem) -> int:
     rows = (await client.get(f"{p.api_url}/api/v1/payment/status", headers=prov.headers)).json()["agreements"]
     return sum(int(row["paid_units"]) for row in rows)
+
+
+async def test_an_agreements_deposit_comes_out_of_the_allocation(tmp_path: Path, image_id: str) -> None:
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
+        p: NodeInfo = await nursery.start(Node(NodeConfig(tmp_path / "p", api_port=0, role="provider", max_threads=1)).run)
+        r: NodeInfo = await nursery.start(
+            Node(NodeConfig(tmp_path / "r", api_port=0, role="requestor", bootstrap=[p.p2p_addrs[0]])).run)
+        req = Golem(r, tmp_path / "r", client)
+        await client.post(f"{r.api_url}/api/v1/payment/fund", json={"amount": "10"}, headers=req.headers)
+        await req.call("POST", "/payment-api/v1/allocations", 201, json={"paymentPlatform": PLATFORM,
+                                                                         "totalAmount": "0.000001"})
+        agreement_id = await agreement_via_golem(req, p.node_id, r.node_id, task_package="local/busybox:1")
+        activity_id = await req.call("POST", "/activity-api/v1/activity", 201, content=json.dumps(agreement_id))
+        channels = (await client.get(f"{r.api_url}/api/v1/payment/channels", headers=req.headers)).json()
+        assert [c["deposit_units"] for c in channels] == [10**12]  # capped by the allocation (worst case is more)
+        await req.call("DELETE", f"/activity-api/v1/activity/{activity_id}")
+        nursery.cancel_scope.cancel()

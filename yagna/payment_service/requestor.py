@@ -172,6 +172,9 @@ class RequestorPayments:
         """Agreements whose debit notes wait for the client's accept (Golem's API, yagna.api.golem)
         instead of being paid by our own meter at once; unaccepted, they fall to the provider's
         enforcement like any unpaid note."""
+        self.deposit_caps: dict[str, int] = {}
+        """agreement id -> the most its deposit may lock (what is left of the Golem allocation it
+        was made under); the deposit is the worst case of the agreement, capped by this."""
         self.received: dict[str, ReceivedNote] = {}
         self.received_changed = trio.Event()
         self._wake = trio.Event()
@@ -240,6 +243,11 @@ class RequestorPayments:
         lifetime_s = max(60, (int(expires) - int(time.time() * 1000)) // 1000) if isinstance(expires, int) else 3600
         # The worst case over the agreement's whole life: every thread busy all the time.
         deposit = max(1, pricing.estimate(threads, lifetime_s))
+        cap = self.deposit_caps.get(agreement_id)
+        if cap is not None:
+            if cap <= 0:
+                raise PaymentRequired("allocation-spent", "the allocation this agreement was made under has nothing left")
+            deposit = min(deposit, cap)
         payer_account, payee_account, expiry = self._key.node_id, row.peer_id, 0
         if self.settlement is not None:
             payer_account = self.driver.account_of(self._key.node_id)

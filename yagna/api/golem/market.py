@@ -277,6 +277,9 @@ async def create_agreement(body: dict[str, Any], request: Request, _: Auth) -> R
     payments = request.app.state.node.payments
     if payments is not None and payments.requestor is not None:  # paid by the client's accepts (payment-api)
         payments.requestor.client_accepts.add(agreement_id)
+        allocations = getattr(request.app.state, "golem_allocations", {}) or {}
+        if allocations:  # its deposit comes out of the client's budget: at most what an allocation has left
+            payments.requestor.deposit_caps[agreement_id] = max(a.total - a.spent for a in allocations.values())
     return json_string(agreement_id, 201)
 
 
