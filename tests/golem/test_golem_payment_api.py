@@ -79,6 +79,8 @@ async def test_debit_notes_are_paid_by_the_clients_accepts(tmp_path: Path, image
         inv_event = await _event(req, "invoiceEvents", None)
         invoice = await req.call("GET", f"/payment-api/v1/invoices/{inv_event['invoiceId']}")
         assert invoice["agreementId"] == agreement_id and float(invoice["amount"]) > 0
+        assert {"invoiceId", "issuerId", "payeeAddr", "payerAddr", "paymentPlatform", "timestamp", "amount",
+                "status"} <= set(invoice)  # what Golem's client needs to deserialise it
         await req.call("POST", f"/payment-api/v1/invoices/{invoice['invoiceId']}/accept", json={
             "totalAmountAccepted": invoice["amount"], "allocationId": allocation["allocationId"]})
         with trio.fail_after(30):
