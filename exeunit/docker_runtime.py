@@ -16,6 +16,7 @@ The names this module had before the split stay importable from here.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -44,6 +45,10 @@ __all__ = [
     "WORK_SUBDIRS",
     "DockerRuntime",
 ]
+
+
+LABEL_GVMI_SHA3 = "network.yagna.gvmi-sha3"
+"""Label of an image imported from a Golem package: the package's sha3-224 (the cache's key)."""
 
 
 class DockerRuntime:
@@ -150,10 +155,27 @@ class DockerRuntime:
             api = self.engine.api()
             temporary = f"{PEER_IMAGE_REPO}:gvmi-{sha3[:48]}"
             image_id = gvmi_to_docker(path, api, temporary, max_bytes=max_bytes, tmp_dir=os.path.dirname(path),
-                                      volume_root=VOLUME_DIR)
+                                      volume_root=VOLUME_DIR, extra_labels={LABEL_GVMI_SHA3: sha3})
             api.tag(image_id, PEER_IMAGE_REPO, peer_tag(image_id, node_id))
             api.remove_image(temporary)  # only the tag: the record's tag keeps the image
             return image_id
+
+        return await self.engine.blocking("image", run)
+
+    async def find_gvmi(self, sha3: str, node_id: str) -> tuple[str, list[str]] | None:
+        """An image this node imported from the Golem package ``sha3`` before (a restart keeps the
+        cache): ``(image id, its Golem volumes)``, or None."""
+        from exeunit.docker.images import PEER_IMAGE_REPO, peer_tag
+        from exeunit.gvmi import LABEL_GOLEM_VOLUMES
+
+        def run() -> tuple[str, list[str]] | None:
+            api = self.engine.api()
+            for image in api.images(filters={"label": f"{LABEL_GVMI_SHA3}={sha3}"}):
+                image_id = str(image["Id"])
+                if f"{PEER_IMAGE_REPO}:{peer_tag(image_id, node_id)}" in (image.get("RepoTags") or []):
+                    labels = image.get("Labels") or {}
+                    return image_id, sorted(json.loads(labels.get(LABEL_GOLEM_VOLUMES, "[]")))
+            return None
 
         return await self.engine.blocking("image", run)
 

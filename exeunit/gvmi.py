@@ -31,6 +31,7 @@ setuid/setgid bits and refuses relative symlinks that climb above the root.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -345,6 +346,7 @@ def gvmi_to_docker(
     timeout: float = DEFAULT_TIMEOUT,
     tmp_dir: str | None = None,
     volume_root: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
 ) -> str:
     """Import a ``.gvmi`` into the engine as image ``tag`` with its metadata; its id (``sha256:...``).
 
@@ -360,6 +362,8 @@ def gvmi_to_docker(
     if not _TAG.match(tag):
         raise GvmiError(f"not a repository[:tag] to import as: {tag!r}")
     meta = read_metadata(path)
+    if extra_labels:  # ours (e.g. the package's hash), beside the image's own
+        meta = dataclasses.replace(meta, labels={**meta.labels, **extra_labels})
     changes = docker_changes(meta, volumes_as_label=volume_root is not None)
     links = {_volume_rel(v): posixpath.join(volume_root, _volume_rel(v)) for v in meta.volumes} if volume_root else {}
     unsquashfs = _tool("unsquashfs")

@@ -93,6 +93,19 @@ async def test_a_golem_vm_package_runs_on_our_provider(tmp_path: Path, served_gv
             await req.call("DELETE", f"/activity-api/v1/activity/{activity_id}")
             await req.call("POST", f"/market-api/v1/agreements/{agreement_id}/terminate",
                            json={"message": "done", "golem.requestor.code": "Success"})
+        # The cache survives a restart: a new package store finds the image by its hash, no download.
+        from exeunit.docker_runtime import DockerRuntime
+
+        runtime = DockerRuntime()
+        found = await runtime.find_gvmi(sha3, p.node_id)
+        assert found is not None and found[1] == ["/golem/input", "/golem/output"]
+
+        async def no_import(path: str, sha3: str, *, max_bytes: int) -> str:
+            raise AssertionError("imported again")
+
+        again = Packages(no_import, tmp_path, has_image=runtime.has_image,
+                         finder=lambda h: runtime.find_gvmi(h, p.node_id))
+        assert await again.ensure(f"hash:sha3:{sha3}:{url}", max_bytes=10**9) == found[0] and again.downloads == 0
         nursery.cancel_scope.cancel()
 
 

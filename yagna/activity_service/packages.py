@@ -56,13 +56,15 @@ class Packages:
     def __init__(self, importer: Importer, staging: Path, *, has_image: Callable[[str], Awaitable[bool]],
                  on_imported: Callable[[str], Awaitable[None]] | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 volumes_of: Callable[[Path], list[str]] | None = None) -> None:
+                 volumes_of: Callable[[Path], list[str]] | None = None,
+                 finder: Callable[[str], Awaitable[tuple[str, list[str]] | None]] | None = None) -> None:
         self._import = importer
         self._staging = staging
         self._has_image = has_image
         self._on_imported = on_imported
         self._transport = transport
         self._volumes_of = volumes_of or _volumes_of
+        self._find = finder
         self._known: dict[str, str] = {}
         self.volumes: dict[str, list[str]] = {}
         """image id -> its Golem volumes (each linked to ``/work/vol/<path>`` in the image)."""
@@ -77,6 +79,12 @@ class Packages:
             known = self._known.get(sha3)
             if known is not None and await self._has_image(known):
                 return known
+            found = await self._find(sha3) if self._find is not None else None
+            if found is not None:  # imported before this run: the engine keeps it by its hash
+                self._known[sha3], self.volumes[found[0]] = found
+                if self._on_imported is not None:
+                    await self._on_imported(found[0])
+                return found[0]
             path = self._staging / f"gvmi-{sha3[:16]}-{secrets.token_hex(6)}.part"
             try:
                 await self._download(url, path, sha3, max_bytes)

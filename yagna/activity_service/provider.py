@@ -142,7 +142,8 @@ class ProviderActivities:
         self._staging = staging
         self.staged = Staging(staging, on_drop=blobs.withdraw_owner)  # results kept until fetched (bounded)
         self.images = ImageCollector(runtime, node_id)  # images loaded from requestors, collected
-        self.packages = Packages(self._import_gvmi, staging, has_image=runtime.has_image, on_imported=self.images.loaded)
+        self.packages = Packages(self._import_gvmi, staging, has_image=runtime.has_image, on_imported=self.images.loaded,
+                                 finder=self._find_gvmi)
         """Golem VM packages (``deploy {package}``): downloaded, verified, imported, collected like images."""
         self.keepalive_s = keepalive_s
         self._check_s = agreement_check_s
@@ -543,6 +544,10 @@ class ProviderActivities:
         if importer is None:
             raise ImageError("this provider's runtime cannot run Golem VM packages")
         return await importer(path, sha3, self.node_id, max_bytes=max_bytes)  # type: ignore[no-any-return]
+
+    async def _find_gvmi(self, sha3: str) -> tuple[str, list[str]] | None:
+        finder = getattr(self._runtime, "find_gvmi", None)
+        return await finder(sha3, self.node_id) if finder is not None else None  # type: ignore[no-any-return]
 
     async def _ensure_image(self, running: _Running, image_id: str) -> None:
         if await self._runtime.has_image(image_id):
