@@ -100,15 +100,7 @@ def test_stream_output_comes_as_server_sent_events(tmp_path: Path, golem: tuple[
 def test_a_task_whose_provider_dies_is_retried_on_another(tmp_path: Path,
                                                           golem2: tuple[Namespace, dict[str, Any]]) -> None:
     ns, nodes = golem2
-    work = tmp_path / "retry"
-    work.mkdir()
-    out = tmp_path / "retry.out"
-    run = ns.spawn(yapapi_argv(nodes, tmp_path, work, str(ROOT / "tests" / "golem" / "yapapi_examples" / "retry_task.py")),
-                   out)
-    deadline = time.monotonic() + 60
-    while "started" not in out.read_text():
-        assert run.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
-        time.sleep(0.1)
+    run, out = _started(ns, nodes, tmp_path, "retry")
     first = out.read_text().split("started ", 1)[1].split()[0]
     victim = next(p for p in nodes["provs"] if p["info"]["node_id"] == first)
     victim["proc"].kill()  # kill -9 of the provider running the task
@@ -131,15 +123,7 @@ def test_a_task_whose_provider_dies_is_retried_on_another(tmp_path: Path,
 def test_ctrl_c_leaves_nothing_running_and_everything_paid(tmp_path: Path,
                                                            golem: tuple[Namespace, dict[str, Any]]) -> None:
     ns, nodes = golem
-    work = tmp_path / "interrupted"
-    work.mkdir()
-    out = tmp_path / "interrupted.out"
-    run = ns.spawn(yapapi_argv(nodes, tmp_path, work, str(ROOT / "tests" / "golem" / "yapapi_examples" / "retry_task.py")),
-                   out)
-    deadline = time.monotonic() + 60
-    while "started" not in out.read_text():
-        assert run.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
-        time.sleep(0.1)
+    run, out = _started(ns, nodes, tmp_path, "interrupted")
     time.sleep(1.0)  # the command runs
     run.send_signal(signal.SIGINT)  # Ctrl-C
     run.wait(timeout=90)
@@ -154,6 +138,19 @@ def test_ctrl_c_leaves_nothing_running_and_everything_paid(tmp_path: Path,
         time.sleep(0.3)
     assert prov["balance"]["earned_units"] == req["balance"]["spent_units"] > 0  # the work done is paid
     assert prov["agreements"][0]["reason"] == "paid in full", prov["agreements"]
+
+
+def _started(ns: Namespace, nodes: dict[str, Any], tmp_path: Path, name: str) -> tuple[Any, Path]:
+    """retry_task.py running in the background, once its task has started: (process, its output file)."""
+    work, out = tmp_path / name, tmp_path / f"{name}.out"
+    work.mkdir()
+    run = ns.spawn(yapapi_argv(nodes, tmp_path, work, str(ROOT / "tests" / "golem" / "yapapi_examples" / "retry_task.py")),
+                   out)
+    deadline = time.monotonic() + 60
+    while "started" not in out.read_text():
+        assert run.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
+        time.sleep(0.1)
+    return run, out
 
 
 def _containers_of(node_id: str) -> list[str]:

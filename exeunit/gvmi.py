@@ -31,6 +31,7 @@ setuid/setgid bits and refuses relative symlinks that climb above the root.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -406,41 +407,48 @@ def _list_squashfs(unsquashfs: str, src: str, max_bytes: int, max_entries: int, 
     lines to the listing but not hide a file's size."""
     special: list[str] = []
     total = entries = 0
-    with tempfile.TemporaryFile() as err, subprocess.Popen(
-        [unsquashfs, "-lln", "-no-progress", src], stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-    ) as proc:
+    with _running([unsquashfs, "-lln", "-no-progress", src], "unsquashfs -lln (listing the filesystem)", timeout,
+                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+            kind = line[:1]
+            if kind not in "-dlcbps" or not line:
+                continue
+            entries += 1
+            if entries > max_entries:
+                raise GvmiError(f"the filesystem has more than {max_entries} entries")
+            if kind == "-":
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[2].isdigit():
+                    total += int(parts[2])
+                    if total > max_bytes:
+                        raise GvmiError(f"the filesystem holds more than {max_bytes} bytes")
+            elif kind in "cbps":
+                parts = line.split(None, 6 if kind in "cb" else 5)
+                name = parts[-1].split("/", 1)
+                if len(name) == 2 and name[1]:
+                    special.append(name[1])
+    return special
+
+
+@contextlib.contextmanager
+def _running(cmd: list[str], what: str, timeout: float, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """A tool's process for the caller to feed or read; then waited for (at most ``timeout``), killed
+    if still running, and a non-zero exit is a GvmiError with the tail of its stderr."""
+    with tempfile.TemporaryFile() as err, subprocess.Popen(cmd, stderr=err, **popen) as proc:
         try:
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-                kind = line[:1]
-                if kind not in "-dlcbps" or not line:
-                    continue
-                entries += 1
-                if entries > max_entries:
-                    raise GvmiError(f"the filesystem has more than {max_entries} entries")
-                if kind == "-":
-                    parts = line.split(None, 5)
-                    if len(parts) == 6 and parts[2].isdigit():
-                        total += int(parts[2])
-                        if total > max_bytes:
-                            raise GvmiError(f"the filesystem holds more than {max_bytes} bytes")
-                elif kind in "cbps":
-                    parts = line.split(None, 6 if kind in "cb" else 5)
-                    name = parts[-1].split("/", 1)
-                    if len(name) == 2 and name[1]:
-                        special.append(name[1])
+            yield proc
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired as e:
-            raise GvmiError(f"unsquashfs -lln ran over {timeout:g}s") from e
+            raise GvmiError(f"{what} ran over {timeout:g}s") from e
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
         if proc.returncode != 0:
             err.seek(0)
-            raise GvmiError(f"unsquashfs cannot list the filesystem: {_tail(err.read())}")
-    return special
+            raise GvmiError(f"{what} failed ({proc.returncode}): {_tail(err.read())}")
 
 
 def _escapes(rel: str, target: str) -> bool:
@@ -627,9 +635,7 @@ def _squash_export(api: Any, cid: str, mksquashfs: str, compression: str, dest: 
            "-exports", "-no-tailends", "-root-mode", "0755", "-root-uid", "0", "-root-gid", "0"]
     if compression == "lz4":
         cmd.append("-Xhc")  # as gvmkit-build: plain lz4 gains nothing over lzo
-    with tempfile.TemporaryFile() as err, subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
-    ) as proc:
+    with _running(cmd, "mksquashfs", timeout, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL) as proc:
         assert proc.stdin is not None
         stdin = proc.stdin
 
@@ -641,23 +647,12 @@ def _squash_export(api: Any, cid: str, mksquashfs: str, compression: str, dest: 
                 pass  # mksquashfs quit: its exit status and stderr say why
 
         try:
-            try:
-                _engine(feed)
-            finally:
-                try:
-                    stdin.close()
-                except BrokenPipeError:
-                    pass
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise GvmiError(f"mksquashfs ran over {timeout:g}s") from e
+            _engine(feed)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if proc.returncode != 0:
-            err.seek(0)
-            raise GvmiError(f"mksquashfs failed ({proc.returncode}): {_tail(err.read())}")
+            try:
+                stdin.close()
+            except BrokenPipeError:
+                pass
 
 
 # ---------------------------------------------------------------------------------------------
