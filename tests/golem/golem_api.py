@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import trio
 
-from yagna.node import NodeInfo
+from yagna.config import NodeConfig
+from yagna.node import Node, NodeInfo
 
 PLATFORM = "erc20-holesky-tglm"
 
@@ -69,3 +70,16 @@ async def agreement_via_golem(req: Golem, provider_id: str, requestor_id: str, t
     await req.call("POST", f"/market-api/v1/demands/{sub}/proposals/{offer['proposalId']}", json=demand)
     draft = (await req.events(sub, "ProposalEvent", "Draft"))["proposal"]
     return str(await req.call("POST", "/market-api/v1/agreements", (200, 201), json={"proposalId": draft["proposalId"]}))
+
+
+async def two_nodes(nursery: trio.Nursery, tmp_path: Path, client: httpx.AsyncClient, *,
+                    fund: str | None = "10") -> tuple[NodeInfo, NodeInfo, Golem]:
+    """A provider and a requestor (bootstrapped to it) in this process; the requestor funded."""
+    p: NodeInfo = await nursery.start(Node(NodeConfig(tmp_path / "p", api_port=0, role="provider", max_threads=1)).run)
+    r: NodeInfo = await nursery.start(
+        Node(NodeConfig(tmp_path / "r", api_port=0, role="requestor", bootstrap=[p.p2p_addrs[0]])).run)
+    req = Golem(r, tmp_path / "r", client)
+    if fund is not None:
+        await client.post(f"{r.api_url}/api/v1/payment/fund", json={"amount": fund}, headers=req.headers)
+    return p, r, req
+

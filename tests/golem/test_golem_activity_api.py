@@ -12,7 +12,7 @@ import httpx
 import pytest
 import trio
 
-from tests.golem.golem_api import Golem, agreement_via_golem
+from tests.golem.golem_api import Golem, agreement_via_golem, two_nodes
 from yagna.api.golem.activity import GolemScriptError, translate
 from yagna.config import NodeConfig
 from yagna.node import Node, NodeInfo
@@ -37,11 +37,7 @@ async def _run(req: Golem, activity_id: str, script: list[dict[str, Any]]) -> li
 
 async def test_golem_exe_scripts_run_in_our_containers(tmp_path: Path, image_id: str) -> None:
     async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
-        p: NodeInfo = await nursery.start(Node(NodeConfig(tmp_path / "p", api_port=0, role="provider", max_threads=1)).run)
-        r: NodeInfo = await nursery.start(
-            Node(NodeConfig(tmp_path / "r", api_port=0, role="requestor", bootstrap=[p.p2p_addrs[0]])).run)
-        req = Golem(r, tmp_path / "r", client)
-        await client.post(f"{r.api_url}/api/v1/payment/fund", json={"amount": "10"}, headers=req.headers)
+        p, r, req = await two_nodes(nursery, tmp_path, client)
         agreement_id = await agreement_via_golem(req, p.node_id, r.node_id, task_package="local/busybox:1")
         activity_id = await req.call("POST", "/activity-api/v1/activity", 201, content=json.dumps(agreement_id))
         assert isinstance(activity_id, str)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import trio
 
-from tests.golem.golem_api import PLATFORM, Golem, agreement_via_golem
+from tests.golem.golem_api import PLATFORM, Golem, agreement_via_golem, two_nodes
 from yagna.config import NodeConfig
 from yagna.node import Node, NodeInfo
 
@@ -103,11 +103,7 @@ async def _paid(client: httpx.AsyncClient, p: NodeInfo, prov: Golem) -> int:
 
 async def test_an_agreements_deposit_comes_out_of_the_allocation(tmp_path: Path, image_id: str) -> None:
     async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
-        p: NodeInfo = await nursery.start(Node(NodeConfig(tmp_path / "p", api_port=0, role="provider", max_threads=1)).run)
-        r: NodeInfo = await nursery.start(
-            Node(NodeConfig(tmp_path / "r", api_port=0, role="requestor", bootstrap=[p.p2p_addrs[0]])).run)
-        req = Golem(r, tmp_path / "r", client)
-        await client.post(f"{r.api_url}/api/v1/payment/fund", json={"amount": "10"}, headers=req.headers)
+        p, r, req = await two_nodes(nursery, tmp_path, client)
         await req.call("POST", "/payment-api/v1/allocations", 201, json={"paymentPlatform": PLATFORM,
                                                                          "totalAmount": "0.000001"})
         agreement_id = await agreement_via_golem(req, p.node_id, r.node_id, task_package="local/busybox:1")

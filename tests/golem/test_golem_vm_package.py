@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from exeunit.errors import ImageError
-from tests.golem.golem_api import Golem, agreement_via_golem
+from tests.golem.golem_api import Golem, agreement_via_golem, two_nodes
 from tests.golem.test_golem_activity_api import _run
 from yagna.activity_service.packages import Packages, parse_package
 from yagna.config import NodeConfig
@@ -60,11 +60,7 @@ def served_gvmi(tmp_path_factory: pytest.TempPathFactory, image_id: str) -> Iter
 async def test_a_golem_vm_package_runs_on_our_provider(tmp_path: Path, served_gvmi: tuple[str, str]) -> None:
     sha3, url = served_gvmi
     async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
-        p: NodeInfo = await nursery.start(Node(NodeConfig(tmp_path / "p", api_port=0, role="provider", max_threads=1)).run)
-        r: NodeInfo = await nursery.start(
-            Node(NodeConfig(tmp_path / "r", api_port=0, role="requestor", bootstrap=[p.p2p_addrs[0]])).run)
-        req = Golem(r, tmp_path / "r", client)
-        await client.post(f"{r.api_url}/api/v1/payment/fund", json={"amount": "10"}, headers=req.headers)
+        p, r, req = await two_nodes(nursery, tmp_path, client)
         for package, expect in ((f"hash:sha3:{sha3}:{url}", "Ok"), (f"hash:sha3:{'0' * 56}:{url}", "Error")):
             agreement_id = await agreement_via_golem(req, p.node_id, r.node_id, task_package=package)
             activity_id = await req.call("POST", "/activity-api/v1/activity", 201, content=json.dumps(agreement_id))
