@@ -14,8 +14,6 @@ import trio
 
 from tests.golem.golem_api import Golem, agreement_via_golem, two_nodes
 from yagna.api.golem.activity import GolemScriptError, translate
-from yagna.config import NodeConfig
-from yagna.node import Node, NodeInfo
 
 CAPTURE = {"stdout": {"stream": {}}, "stderr": {"stream": {}}}
 

@@ -5,7 +5,6 @@ counter -> Draft, agreement, confirm, wait, flat terminate -> a fresh Initial, 4
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio

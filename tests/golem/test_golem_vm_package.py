@@ -22,8 +22,6 @@ from exeunit.errors import ImageError
 from tests.golem.golem_api import Golem, agreement_via_golem, two_nodes
 from tests.golem.test_golem_activity_api import _run
 from yagna.activity_service.packages import Packages, parse_package
-from yagna.config import NodeConfig
-from yagna.node import Node, NodeInfo
 
 
 @pytest.fixture(scope="module")
