@@ -85,3 +85,20 @@ async def test_unusable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
 def test_api_must_stay_on_loopback(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="loopback"):
         NodeConfig(tmp_path, api_host="0.0.0.0")
+
+
+def test_golem_payment_platform_names() -> None:
+    """What a node's offers name, as Golem's SDK spells platforms: its default test platform on any test
+    network; a real chain by Golem's name for it (erc20-polygon-glm), else by its chain id."""
+    from types import SimpleNamespace
+
+    from yagna.node import payment_platforms
+
+    def driver(test: bool, chain_id: int = 0) -> SimpleNamespace:
+        return SimpleNamespace(test_network=test, chain_id=chain_id, account_of=lambda node: f"acct-of-{node}")
+
+    assert payment_platforms(driver(True), "n") == {"erc20-holesky-tglm": "acct-of-n"}
+    assert payment_platforms(driver(False, 137), "n") == {"erc20-polygon-glm": "acct-of-n"}
+    assert payment_platforms(driver(False, 1), "n") == {"erc20-mainnet-glm": "acct-of-n"}
+    assert payment_platforms(driver(False, 11155111), "n") == {"erc20-sepolia-tglm": "acct-of-n"}
+    assert payment_platforms(driver(False, 8453), "n") == {"erc20-8453-tglm": "acct-of-n"}

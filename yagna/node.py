@@ -283,6 +283,9 @@ async def _kill_self(tx_hash: str) -> None:
 
 GOLEM_TEST_PLATFORM = "erc20-holesky-tglm"
 """The platform Golem's SDK asks for by default (its test network): served by test networks here."""
+GOLEM_NETWORKS = {1: "mainnet", 137: "polygon", 17000: "holesky", 11155111: "sepolia", 80002: "amoy"}
+"""Golem's names of EVM chains (platform ``erc20-<network>-<token>``; ``glm`` on mainnet and Polygon,
+``tglm`` on test chains)."""
 
 
 def payment_platforms(driver: Any, node_id: str) -> dict[str, str]:
@@ -293,7 +296,8 @@ def payment_platforms(driver: Any, node_id: str) -> dict[str, str]:
     account = driver.account_of(node_id)
     if driver.test_network:
         return {GOLEM_TEST_PLATFORM: account}
-    return {f"erc20-{driver.chain_id}-{driver.token.lower()}": account}
+    network = GOLEM_NETWORKS.get(driver.chain_id, str(driver.chain_id))
+    return {f"erc20-{network}-{'glm' if network in ('mainnet', 'polygon') else 'tglm'}": account}
 
 
 def _connect_payments(market: MarketService, activity: ActivityService, payments: PaymentService) -> None:

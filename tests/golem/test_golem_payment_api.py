@@ -112,3 +112,28 @@ async def test_an_agreements_deposit_comes_out_of_the_allocation(tmp_path: Path,
         assert [c["deposit_units"] for c in channels] == [10**12]  # capped by the allocation (worst case is more)
         await req.call("DELETE", f"/activity-api/v1/activity/{activity_id}")
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_never_accepts_falls_to_the_providers_enforcement(tmp_path: Path, image_id: str) -> None:
+    """Golem's rule: a debit note the client leaves unaccepted past the payment timeout is unpaid; the
+    provider pauses, then ends the agreement (`not-paid`), as for any requestor that stops paying."""
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
+        p, r, req = await two_nodes(nursery, tmp_path, client)
+        await req.call("POST", "/payment-api/v1/allocations", 201, json={"paymentPlatform": PLATFORM, "totalAmount": "1"})
+        agreement_id = await agreement_via_golem(req, p.node_id, r.node_id, task_package="local/busybox:1",
+                                                 extra={"golem.com.scheme.payu.debit-note.interval-sec?": 1,
+                                                        "golem.com.scheme.payu.payment-timeout-sec?": 2})
+        activity_id = await req.call("POST", "/activity-api/v1/activity", 201, content=json.dumps(agreement_id))
+        await req.call("POST", f"/activity-api/v1/activity/{activity_id}/exec", json={"text": json.dumps(
+            [{"deploy": {}}, {"start": {}}, {"run": {"entry_point": "/bin/sh", "args": ["-c", "sleep 60"]}}])})
+        await _event(req, "debitNoteEvents", None)  # it came; nobody accepts it
+        with trio.fail_after(40):
+            while (await req.call("GET", f"/market-api/v1/agreements/{agreement_id}"))["state"] != "Terminated":
+                await trio.sleep(0.2)
+        prov_agreement = (await client.get(f"{p.api_url}/api/v1/market/agreements/{agreement_id}",
+                                           headers=Golem(p, tmp_path / "p", client).headers)).json()
+        assert "not-paid" in (prov_agreement["reason"] or ""), prov_agreement
+        with trio.fail_after(30):  # the provider stops its container; the requestor learns it
+            while (await req.call("GET", f"/activity-api/v1/activity/{activity_id}/state"))["state"][0] != "Terminated":
+                await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()
