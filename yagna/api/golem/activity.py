@@ -57,7 +57,7 @@ async def _agreement_id(request: Request) -> str | None:
 
 
 @router.post("/activity", status_code=201)
-async def create(request: Request, _: Auth) -> Response:
+async def golem_create_activity(request: Request, _: Auth) -> Response:
     requestor = _requestor(request)
     if requestor is None:
         return golem_error(400, "this node does not buy (it runs as a provider only)")
@@ -77,7 +77,7 @@ async def create(request: Request, _: Auth) -> Response:
 
 
 @router.delete("/activity/{activity_id}")
-async def destroy(activity_id: str, request: Request, _: Auth) -> Any:
+async def golem_destroy_activity(activity_id: str, request: Request, _: Auth) -> Any:
     try:
         await _requestor(request).destroy(activity_id)
     except ActivityFailed as exc:
