@@ -387,6 +387,9 @@ def _register_devnet() -> None:
     from yagna.cli.image_cmd import image
 
     cli.add_command(image)
+    from yagna.cli.deploy_cmd import deploy
+
+    cli.add_command(deploy)
 
 
 _register_devnet()
