@@ -171,10 +171,8 @@ def _convert(node: Any, source: str, depth: int) -> _Node:
             if key in keys:
                 raise ManifestError(source, key_node.start_mark.line + 1, key, f"repeated (first on line {keys[key]})")
             keys[key] = key_node.start_mark.line + 1
-            child = _convert(value_node, source, depth + 1)
-            child_line = keys[key]
-            out[key] = _Node(child.value, child_line) if not isinstance(child.value, (dict, list)) else \
-                _Node(child.value, child_line)
+            # a value is reported at its key's line (a nested mapping starts on the next one)
+            out[key] = _Node(_convert(value_node, source, depth + 1).value, keys[key])
         return _Node(out, line)
     if isinstance(node, yaml.SequenceNode):
         return _Node([_convert(item, source, depth + 1) for item in node.value], line)

@@ -49,7 +49,7 @@ from payments.evm import voucher as evm_voucher
 from payments.evm.voucher import VoucherDomain, VoucherError
 from yagna.chain.account import SettlementAccount
 from yagna.chain.channels import ChannelsClient, OnChainChannel, all_errors, encode_call
-from yagna.chain.rpc import ChainError, NotMined, Reverted, Rpc, RpcError, TxSender
+from yagna.chain.rpc import NotMined, Reverted, Rpc, RpcError, TxSender
 from yagna.store.db import Store
 
 log = logging.getLogger("yagna.chain.driver")
@@ -466,10 +466,9 @@ class EvmDriver:
             raise DriverError(f"the contract refused the {op}: {exc}") from None
         except (RpcError, NotMined) as exc:
             raise ChainUnavailable(f"{op} of channel {channel_id[:14]} not confirmed yet (kept, retried): {exc}") from None
-        return await self._record_outcome(channel_id, row, sent.hashes[-1], close, receipt=sent.receipt)
+        return await self._record_outcome(channel_id, row, sent.hashes[-1], close)
 
-    async def _record_outcome(self, channel_id: str, row: sqlite3.Row, tx_hash: str, close: bool, *,
-                              receipt: dict[str, Any] | None = None) -> Redemption:
+    async def _record_outcome(self, channel_id: str, row: sqlite3.Row, tx_hash: str, close: bool) -> Redemption:
         if close:
             return await self._record_gone(channel_id, row, tx_hash)
         state = await self._onchain(channel_id)
@@ -514,9 +513,7 @@ class EvmDriver:
         try:
             balance: int | None = await self.token_balance()
             gas: int | None = await self.gas_balance()
-        except ChainError:
-            balance = gas = None
-        except DriverError:
+        except DriverError:  # the chain is unreachable: status shows the rest
             balance = gas = None
         return {"chain_id": self.chain_id, "rpc_url": self.rpc_url, "token_address": self.token,
                 "contract_address": self.contract, "account": self.address, "token_balance": balance,
