@@ -112,3 +112,14 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str 
         if time.monotonic() - start > timeout:
             raise AssertionError(f"{what} not reached within {timeout}s")
         time.sleep(interval)
+
+
+def containers_of(node_id: str) -> list[str]:
+    """Ids of the containers (running or not) a node's exe-unit made (its ``network.yagna.node`` label)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        return [c.id for c in client.containers.list(all=True, filters={"label": f"network.yagna.node={node_id}"})]
+    finally:
+        client.close()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trio
 
-from e2e.daemons import Daemon, run_cli, wait_until
+from e2e.daemons import Daemon, containers_of, run_cli, wait_until
 from yagna.chain.anvil import Anvil
 
 TERMS = ["--property", "golem.com.scheme.payu.debit-note.interval-sec?=1",
@@ -80,16 +80,6 @@ def _rpc(url: str, method: str, *params: Any) -> Any:
 def _token_balance(url: str, token: str, address: str) -> int:
     data = "0x70a08231" + address[2:].lower().rjust(64, "0")  # balanceOf(address)
     return int(_rpc(url, "eth_call", {"to": token, "data": data}, "latest"), 16)
-
-
-def _containers_of(node_id: str) -> list[str]:
-    import docker
-
-    client = docker.from_env()
-    try:
-        return [c.id for c in client.containers.list(all=True, filters={"label": f"network.yagna.node={node_id}"})]
-    finally:
-        client.close()
 
 
 def _args(chain: dict[str, Any]) -> list[str]:
@@ -227,4 +217,4 @@ def test_provider_gone_for_good_the_requestor_takes_its_deposit_back_after_the_e
     wait_until(lambda: _row(prov, agreement_id)["state"] == "closed", timeout=60, what="provider settles")
     assert _channel_on_chain(prov, agreement_id)["state"] == "closed"
     assert _status(prov)["balance"]["earned_units"] == 0
-    wait_until(lambda: not _containers_of(prov.node_id), timeout=30, what="the provider removed its old container")
+    wait_until(lambda: not containers_of(prov.node_id), timeout=30, what="the provider removed its old container")

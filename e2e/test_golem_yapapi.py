@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from e2e.daemons import containers_of
 from e2e.golem_net import GOLEM_PYTHON, HELLO, ROOT, Namespace, golem_net, status, yapapi, yapapi_argv
 
 
@@ -115,7 +116,7 @@ def test_a_task_whose_provider_dies_is_retried_on_another(tmp_path: Path,
     ns.spawn([sys.executable, "-m", "yagna", "--data-dir", str(victim["dir"]), "service", "run", "--api-port", "0",
               "--role", "provider"], tmp_path / "victim-restart.log")
     deadline = time.monotonic() + 60
-    while _containers_of(first):
+    while containers_of(first):
         assert time.monotonic() < deadline, (tmp_path / "victim-restart.log").read_text()[-3000:]
         time.sleep(0.2)
 
@@ -132,9 +133,9 @@ def test_ctrl_c_leaves_nothing_running_and_everything_paid(tmp_path: Path,
     while True:
         req, prov = status(ns, nodes["req"]), status(ns, nodes["prov"])
         rows = [r for st in (req, prov) for r in st["agreements"]]
-        if not _containers_of(provider) and rows and all(r["state"] == "closed" for r in rows):
+        if not containers_of(provider) and rows and all(r["state"] == "closed" for r in rows):
             break
-        assert time.monotonic() < deadline, (rows, _containers_of(provider), out.read_text()[-3000:])
+        assert time.monotonic() < deadline, (rows, containers_of(provider), out.read_text()[-3000:])
         time.sleep(0.3)
     assert prov["balance"]["earned_units"] == req["balance"]["spent_units"] > 0  # the work done is paid
     assert prov["agreements"][0]["reason"] == "paid in full", prov["agreements"]
@@ -151,14 +152,3 @@ def _started(ns: Namespace, nodes: dict[str, Any], tmp_path: Path, name: str) ->
         assert run.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
         time.sleep(0.1)
     return run, out
-
-
-def _containers_of(node_id: str) -> list[str]:
-    import docker
-
-    client = docker.from_env()
-    try:
-        return [c.id for c in client.containers.list(all=True, filters={"label": f"network.yagna.node={node_id}"})]
-    finally:
-        client.close()
-
