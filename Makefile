@@ -10,7 +10,11 @@ GOLEM_VENV ?= .venv-golem
 machine:
 	bash scripts/setup-machine.sh
 
-setup: $(VENV)/.installed contracts/node_modules/.installed $(GOLEM_VENV)/.installed
+setup: $(VENV)/.installed contracts/node_modules/.installed $(GOLEM_VENV)/.installed exeunit/forwarder/bin/yagna-forward
+
+## yagna-forward, the static C bridge (Unix socket -> TCP) run inside containers; needs gcc, libc6-dev.
+exeunit/forwarder/bin/yagna-forward: exeunit/forwarder/yagna-forward.c | $(VENV)/.installed
+	$(BIN)/python -m exeunit.forwarder
 
 ## Golem's SDK (yapapi) and gvmkit-build in a venv of their own (they pin old libraries).
 $(GOLEM_VENV)/.installed: golem-compat/requirements.txt

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn, TransferOut
+from exeunit.commands import Command, Deploy, Run, Serve, Start, Terminate, TransferIn, TransferOut
 from exeunit.errors import ExeUnitError, IllegalTransition
 from exeunit.runtime import ExecResult
 
@@ -113,6 +113,7 @@ COMMAND_STATES: Mapping[type, frozenset[State]] = {
     Deploy: frozenset({State.NEW}),
     Start: frozenset({State.DEPLOYED}),
     Run: frozenset({State.READY}),
+    Serve: frozenset({State.READY}),
     TransferIn: frozenset({State.READY}),
     TransferOut: frozenset({State.READY}),
     Terminate: frozenset(State),

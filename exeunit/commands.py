@@ -54,7 +54,9 @@ __all__ = [
     "WORKDIR_ROOTS",
     "Command",
     "Deploy",
+    "MAX_PORTS",
     "Run",
+    "Serve",
     "Start",
     "Terminate",
     "TransferIn",
@@ -86,6 +88,10 @@ VOLUME_DIR = "/work/vol"
 """Where a Golem image's volumes live (linked from their own paths): files go in and out there."""
 MAX_TRANSFER_BYTES = 1 << 40
 """Sanity cap on a declared transfer size; the real cap is the agreement's storage."""
+
+MAX_PORTS = 16
+"""Most container ports one service exposes through its provider's tunnel."""
+HEALTH_KINDS = ("tcp", "http")
 
 _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 _PACKAGE = re.compile(r"hash:sha3:[0-9a-f]{56}:https?://[\x21-\x7e]{1,2000}")
@@ -234,6 +240,47 @@ def _check_name(value: object) -> str | None:
     return name
 
 
+def _check_port(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise _Invalid(where, f"must be a TCP port 1..65535, not {value!r}"[:200])
+    return value
+
+
+def _check_ports(value: object) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _Invalid("ports", f"must be a list of TCP ports, not {type(value).__name__}")
+    if len(value) > MAX_PORTS:
+        raise _Invalid("ports", f"has {len(value)} ports, at most {MAX_PORTS} are allowed")
+    ports = tuple(_check_port(p, f"ports[{i}]") for i, p in enumerate(value))
+    if len(set(ports)) != len(ports):
+        raise _Invalid("ports", "lists a port twice")
+    return ports
+
+
+def _check_health(value: object) -> dict[str, object] | None:
+    """``None``, ``{"tcp": port}`` or ``{"http": port, "path": "/..."}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise _Invalid("health", "must be a map like {'tcp': 8080} or {'http': 8080, 'path': '/'}")
+    kinds = [k for k in value if k in HEALTH_KINDS]
+    unknown = [k for k in value if k not in (*HEALTH_KINDS, "path")]
+    if len(kinds) != 1 or unknown:
+        raise _Invalid("health", "must name exactly one of 'tcp' or 'http' (and 'path' with 'http')")
+    kind = str(kinds[0])
+    out: dict[str, object] = {kind: _check_port(value[kind], f"health.{kind}")}
+    if "path" in value:
+        if kind != "http":
+            raise _Invalid("health.path", "is only for an 'http' check")
+        path = _check_str(value["path"], "health.path")
+        if not path.startswith("/") or len(path) > 1024 or any(c in path for c in " \r\n"):
+            raise _Invalid("health.path", "must be an absolute URL path without spaces, at most 1024 characters")
+        out["path"] = path
+    elif kind == "http":
+        out["path"] = "/"
+    return out
+
+
 def _validated(fn: Callable[[_C], None]) -> Callable[[_C], None]:
     """Wrap a ``__post_init__`` check: ``_Invalid`` leaves it as a ``ScriptError``."""
 
@@ -267,9 +314,13 @@ class Deploy:
     package: str | None = None
     """A Golem VM package ``hash:sha3:<hex>:<url>`` instead of an image: the provider downloads the
     ``.gvmi``, checks its sha3-224 and runs it in the same container (exeunit/gvmi.py)."""
+    ports: tuple[int, ...] = ()
+    """Container ports a service exposes: the provider bridges each to the requestor's tunnel
+    (docs/services.md). Empty for a batch container (no tunnel, nothing mounted)."""
 
     @_validated
     def __post_init__(self) -> None:
+        _set(self, "ports", _check_ports(self.ports))
         if self.package is not None:
             _check_package(self.package)
             if self.image:
@@ -304,6 +355,48 @@ class Run:
         _set(self, "env", _check_env(self.env))
         _set(self, "workdir", _check_workdir(self.workdir))
         _set(self, "timeout_s", _check_timeout(self.timeout_s))
+
+
+@dataclass(frozen=True)
+class Serve:
+    """Run the container's service for as long as the activity lives: restarted when it exits
+    (bounded back-off, counted), its output streamed as this command's output, optionally checked
+    for health. The command finishes only when the activity ends."""
+
+    kind: ClassVar[str] = "serve"
+    argv: list[str] = field(default_factory=list)
+    """Empty: the image's own entrypoint and command (or ``args`` in place of its command)."""
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = ""
+    """Empty: the image's own working directory; else ``/work``, ``/tmp`` or below them."""
+    args: list[str] = field(default_factory=list)
+    """With an empty ``argv``: arguments that replace the image's command after its entrypoint (Akash's ``args``)."""
+    health: dict[str, object] | None = None
+    """``{"tcp": port}`` or ``{"http": port, "path": "/"}``: checked through the tunnel's forwarder."""
+
+    @_validated
+    def __post_init__(self) -> None:
+        if self.argv:
+            _set(self, "argv", _check_argv(self.argv))
+        elif not isinstance(self.argv, (list, tuple)):
+            raise _Invalid("argv", f"must be a list of strings, not {type(self.argv).__name__}")
+        else:
+            _set(self, "argv", [])
+        if self.args:
+            if self.argv:
+                raise _Invalid("args", "give argv (the whole command) or args (after the image's entrypoint), not both")
+            try:
+                _set(self, "args", _check_argv(self.args))
+            except _Invalid as exc:
+                raise _Invalid(exc.where.replace("argv", "args"), exc.message) from None
+        elif not isinstance(self.args, (list, tuple)):
+            raise _Invalid("args", f"must be a list of strings, not {type(self.args).__name__}")
+        else:
+            _set(self, "args", [])
+        _set(self, "env", _check_env(self.env))
+        if self.workdir != "":
+            _set(self, "workdir", _check_workdir(self.workdir))
+        _set(self, "health", _check_health(self.health))
 
 
 @dataclass(frozen=True)
@@ -342,9 +435,9 @@ class Terminate:
     kind: ClassVar[str] = "terminate"
 
 
-Command: TypeAlias = Deploy | Start | Run | TransferIn | TransferOut | Terminate
+Command: TypeAlias = Deploy | Start | Run | Serve | TransferIn | TransferOut | Terminate
 COMMAND_TYPES: dict[str, type[Command]] = {
-    cls.kind: cls for cls in (Deploy, Start, Run, TransferIn, TransferOut, Terminate)
+    cls.kind: cls for cls in (Deploy, Start, Run, Serve, TransferIn, TransferOut, Terminate)
 }
 """Wire name -> command class."""
 
@@ -353,8 +446,11 @@ COMMAND_TYPES: dict[str, type[Command]] = {
 
 # command -> wire key -> (required, attribute name)
 _FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
-    "deploy": {"image": (False, "image"), "env": (False, "env"), "name": (False, "name"), "package": (False, "package")},
+    "deploy": {"image": (False, "image"), "env": (False, "env"), "name": (False, "name"), "package": (False, "package"),
+               "ports": (False, "ports")},
     "start": {},
+    "serve": {"argv": (False, "argv"), "args": (False, "args"), "env": (False, "env"), "workdir": (False, "workdir"),
+              "health": (False, "health")},
     "run": {"argv": (True, "argv"), "env": (False, "env"), "workdir": (False, "workdir"), "timeout": (False, "timeout_s")},
     "transfer_in": {"to": (True, "dest"), "sha256": (True, "sha256"), "size": (True, "size")},
     "transfer_out": {"from": (True, "src")},
@@ -428,6 +524,14 @@ def command_to_wire(cmd: Command) -> dict[str, object]:
             body = {"package": cmd.package, "env": dict(cmd.env)}
         if cmd.name is not None:
             body["name"] = cmd.name
+        if cmd.ports:
+            body["ports"] = list(cmd.ports)
+    elif isinstance(cmd, Serve):
+        body = {"argv": list(cmd.argv), "env": dict(cmd.env), "workdir": cmd.workdir}
+        if cmd.args:
+            body["args"] = list(cmd.args)
+        if cmd.health is not None:
+            body["health"] = dict(cmd.health)
     elif isinstance(cmd, Run):
         body = {"argv": list(cmd.argv), "env": dict(cmd.env), "workdir": cmd.workdir, "timeout": float(cmd.timeout_s)}
     elif isinstance(cmd, TransferIn):

@@ -33,7 +33,7 @@ from exeunit.docker.files import Files
 from exeunit.docker.images import Images
 from exeunit.docker.kill import Killer
 from exeunit.docker.usage import UsageMeter
-from exeunit.runtime import ContainerSpec, ExecResult, OutputSink, PeerImage, Upload, Usage
+from exeunit.runtime import ContainerSpec, ExecResult, ImageCommand, OutputSink, PeerImage, Upload, Usage
 
 __all__ = [
     "GID",
@@ -137,6 +137,9 @@ class DockerRuntime:
 
     async def resolve_image(self, image_ref: str) -> str:
         return await self.images.resolve(image_ref)
+
+    async def image_command(self, image_id: str) -> ImageCommand:
+        return await self.images.command(image_id)
 
     async def save_image(self, image_ref: str, dest_path: str) -> str:
         return await self.images.save(image_ref, dest_path)

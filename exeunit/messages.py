@@ -307,14 +307,55 @@ class StateReply:
     state: State
     reason: str | None = None
     usage: dict[str, float] | None = None
+    service: dict[str, Any] | None = None
+    """A ``serve`` command's report (:func:`decode_service`), absent for batch work."""
 
     def to_wire(self) -> dict[str, Any]:
-        return {"state": self.state.value, "reason": self.reason, "usage": self.usage}
+        out: dict[str, Any] = {"state": self.state.value, "reason": self.reason, "usage": self.usage}
+        if self.service is not None:
+            out["service"] = self.service
+        return out
 
 
 def decode_state(obj: object) -> StateReply:
     msg = _map(obj, "a state answer")
-    return StateReply(_state(msg), _text(msg, "reason"), _usage(msg))
+    service = msg.get("service")
+    return StateReply(_state(msg), _text(msg, "reason"), _usage(msg),
+                      decode_service(service) if service is not None else None)
+
+
+def decode_service(obj: object) -> dict[str, Any]:
+    """A service report: running, restarts, last exit, health, ports, tunnel readiness, start time."""
+    if not isinstance(obj, dict):
+        raise MessageInvalid("a service report must be a map")
+    out: dict[str, Any] = {}
+    for name in ("running", "tunnel_ready"):
+        if not isinstance(obj.get(name), bool):
+            raise MessageInvalid(f"service report: {name} must be a boolean")
+        out[name] = obj[name]
+    restarts = obj.get("restarts")
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or not 0 <= restarts < 2**53:
+        raise MessageInvalid("service report: restarts must be a count")
+    out["restarts"] = restarts
+    last_exit = obj.get("last_exit")
+    if last_exit is not None and (isinstance(last_exit, bool) or not isinstance(last_exit, int) or abs(last_exit) > 2**31):
+        raise MessageInvalid("service report: last_exit must be an exit code or null")
+    out["last_exit"] = last_exit
+    healthy = obj.get("healthy")
+    if healthy is not None and not isinstance(healthy, bool):
+        raise MessageInvalid("service report: healthy must be a boolean or null")
+    out["healthy"] = healthy
+    ports = obj.get("ports")
+    if not isinstance(ports, list) or len(ports) > 16 or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in ports):
+        raise MessageInvalid("service report: ports must be a list of at most 16 TCP ports")
+    out["ports"] = list(ports)
+    started = obj.get("started_at")
+    if started is not None and (isinstance(started, bool) or not isinstance(started, (int, float))
+                                or not math.isfinite(started)):
+        raise MessageInvalid("service report: started_at must be a time or null")
+    out["started_at"] = started
+    return out
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,24 @@ class ContainerSpec:
     work_dirs: tuple[str, ...] = ()
     """More directories to make under ``/work`` at each start (relative, e.g. ``vol/golem/output``:
     a Golem image's volumes, linked there)."""
+    tunnel: TunnelMounts | None = None
+    """A service's tunnel: its forwarder and socket directory mounted in, low ports allowed."""
+
+
+TUNNEL_DIR = "/.yagna/tunnel"
+"""Where a service container sees its tunnel's socket directory (one ``<port>.sock`` per exposed port)."""
+FORWARDER_PATH = "/.yagna/forward"
+"""Where a service container sees the static forwarder (``exeunit/forwarder``), read-only."""
+
+
+@dataclass(frozen=True)
+class TunnelMounts:
+    """Host paths bind-mounted into a service container (the engine must be local)."""
+
+    socket_dir: str
+    """A directory of the provider's own (mode 0777 inside a 0700 parent): the forwarder makes its sockets there."""
+    forwarder: str
+    """The static ``yagna-forward`` binary."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,17 @@ class Upload(Protocol):
     def write(self, pieces: list[bytes]) -> None:
         """The next bytes, in order (blocking: call it on a worker thread)."""
         ...
+
+
+@dataclass(frozen=True)
+class ImageCommand:
+    """What an image runs by default (its entrypoint, then its command), and where."""
+
+    argv: list[str]
+    workdir: str
+    env: dict[str, str]
+    entrypoint: list[str] = field(default_factory=list)
+    """The entrypoint alone (what ``args`` follow)."""
 
 
 class Runtime(Protocol):
@@ -159,6 +188,9 @@ class Runtime(Protocol):
 
     async def resolve_image(self, image_ref: str) -> str:
         """Name or id -> local image id (sha256:...); ImageError if absent."""
+
+    async def image_command(self, image_id: str) -> ImageCommand:
+        """The image's default entrypoint + command, working directory and environment."""
 
     async def mark_peer_image(self, image_id: str, node_id: str) -> None:
         """Record that ``node_id`` loaded ``image_id`` from a peer: it may collect it later."""

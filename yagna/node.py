@@ -225,12 +225,21 @@ class Node:
             settlement=settlement,
         )
         _connect_payments(self.market, self.activity, self.payments)
+        self.deployments = None
+        if self.market.requestor is not None and self.activity.requestor is not None and self.payments.requestor is not None:
+            from yagna.deploy_service.manager import DeployConfig, DeploymentManager
+
+            self.deployments = DeploymentManager(market=self.market, activity=self.activity.requestor,
+                                                 payments=self.payments.requestor, rr=self.network.rr,
+                                                 config=DeployConfig(subnet=self.config.subnets[0]))
         async with trio.open_nursery() as nursery:
             self.user_topics = UserTopics(self.network.gossip, nursery)
             await nursery.start(self.network.run)
             await nursery.start(self.market.run)
             await nursery.start(self.activity.run)
             await nursery.start(self.payments.run)
+            if self.deployments is not None:
+                await nursery.start(self.deployments.run)
             await nursery.start(api.run)
             addrs = self.network.full_addrs()
             await _remember_port(settings, self.network.listen_addrs())

@@ -46,7 +46,7 @@ from docker.types import Mount
 from exeunit.docker.engine import GID, UID, USER, WORK_DIR, Engine
 from exeunit.errors import RuntimeFailure
 from exeunit.image_archive import check_image_id
-from exeunit.runtime import LABEL_NODE, ContainerSpec
+from exeunit.runtime import FORWARDER_PATH, LABEL_NODE, TUNNEL_DIR, ContainerSpec
 
 log = logging.getLogger("yagna.exeunit.docker")
 
@@ -110,13 +110,22 @@ class Containers:
     def _create_container(self, spec: ContainerSpec, volume: str, labels: dict[str, str]) -> str:
         api = self._engine.api()
         lim = spec.limits
+        mounts = [Mount(WORK_DIR, volume, type="volume")]
+        sysctls: dict[str, str] | None = None
+        if spec.tunnel is not None:
+            # A service: its forwarder (read-only) and the directory of its sockets, and ports below
+            # 1024 for its non-root user (a sysctl of its own network namespace only).
+            mounts += [Mount(TUNNEL_DIR, spec.tunnel.socket_dir, type="bind"),
+                       Mount(FORWARDER_PATH, spec.tunnel.forwarder, type="bind", read_only=True)]
+            sysctls = {"net.ipv4.ip_unprivileged_port_start": "0"}
         host_config = api.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             privileged=False,
             read_only=True,
-            mounts=[Mount(WORK_DIR, volume, type="volume")],
+            mounts=mounts,
+            sysctls=sysctls,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={lim.tmp_bytes},mode=1777"},
             ipc_mode="private",
             shm_size=lim.tmp_bytes,

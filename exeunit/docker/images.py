@@ -21,7 +21,7 @@ import trio
 from exeunit.docker.engine import Engine
 from exeunit.errors import ImageError, RuntimeFailure
 from exeunit.image_archive import check_image_id, verify_image_archive
-from exeunit.runtime import PeerImage
+from exeunit.runtime import ImageCommand, PeerImage
 
 PEER_IMAGE_REPO = "yagna-peer-image"
 
@@ -51,6 +51,18 @@ class Images:
             raise ImageError(f"bad image reference: {image_ref!r}")
         info = await self._engine.call("image", "inspect_image", image_ref)
         return str(info["Id"])
+
+    async def command(self, image_id: str) -> ImageCommand:
+        """The image's default entrypoint + command (Docker's rule: entrypoint first), workdir, env."""
+        info = await self._engine.call("image", "inspect_image", image_id)
+        config = info.get("Config") or {}
+        entrypoint = [str(a) for a in (config.get("Entrypoint") or [])]
+        argv = entrypoint + [str(a) for a in (config.get("Cmd") or [])]
+        env: dict[str, str] = {}
+        for item in config.get("Env") or []:
+            name, _, value = str(item).partition("=")
+            env[name] = value
+        return ImageCommand(argv=argv, workdir=str(config.get("WorkingDir") or "/"), env=env, entrypoint=entrypoint)
 
     async def save(self, image_ref: str, dest_path: str) -> str:
         image_id = await self.resolve(image_ref)

@@ -20,7 +20,7 @@ from exeunit.activity import (
     State,
     Transition,
 )
-from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn, TransferOut
+from exeunit.commands import Command, Deploy, Run, Serve, Start, Terminate, TransferIn, TransferOut
 from exeunit.errors import ExeUnitError, IllegalTransition
 from yagna.core.wire import decode, encode
 
@@ -60,6 +60,7 @@ COMMANDS: dict[type, Command] = {
     Deploy: Deploy(image=IMAGE),
     Start: Start(),
     Run: Run(argv=["true"]),
+    Serve: Serve(),
     TransferIn: TransferIn(dest="/work/in/x", sha256="00" * 32, size=0),
     TransferOut: TransferOut(src="/work/out/x"),
     Terminate: Terminate(),
@@ -68,6 +69,7 @@ EXPECTED_COMMANDS: dict[type, set[State]] = {
     Deploy: {S.NEW},
     Start: {S.DEPLOYED},
     Run: {S.READY},
+    Serve: {S.READY},
     TransferIn: {S.READY},
     TransferOut: {S.READY},
     Terminate: set(State),

@@ -102,7 +102,7 @@ def test_workdirs_accepted(workdir: str) -> None:
 
 
 def test_kinds_name_the_commands() -> None:
-    assert sorted(COMMAND_TYPES) == ["deploy", "run", "start", "terminate", "transfer_in", "transfer_out"]
+    assert sorted(COMMAND_TYPES) == ["deploy", "run", "serve", "start", "terminate", "transfer_in", "transfer_out"]
     for kind, cls in COMMAND_TYPES.items():
         assert cls.kind == kind
 
@@ -354,3 +354,37 @@ def _only_plain_types(obj: object) -> bool:
 @given(st.lists(_commands, min_size=1, max_size=10))
 def test_property_wire_form_is_plain(commands: list[Command]) -> None:
     assert _only_plain_types(script_to_wire(commands))
+
+
+# -- services: deploy's ports, serve -------------------------------------------------------------
+IMAGE_ID = "sha256:" + "ab" * 32
+
+
+def test_a_service_script_round_trips() -> None:
+    script = [{"deploy": {"image": IMAGE_ID, "ports": [80, 8080]}}, {"start": {}},
+              {"serve": {"args": ["-f"], "env": {"A": "1"}, "health": {"http": 80, "path": "/healthz"}}}]
+    commands = parse_script(script)
+    assert commands[0].ports == (80, 8080)  # type: ignore[union-attr]
+    serve = commands[2]
+    assert serve.argv == [] and serve.args == ["-f"] and serve.workdir == ""  # type: ignore[union-attr]
+    assert serve.health == {"http": 80, "path": "/healthz"}  # type: ignore[union-attr]
+    assert parse_script(script_to_wire(commands)) == commands
+    assert "ports" not in script_to_wire(parse_script([{"deploy": {"image": IMAGE_ID}}]))[0]["deploy"]
+
+
+@pytest.mark.parametrize(("command", "field", "words"), [
+    ({"deploy": {"image": IMAGE_ID, "ports": [0]}}, "ports[0]", "1..65535"),
+    ({"deploy": {"image": IMAGE_ID, "ports": [80, 80]}}, "ports", "twice"),
+    ({"deploy": {"image": IMAGE_ID, "ports": list(range(1, 18))}}, "ports", "at most 16"),
+    ({"deploy": {"image": IMAGE_ID, "ports": "80"}}, "ports", "list"),
+    ({"serve": {"argv": ["a"], "args": ["b"]}}, "args", "not both"),
+    ({"serve": {"health": {"tcp": 80, "http": 80}}}, "health", "exactly one"),
+    ({"serve": {"health": {"tcp": 80, "path": "/"}}}, "health.path", "only for an 'http'"),
+    ({"serve": {"health": {"http": 80, "path": "no-slash"}}}, "health.path", "absolute"),
+    ({"serve": {"health": {"udp": 53}}}, "health", "exactly one"),
+    ({"serve": {"workdir": "/etc"}}, "workdir", "/work"),
+])
+def test_service_fields_are_checked(command: dict, field: str, words: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ScriptError) as info:
+        parse_script([command])
+    assert info.value.field == field and words in str(info.value)

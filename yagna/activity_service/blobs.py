@@ -125,7 +125,7 @@ class BlobServer:
     async def _serve(self, stream: ByteStream) -> None:
         peer = stream.peer
         with trio.move_on_after(HEADER_TIMEOUT_S) as waited:
-            request = await _read_header(stream)
+            request = await read_header(stream)
         if waited.cancelled_caught or request is None:
             await stream.reset()
             return
@@ -187,7 +187,7 @@ def _open_sized(path: Path) -> tuple[BinaryIO, int]:
     return f, os.fstat(f.fileno()).st_size
 
 
-async def _read_header(stream: ByteStream, leftover: bytearray | None = None) -> object | None:
+async def read_header(stream: ByteStream, leftover: bytearray | None = None) -> object | None:
     """One varint-framed CBOR value of at most :data:`BLOB_HEADER_MAX` bytes; the bytes after it go to
     ``leftover``. ``None`` for garbage or a stream that ends first."""
     buf = bytearray()
@@ -304,7 +304,7 @@ async def open_blob(rr: Any, peer: str, blob_id: str, *, max_size: int,
         await stream.send_eof()
         leftover = bytearray()
         with trio.move_on_after(STALL_S) as waited:
-            reply = await _read_header(stream, leftover)
+            reply = await read_header(stream, leftover)
         if waited.cancelled_caught:
             raise RequestTimeout(f"{peer} did not answer for {blob_id} within {STALL_S:g}s")
         size = _size_of(reply, peer, blob_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -32,8 +33,8 @@ from typing import Any
 import trio
 
 from exeunit.activity import Activity, Batch, Event, State
-from exeunit.commands import Command, Deploy, Run, Start, Terminate, TransferIn, TransferOut
-from exeunit.errors import ExeUnitError, ImageError, ScriptError, TransferRefused
+from exeunit.commands import Command, Deploy, Run, Serve, Start, Terminate, TransferIn, TransferOut
+from exeunit.errors import ExeUnitError, ImageError, RuntimeFailure, ScriptError, TransferRefused
 from exeunit.image_gc import ImageCollector
 from exeunit.limits import limits_from_agreement
 from exeunit.messages import (
@@ -52,13 +53,17 @@ from exeunit.messages import (
     decode_request,
     events_page_to_wire,
 )
-from exeunit.runtime import LABEL_ACTIVITY, LABEL_AGREEMENT, LABEL_NODE, ContainerLimits, ContainerSpec, Runtime
+from exeunit.runtime import (
+    LABEL_ACTIVITY, LABEL_AGREEMENT, LABEL_NODE, ContainerLimits, ContainerSpec, Runtime, TunnelMounts,
+)
 from exeunit.receipt import rows_of, seal_receipt
 from exeunit.staging import Staging
 from exeunit.transfer import sha256_file
 from market.agreement import verify_agreement
 from yagna.activity_service.blobs import BlobServer, fetch_blob, open_blob
 from yagna.activity_service.packages import Packages
+from yagna.activity_service.services import ServiceRunner, ServiceState
+from yagna.activity_service.tunnel import SocketDir, TunnelRefused, TunnelServer
 from yagna.core.identity import NodeKey
 from yagna.net.errors import RequestError, RequestRejected
 from yagna.store.activity_repos import Activities
@@ -104,6 +109,11 @@ class _Running:
     scope: trio.CancelScope = dc_field(default_factory=trio.CancelScope)
     """Of the activity's own tasks (its batches): cancelled when it is destroyed or ended."""
     nursery: trio.Nursery | None = None
+    ports: tuple[int, ...] = ()
+    """Exposed by its deploy (a service): reachable through the tunnel once ``serve`` runs."""
+    socket_dir: SocketDir | None = None
+    image_id: str | None = None
+    service: ServiceState | None = None
 
     def wake(self) -> None:
         self.changed.set()
@@ -126,7 +136,11 @@ class ProviderActivities:
         agreement_check_s: float = 2.0,
         key: NodeKey | None = None,
         faults: frozenset[str] = frozenset(),
+        tunnels: Path | None = None,
+        forwarder: Callable[[], Path | None] | None = None,
     ) -> None:
+        """``tunnels``: where services' socket directories go (default: beside ``staging``);
+        ``forwarder``: finds the static forwarder binary (default: :func:`exeunit.forwarder.find_binary`)."""
         self.node_id = node_id
         self._key = key
         self._faults = faults
@@ -145,6 +159,13 @@ class ProviderActivities:
         self.packages = Packages(self._import_gvmi, staging, has_image=runtime.has_image, on_imported=self.images.loaded,
                                  finder=self._find_gvmi)
         """Golem VM packages (``deploy {package}``): downloaded, verified, imported, collected like images."""
+        self._tunnels = tunnels if tunnels is not None else staging.parent / "tunnels"
+        if forwarder is None:
+            from exeunit.forwarder import find_binary
+
+            forwarder = find_binary
+        self._find_forwarder: Callable[[], Path | None] = forwarder
+        self.tunnel = TunnelServer(rr, self._socket_for)
         self.keepalive_s = keepalive_s
         self._check_s = agreement_check_s
         self._live: dict[str, _Running] = {}
@@ -156,6 +177,7 @@ class ProviderActivities:
     # -- lifecycle --------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.staged.open()  # empties what a previous run left
+        await trio.to_thread.run_sync(shutil.rmtree, self._tunnels, True)  # sockets of services before a restart
         await self._end_previous_activities()
         try:
             async with trio.open_nursery() as nursery:
@@ -242,6 +264,11 @@ class ProviderActivities:
                     await self._runtime.remove(running.container_id)
                 except ExeUnitError as exc:
                     log.warning("cannot remove container of %s: %s", act.activity_id, exc)
+        if running.socket_dir is not None:
+            running.socket_dir.close()
+            await trio.to_thread.run_sync(shutil.rmtree, running.socket_dir.path, True)
+        if running.service is not None:
+            running.service.running = running.service.tunnel_ready = False
         self.staged.retire(act.activity_id)  # its results stay fetchable a little longer
         act.apply(Event.TERMINATE, reason=reason, now=time.time())  # a no-op on an activity that failed
         await self._rows.update(act.activity_id, state=act.state.value, reason=act.reason or reason, usage=usage)
@@ -287,7 +314,8 @@ class ProviderActivities:
         if isinstance(req, GetEvents):
             return await self._events(running, req)
         if isinstance(req, GetState):
-            return StateReply(act.state, act.reason, await self._usage(running)).to_wire()
+            service = running.service.report() if running.service is not None else None
+            return StateReply(act.state, act.reason, await self._usage(running), service).to_wire()
         if not act.finished:
             await self._end(running, "destroyed by the requestor")
         await self.staged.drop(act.activity_id)  # the requestor has what it wanted
@@ -431,10 +459,12 @@ class ProviderActivities:
                 else:
                     await self._ensure_image(running, cmd.image)
                 volumes = self.packages.volumes.get(image_id, []) if cmd.package is not None else []
+                tunnel = await self._tunnel_mounts(running, cmd.ports) if cmd.ports else None
                 spec = ContainerSpec(image_id=image_id, limits=running.limits, env=dict(cmd.env),
-                                     work_dirs=tuple("vol/" + v.strip("/") for v in volumes),
+                                     work_dirs=tuple("vol/" + v.strip("/") for v in volumes), tunnel=tunnel,
                                      labels={LABEL_NODE: self.node_id, LABEL_ACTIVITY: act.activity_id,
                                              LABEL_AGREEMENT: act.agreement_id})
+                running.image_id = image_id
                 running.container_id = await self._runtime.create(spec)
             except ExeUnitError as exc:
                 act.apply(Event.DEPLOY_FAILED, reason=str(exc), now=time.time())
@@ -480,6 +510,13 @@ class ProviderActivities:
             elif res.oom_killed:
                 error = f"out-of-memory: killed at the agreement's limit of {running.limits.memory_bytes // 2**20} MiB"
             return batch.finish(index, now=time.time(), exec_result=res, error=error)
+        if isinstance(cmd, Serve):
+            act.apply(Event.RUN_BEGIN, now=time.time())
+            try:
+                return await self._serve(running, batch, index, cmd)
+            finally:
+                if act.state is State.RUNNING:
+                    act.apply(Event.RUN_END, now=time.time())
         if isinstance(cmd, (TransferIn, TransferOut)):
             act.apply(Event.RUN_BEGIN, now=time.time())  # one command at a time works in the container
             try:
@@ -530,6 +567,56 @@ class ProviderActivities:
         await self._blobs.offer_staged(running.requestor_id, f"file:{digest}", out, owner=running.activity.activity_id,
                                        on_gone=self.staged.remove)
         return batch.finish(index, now=time.time(), file=(digest, size))
+
+    # -- services ----------------------------------------------------------------------
+    async def _tunnel_mounts(self, running: _Running, ports: tuple[int, ...]) -> TunnelMounts:
+        forwarder = self._find_forwarder()
+        if forwarder is None:
+            raise RuntimeFailure("this provider cannot expose ports: its port forwarder is not built "
+                                 "(run `make setup`, or `python -m exeunit.forwarder`)", code="no-forwarder")
+        socket_dir = await trio.to_thread.run_sync(SocketDir, self._tunnels / running.activity.activity_id)
+        running.socket_dir, running.ports = socket_dir, ports
+        return TunnelMounts(socket_dir=str(socket_dir.path), forwarder=str(forwarder))
+
+    async def _serve(self, running: _Running, batch: Batch, index: int, cmd: Serve) -> dict[str, Any]:
+        """Keep the service alive until the activity ends (this command finishes only then)."""
+        container = running.container_id
+        assert container is not None and running.image_id is not None
+        if running.service is not None:
+            raise ScriptError("this activity serves already; one serve per activity")
+        health = dict(cmd.health) if cmd.health else None
+        if health is not None:
+            port = int(health.get("tcp") or health.get("http"))  # type: ignore[call-overload]
+            if port not in running.ports:
+                raise ScriptError(f"the health check's port {port} is not among the ports the deploy exposed "
+                                  f"({', '.join(map(str, running.ports)) or 'none'})", field="health")
+        default = await self._runtime.image_command(running.image_id)
+        argv = list(cmd.argv) or ((default.entrypoint + list(cmd.args)) if cmd.args else default.argv)
+        if not argv:
+            raise ScriptError("the image has no entrypoint or command of its own: give serve an argv", field="argv")
+        workdir = cmd.workdir or default.workdir or "/"
+        running.service = ServiceState(ports=running.ports, health=health)
+
+        async def emit(kind: str, data: bytes) -> None:
+            batch.output(index, kind, data)
+            running.wake()
+
+        runner = ServiceRunner(self._runtime, container, running.service, emit=emit, socket_dir=running.socket_dir)
+        await runner.run(argv, dict(cmd.env), workdir)
+        return batch.finish(index, now=time.time(), error="the service's container is gone")
+
+    async def _socket_for(self, peer: str, activity_id: str, port: int) -> Path:
+        running = self._live.get(activity_id)
+        if running is None or running.requestor_id != peer:
+            raise TunnelRefused("unknown-activity", "no live activity of yours with this id")
+        running.last_contact = time.monotonic()
+        if port not in running.ports or running.socket_dir is None:
+            raise TunnelRefused("no-port", f"port {port} is not exposed by this activity")
+        if running.paused_at is not None:
+            raise TunnelRefused("payment-paused", "the service is paused until the payments due arrive")
+        if running.service is None or not running.service.tunnel_ready:
+            raise TunnelRefused("service-down", "the service's tunnel is not up (not serving yet, or restarting)")
+        return running.socket_dir.socket(port)
 
     async def _remove_partial(self, container: str, path: str) -> None:
         try:

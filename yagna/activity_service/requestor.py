@@ -146,6 +146,8 @@ class _Activity:
     ended_mono: float | None = None
     """Our own clock of the activity's life: what the payment side checks debit notes against."""
     usage: dict[str, Any] | None = None
+    service: dict[str, Any] | None = None
+    """The provider's last report on a ``serve`` command (running, restarts, health, tunnel)."""
     batches: dict[str, _Batch] = dc_field(default_factory=dict)
     scope: trio.CancelScope = dc_field(default_factory=trio.CancelScope)
     """Of the activity's own tasks (keep-alive, pumps)."""
@@ -466,6 +468,7 @@ class RequestorActivities:
                 await self._end(act, State.TERMINATED, "the provider no longer knows it")
             raise
         act.usage = reply.usage
+        act.service = reply.service
         if reply.state is not act.state:
             act.set_state(reply.state, reply.reason)
             await self._rows.update(act.activity_id, state=reply.state.value, reason=reply.reason, usage=act.usage)
@@ -497,7 +500,7 @@ class RequestorActivities:
     def view(self, activity_id: str) -> dict[str, Any]:
         act = self._get(activity_id)
         return {"activity_id": act.activity_id, "agreement_id": act.agreement_id, "provider_id": act.provider_id,
-                "state": act.state.value, "reason": act.reason, "usage": act.usage,
+                "state": act.state.value, "reason": act.reason, "usage": act.usage, "service": act.service,
                 "batches": [self.batch_view(b) for b in act.batches.values()]}
 
     def elapsed_for_agreement(self, agreement_id: str) -> tuple[int, int]:

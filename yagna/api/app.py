@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from yagna import __version__
-from yagna.api import activity_routes, golem, market_routes, payment_routes
+from yagna.api import activity_routes, deploy_routes, golem, market_routes, payment_routes
 from yagna.api.auth import PREFIX, Auth, RequestGuard
 from yagna.core.errors import YagnaError
 from yagna.net.errors import GossipError
@@ -237,6 +237,7 @@ def create_app(node: NodeFacade) -> FastAPI:
     market_routes.install(app)
     activity_routes.install(app)
     payment_routes.install(app)
+    deploy_routes.install(app)
     golem.install(app)
 
     @app.exception_handler(YagnaError)

@@ -341,7 +341,8 @@ class RequestorMarket:
                 "body": body, "signature": signature,
             })
         finally:
-            del state.talks[offer_id]
+            if state.talks.get(offer_id) is talk:  # a concurrent negotiation may have moved on already
+                del state.talks[offer_id]
         latency = (time.monotonic() - started) * 1000
         if reply.get("move") != "approve":
             code, message = str(reply.get("code", "rejected")), str(reply.get("message", ""))

@@ -129,6 +129,8 @@ class _Payer:
     notice: str | None = None
     bonus: int = 0
     """Paid on top of metered usage (``pay_bonus``); kept out of the usage accounting."""
+    due: int = 0
+    """The largest amount a debit note of the provider asked for (what the agreement cost so far)."""
     meter: OwnMeter = field(default_factory=OwnMeter)
     """Our own clock of the agreement's activities (stored with the channel: it survives restarts)."""
     lock: trio.Lock = field(default_factory=trio.Lock)
@@ -316,6 +318,7 @@ class RequestorPayments:
         except DebitNoteRejected as exc:
             raise RequestRejected(exc.code, str(exc)) from None
         async with payer.lock:
+            payer.due = max(payer.due, note.amount_due)
             meter_moved = self._observe_only(payer)
             estimate = self._estimate(payer, note)
             decision = decide_payment(note, own_estimate=estimate, last_signed=payer.core.last_amount - payer.bonus,
@@ -546,4 +549,5 @@ class RequestorPayments:
         payer = self._payers.get(agreement_id)
         if payer is None:
             return None
-        return {"signed": payer.core.last_amount, "acked_seq": payer.core.acked_seq, "notice": payer.notice}
+        return {"signed": payer.core.last_amount, "acked_seq": payer.core.acked_seq, "notice": payer.notice,
+                "asked": payer.due, "deposit": payer.core.terms.deposit}
