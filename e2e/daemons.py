@@ -120,6 +120,7 @@ def containers_of(node_id: str) -> list[str]:
 
     client = docker.from_env()
     try:
-        return [c.id for c in client.containers.list(all=True, filters={"label": f"network.yagna.node={node_id}"})]
+        return [c.id for c in client.containers.list(all=True, filters={"label": f"network.yagna.node={node_id}"},
+                                                     ignore_removed=True)]  # one removed meanwhile is gone
     finally:
         client.close()

@@ -127,6 +127,14 @@ def test_deploy_two_replicas_fetch_fail_over_and_close(tmp_path: Path, daemons: 
         wait_until(lambda: float(_payments(prov).get(r["agreement_id"], {}).get("paid", "0") or 0) > 0, timeout=30,
                    what="the provider holds a voucher")
 
+    # The lease runs on: `deploy fund` tops up both leases' deposits, and each provider holds the new one.
+    funded = json.loads(run_cli("deploy", "fund", deployment_id, "--hours", "0.5", "--json", data_dir=req.data_dir).stdout)
+    assert len(funded["funded"]) == 2 and all(f["provider_told"] for f in funded["funded"]), funded
+    for f, r in zip(funded["funded"], _status(req, deployment_id)["replicas"]):
+        assert r["top_ups"] == 1
+        assert _payments(by_provider[r["provider_id"]])[f["agreement_id"]]["deposit_units"] == f["deposit_units"]
+        assert _payments(req)[f["agreement_id"]]["deposit_units"] == f["deposit_units"]
+
     # kill -9 the provider of replica 0: it comes back elsewhere, behind the same local port.
     victim_id = replicas[0]["provider_id"]
     victim = by_provider[victim_id]

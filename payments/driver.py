@@ -114,6 +114,16 @@ class SettlementDriver(Protocol):
         rest is ours again. On the ledger at once; on a chain once the payee closed the channel
         or, past the expiry, by taking the rest back. :class:`SettlementPending` until then."""
 
+    async def top_up(self, channel_id: str, amount: int) -> ChannelInfo:
+        """Payer side: lock ``amount`` more into an open channel this driver locked (a lease that runs
+        on). :class:`InsufficientFunds`, :class:`UnknownChannel`, or :class:`DepositMismatch` for a
+        closed channel or one the payee opened."""
+
+    async def accept_top_up(self, channel_id: str, deposit: int) -> ChannelInfo:
+        """Payee side: the payer says the channel now holds ``deposit``. The ledger records it (a test
+        network trusts the payer, as ``accept_deposit`` does); a chain checks the contract's channel.
+        Never lowers a deposit: :class:`DepositMismatch` for a smaller or unbacked amount."""
+
     async def channel(self, channel_id: str) -> ChannelInfo:
         """:class:`UnknownChannel` if never opened."""
 

@@ -5,6 +5,7 @@ Between the two parties of an agreement (``/yagna/payment/1.0.0``)::
     requestor -> provider
         {"op": "open", "channel_open": bytes}                -> {}
         {"op": "voucher", "raw": bytes}                      -> {"ack_seq": int}
+        {"op": "top_up", "channel_id": str, "deposit": int}  -> {}   (a lease's deposit, raised)
     provider -> requestor
         {"op": "debit_note", "channel_id": str, "raw": bytes}
             -> {"accepted": bool, "code": str|None, "reason": str, "voucher_seq": int|None}
@@ -33,7 +34,7 @@ from typing import Any
 from payments.channel_open import MAX_CHANNEL_OPEN_SIZE
 from payments.debit_note import DECISION_CODES, MAX_DEBIT_NOTE_SIZE
 from payments.errors import MessageRejected, VoucherRejected
-from payments.voucher import MAX_SEQ, MAX_VOUCHER_SIZE, is_amount, peek_channel_id
+from payments.voucher import MAX_SEQ, MAX_VOUCHER_SIZE, MAX_WIRE_AMOUNT, is_amount, peek_channel_id
 from yagna.core import wire
 from yagna.core.errors import WireError
 
@@ -50,6 +51,7 @@ __all__ = [
     "NoticeKind",
     "NoticeMsg",
     "PaymentRequest",
+    "TopUpMsg",
     "VoucherAck",
     "VoucherMsg",
     "decode_answer",
@@ -117,7 +119,15 @@ class NoticeMsg:
     reason: str
 
 
-PaymentRequest = ChannelOpenMsg | VoucherMsg | DebitNoteMsg | NoticeMsg | HelloMsg
+@dataclass(frozen=True)
+class TopUpMsg:
+    """The payer raised the channel's deposit to ``deposit`` (the payee checks it through its driver)."""
+
+    channel_id: str
+    deposit: int
+
+
+PaymentRequest = ChannelOpenMsg | VoucherMsg | DebitNoteMsg | NoticeMsg | HelloMsg | TopUpMsg
 MAX_BINDING = 512
 
 
@@ -158,6 +168,8 @@ def encode_request(msg: PaymentRequest) -> dict[str, Any]:
         return {"op": "voucher", "raw": msg.raw}
     if isinstance(msg, DebitNoteMsg):
         return {"op": "debit_note", "channel_id": msg.channel_id, "raw": msg.raw}
+    if isinstance(msg, TopUpMsg):
+        return {"op": "top_up", "channel_id": msg.channel_id, "deposit": msg.deposit}
     return {"op": "notice", "agreement_id": msg.agreement_id, "kind": msg.kind.value, "reason": _cut(msg.reason)}
 
 
@@ -259,6 +271,12 @@ def decode_request(obj: object) -> PaymentRequest:
             raise _bad(f"notice kind must be one of {', '.join(k.value for k in NoticeKind)}") from None
         return NoticeMsg(_text(f["agreement_id"], "agreement_id", MAX_ID), kind,
                          _text(f["reason"], "reason", MAX_REASON, empty=True))
+    if op == "top_up":
+        f = _fields(obj, ("op", "channel_id", "deposit"), "a top-up")
+        deposit = f["deposit"]
+        if not is_amount(deposit) or not 0 < deposit <= MAX_WIRE_AMOUNT:
+            raise _bad(f"deposit must be an int in 1..{MAX_WIRE_AMOUNT}")
+        return TopUpMsg(_text(f["channel_id"], "channel_id", MAX_ID), deposit)
     raise _bad(f"unknown op {str(op)[:40]!r}")
 
 

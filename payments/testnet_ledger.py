@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import trio
 
 from payments.driver import Balance, ChannelInfo, LedgerSettlement, Redemption
-from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, UnknownChannel
+from payments.errors import AmountInvalid, DepositMismatch, DepositReused, InsufficientFunds, UnknownChannel
 from yagna.core.money import MAX_UNITS
 
 __all__ = ["MemoryLedger"]
@@ -124,6 +124,36 @@ class MemoryLedger(LedgerSettlement):
                 raise DepositReused(f"channel id {channel_id} is known with other terms")
             return known.info(channel_id)
         channel = self._channels[channel_id] = _Channel(payer, payee, amount, locked_here=False)
+        return channel.info(channel_id)
+
+    async def top_up(self, channel_id: str, amount: int) -> ChannelInfo:
+        await trio.lowlevel.checkpoint()
+        _check_amount(amount, positive=True)
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            raise UnknownChannel(f"no channel {channel_id!r}")
+        if channel.state != "open" or not channel.locked_here:
+            raise DepositMismatch(f"channel {channel_id} is {channel.state if channel.state != 'open' else 'not ours to top up'}")
+        if channel.deposit + amount > MAX_UNITS:
+            raise AmountInvalid("the deposit would be over the largest amount (2**255 - 1 base units)")
+        free = self._balance(channel.payer).free
+        if amount > free:
+            raise InsufficientFunds(f"{channel.payer} has {free} free, cannot lock {amount} more")
+        self._account(channel.payer).locked += amount
+        channel.deposit += amount
+        return channel.info(channel_id)
+
+    async def accept_top_up(self, channel_id: str, deposit: int) -> ChannelInfo:
+        await trio.lowlevel.checkpoint()
+        _check_amount(deposit, positive=True)
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            raise UnknownChannel(f"no channel {channel_id!r}")
+        if channel.state != "open" or deposit < channel.deposit:
+            raise DepositMismatch(f"channel {channel_id} is {channel.state} with a deposit of {channel.deposit}; "
+                                  f"it cannot become {deposit}")
+        if not channel.locked_here:  # on the payer's own ledger the top-up moved it already
+            channel.deposit = deposit
         return channel.info(channel_id)
 
     async def redeem(self, channel_id: str, cumulative_amount: int, *, close: bool,

@@ -442,3 +442,52 @@ async def test_the_last_voucher_is_acknowledged_after_the_provider_closed_its_ch
         with pytest.raises(RemoteError) as exc:
             await rr.request(prov.key.node_id, PAYMENT, {"op": "voucher", "raw": other})
         assert exc.value.code == "unknown-channel"
+
+
+async def test_a_topped_up_lease_is_paid_beyond_its_first_deposit(tmp_path: Path, image_id: str) -> None:
+    """A lease's deposit covers a short window; a top-up lets vouchers (and the provider's pay) go past it."""
+    async with network(tmp_path) as (prov, req, agreement_id):
+        payer = req.payments.requestor
+        assert payer is not None
+        await req.payments.fund(parse_amount("10"))
+        first = PRICING.estimate(1, 1)  # one second of the worst case: the work below costs more
+        payer.deposit_caps[agreement_id] = first
+        await payer.ensure_channel(agreement_id)
+        topped = await payer.top_up(agreement_id, parse_amount("1"))
+        assert topped["deposit_units"] == first + parse_amount("1") and topped["provider_told"]
+        channel = await prov.payments._channels.by_agreement(agreement_id)
+        assert channel is not None and channel.deposit == topped["deposit_units"]
+        assert terms_from_bytes(channel.terms).deposit == topped["deposit_units"]  # a restart keeps it
+        await _run_for(req, agreement_id, image_id, 2.5)
+        await req.market.terminate(agreement_id, "done")
+        await _both_closed(prov, req, agreement_id, 20)
+        invoice = await prov.payments._invoices.get(agreement_id)
+        earned = (await prov.payments.driver.balance(prov.key.node_id)).earned
+        assert invoice is not None and earned == invoice.amount > first  # paid in full, past the first deposit
+        req_balance = await req.payments.driver.balance(req.key.node_id)
+        assert req_balance.locked == 0 and req_balance.spent == earned
+
+
+async def test_a_top_up_is_refused_without_funds_and_for_unknown_agreements(tmp_path: Path, image_id: str) -> None:
+    async with network(tmp_path) as (prov, req, agreement_id):
+        from yagna.payment_service import PaymentRequired
+
+        payer = req.payments.requestor
+        assert payer is not None
+        with pytest.raises(PaymentRequired) as unknown:
+            await payer.top_up(agreement_id, 1)  # no channel yet
+        assert unknown.value.code == "unknown-agreement"
+        await req.payments.fund(parse_amount("1"))
+        payer.deposit_caps[agreement_id] = parse_amount("0.5")
+        await payer.ensure_channel(agreement_id)
+        with pytest.raises(PaymentRequired) as short:
+            await payer.top_up(agreement_id, parse_amount("1.5"))  # more than was funded
+        assert short.value.code == "insufficient-funds" and "payment fund" in str(short.value)
+        # a payee that is told a lower deposit refuses it (nothing changes)
+        channel = await prov.payments._channels.by_agreement(agreement_id)
+        assert channel is not None
+        from payments.messages import TopUpMsg, encode_request
+
+        with pytest.raises(RemoteError) as lowered:
+            await req.net.rr.request(prov.key.node_id, PAYMENT, encode_request(TopUpMsg(channel.channel_id, 1)))
+        assert lowered.value.code == "bad-deposit"

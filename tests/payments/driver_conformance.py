@@ -266,3 +266,44 @@ class DriverConformance:
                 nursery.start_soon(redeem, amount)
         assert sum(paid) == 100
         assert (await p.payee.driver.balance(p.payee.account)).earned == 100
+
+    # -- top-ups (a lease that runs on) ---------------------------------------------------
+    async def test_top_up_raises_the_deposit_on_both_sides(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = (await self._open(p, 100)).channel_id
+        info = await p.payer.driver.top_up(cid, 150)
+        assert (info.deposit, info.state) == (250, "open")
+        _ints_only(info)
+        assert (await p.payer.driver.balance(p.payer.account)).locked == 250
+        accepted = await p.payee.driver.accept_top_up(cid, 250)
+        assert accepted.deposit == 250
+        # the payee redeems beyond the first deposit, up to the new one
+        assert (await self._redeem(p, cid, 240, close=True)).paid == 240
+        assert (await p.payee.driver.balance(p.payee.account)).earned == 240
+
+    async def test_top_up_needs_free_funds_and_an_open_channel_of_ours(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 300)
+        cid = (await self._open(p, 100)).channel_id
+        with pytest.raises(InsufficientFunds):
+            await p.payer.driver.top_up(cid, 201)
+        with pytest.raises(UnknownChannel):
+            await p.payer.driver.top_up(UNKNOWN, 10)
+        with pytest.raises((DepositMismatch, UnknownChannel)):
+            await p.payee.driver.top_up(cid, 10)  # the payee cannot top up the payer's channel
+        await self._redeem(p, cid, 50, close=True)
+        await p.payer.driver.settle_payer(cid, 50)
+        with pytest.raises(DepositMismatch):
+            await p.payer.driver.top_up(cid, 10)  # closed
+
+    async def test_accept_top_up_never_lowers_or_invents_a_deposit(self, parties: Parties) -> None:
+        p = parties
+        await p.payer.driver.fund(p.payer.account, 1000)
+        cid = (await self._open(p, 100)).channel_id
+        await p.payer.driver.top_up(cid, 50)
+        with pytest.raises(DepositMismatch):
+            await p.payee.driver.accept_top_up(cid, 90)  # lower than what it holds
+        with pytest.raises(UnknownChannel):
+            await p.payee.driver.accept_top_up(UNKNOWN, 100)
+        assert (await p.payee.driver.accept_top_up(cid, 150)).deposit == 150

@@ -66,6 +66,15 @@ async def close_deployment(deployment_id: str, request: Request, _: Auth) -> dic
     return await _deployments(request).close(deployment_id)  # type: ignore[no-any-return]
 
 
+class FundIn(BaseModel):
+    hours: float = Field(default=1.0, gt=0, le=24 * 365, description="hours of each lease's worst case to add")
+
+
+@router.post("/deployments/{deployment_id}/fund", tags=["deploy"])
+async def fund_deployment(deployment_id: str, body: FundIn, request: Request, _: Auth) -> dict[str, Any]:
+    return await _deployments(request).fund(deployment_id, body.hours)  # type: ignore[no-any-return]
+
+
 @router.get("/deployments/{deployment_id}/logs", tags=["deploy"])
 async def deployment_logs(
     deployment_id: str, request: Request, _: Auth,

@@ -317,6 +317,45 @@ class EvmDriver:
         log.info("channel %s opened on chain %d: %d to %s until %d", cid[:14], self.chain_id, amount, payee, expiry)
         return ChannelInfo(cid, self.address, payee, amount, 0, "open", expiry)
 
+    async def top_up(self, channel_id: str, amount: int) -> ChannelInfo:
+        _amount(amount, "top-up", positive=True)
+        row = await self._row(channel_id)
+        if row is None:
+            raise UnknownChannel(f"no channel {channel_id!r} of ours on chain {self.chain_id}")
+        if row["role"] != "payer" or row["state"] != "open":
+            raise DepositMismatch(f"channel {channel_id[:14]} is {row['state'] if row['state'] != 'open' else 'not ours to top up'}")
+        async with self._open_lock:
+            held = await self.token_balance()
+            if amount > held:
+                raise InsufficientFunds(f"{self.address} holds {held} base units of {self.token} on chain "
+                                        f"{self.chain_id}, the top-up needs {amount}")
+            try:
+                sent = await self.client.top_up(channel_bytes(channel_id), amount, int(row["expiry"]))
+            except Reverted as exc:
+                if "NoChannel" in str(exc):  # the payee closed it meanwhile
+                    raise DepositMismatch(f"channel {channel_id[:14]} is closed on chain") from None
+                raise DriverError(f"the contract refused the top-up: {exc}") from None
+            except (RpcError, NotMined) as exc:
+                raise ChainUnavailable(f"top-up not confirmed: {exc}") from None
+            deposit = int(row["deposit"]) + amount
+            await self._store.execute("UPDATE chain_channels SET deposit = ?, updated_at = ? WHERE channel_id = ?",
+                                      (str(deposit), int(time.time()), channel_id), durable=True)
+            await self._append_tx(channel_id, "top_up", sent.hashes[-1])
+        log.info("channel %s topped up by %d to %d", channel_id[:14], amount, deposit)
+        return ChannelInfo(channel_id, self.address, row["payee"], deposit, 0, "open", int(row["expiry"]))
+
+    async def accept_top_up(self, channel_id: str, deposit: int) -> ChannelInfo:
+        _amount(deposit, "deposit", positive=True)
+        row = await self._row(channel_id)
+        if row is None or row["role"] != "payee":
+            raise UnknownChannel(f"no channel {channel_id!r} paying us on chain {self.chain_id}")
+        state = await self._onchain(channel_id)
+        if state.payee != self.address or state.deposit < deposit or deposit < int(row["deposit"]):
+            raise DepositMismatch(f"channel {channel_id[:14]} holds {state.deposit} on chain; {deposit} was promised")
+        await self._store.execute("UPDATE chain_channels SET deposit = ?, updated_at = ? WHERE channel_id = ?",
+                                  (str(deposit), int(time.time()), channel_id), durable=True)
+        return ChannelInfo(channel_id, state.payer, self.address, deposit, state.redeemed, "open", state.expiry)
+
     def voucher_proof(self, channel_id: str, cumulative_amount: int) -> bytes:
         return evm_voucher.sign(self.account.private_key, self.domain, channel_bytes(channel_id), cumulative_amount)
 

@@ -197,3 +197,16 @@ def deploy_close(obj: Any, deployment_id: str | None, close_all: bool, as_json: 
     closed = [client.call("DELETE", f"/deployments/{i}", timeout=60) for i in ids]
     emit(closed if close_all else closed[0], as_json,
          "\n".join(line for d in closed for line in _replica_lines(d)) or "no active deployments")
+
+
+@deploy.command("fund")
+@click.argument("deployment_id")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Hours of each replica's worst-case price to add to its lease's deposit.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def deploy_fund(obj: Any, deployment_id: str, hours: float, as_json: bool) -> None:
+    """Top up the deposits of a deployment's leases (the node also does it by itself as they run low)."""
+    done = obj.client().call("POST", f"/deployments/{deployment_id}/fund", json={"hours": hours}, timeout=60)
+    emit(done, as_json, "\n".join(f"{f['replica']}: deposit now {f['deposit']}" for f in done["funded"])
+         or "no running replica to fund")

@@ -50,6 +50,8 @@ if TYPE_CHECKING:  # the manifest parser (and PyYAML) loads on the first deploym
 log = logging.getLogger("yagna.deploy")
 
 MAX_DEPLOYMENTS = 64
+TOP_UP_AT_PERCENT = 60
+"""A lease's deposit is topped up when what was signed reaches this share of it."""
 DEBIT_NOTE_INTERVAL = "golem.com.scheme.payu.debit-note.interval-sec"
 PAYMENT_TIMEOUT = "golem.com.scheme.payu.payment-timeout-sec"
 STATES = ("pending", "negotiating", "deploying", "running", "failing-over", "closing", "closed")
@@ -112,6 +114,11 @@ class Replica:
     """Every agreement this replica ran under (what it cost is summed over them)."""
     lost: set[str] = field(default_factory=set)
     """Providers it was lost on: not asked again."""
+    hourly: int = 0
+    """The current lease's worst case per hour (base units): what a top-up adds per hour."""
+    top_ups: int = 0
+    next_top_up: float = 0.0
+    """Trio time before which no automatic top-up is tried again (after one failed)."""
     changed: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -287,7 +294,7 @@ class DeploymentManager:
         rep.agreements.append(agreement_id)
         rep.activity_id = rep.batch_id = None
         rep.restarts, rep.healthy, rep.running_since = 0, None, None
-        self._cap_deposit(agreement_id, props)
+        rep.hourly = self._cap_deposit(agreement_id, props)
         rep.set("deploying")
         dep.log.add("yagna", rep.name, f"leased from {provider_id} (agreement {agreement_id[:12]})")
         try:
@@ -354,7 +361,7 @@ class DeploymentManager:
         finally:
             self._market.requestor.delete_demand(demand.demand_id)
 
-    def _cap_deposit(self, agreement_id: str, offer_properties: dict[str, Any]) -> None:
+    def _cap_deposit(self, agreement_id: str, offer_properties: dict[str, Any]) -> int:
         """A lease's deposit covers ``deposit_hours`` of its worst case, not its whole life."""
         from market.pricing import LinearPricing
 
@@ -363,9 +370,10 @@ class DeploymentManager:
             threads = int(offer_properties.get("golem.inf.cpu.threads") or 1)
         except Exception as exc:  # noqa: BLE001 - an odd offer: the payment side applies its own rules
             log.info("cannot read the lease's pricing (%s); deposit left to the payment service", exc)
-            return
+            return 0
         hours = max(60, int(self.config.deposit_hours * 3600))
         self._payments.deposit_caps[agreement_id] = max(1, pricing.estimate(threads, hours))
+        return max(1, pricing.estimate(threads, 3600))
 
     async def _wait_ready(self, dep: Deployment, rep: Replica) -> None:
         """Until the provider says the service runs and its tunnel is up; the serve batch ending first fails it."""
@@ -388,6 +396,7 @@ class DeploymentManager:
         """The serve command's output into the deployment's log, until its batch ends."""
         after = 0
         while True:
+            asked = trio.current_time()
             try:
                 events = await self._activity.events(activity_id, batch_id, after, 10.0)
             except YagnaError:
@@ -395,13 +404,25 @@ class DeploymentManager:
             except Exception:  # noqa: BLE001 - a log pump's failure costs the logs, never the deployment
                 log.exception("deployment %s: log pump of %s failed", dep.deployment_id, rep.name)
                 return
+            moved = False
             for e in events:
-                after = max(after, int(e.get("seq", after)))
-                if e.get("kind") in ("stdout", "stderr"):
+                kind = e.get("kind")
+                if kind == "dropped":  # output we did not read in time (kept at most so much): skip past it
+                    skip_to = int(e.get("first_kept", after + 1)) - 1
+                    if skip_to > after:
+                        after, moved = skip_to, True
+                        dep.log.add("yagna", rep.name, "(some output was dropped)")
+                    continue
+                if int(e.get("seq", after)) > after:
+                    after, moved = int(e["seq"]), True
+                if kind in ("stdout", "stderr"):
                     data = base64.b64decode(e["data_b64"]) if "data_b64" in e else str(e.get("data", "")).encode()
-                    dep.log.feed(rep.name, str(e["kind"]), data)
-                elif e.get("kind") == "batch_done":
+                    dep.log.feed(rep.name, str(kind), data)
+                elif kind == "batch_done":
                     return
+            if not moved and trio.current_time() - asked < 1.0:
+                return  # an answer at once with nothing new: the batch's log ended (its activity is gone)
+            await trio.lowlevel.checkpoint()
 
     async def _watch(self, rep: Replica) -> str:
         """Until the replica is lost; why."""
@@ -426,6 +447,36 @@ class DeploymentManager:
                 return f"the activity {view.get('state')}: {view.get('reason')}"
             service = view.get("service") or {}
             rep.restarts, rep.healthy = int(service.get("restarts") or 0), service.get("healthy")
+            await self._keep_funded(rep)
+
+    async def _keep_funded(self, rep: Replica) -> None:
+        """A lease has no end: when what we signed nears its deposit, lock more (``deposit_hours`` worth)."""
+        live = self._payments.live(rep.agreement_id) if rep.agreement_id else None
+        if not live or not rep.hourly or live["signed"] * 100 < live["deposit"] * TOP_UP_AT_PERCENT:
+            return
+        if trio.current_time() < rep.next_top_up:
+            return
+        try:
+            await self.fund_replica(rep, self.config.deposit_hours)
+        except YagnaError:  # said in the log; the provider pauses when the deposit runs out
+            rep.next_top_up = trio.current_time() + 30.0
+
+    async def fund_replica(self, rep: Replica, hours: float) -> dict[str, Any] | None:
+        """Top the replica's current lease up by ``hours`` of its worst case; None if it has no lease now."""
+        if rep.agreement_id is None or not rep.hourly or self._payments.live(rep.agreement_id) is None:
+            return None
+        amount = max(1, int(rep.hourly * hours))
+        dep = self.deployments.get(rep.deployment_id)
+        try:
+            done: dict[str, Any] = await self._payments.top_up(rep.agreement_id, amount)
+        except YagnaError as exc:
+            if dep is not None:
+                dep.log.add("yagna", rep.name, f"cannot top up the lease's deposit: {exc}")
+            raise
+        rep.top_ups += 1
+        if dep is not None:
+            dep.log.add("yagna", rep.name, f"lease deposit topped up by {format_amount(amount)} to {done['deposit']}")
+        return done
 
     async def _release(self, rep: Replica, reason: str) -> None:
         """Destroy the activity and terminate the agreement (best effort, bounded, shielded)."""
@@ -463,6 +514,21 @@ class DeploymentManager:
             log.info("deployment %s closed: %s", deployment_id, reason)
         return self.view(dep)
 
+    async def fund(self, deployment_id: str, hours: float) -> dict[str, Any]:
+        """``yagna deploy fund``: top every running replica's lease up by ``hours`` of its worst case."""
+        dep = self.get(deployment_id)
+        if dep.state != "active":
+            raise DeployError("not-active", f"deployment {deployment_id} is {dep.state}", 409)
+        funded = []
+        for rep in dep.replicas:
+            try:
+                done = await self.fund_replica(rep, hours)
+            except YagnaError as exc:
+                raise DeployError(getattr(exc, "code", "payment-error"), f"{rep.name}: {exc}", 402) from None
+            if done is not None:
+                funded.append({"replica": rep.name, **done})
+        return {"deployment_id": deployment_id, "funded": funded}
+
     def get(self, deployment_id: str) -> Deployment:
         dep = self.deployments.get(deployment_id)
         if dep is None:
@@ -488,7 +554,7 @@ class DeploymentManager:
         return {
             "service": rep.service.name, "replica": rep.index, "name": rep.name, "provider_id": rep.provider_id,
             "agreement_id": rep.agreement_id, "activity_id": rep.activity_id, "state": rep.state, "reason": rep.reason,
-            "restarts": rep.restarts, "healthy": rep.healthy, "failovers": rep.failovers,
+            "restarts": rep.restarts, "healthy": rep.healthy, "failovers": rep.failovers, "top_ups": rep.top_ups,
             "running_since": rep.running_since, "ports": [b.view() for b in rep.ports],
             "cost": format_amount(cost), "paid": format_amount(paid), "cost_units": cost, "paid_units": paid,
         }

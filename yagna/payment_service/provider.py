@@ -17,6 +17,8 @@ voucher arrived (or did not, within the protocol's timeout).
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 from collections import deque
@@ -36,6 +38,7 @@ from payments.messages import (
     HelloAnswer,
     HelloMsg,
     DebitNoteMsg,
+    TopUpMsg,
     NoticeKind,
     NoticeMsg,
     VoucherAck,
@@ -230,6 +233,27 @@ class ProviderPayments:
         await self._nursery.start(self._run_channel, payee)
         self._payees[row.agreement_id] = payee
         log.info("channel %s open for agreement %s: deposit %d", opened.channel_id[:12], row.agreement_id[:12], opened.deposit)
+
+    async def on_top_up(self, peer: str, msg: TopUpMsg) -> None:
+        """The payer raised a channel's deposit (a lease that runs on): checked through the driver,
+        stored, then it counts (vouchers up to it are worth their amount). Idempotent."""
+        payee = next((p for p in self._payees.values()
+                      if p.terms.payer == peer and p.terms.channel_id == msg.channel_id), None)
+        if payee is None:
+            raise RequestRejected("unknown-channel", "no open channel of yours with this id")
+        async with payee.taking:
+            if msg.deposit == payee.terms.deposit:
+                return
+            if msg.deposit < payee.terms.deposit:
+                raise RequestRejected("bad-deposit", f"the deposit is {payee.terms.deposit}; a top-up cannot lower it")
+            try:
+                await self.driver.accept_top_up(msg.channel_id, msg.deposit)
+            except DriverError as exc:
+                raise RequestRejected("deposit-mismatch", str(exc)) from None
+            terms = dataclasses.replace(payee.terms, deposit=msg.deposit)
+            await self._channels.set_deposit(msg.channel_id, msg.deposit, terms_bytes(terms))
+            payee.terms = payee.core.terms = terms
+        log.info("channel %s topped up to %d", msg.channel_id[:12], msg.deposit)
 
     async def on_voucher(self, peer: str, msg: VoucherMsg) -> VoucherAck:
         """The one way a voucher comes in; the reply (the acknowledgement) follows the durable commit."""

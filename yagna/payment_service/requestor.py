@@ -20,6 +20,8 @@ spent, the rest of the deposit is free again.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import logging
 import secrets
@@ -52,6 +54,7 @@ from payments.messages import (
     DebitNoteMsg,
     HelloMsg,
     NoticeMsg,
+    TopUpMsg,
     VoucherMsg,
     decode_hello_answer,
     decode_voucher_ack,
@@ -131,6 +134,8 @@ class _Payer:
     """Paid on top of metered usage (``pay_bonus``); kept out of the usage accounting."""
     due: int = 0
     """The largest amount a debit note of the provider asked for (what the agreement cost so far)."""
+    untold_top_up: bool = False
+    """A top-up raised the deposit and the provider has not acknowledged it yet (re-sent with vouchers)."""
     meter: OwnMeter = field(default_factory=OwnMeter)
     """Our own clock of the agreement's activities (stored with the channel: it survives restarts)."""
     lock: trio.Lock = field(default_factory=trio.Lock)
@@ -427,6 +432,40 @@ class RequestorPayments:
             payer.bonus += amount
         return {"agreement_id": agreement_id, "bonus": format_amount(payer.bonus), "signed": format_amount(total)}
 
+    async def top_up(self, agreement_id: str, amount: int) -> dict[str, Any]:
+        """Lock ``amount`` more into the agreement's channel (a lease that runs on) and tell the provider;
+        vouchers may then go up to the new deposit. The provider hears it now or with the next voucher."""
+        payer = self._payers.get(agreement_id)
+        if payer is None:
+            raise PaymentRequired("unknown-agreement", f"no open payment channel for agreement {agreement_id!r}")
+        async with payer.lock:
+            channel_id = payer.core.terms.channel_id
+            try:
+                info = await self.driver.top_up(channel_id, amount)
+            except PaymentError as exc:
+                code = getattr(exc, "code", "payment-error")
+                raise PaymentRequired(code, f"cannot top up the deposit by {format_amount(amount)}: {exc}"
+                                      " (on a test network: yagna payment fund --amount 10)") from None
+            terms = dataclasses.replace(payer.core.terms, deposit=info.deposit)
+            await self._channels.set_deposit(channel_id, info.deposit, terms_bytes(terms))
+            payer.core.terms = terms
+            payer.untold_top_up = True
+        await self._tell_top_up(payer)
+        log.info("channel %s of %s topped up by %d to %d", channel_id[:12], agreement_id[:12], amount, info.deposit)
+        return {"agreement_id": agreement_id, "channel_id": channel_id, "deposit": format_amount(info.deposit),
+                "deposit_units": info.deposit, "provider_told": not payer.untold_top_up}
+
+    async def _tell_top_up(self, payer: _Payer) -> None:
+        terms = payer.core.terms
+        with trio.move_on_after(PAYMENT.timeout):
+            try:
+                await self._rr.request(payer.provider, PAYMENT, encode_request(TopUpMsg(terms.channel_id, terms.deposit)))
+                if payer.core.terms.deposit == terms.deposit:
+                    payer.untold_top_up = False
+            except RequestError as exc:
+                log.info("top-up of %s not acknowledged yet: %s", terms.channel_id[:12], exc)
+                payer.kick.set()
+
     def _estimate(self, payer: _Payer, note: DebitNote) -> int:
         """What the note's usage costs at the agreed price, capped by our own clock of the activities."""
         cap = payer.meter.cap_ms(SLACK_MS)
@@ -474,11 +513,13 @@ class RequestorPayments:
                     backoff = min(backoff * 2, 60.0)
 
     async def _deliver(self, payer: _Payer) -> None:
-        """Send the stored, unacknowledged voucher until the provider's reply acknowledges it."""
+        """Send the stored, unacknowledged voucher (and an untold top-up) until the provider acknowledges it."""
         channel_id = payer.core.terms.channel_id
         while True:
             if payer.deliver_after > trio.current_time():
                 await trio.sleep_until(payer.deliver_after)
+            if payer.untold_top_up and payer.confirmed:
+                await self._tell_top_up(payer)
             pending = payer.core.pending()
             if pending is not None and payer.confirmed:
                 with trio.move_on_after(PAYMENT.timeout):
@@ -491,7 +532,7 @@ class RequestorPayments:
                             self._wake.set()  # an ended agreement may settle now
                     except (RequestError, MessageRejected) as exc:
                         log.debug("voucher to %s not acknowledged yet: %s", payer.provider, exc)
-            if payer.core.pending() is None or not payer.confirmed:
+            if (payer.core.pending() is None and not payer.untold_top_up) or not payer.confirmed:
                 await payer.kick.wait()  # nothing to deliver until a new voucher is stored
             else:
                 with trio.move_on_after(self._resend_s):

@@ -19,6 +19,7 @@ from payments.messages import (
     ChannelOpenMsg,
     DebitNoteMsg,
     HelloMsg,
+    TopUpMsg,
     VoucherMsg,
     decode_request,
     encode_answer,
@@ -109,11 +110,14 @@ class PaymentService:
             msg = decode_request(request.payload)
         except MessageRejected as exc:
             raise RequestRejected(exc.code, str(exc)) from None
-        if isinstance(msg, (ChannelOpenMsg, VoucherMsg, HelloMsg)):
+        if isinstance(msg, (ChannelOpenMsg, VoucherMsg, HelloMsg, TopUpMsg)):
             if self.provider is None:
                 raise RequestRejected("not-a-provider", "this node does not sell")
             if isinstance(msg, HelloMsg):
                 return encode_hello_answer(await self.provider.on_hello(request.peer, msg))
+            if isinstance(msg, TopUpMsg):
+                await self.provider.on_top_up(request.peer, msg)
+                return {}
             if isinstance(msg, ChannelOpenMsg):
                 await self.provider.on_open(request.peer, msg)
                 return {}

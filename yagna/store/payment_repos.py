@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from payments.driver import Balance, ChannelInfo, LedgerSettlement, Redemption
-from payments.errors import AmountInvalid, DepositReused, InsufficientFunds, UnknownChannel
+from payments.errors import AmountInvalid, DepositMismatch, DepositReused, InsufficientFunds, UnknownChannel
 from payments.meter import MeterRecord
 from yagna.core.money import MAX_UNITS
 from yagna.store.db import Store, where_equal
@@ -192,6 +192,52 @@ class SqliteLedger(LedgerSettlement):
                 return info
             _insert_channel(conn, channel_id, payer, payee, amount, "payee", now)
             return ChannelInfo(channel_id, payer, payee, amount, 0, "open")
+
+        return await self._store.transaction(fn, durable=True)
+
+    async def top_up(self, channel_id: str, amount: int) -> ChannelInfo:
+        _positive(amount, "top-up")
+        now = int(self._clock())
+        name = self.name
+
+        def fn(conn: sqlite3.Connection) -> ChannelInfo:
+            row = _channel_row(conn, channel_id)
+            if row is None:
+                raise UnknownChannel(f"no channel {channel_id!r} on the {name} ledger")
+            info = _channel_info(row)
+            if info.state != "open" or row["role"] != "payer":
+                raise DepositMismatch(f"channel {channel_id} is {info.state if info.state != 'open' else 'not ours to top up'}")
+            acct = _Account.load(conn, info.payer)
+            free = acct.balance().free
+            if amount > free:
+                raise InsufficientFunds(f"account {info.payer} has {free} base units free on the {name} ledger, "
+                                        f"the top-up needs {amount}")
+            acct.locked += amount
+            acct.save(conn, now)
+            deposit = info.deposit + amount
+            conn.execute("UPDATE ledger_channels SET deposit = ? WHERE channel_id = ?",
+                         (amount_to_db(deposit, "deposit"), channel_id))
+            return ChannelInfo(channel_id, info.payer, info.payee, deposit, info.redeemed, "open")
+
+        return await self._store.transaction(fn, durable=True)
+
+    async def accept_top_up(self, channel_id: str, deposit: int) -> ChannelInfo:
+        _positive(deposit, "deposit")
+        name = self.name
+
+        def fn(conn: sqlite3.Connection) -> ChannelInfo:
+            row = _channel_row(conn, channel_id)
+            if row is None:
+                raise UnknownChannel(f"no channel {channel_id!r} on the {name} ledger")
+            info = _channel_info(row)
+            if info.state != "open" or deposit < info.deposit:
+                raise DepositMismatch(f"channel {channel_id} is {info.state} with a deposit of {info.deposit}; "
+                                      f"it cannot become {deposit}")
+            if row["role"] == "payer":  # our own channel: the top-up moved it already
+                return info
+            conn.execute("UPDATE ledger_channels SET deposit = ? WHERE channel_id = ?",
+                         (amount_to_db(deposit, "deposit"), channel_id))
+            return ChannelInfo(channel_id, info.payer, info.payee, deposit, info.redeemed, "open")
 
         return await self._store.transaction(fn, durable=True)
 
@@ -482,6 +528,15 @@ class PayChannels:
         changed = await self._store.execute(
             "UPDATE pay_channels SET meter_ms = ?, meter_at = ?, meter_live = ?, meter_acts = ? WHERE channel_id = ?",
             (meter.ms, meter.at_ms, int(meter.live), meter.activities, channel_id),
+        )
+        return changed > 0
+
+    async def set_deposit(self, channel_id: str, deposit: int, terms: bytes) -> bool:
+        """A topped-up channel: its new deposit and the terms that carry it."""
+        changed = await self._store.execute(
+            "UPDATE pay_channels SET deposit = ?, terms = ?, updated_at = ? WHERE channel_id = ?",
+            (amount_to_db(deposit, "deposit"), bytes(terms), int(self._clock()), channel_id),
+            durable=True,
         )
         return changed > 0
 
