@@ -93,6 +93,16 @@ def test_preset_errors_name_the_field(tmp_path: Path, daemons: list[Daemon]) -> 
     assert bad.returncode == 1 and "threads" in bad.stderr
     dup = run_cli("provider", "preset", "create", "default", data_dir=d.data_dir, check=False)
     assert dup.returncode == 1 and "exists" in dup.stderr
+    both = run_cli("provider", "preset", "create", "x", "--fixed-price-hour", "0.5", "--price-hour", "1",
+                   data_dir=d.data_dir, check=False)
+    assert both.returncode == 1 and "--fixed-price-hour" in both.stderr
+    fixed = run_cli("provider", "preset", "create", "flux-s", "--threads", "1", "--fixed-price-hour", "0.36",
+                    data_dir=d.data_dir)
+    assert "fixed 0.36/h" in fixed.stdout, fixed.stdout
+    offers = json.loads(run_cli("market", "offers", "--json", data_dir=d.data_dir).stdout)
+    flux = next(o for o in offers if o["properties"].get("yagna.preset") == "flux-s")
+    assert flux["properties"]["yagna.com.pricing.fixed"] is True
+    assert flux["properties"]["golem.com.pricing.model.linear.coeffs"][0] == 0  # no CPU price
     missing = run_cli("provider", "preset", "delete", "nope", data_dir=d.data_dir, check=False)
     assert missing.returncode == 1 and "nope" in missing.stderr
     bad_policy = run_cli("provider", "policy", "set", "--min-expiration", "100", "--max-expiration", "10",

@@ -68,6 +68,8 @@ OFFER_CONSTRAINTS = "(golem.srv.comp.expiration>0)"
 """A demand must state when its agreement expires, as in Golem."""
 
 PRESET_PROPERTY = "yagna.preset"
+FIXED_PRICE_PROPERTY = "yagna.com.pricing.fixed"
+"""True in the offer of a fixed-price preset: the linear pricing bills the duration only."""
 """Names the preset an offer was built from, so a proposal maps back to its preset."""
 
 RUNTIMES = frozenset({"docker"})
@@ -98,6 +100,9 @@ class Preset:
     storage_gib: float = 2.0
     pricing: LinearPricing = field(default=DEFAULT_PRICING)
     subnet: str = "public"
+    fixed: bool = False
+    """A fixed price per hour for this size (Flux's model): the pricing bills duration only, no CPU
+    time and no start fee, and the offer says so (:data:`FIXED_PRICE_PROPERTY`)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -122,6 +127,10 @@ class Preset:
                 raise PresetError(name, f"must be more than 0 and at most {MAX_SIZE_GIB} GiB, got {value!r}")
         if not isinstance(self.pricing, LinearPricing):
             raise PresetError("pricing", f"must be a LinearPricing, got {type(self.pricing).__name__}")
+        if not isinstance(self.fixed, bool):
+            raise PresetError("fixed", f"must be true or false, got {self.fixed!r}")
+        if self.fixed and isinstance(self.pricing, LinearPricing) and (self.pricing.per_cpu_sec or self.pricing.start_fee):
+            raise PresetError("pricing", "a fixed-price preset bills by the hour only: no CPU price, no start fee")
         if not isinstance(self.subnet, str) or not _SUBNET_RE.fullmatch(self.subnet):
             raise PresetError("subnet", f"must be 1-64 of A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit, got {self.subnet!r}")
 
@@ -145,6 +154,7 @@ class Preset:
             "storage_gib": self.storage_gib,
             "pricing": self.pricing.to_json(),
             "subnet": self.subnet,
+            "fixed": self.fixed,
         }
 
     @classmethod
@@ -206,6 +216,8 @@ def offer_properties(
         COM_SCHEME_PAYU_PAYMENT_TIMEOUT_SEC: _check_seconds("payment_timeout_s", payment_timeout_s),
         PRESET_PROPERTY: preset.name,
     }
+    if preset.fixed:
+        props[FIXED_PRICE_PROPERTY] = True
     for platform, address in (payment_platforms or {}).items():
         props[payment_platform_address(platform)] = address
     if payment_platforms:

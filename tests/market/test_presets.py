@@ -14,6 +14,7 @@ from market.negotiation import settle_terms
 from market.pricing import LinearPricing
 from market.presets import (
     DEFAULT_PRICING,
+    FIXED_PRICE_PROPERTY,
     OFFER_CONSTRAINTS,
     Preset,
     PresetError,
@@ -145,6 +146,7 @@ def test_json_shape() -> None:
         "storage_gib": 100.0,
         "pricing": {"start_fee": "0.00000000000000001", "per_cpu_sec": "0.00000000000000002", "per_duration_sec": "0.000000000000000004"},
         "subnet": "devnet",
+        "fixed": False,
     }
 
 
@@ -269,3 +271,25 @@ def test_offer_properties_name_the_payment_platforms_golem_requestors_match() ->
     offer = Offer("p", {**props, "golem.node.debug.subnet": "public"}, "()")
     assert matches(offer, Demand("r", {}, golem_demand))
     assert not matches(Offer("p", offer_properties(Preset("x"), node_name="n"), "()"), Demand("r", {}, golem_demand))
+
+
+# -- fixed prices (Flux's model) ------------------------------------------------------------------
+def test_a_fixed_price_preset_bills_the_hour_only_and_says_so() -> None:
+    hourly = parse_amount("0.36")
+    p = Preset(name="flux-s", threads=2, mem_gib=2, storage_gib=10, fixed=True,
+               pricing=LinearPricing(start_fee=0, per_cpu_sec=0, per_duration_sec=hourly // 3600))
+    props = offer_properties(p, node_name="n")
+    assert props[FIXED_PRICE_PROPERTY] is True
+    assert props[P.COM_PRICING_MODEL_LINEAR_COEFFS] == [0, hourly // 3600, 0]
+    assert p.pricing.estimate(2, 3600) == hourly  # whatever the threads do, an hour costs the fixed price
+    assert Preset.from_json(p.to_json()) == p
+    assert FIXED_PRICE_PROPERTY not in offer_properties(Preset(name="linear"), node_name="n")
+    assert Preset.from_json({"name": "old"}).fixed is False  # presets stored before the field
+
+
+@pytest.mark.parametrize("pricing", [LinearPricing(start_fee=1, per_cpu_sec=0, per_duration_sec=5),
+                                     LinearPricing(start_fee=0, per_cpu_sec=1, per_duration_sec=5)])
+def test_a_fixed_price_preset_refuses_cpu_prices_and_start_fees(pricing: LinearPricing) -> None:
+    with pytest.raises(PresetError) as info:
+        Preset(name="flux-s", fixed=True, pricing=pricing)
+    assert info.value.field == "pricing" and "by the hour only" in str(info.value)

@@ -221,6 +221,8 @@ def _preset_options(f):  # type: ignore[no-untyped-def]
         click.option("--price-cpu-hour", help="Price per CPU-hour, tokens (e.g. 0.025)."),
         click.option("--price-hour", help="Price per hour of duration, tokens."),
         click.option("--start-fee", help="Price per agreement start, tokens."),
+        click.option("--fixed-price-hour", help="Sell this size at a fixed price per hour, tokens (no CPU price, "
+                                                "no start fee); instead of the three prices above."),
         click.option("--subnet", help="Subnet the offer is published in."),
         click.option("--runtime", type=click.Choice(["docker"]), help="Runtime (docker)."),
     ]):
@@ -228,9 +230,16 @@ def _preset_options(f):  # type: ignore[no-untyped-def]
     return f
 
 
-def _preset_body(threads, mem_gib, storage_gib, price_cpu_hour, price_hour, start_fee, subnet, runtime) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _preset_body(threads, mem_gib, storage_gib, price_cpu_hour, price_hour, start_fee, fixed_price_hour, subnet,  # type: ignore[no-untyped-def]
+                 runtime) -> dict[str, Any]:
     body: dict[str, Any] = {k: v for k, v in (("threads", threads), ("mem_gib", mem_gib), ("storage_gib", storage_gib),
                                                ("subnet", subnet), ("runtime", runtime)) if v is not None}
+    if fixed_price_hour is not None:
+        if any(v is not None for v in (price_cpu_hour, price_hour, start_fee)):
+            raise YagnaError("--fixed-price-hour replaces --price-cpu-hour, --price-hour and --start-fee; give one or the others")
+        body["fixed"] = True
+        body["pricing"] = {"per_cpu_sec": "0", "per_duration_sec": _per_sec(fixed_price_hour), "start_fee": "0"}
+        return body
     pricing = {}
     if price_cpu_hour is not None:
         pricing["per_cpu_sec"] = _per_sec(price_cpu_hour)
@@ -245,8 +254,11 @@ def _preset_body(threads, mem_gib, storage_gib, price_cpu_hour, price_hour, star
 
 def _preset_text(p: dict[str, Any]) -> str:
     pr = p["pricing"]
-    return (f"{p['name']:16} {p['runtime']:7} {p['threads']:>3} thr {p['mem_gib']:>6g} GiB {p['storage_gib']:>6g} GiB  "
-            f"{_per_hour(pr['per_cpu_sec'])}/cpu-h {_per_hour(pr['per_duration_sec'])}/h start {pr['start_fee']}  subnet {p['subnet']}")
+    size = f"{p['name']:16} {p['runtime']:7} {p['threads']:>3} thr {p['mem_gib']:>6g} GiB {p['storage_gib']:>6g} GiB  "
+    if p.get("fixed"):
+        return size + f"fixed {_per_hour(pr['per_duration_sec'])}/h  subnet {p['subnet']}"
+    return size + (f"{_per_hour(pr['per_cpu_sec'])}/cpu-h {_per_hour(pr['per_duration_sec'])}/h start {pr['start_fee']}"
+                   f"  subnet {p['subnet']}")
 
 
 @preset.command("create")
