@@ -25,19 +25,34 @@ services:
     image: local/busybox:1
     command: ["sh", "-c"]
     args:
-      - 'echo "replica $(hostname)" > /work/index.html; echo web started; exec httpd -f -v -p 8080 -h /work'
+      - |
+        date >> /data/starts
+        echo "replica $(hostname) starts $(wc -l < /data/starts)" > /work/index.html
+        mkdir -p /work/cgi-bin
+        printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho bye\\nkillall httpd\\n' > /work/cgi-bin/restart
+        chmod +x /work/cgi-bin/restart
+        echo web started
+        exec httpd -f -v -p 8080 -h /work
     expose:
       - port: 8080
         as: 80
         to:
           - global: true
+    params:
+      storage:
+        data:
+          mount: /data
 profiles:
   compute:
     web:
       resources:
         cpu: {units: 0.5}
         memory: {size: 64Mi}
-        storage: {size: 64Mi}
+        storage:
+          - size: 64Mi
+          - name: data
+            size: 16Mi
+            attributes: {persistent: true}
   placement:
     dc:
       pricing:
@@ -69,6 +84,13 @@ def _get(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as resp:  # noqa: S310 - loopback
         assert resp.status == 200
         return resp.read().decode()
+
+
+def _get_or_empty(port: int) -> str:
+    try:
+        return _get(port)
+    except OSError:
+        return ""
 
 
 def _status(req: Daemon, deployment_id: str) -> dict:  # type: ignore[type-arg]
@@ -109,7 +131,7 @@ def test_deploy_two_replicas_fetch_fail_over_and_close(tmp_path: Path, daemons: 
     # Both ports, many requests at once; each replica answers with its own container's page.
     with ThreadPoolExecutor(32) as pool:
         pages = list(pool.map(_get, [base, base + 1] * 100))
-    assert all(p.startswith("replica ") for p in pages)
+    assert all(p.startswith("replica ") and p.endswith(" starts 1\n") for p in pages), pages[:2]
     assert {pages[0], pages[1]} == {_get(base), _get(base + 1)} and pages[0] != pages[1]
     assert first_page == pages[0]
 
@@ -117,6 +139,15 @@ def test_deploy_two_replicas_fetch_fail_over_and_close(tmp_path: Path, daemons: 
     logs = run_cli("deploy", "logs", deployment_id, data_dir=req.data_dir).stdout
     assert "[web-0]  web started" in logs and "[web-1]  web started" in logs, logs
     assert "serving: 127.0.0.1:" in logs
+
+    # The process exits (a CGI script kills httpd): the provider restarts it, counted, and the persistent
+    # volume kept what the first run wrote.
+    urllib.request.urlopen(f"http://127.0.0.1:{base + 1}/cgi-bin/restart", timeout=10).read()  # noqa: S310
+    wait_until(lambda: _status(req, deployment_id)["replicas"][1]["restarts"] == 1, timeout=30,
+               what="the restart is counted")
+    wait_until(lambda: _get_or_empty(base + 1).endswith(" starts 2\n"), timeout=30, what="the service serves again")
+    logs = run_cli("deploy", "logs", deployment_id, data_dir=req.data_dir).stdout
+    assert "[web-1]! [yagna] service exited with code" in logs and "restart 1 in 1 s" in logs, logs
 
     # Paid by the interval: vouchers accumulate on the requestor's and the providers' side.
     by_provider = {p.node_id: p for p in provs}

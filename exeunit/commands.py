@@ -91,6 +91,11 @@ MAX_TRANSFER_BYTES = 1 << 40
 
 MAX_PORTS = 16
 """Most container ports one service exposes through its provider's tunnel."""
+MAX_VOLUMES = 8
+"""Most storage volumes one service mounts."""
+VOLUME_FORBIDDEN = ("/work", "/tmp", "/proc", "/sys", "/dev", "/.yagna", "/etc", "/bin", "/sbin", "/usr", "/lib")
+"""Where a service's volume may not be mounted (the runtime's own mounts, the system)."""
+_VOLUME_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 HEALTH_KINDS = ("tcp", "http")
 
 _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
@@ -257,6 +262,38 @@ def _check_ports(value: object) -> tuple[int, ...]:
     return ports
 
 
+def _check_volumes(value: object) -> tuple[dict[str, object], ...]:
+    """``[{"name", "path", "size", "persistent"}]``: named volumes mounted at absolute paths."""
+    if not isinstance(value, (list, tuple)):
+        raise _Invalid("volumes", f"must be a list of volumes, not {type(value).__name__}")
+    if len(value) > MAX_VOLUMES:
+        raise _Invalid("volumes", f"has {len(value)} volumes, at most {MAX_VOLUMES} are allowed")
+    out: list[dict[str, object]] = []
+    for i, v in enumerate(value):
+        where = f"volumes[{i}]"
+        if not isinstance(v, dict) or set(v) - {"name", "path", "size", "persistent"} or not {"name", "path", "size"} <= set(v):
+            raise _Invalid(where, "must be a map of name, path, size and persistent")
+        name = _check_str(v["name"], f"{where}.name")
+        if _VOLUME_NAME.fullmatch(name) is None:
+            raise _Invalid(f"{where}.name", "must be 1-63 of a-z, 0-9 and '-'")
+        try:
+            path = normalise(v["path"])
+        except TransferRefused as exc:
+            raise _Invalid(f"{where}.path", str(exc)) from None
+        if path == "/" or any(path == f or is_inside(path, f) for f in VOLUME_FORBIDDEN):
+            raise _Invalid(f"{where}.path", f"{path[:200]!r} may not hold a volume (not /, nor {', '.join(VOLUME_FORBIDDEN)})")
+        size = v["size"]
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_TRANSFER_BYTES:
+            raise _Invalid(f"{where}.size", f"must be a number of bytes from 1 to {MAX_TRANSFER_BYTES}")
+        persistent = v.get("persistent", False)
+        if not isinstance(persistent, bool):
+            raise _Invalid(f"{where}.persistent", "must be true or false")
+        out.append({"name": name, "path": path, "size": size, "persistent": persistent})
+    if len({v["name"] for v in out}) != len(out) or len({v["path"] for v in out}) != len(out):
+        raise _Invalid("volumes", "names a volume or a path twice")
+    return tuple(out)
+
+
 def _check_health(value: object) -> dict[str, object] | None:
     """``None``, ``{"tcp": port}`` or ``{"http": port, "path": "/..."}``."""
     if value is None:
@@ -317,10 +354,14 @@ class Deploy:
     ports: tuple[int, ...] = ()
     """Container ports a service exposes: the provider bridges each to the requestor's tunnel
     (docs/services.md). Empty for a batch container (no tunnel, nothing mounted)."""
+    volumes: tuple[dict[str, object], ...] = ()
+    """A service's storage (``{"name", "path", "size", "persistent"}``): persistent ones on the provider's
+    disk, the others in memory; each within its size, all within the agreement's storage."""
 
     @_validated
     def __post_init__(self) -> None:
         _set(self, "ports", _check_ports(self.ports))
+        _set(self, "volumes", _check_volumes(self.volumes))
         if self.package is not None:
             _check_package(self.package)
             if self.image:
@@ -447,7 +488,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
 # command -> wire key -> (required, attribute name)
 _FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
     "deploy": {"image": (False, "image"), "env": (False, "env"), "name": (False, "name"), "package": (False, "package"),
-               "ports": (False, "ports")},
+               "ports": (False, "ports"), "volumes": (False, "volumes")},
     "start": {},
     "serve": {"argv": (False, "argv"), "args": (False, "args"), "env": (False, "env"), "workdir": (False, "workdir"),
               "health": (False, "health")},
@@ -526,6 +567,8 @@ def command_to_wire(cmd: Command) -> dict[str, object]:
             body["name"] = cmd.name
         if cmd.ports:
             body["ports"] = list(cmd.ports)
+        if cmd.volumes:
+            body["volumes"] = [dict(v) for v in cmd.volumes]
     elif isinstance(cmd, Serve):
         body = {"argv": list(cmd.argv), "env": dict(cmd.env), "workdir": cmd.workdir}
         if cmd.args:

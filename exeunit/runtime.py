@@ -49,6 +49,19 @@ class ContainerSpec:
     a Golem image's volumes, linked there)."""
     tunnel: TunnelMounts | None = None
     """A service's tunnel: its forwarder and socket directory mounted in, low ports allowed."""
+    volumes: tuple[VolumeMount, ...] = ()
+    """A service's storage volumes."""
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """One storage volume of a service: a directory of the provider's (persistent) or a tmpfs."""
+
+    path: str
+    size_bytes: int
+    host_dir: str | None = None
+    """Persistent: a directory on the provider's disk (mode 0777 inside a 0700 parent); None: a tmpfs of
+    ``size_bytes`` (counted against the container's memory, like ``/work``)."""
 
 
 TUNNEL_DIR = "/.yagna/tunnel"

@@ -118,6 +118,11 @@ class Containers:
             mounts += [Mount(TUNNEL_DIR, spec.tunnel.socket_dir, type="bind"),
                        Mount(FORWARDER_PATH, spec.tunnel.forwarder, type="bind", read_only=True)]
             sysctls = {"net.ipv4.ip_unprivileged_port_start": "0"}
+        for vol in spec.volumes:
+            if vol.host_dir is not None:
+                mounts.append(Mount(vol.path, vol.host_dir, type="bind"))
+            else:
+                mounts.append(Mount(vol.path, "", type="tmpfs", tmpfs_size=vol.size_bytes, tmpfs_mode=0o1777))
         host_config = api.create_host_config(
             network_mode="none",
             cap_drop=["ALL"],

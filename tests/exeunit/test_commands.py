@@ -388,3 +388,29 @@ def test_service_fields_are_checked(command: dict, field: str, words: str) -> No
     with pytest.raises(ScriptError) as info:
         parse_script([command])
     assert info.value.field == field and words in str(info.value)
+
+
+def test_volumes_round_trip_and_are_checked() -> None:
+    vols = [{"name": "data", "path": "/var/lib/db/", "size": 1 << 20, "persistent": True},
+            {"name": "cache", "path": "/cache", "size": 4096}]
+    (cmd,) = parse_script([{"deploy": {"image": IMAGE_ID, "volumes": vols}}])
+    assert cmd.volumes == ({"name": "data", "path": "/var/lib/db", "size": 1 << 20, "persistent": True},  # type: ignore[union-attr]
+                           {"name": "cache", "path": "/cache", "size": 4096, "persistent": False})
+    assert parse_script(script_to_wire([cmd])) == [cmd]
+
+
+@pytest.mark.parametrize(("volume", "field", "words"), [
+    ({"name": "d", "path": "/work/x", "size": 1}, "volumes[0].path", "may not hold a volume"),
+    ({"name": "d", "path": "/", "size": 1}, "volumes[0].path", "may not hold a volume"),
+    ({"name": "d", "path": "/proc/x", "size": 1}, "volumes[0].path", "may not hold a volume"),
+    ({"name": "d", "path": "/.yagna/tunnel", "size": 1}, "volumes[0].path", "may not hold a volume"),
+    ({"name": "D!", "path": "/data", "size": 1}, "volumes[0].name", "a-z"),
+    ({"name": "d", "path": "/data", "size": 0}, "volumes[0].size", "bytes"),
+    ({"name": "d", "path": "/data", "size": 1, "persistent": "yes"}, "volumes[0].persistent", "true or false"),
+    ({"name": "d", "path": "/data"}, "volumes[0]", "a map of"),
+    ({"name": "d", "path": "/data", "size": 1, "owner": "root"}, "volumes[0]", "a map of"),
+])
+def test_bad_volumes_are_refused(volume: dict, field: str, words: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ScriptError) as info:
+        parse_script([{"deploy": {"image": IMAGE_ID, "volumes": [volume]}}])
+    assert info.value.field == field and words in str(info.value)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
 import shutil
 import time
@@ -54,7 +55,7 @@ from exeunit.messages import (
     events_page_to_wire,
 )
 from exeunit.runtime import (
-    LABEL_ACTIVITY, LABEL_AGREEMENT, LABEL_NODE, ContainerLimits, ContainerSpec, Runtime, TunnelMounts,
+    LABEL_ACTIVITY, LABEL_AGREEMENT, LABEL_NODE, ContainerLimits, ContainerSpec, Runtime, TunnelMounts, VolumeMount,
 )
 from exeunit.receipt import rows_of, seal_receipt
 from exeunit.staging import Staging
@@ -114,6 +115,8 @@ class _Running:
     socket_dir: SocketDir | None = None
     image_id: str | None = None
     service: ServiceState | None = None
+    volumes: list[tuple[str, Path, int]] = dc_field(default_factory=list)
+    """Persistent volumes: (name, host directory, size in bytes)."""
 
     def wake(self) -> None:
         self.changed.set()
@@ -160,6 +163,7 @@ class ProviderActivities:
                                  finder=self._find_gvmi)
         """Golem VM packages (``deploy {package}``): downloaded, verified, imported, collected like images."""
         self._tunnels = tunnels if tunnels is not None else staging.parent / "tunnels"
+        self._volumes = self._tunnels.parent / "volumes"
         if forwarder is None:
             from exeunit.forwarder import find_binary
 
@@ -177,7 +181,8 @@ class ProviderActivities:
     # -- lifecycle --------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.staged.open()  # empties what a previous run left
-        await trio.to_thread.run_sync(shutil.rmtree, self._tunnels, True)  # sockets of services before a restart
+        for left in (self._tunnels, self._volumes):  # sockets and volumes of services before a restart
+            await trio.to_thread.run_sync(shutil.rmtree, left, True)
         await self._end_previous_activities()
         try:
             async with trio.open_nursery() as nursery:
@@ -267,6 +272,8 @@ class ProviderActivities:
         if running.socket_dir is not None:
             running.socket_dir.close()
             await trio.to_thread.run_sync(shutil.rmtree, running.socket_dir.path, True)
+        if running.volumes:  # the container is gone: its persistent volumes go with the activity
+            await trio.to_thread.run_sync(shutil.rmtree, self._volumes / act.activity_id, True)
         if running.service is not None:
             running.service.running = running.service.tunnel_ready = False
         self.staged.retire(act.activity_id)  # its results stay fetchable a little longer
@@ -460,8 +467,10 @@ class ProviderActivities:
                     await self._ensure_image(running, cmd.image)
                 volumes = self.packages.volumes.get(image_id, []) if cmd.package is not None else []
                 tunnel = await self._tunnel_mounts(running, cmd.ports) if cmd.ports else None
+                storage = await self._volume_mounts(running, cmd.volumes) if cmd.volumes else ()
                 spec = ContainerSpec(image_id=image_id, limits=running.limits, env=dict(cmd.env),
                                      work_dirs=tuple("vol/" + v.strip("/") for v in volumes), tunnel=tunnel,
+                                     volumes=storage,
                                      labels={LABEL_NODE: self.node_id, LABEL_ACTIVITY: act.activity_id,
                                              LABEL_AGREEMENT: act.agreement_id})
                 running.image_id = image_id
@@ -578,6 +587,23 @@ class ProviderActivities:
         running.socket_dir, running.ports = socket_dir, ports
         return TunnelMounts(socket_dir=str(socket_dir.path), forwarder=str(forwarder))
 
+    async def _volume_mounts(self, running: _Running, volumes: tuple[dict[str, object], ...]) -> tuple[VolumeMount, ...]:
+        total = sum(int(v["size"]) for v in volumes)  # type: ignore[call-overload]
+        if total > running.limits.storage_bytes:
+            raise RuntimeFailure(f"the volumes ask for {total} bytes, over the agreement's storage of "
+                                 f"{running.limits.storage_bytes}", code="too-large")
+        mounts = []
+        for v in volumes:
+            path, size = str(v["path"]), int(v["size"])  # type: ignore[call-overload]
+            if v["persistent"]:
+                host = self._volumes / running.activity.activity_id / str(v["name"])
+                await trio.to_thread.run_sync(_writable_dir, host)
+                running.volumes.append((str(v["name"]), host, size))
+                mounts.append(VolumeMount(path, size, str(host)))
+            else:
+                mounts.append(VolumeMount(path, size))
+        return tuple(mounts)
+
     async def _serve(self, running: _Running, batch: Batch, index: int, cmd: Serve) -> dict[str, Any]:
         """Keep the service alive until the activity ends (this command finishes only then)."""
         container = running.container_id
@@ -601,9 +627,10 @@ class ProviderActivities:
             batch.output(index, kind, data)
             running.wake()
 
-        runner = ServiceRunner(self._runtime, container, running.service, emit=emit, socket_dir=running.socket_dir)
+        runner = ServiceRunner(self._runtime, container, running.service, emit=emit, socket_dir=running.socket_dir,
+                               volumes=running.volumes)
         await runner.run(argv, dict(cmd.env), workdir)
-        return batch.finish(index, now=time.time(), error="the service's container is gone")
+        return batch.finish(index, now=time.time(), error=running.service.stopped or "the service's container is gone")
 
     async def _socket_for(self, peer: str, activity_id: str, port: int) -> Path:
         running = self._live.get(activity_id)
@@ -721,6 +748,12 @@ class ProviderActivities:
                         "reason": running.activity.reason if running else row.reason, "usage": usage,
                         "container_id": row.container_id})
         return out
+
+
+def _writable_dir(path: Path) -> None:
+    """A volume's directory: writable by the container's user (its 0700 parents keep others out)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o777)
 
 
 def _stored_state(value: str) -> State:

@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -39,6 +40,8 @@ MAX_BACKOFF_S = 30.0
 STABLE_S = 60.0
 """A service that ran this long is restarted after the shortest back-off again."""
 HEALTH_INTERVAL_S = 5.0
+QUOTA_INTERVAL_S = 15.0
+"""How often the persistent volumes' use is measured (a walk of their files on a worker thread)."""
 HEALTH_TIMEOUT_S = 3.0
 FORWARDER_READY_S = 10.0
 
@@ -61,6 +64,8 @@ class ServiceState:
     forwarder_restarts: int = 0
     ready: trio.Event = field(default_factory=trio.Event)
     """Set when the process runs and, with ports, the tunnel's sockets listen."""
+    stopped: str | None = None
+    """Why the provider stopped the service for good (a volume over its size)."""
 
     def report(self) -> dict[str, Any]:
         return {"running": self.running, "restarts": self.restarts, "last_exit": self.last_exit,
@@ -70,12 +75,13 @@ class ServiceState:
 
 class ServiceRunner:
     def __init__(self, runtime: Runtime, container_id: str, state: ServiceState, *, emit: Emit,
-                 socket_dir: SocketDir | None) -> None:
+                 socket_dir: SocketDir | None, volumes: list[tuple[str, Path, int]] | None = None) -> None:
         self._runtime = runtime
         self._container = container_id
         self.state = state
         self._emit = emit
         self._socket_dir = socket_dir
+        self._volumes = list(volumes or [])
 
     async def say(self, text: str) -> None:
         await self._emit("stderr", f"[yagna] {text}\n".encode())
@@ -87,8 +93,25 @@ class ServiceRunner:
                 nursery.start_soon(self._forwarder)
             if self.state.health:
                 nursery.start_soon(self._health)
+            if self._volumes:
+                nursery.start_soon(self._quota, nursery.cancel_scope)
             await self._service(argv, env, workdir)
             nursery.cancel_scope.cancel()
+
+    async def _quota(self, scope: trio.CancelScope) -> None:
+        """A persistent volume lives on the provider's disk, which has no size cap of its own: measured,
+        and a service that fills one past its size is stopped for good (the rest of the activity stays)."""
+        while True:
+            await trio.sleep(QUOTA_INTERVAL_S)
+            for name, path, size in self._volumes:
+                used = await trio.to_thread.run_sync(disk_usage, path)
+                if used > size:
+                    self.state.stopped = (f"volume {name} holds {used} bytes, over its size of {size}: "
+                                          "the service is stopped")
+                    await self.say(self.state.stopped)
+                    log.warning("service in %s: %s", self._container[:12], self.state.stopped)
+                    scope.cancel()
+                    return
 
     def _mark_ready(self) -> None:
         if self.state.running and (self.state.tunnel_ready or not self.state.ports):
@@ -97,7 +120,7 @@ class ServiceRunner:
     async def _service(self, argv: list[str], env: dict[str, str], workdir: str) -> None:
         backoff = 1.0
         while True:
-            t0 = time.monotonic()
+            t0 = trio.current_time()
             self.state.running, self.state.started_at = True, time.time()
             self._mark_ready()
             exit_code: int | None
@@ -113,7 +136,7 @@ class ServiceRunner:
                 exit_code, why = None, f" ({exc})"
             finally:
                 self.state.running = False
-            ran = time.monotonic() - t0
+            ran = trio.current_time() - t0
             if ran >= STABLE_S:
                 backoff = 1.0
             self.state.restarts += 1
@@ -197,3 +220,17 @@ class ServiceRunner:
             status = int(parts[1])
             return status < 400, ("" if status < 400 else f"GET {path} on port {port}: HTTP {status}")
         return False, f"GET {path} on port {port}: no HTTP answer"
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes of disk the files under ``path`` take (allocated blocks, links not followed)."""
+    import os
+
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total

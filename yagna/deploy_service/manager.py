@@ -192,6 +192,12 @@ class DeploymentManager:
             if spec is None or port not in [p.port for p in spec.expose]:
                 raise DeployError("bad-port", f"--port {service}:{port}: the manifest has no service {service!r} "
                                               f"exposing port {port}")
+        for d in manifest.deployments:
+            try:
+                _volumes(manifest.services[d.service], manifest.profiles[d.profile])
+            except KeyError as exc:
+                raise DeployError("bad-manifest", f"{source}: services.{d.service}.params.storage mounts volume "
+                                                  f"{exc.args[0]!r}, which profile {d.profile!r} does not have") from None
         deployment_id = secrets.token_hex(8)
         replicas: list[Replica] = []
         for d in manifest.deployments:
@@ -326,7 +332,8 @@ class DeploymentManager:
         ports = [p.port for p in s.expose]
         if ports:
             serve["health"] = {"tcp": ports[0]}
-        return [{"deploy": {"image": s.image, "env": dict(s.env), "ports": ports, "name": s.image}},
+        return [{"deploy": {"image": s.image, "env": dict(s.env), "ports": ports, "name": s.image,
+                            "volumes": _volumes(rep.service, rep.profile)}},
                 {"start": {}}, {"serve": serve}]
 
     async def _lease(self, dep: Deployment, rep: Replica) -> tuple[str, str, dict[str, Any]]:
@@ -587,6 +594,13 @@ def _demand(profile: ComputeProfile, manifest: Manifest, rep: Replica) -> tuple[
     for key, value in (placement.attributes if placement else {}).items():
         parts.append(f"({key}={value})")
     return {}, "(&" + "".join(parts) + ")"
+
+
+def _volumes(service: ServiceSpec, profile: ComputeProfile) -> list[dict[str, Any]]:
+    """The service's mounted storage (``params.storage``) with the profile's sizes; KeyError: an unknown volume."""
+    sizes = {v.name: v for v in profile.storage}
+    return [{"name": name, "path": path, "size": sizes[name].size_bytes, "persistent": sizes[name].persistent}
+            for name, path in service.mounts.items()]
 
 
 def _batch_error(batch: dict[str, Any]) -> str | None:
