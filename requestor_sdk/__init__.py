@@ -21,6 +21,10 @@ _EXPORTS = {
     "requestor_sdk.budget": ("Budget", "Pricing", "parse_tokens", "tokens"),
     "requestor_sdk.jobfile": ("Job", "load_job", "parse_job"),
     "requestor_sdk.requestor": ("InsufficientFunds", "Market", "Requestor"),
+    "requestor_sdk.services": (
+        "DeployFailed", "Deployment", "DeploymentEnded", "DeploymentStatus", "LogLine", "LogStream", "NoSuchEndpoint",
+        "NotHealthy", "PortMap", "ReplicaStatus", "Services",
+    ),
     "requestor_sdk.sync": ("run_tasks",),
     "requestor_sdk.tasks": (
         "Attempt", "AttemptFinished", "AttemptStarted", "BudgetStopped", "Event", "MarketNote", "Output",
@@ -40,6 +44,10 @@ if TYPE_CHECKING:
     from requestor_sdk.budget import Budget, Pricing, parse_tokens, tokens
     from requestor_sdk.jobfile import Job, load_job, parse_job
     from requestor_sdk.requestor import InsufficientFunds, Market, Requestor
+    from requestor_sdk.services import (
+        DeployFailed, Deployment, DeploymentEnded, DeploymentStatus, LogLine, LogStream, NoSuchEndpoint, NotHealthy,
+        PortMap, ReplicaStatus, Services,
+    )
     from requestor_sdk.sync import run_tasks
     from requestor_sdk.tasks import (
         Attempt, AttemptFinished, AttemptStarted, BudgetStopped, Event, MarketNote, Output, ProviderJoined,
@@ -61,8 +69,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ApiError", "Attempt", "AttemptFinished", "AttemptStarted", "Budget", "BudgetError", "BudgetStopped",
-    "DaemonLocation", "DaemonNotFound", "DaemonUnreachable", "Decision", "Event", "InsufficientFunds", "Job",
-    "JobFileError", "Market", "MarketNote", "Output", "Pricing", "ProviderJoined", "ProviderLeft", "Requestor",
-    "SdkError", "Spend", "Task", "TaskFinished", "TaskResult", "decide", "load_job", "locate", "parse_job",
-    "parse_tokens", "result_digest", "run_tasks", "tokens",
+    "DaemonLocation", "DaemonNotFound", "DaemonUnreachable", "Decision", "DeployFailed", "Deployment",
+    "DeploymentEnded", "DeploymentStatus", "Event", "InsufficientFunds", "Job", "JobFileError", "LogLine",
+    "LogStream", "Market", "MarketNote", "NoSuchEndpoint", "NotHealthy", "Output", "PortMap", "Pricing",
+    "ProviderJoined", "ProviderLeft", "ReplicaStatus", "Requestor", "SdkError", "Services", "Spend", "Task",
+    "TaskFinished", "TaskResult", "decide", "load_job", "locate", "parse_job", "parse_tokens", "result_digest",
+    "run_tasks", "tokens",
 ]

@@ -104,3 +104,34 @@ class Api:
 
     async def fund(self, amount: str) -> dict[str, Any]:
         return await self.call("POST", "/payment/fund", json={"amount": amount})  # type: ignore[no-any-return]
+
+    # -- deployments (long-running services; docs/services.md) --------------------------
+    async def create_deployment(self, manifest: str, *, source: str = "manifest", rates: dict[str, str] | None = None,
+                                ports: list[dict[str, Any]] | None = None,
+                                payment_interval_s: int | None = None) -> dict[str, Any]:
+        """Start a deployment; the daemon answers at once (replicas pending) with its view.
+
+        ``ports``: ``[{"service", "container_port", "local_port"}]`` (replica i gets ``local_port + i``).
+        """
+        body = {"manifest": manifest, "source": source, "rates": dict(rates or {}), "ports": list(ports or []),
+                "payment_interval_s": payment_interval_s}
+        return await self.call("POST", "/deployments", json=body, timeout=60)  # type: ignore[no-any-return]
+
+    async def list_deployments(self) -> list[dict[str, Any]]:
+        return await self.call("GET", "/deployments")  # type: ignore[no-any-return]
+
+    async def deployment(self, deployment_id: str) -> dict[str, Any]:
+        return await self.call("GET", f"/deployments/{deployment_id}")  # type: ignore[no-any-return]
+
+    async def close_deployment(self, deployment_id: str) -> dict[str, Any]:
+        """End a deployment (the daemon waits up to 30 s for its replicas to stop); its final view."""
+        return await self.call("DELETE", f"/deployments/{deployment_id}", timeout=60)  # type: ignore[no-any-return]
+
+    async def deployment_logs(self, deployment_id: str, *, after: int = 0, timeout: float = 0.0,
+                              tail: int | None = None) -> dict[str, Any]:
+        """``{"lines": [{seq, at, source, stream, text}], "last_seq", "closed"}``; ``timeout`` long-polls."""
+        params: dict[str, Any] = {"after": after, "timeout": timeout}
+        if tail is not None:
+            params["tail"] = tail
+        return await self.call("GET", f"/deployments/{deployment_id}/logs",  # type: ignore[no-any-return]
+                               params=params, timeout=timeout + 15)

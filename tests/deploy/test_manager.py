@@ -246,6 +246,9 @@ async def test_bad_input_is_refused_with_a_code(world: Any, autojump_clock: Any)
     with pytest.raises(DeployError) as port:
         await manager.create(MANIFEST, source="app.yaml", ports={("web", 9999): 18000})
     assert port.value.code == "bad-port"
+    with pytest.raises(DeployError) as high:  # replica 1 would need 65536
+        await manager.create(MANIFEST, source="app.yaml", ports={("web", 8080): 65535})
+    assert high.value.code == "bad-port" and "past 65535" in str(high.value)
     with pytest.raises(DeployError) as unknown:
         await manager.close("nope")
     assert unknown.value.code == "unknown-deployment"
@@ -261,3 +264,28 @@ async def test_close_releases_every_replica(world: Any, autojump_clock: Any) -> 
     assert set(activity.destroyed) == {r["activity_id"] for r in replicas}
     d = manager.get(dep["deployment_id"])
     assert all(b.listener.target is None for r in d.replicas for b in r.ports)
+
+
+async def test_a_port_in_use_is_refused_and_leaves_nothing(world: Any, autojump_clock: Any) -> None:
+    import socket
+
+    manager, *_ = world
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with trio.fail_after(10), pytest.raises(DeployError) as refused:
+            await manager.create(MANIFEST, source="app.yaml", ports={("web", 8080): port - 1})
+    assert refused.value.code == "port-in-use" and str(port) in str(refused.value)
+    assert manager.list() == []
+
+
+async def test_logs_tail_then_follow_from_the_end(world: Any, autojump_clock: Any) -> None:
+    manager, *_ = world
+    dep = await manager.create(MANIFEST, source="app.yaml")
+    await _running(manager, dep["deployment_id"])
+    page = await manager.logs(dep["deployment_id"], tail=0)
+    assert page["lines"] == [] and page["last_seq"] > 0 and not page["closed"]
+    await manager.close(dep["deployment_id"])
+    end = await manager.logs(dep["deployment_id"], after=page["last_seq"], timeout=30)
+    assert end["closed"] and any("closing" in line["text"] for line in end["lines"])

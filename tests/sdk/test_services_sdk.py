@@ -34,7 +34,10 @@ UNIT = 10**18
 LOCATION = DaemonLocation(api_url="http://yagna.test", app_key="k")
 
 
-def manifest(count: int = 1, *, ports: str = "      - port: 8080\n        as: 80\n", extra: str = "") -> str:
+GLOBAL_8080 = "      - port: 8080\n        as: 80\n        to:\n          - global: true\n"
+
+
+def manifest(count: int = 1, *, ports: str = GLOBAL_8080, extra: str = "") -> str:
     return f"""\
 version: "2.0"
 services:
@@ -253,14 +256,17 @@ async def test_wait_healthy_timeout_names_replicas_and_why(daemon: FakeDaemon, a
         dep = await services.deploy(manifest(2))
         t0 = trio.current_time()
         with pytest.raises(NotHealthy) as caught:
-            await dep.wait_healthy(timeout=12)
-        assert 12 <= trio.current_time() - t0 < 13
+            await dep.wait_healthy(timeout=10)
+        assert 10 <= trio.current_time() - t0 < 11
     err = caught.value
     message = str(err)
-    assert f"deployment {dep.deployment_id}: 2 of 2 replica(s) not ready after 12 s" in message
+    assert f"deployment {dep.deployment_id}: 2 of 2 replica(s) not ready after 10 s" in message
     assert "web-0 " in message and "web-1 " in message
-    # the daemon's reason, even when the replica is negotiating again at the time-out
-    assert "no provider took the lease (prov-x: over-price-cap)" in message
+    # The daemon's reason for each, also for a replica negotiating again at the time-out (the one seen earlier).
+    for name in ("web-0", "web-1"):
+        part = message.split(f"{name} ", 1)[1]
+        assert part.startswith(("pending (no provider took the lease (prov-x: over-price-cap))",
+                                "negotiating (earlier: no provider took the lease (prov-x: over-price-cap))")), message
     assert f"yagna deploy logs {dep.deployment_id}" in message
     assert [r.name for r in err.waiting] == ["web-0", "web-1"] and err.status.deployment_id == dep.deployment_id
     assert isinstance(err, SdkError)
@@ -340,7 +346,21 @@ async def test_deploy_errors_are_typed_and_early(daemon: FakeDaemon, tmp_path: P
         with pytest.raises(DeployFailed, match="cannot read the manifest") as caught:
             await services.deploy(tmp_path / "missing.yaml")
         assert daemon.manager.deployments == {}
-        # refused by the daemon: a local port in use (its code and HTTP status)
+        assert services.deployments == []
+
+
+async def test_deploy_refused_by_the_daemon(daemon: FakeDaemon, monkeypatch: pytest.MonkeyPatch,
+                                            autojump_clock: Any) -> None:
+    monkeypatch.setattr(daemon.manager, "_nursery", None)  # as if its deployment service were not running
+    async with Services(location=LOCATION) as services:
+        with pytest.raises(DeployFailed) as caught:
+            await services.deploy(manifest())
+    assert (caught.value.code, caught.value.status) == ("not-running", 503)
+    assert "the deployment service is not running" in str(caught.value)
+
+
+async def test_deploy_refused_for_a_local_port_in_use(daemon: FakeDaemon, autojump_clock: Any) -> None:
+    async with Services(location=LOCATION) as services:
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()

@@ -148,6 +148,8 @@ class Deployment:
     done: trio.Event = field(default_factory=trio.Event)
     payment_interval_s: int | None = None
     """Asked of providers as the debit-note interval (negotiable; their presets' otherwise)."""
+    placing: trio.Lock = field(default_factory=trio.Lock)
+    """Replicas lease one at a time, so each sees the providers its siblings took."""
 
 
 class DeploymentManager:
@@ -187,11 +189,17 @@ class DeploymentManager:
         except ManifestError as exc:
             raise DeployError("bad-manifest", str(exc)) from None
         wanted = dict(ports or {})
-        for (service, port) in wanted:
+        counts = {d.service: 0 for d in manifest.deployments}
+        for d in manifest.deployments:
+            counts[d.service] += d.count
+        for (service, port), local in wanted.items():
             spec = manifest.services.get(service)
             if spec is None or port not in [p.port for p in spec.expose]:
                 raise DeployError("bad-port", f"--port {service}:{port}: the manifest has no service {service!r} "
                                               f"exposing port {port}")
+            if not 1 <= local or local + counts.get(service, 1) - 1 > 65535:
+                raise DeployError("bad-port", f"--port {service}:{port}={local}: its {counts.get(service, 1)} replica(s) "
+                                              f"need ports {local} to {local + counts.get(service, 1) - 1}, past 65535")
         for d in manifest.deployments:
             try:
                 _volumes(manifest.services[d.service], manifest.profiles[d.profile])
@@ -220,6 +228,12 @@ class DeploymentManager:
         failure: list[str] = []
 
         async def deployment_task() -> None:
+            try:
+                await run_deployment()
+            finally:
+                dep.done.set()  # also after a failed bind (an early return)
+
+        async def run_deployment() -> None:
             with dep.scope:
                 try:
                     async with trio.open_nursery() as nursery:
@@ -241,7 +255,6 @@ class DeploymentManager:
                     bound.set()
                     with trio.CancelScope(shield=True):
                         await self._release_all(dep)
-            dep.done.set()
 
         self.deployments[deployment_id] = dep
         self._nursery.start_soon(deployment_task)
@@ -295,8 +308,9 @@ class DeploymentManager:
 
     async def _place(self, dep: Deployment, rep: Replica) -> None:
         rep.set("negotiating")
-        agreement_id, provider_id, props = await self._lease(dep, rep)
-        rep.agreement_id, rep.provider_id = agreement_id, provider_id
+        async with dep.placing:
+            agreement_id, provider_id, props = await self._lease(dep, rep)
+            rep.agreement_id, rep.provider_id = agreement_id, provider_id
         rep.agreements.append(agreement_id)
         rep.activity_id = rep.batch_id = None
         rep.restarts, rep.healthy, rep.running_since = 0, None, None
@@ -569,15 +583,20 @@ class DeploymentManager:
     async def logs(self, deployment_id: str, *, after: int = 0, timeout: float = 0.0, limit: int = 1000,
                    tail: int | None = None) -> dict[str, Any]:
         dep = self.get(deployment_id)
+        ended = dep.state in ("closed", "failed")
         if tail is not None and after == 0:
             lines = dep.log.tail(tail)
+            last = dep.log.last_seq  # a follower goes on from the end, whatever the tail showed
         else:
-            if timeout > 0 and dep.state == "active":
-                await dep.log.wait(after, timeout)
+            if timeout > 0 and not ended:
+                with trio.move_on_after(timeout):
+                    while dep.log.last_seq <= after and not dep.done.is_set():
+                        await dep.log.wait(after, timeout)
             lines = dep.log.after(after, limit)
-        last = lines[-1].seq if lines else max(after, 0)
+            last = lines[-1].seq if lines else max(after, 0)
+        ended = dep.state in ("closed", "failed") or dep.done.is_set()
         return {"lines": [line.view() for line in lines], "last_seq": last,
-                "closed": dep.state == "closed" and last >= dep.log.last_seq}
+                "closed": ended and last >= dep.log.last_seq}
 
 
 def _demand(profile: ComputeProfile, manifest: Manifest, rep: Replica) -> tuple[dict[str, Any], str]:
