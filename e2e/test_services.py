@@ -42,6 +42,7 @@ services:
       storage:
         data:
           mount: /data
+    x-yagna-health: {http: 8080, path: /index.html}
 profiles:
   compute:
     web:
@@ -125,6 +126,8 @@ def test_deploy_two_replicas_fetch_fail_over_and_close(tmp_path: Path, daemons: 
     assert [r["ports"][0]["local_port"] for r in replicas] == [base, base + 1]
     assert all(r["ports"][0]["container_port"] == 8080 for r in replicas)
     assert len({r["provider_id"] for r in replicas}) == 2, "the replicas went to different providers"
+    wait_until(lambda: all(r["healthy"] is True for r in _status(req, dep["deployment_id"])["replicas"]), timeout=20,
+               what="the HTTP health checks pass")
     first_page = _get(base)
     print(f"deploy create -> first successful request: {time.monotonic() - t0:.2f} s")
 

@@ -82,6 +82,9 @@ class ServiceSpec:
     line: int
     mounts: dict[str, str] = field(default_factory=dict)
     """Named storage of the service's profile -> where it is mounted (``params.storage``)."""
+    health: dict[str, object] | None = None
+    """Our extension ``x-yagna-health``: ``{"tcp": port}`` or ``{"http": port, "path": "/"}``; None: a TCP
+    check of the first exposed port."""
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,7 @@ class _Ctx:
         return name
 
 
-_SERVICE_KEYS = {"image", "command", "args", "env", "expose", "params", "depends_on", "dependencies"}
+_SERVICE_KEYS = {"image", "command", "args", "env", "expose", "params", "depends_on", "dependencies", "x-yagna-health"}
 _SERVICE_WHY = {"credentials": "private registries are not supported: images come from the requestor's Docker",
                 "dependencies": "", "depends_on": ""}
 _EXPOSE_WHY = {"accept": "hostnames (accept) need public ingress, which comes later; reach the port through "
@@ -293,10 +296,28 @@ def _service(ctx: _Ctx, name: str, node: _Node) -> ServiceSpec:
                 if not mount.startswith("/"):
                     raise ctx.fail(v["mount"], f"{key}.params.storage.{vol}.mount", "must be an absolute path")
                 mounts[vol] = mount
+    health: dict[str, object] | None = None
+    if "x-yagna-health" in fields:
+        hkey = f"{key}.x-yagna-health"
+        h = ctx.mapping(fields["x-yagna-health"], hkey, {"tcp", "http", "path"})
+        kinds = [k for k in ("tcp", "http") if k in h]
+        if len(kinds) != 1:
+            raise ctx.fail(fields["x-yagna-health"], hkey, "names exactly one of tcp or http (a port)")
+        port = ctx.integer(h[kinds[0]], f"{hkey}.{kinds[0]}", 1, 65535)
+        if port not in [p.port for p in expose]:
+            raise ctx.fail(h[kinds[0]], f"{hkey}.{kinds[0]}", "must be one of the service's exposed ports")
+        health = {kinds[0]: port}
+        if "path" in h:
+            if kinds[0] != "http":
+                raise ctx.fail(h["path"], f"{hkey}.path", "is only for an http check")
+            path = ctx.text(h["path"], f"{hkey}.path")
+            if not path.startswith("/") or " " in path:
+                raise ctx.fail(h["path"], f"{hkey}.path", "must be an absolute URL path")
+            health["path"] = path
     return ServiceSpec(name, ctx.text(fields["image"], f"{key}.image"),
                        ctx.strings(fields["command"], f"{key}.command") if "command" in fields else None,
                        ctx.strings(fields["args"], f"{key}.args") if "args" in fields else None,
-                       env, expose, node.line, mounts)
+                       env, expose, node.line, mounts, health)
 
 
 def _cpu(ctx: _Ctx, node: _Node, key: str) -> Decimal:

@@ -179,3 +179,31 @@ def test_yagna_deploy_check(tmp_path: Path) -> None:
     assert with_rate.exit_code == 0 and "web x2" in with_rate.output, with_rate.output
     bad = runner.invoke(cli, ["deploy", "check", str(tmp_path / "akash.yaml"), "--rate", "uakt"])
     assert bad.exit_code == 2 and "DENOM=TOKENS" in bad.output
+
+
+def test_our_health_extension_is_read_and_checked() -> None:
+    base = """\
+version: "2.0"
+services:
+  web:
+    image: x
+    expose: [{port: 8080}]
+    x-yagna-health: HEALTH
+profiles:
+  compute:
+    web: {resources: {cpu: {units: 1}, memory: {size: 64Mi}}}
+  placement:
+    dc: {}
+deployment:
+  web: {dc: {profile: web, count: 1}}
+"""
+    ok = parse_manifest(base.replace("HEALTH", "{http: 8080, path: /healthz}"), source="a.yaml")
+    assert ok.services["web"].health == {"http": 8080, "path": "/healthz"}
+    assert parse_manifest(base.replace("    x-yagna-health: HEALTH\n", ""), source="a.yaml").services["web"].health is None
+    for health, key, words in (("{tcp: 9}", "x-yagna-health.tcp", "exposed ports"),
+                               ("{tcp: 8080, http: 8080}", "x-yagna-health", "exactly one"),
+                               ("{tcp: 8080, path: /}", "x-yagna-health.path", "only for an http"),
+                               ("{udp: 8080}", "x-yagna-health.udp", "")):
+        with pytest.raises(ManifestError) as info:
+            parse_manifest(base.replace("HEALTH", health), source="a.yaml")
+        assert info.value.key == f"services.web.{key}" and info.value.line == 6 and words in str(info.value)

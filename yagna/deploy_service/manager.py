@@ -344,7 +344,9 @@ class DeploymentManager:
         elif s.args:
             serve["args"] = list(s.args)
         ports = [p.port for p in s.expose]
-        if ports:
+        if s.health is not None:
+            serve["health"] = dict(s.health)
+        elif ports:
             serve["health"] = {"tcp": ports[0]}
         return [{"deploy": {"image": s.image, "env": dict(s.env), "ports": ports, "name": s.image,
                             "volumes": _volumes(rep.service, rep.profile)}},
