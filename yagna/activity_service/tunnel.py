@@ -15,8 +15,9 @@ port on the container's loopback. The daemon never joins the container's network
 and the container keeps no network: only this socket leads in.
 
 Bounds: streams per peer and in all (:data:`TUNNEL_PER_PEER`, :data:`TUNNEL_TOTAL`; past
-either a new stream is reset at once); each open connection holds one 64 KiB read buffer per
-direction on each side plus the muxer's window; a header must arrive within
+either a new stream is reset at once); each open connection holds at most one read of :data:`CHUNK`
+(256 KiB) per direction on each side plus the muxer's window (so 128 MiB for one requestor's
+connections, 512 MiB for all, if every one of them stalls with a full read); a header must arrive within
 :data:`HEADER_TIMEOUT_S`. Frames are the blob protocol's (varint length, canonical CBOR, at most
 :data:`~yagna.activity_service.protocol.BLOB_HEADER_MAX` bytes).
 """
@@ -42,11 +43,13 @@ from yagna.net.framing import encode_frame
 log = logging.getLogger("yagna.activity.tunnel")
 
 TUNNEL_STREAM = "/yagna/tunnel/1.0.0"
-TUNNEL_PER_PEER = 512
+TUNNEL_PER_PEER = 256
 """Connections one requestor holds open through us at once (all its services)."""
-TUNNEL_TOTAL = 4096
+TUNNEL_TOTAL = 1024
 """Connections open through a provider at once, from all requestors."""
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
+"""The most one read moves (measured, bench/services.py: 64 KiB gave 167 MiB/s, 256 KiB 260-330, 1 MiB
+240). A connection holds at most one chunk per direction on each side: 512 KiB in a daemon."""
 CONNECT_TIMEOUT_S = 10.0
 
 
