@@ -9,6 +9,8 @@ The same flows run across real processes in ``e2e/test_exeunit.py``.
 
 from __future__ import annotations
 
+import time
+
 import contextlib
 import hashlib
 import os
@@ -500,3 +502,47 @@ async def test_six_megabytes_of_0xff_on_stdout_keep_their_result(tmp_path: Path,
         assert base64.b64decode(run["stdout_b64"]) == b"\xff" * 64 * 1024
         assert run["stdout_dropped"] == 6_000_000 - 64 * 1024 and run["stdout_truncated"]
         assert result["receipt_verified"] is True
+
+
+async def test_a_poll_waiting_when_its_batch_is_dropped_is_told_so(tmp_path: Path, image_id: str) -> None:
+    """A destroy can end a batch and discard its events while a long poll waits on them, before the poll
+    runs again: the poll used to answer "done" with the receipt and no events, so the requestor saw a
+    receipt its results did not match (every `deploy close`). It is told the events were dropped."""
+    from exeunit.activity import Batch
+    from exeunit.commands import Run
+    from exeunit.messages import GetEvents
+    from yagna.net.errors import RequestRejected
+
+    async with pair(tmp_path) as p:
+        req, prov = p.req.requestor, p.prov.provider
+        assert req is not None and prov is not None
+        activity_id = (await req.create(p.agreement_id))["activity_id"]
+        batch_id = (await req.exec(activity_id, [{"deploy": {"image": image_id}}, {"start": {}},
+                                                 {"run": {"argv": ["sleep", "600"]}}]))["batch_id"]
+        with trio.fail_after(20):
+            while (await req.state(activity_id))["state"] != "running":
+                await trio.sleep(0.05)
+        running = prov._live[activity_id]
+        batch = Batch("b-test", (Run(argv=["true"]),))  # a batch of its own: no runner touches it
+        batch.begin(0, now=time.time())
+        running.batches[batch.batch_id] = batch
+        answers: list[object] = []
+
+        async def poll() -> None:
+            try:
+                answers.append(await prov._events(running, GetEvents(activity_id, batch.batch_id, batch.last_seq,
+                                                                     20000)))
+            except RequestRejected as exc:
+                answers.append(exc.code)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(poll)
+                await trio.sleep(0.5)  # the poll waits
+                # What a destroy does, with no checkpoint between: the batch ends, then its events go.
+                batch.finish(0, now=time.time(), error="cancelled: destroyed")
+                batch.close("destroyed")
+                batch.discard()
+                running.wake()
+        assert answers == ["events-dropped"], answers
+        await req.destroy(activity_id)

@@ -412,6 +412,9 @@ class ProviderActivities:
                 while not batch.done and not any(e["kind"] in ("stdout", "stderr")
                                                  for e in batch.events_after(after, 1000)):
                     await running.changed.wait()
+        if batch.discarded and req.after < batch.last_seq:  # dropped while this poll waited (a destroy)
+            raise RequestRejected("events-dropped", "this batch's events were dropped: its activity was destroyed "
+                                                    "or ended a while ago, or a later batch started")
         events = batch.events_after(after, MAX_EVENTS_PER_PAGE, max_bytes=PAGE_BYTES)
         done = batch.done and (not events or events[-1]["seq"] >= batch.last_seq)
         return events_page_to_wire(events, done=done, receipt=self._receipts.get(batch.batch_id) if done else None)

@@ -246,8 +246,9 @@ class PortListener:
                 stream, first = await open_tunnel(self._rr, target.provider_id, target.activity_id, target.port)
             except RequestError as exc:
                 self.failed += 1
+                if str(exc) != self.last_error:  # once per kind of failure, not per connection (a failover's burst)
+                    log.info("tunnel to %s port %d: %s", target.provider_id[:16], target.port, exc)
                 self.last_error = str(exc)
-                log.info("tunnel to %s port %d: %s", target.provider_id[:16], target.port, exc)
                 _abort(conn)
                 return
             self.open += 1
