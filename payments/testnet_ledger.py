@@ -77,6 +77,12 @@ class MemoryLedger(LedgerSettlement):
         self._accounts: dict[str, _Account] = {}
         self._channels: dict[str, _Channel] = {}
 
+    def _known(self, channel_id: str) -> _Channel:
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            raise UnknownChannel(f"no channel {channel_id!r}")
+        return channel
+
     def _account(self, account: str) -> _Account:
         return self._accounts.setdefault(_check_id(account, "account"), _Account())
 
@@ -129,9 +135,7 @@ class MemoryLedger(LedgerSettlement):
     async def top_up(self, channel_id: str, amount: int) -> ChannelInfo:
         await trio.lowlevel.checkpoint()
         _check_amount(amount, positive=True)
-        channel = self._channels.get(channel_id)
-        if channel is None:
-            raise UnknownChannel(f"no channel {channel_id!r}")
+        channel = self._known(channel_id)
         if channel.state != "open" or not channel.locked_here:
             raise DepositMismatch(f"channel {channel_id} is {channel.state if channel.state != 'open' else 'not ours to top up'}")
         if channel.deposit + amount > MAX_UNITS:
@@ -146,9 +150,7 @@ class MemoryLedger(LedgerSettlement):
     async def accept_top_up(self, channel_id: str, deposit: int) -> ChannelInfo:
         await trio.lowlevel.checkpoint()
         _check_amount(deposit, positive=True)
-        channel = self._channels.get(channel_id)
-        if channel is None:
-            raise UnknownChannel(f"no channel {channel_id!r}")
+        channel = self._known(channel_id)
         if channel.state != "open" or deposit < channel.deposit:
             raise DepositMismatch(f"channel {channel_id} is {channel.state} with a deposit of {channel.deposit}; "
                                   f"it cannot become {deposit}")
@@ -160,9 +162,7 @@ class MemoryLedger(LedgerSettlement):
                      proof: bytes = b"") -> Redemption:
         await trio.lowlevel.checkpoint()
         _check_amount(cumulative_amount, positive=False)
-        channel = self._channels.get(channel_id)
-        if channel is None:
-            raise UnknownChannel(f"no channel {channel_id!r}")
+        channel = self._known(channel_id)
         if channel.state == "closed":
             return Redemption(channel_id, paid=0, released=0)
         paid = max(0, min(cumulative_amount, channel.deposit) - channel.redeemed)
@@ -182,7 +182,5 @@ class MemoryLedger(LedgerSettlement):
 
     async def channel(self, channel_id: str) -> ChannelInfo:
         await trio.lowlevel.checkpoint()
-        channel = self._channels.get(channel_id)
-        if channel is None:
-            raise UnknownChannel(f"no channel {channel_id!r}")
+        channel = self._known(channel_id)
         return channel.info(channel_id)

@@ -201,10 +201,7 @@ class SqliteLedger(LedgerSettlement):
         name = self.name
 
         def fn(conn: sqlite3.Connection) -> ChannelInfo:
-            row = _channel_row(conn, channel_id)
-            if row is None:
-                raise UnknownChannel(f"no channel {channel_id!r} on the {name} ledger")
-            info = _channel_info(row)
+            row, info = _known_channel(conn, channel_id, name)
             if info.state != "open" or row["role"] != "payer":
                 raise DepositMismatch(f"channel {channel_id} is {info.state if info.state != 'open' else 'not ours to top up'}")
             acct = _Account.load(conn, info.payer)
@@ -226,10 +223,7 @@ class SqliteLedger(LedgerSettlement):
         name = self.name
 
         def fn(conn: sqlite3.Connection) -> ChannelInfo:
-            row = _channel_row(conn, channel_id)
-            if row is None:
-                raise UnknownChannel(f"no channel {channel_id!r} on the {name} ledger")
-            info = _channel_info(row)
+            row, info = _known_channel(conn, channel_id, name)
             if info.state != "open" or deposit < info.deposit:
                 raise DepositMismatch(f"channel {channel_id} is {info.state} with a deposit of {info.deposit}; "
                                       f"it cannot become {deposit}")
@@ -248,10 +242,7 @@ class SqliteLedger(LedgerSettlement):
         name = self.name
 
         def fn(conn: sqlite3.Connection) -> Redemption:
-            row = _channel_row(conn, channel_id)
-            if row is None:
-                raise UnknownChannel(f"no channel {channel_id!r} on the {name} ledger")
-            info = _channel_info(row)
+            row, info = _known_channel(conn, channel_id, name)
             if info.state == "closed":
                 return Redemption(channel_id, 0, 0)
             paid = max(0, min(cumulative_amount, info.deposit) - info.redeemed)
@@ -288,6 +279,14 @@ def _channel_row(conn: sqlite3.Connection, channel_id: str) -> sqlite3.Row | Non
         f"SELECT {_LEDGER_CHANNEL_COLUMNS} FROM ledger_channels WHERE channel_id = ?", (channel_id,)
     ).fetchone()
     return row
+
+
+def _known_channel(conn: sqlite3.Connection, channel_id: str, ledger: str) -> tuple[sqlite3.Row, ChannelInfo]:
+    """The channel's row and info; :class:`UnknownChannel` if this ledger never saw it."""
+    row = _channel_row(conn, channel_id)
+    if row is None:
+        raise UnknownChannel(f"no channel {channel_id!r} on the {ledger} ledger")
+    return row, _channel_info(row)
 
 
 def _channel_info(row: sqlite3.Row) -> ChannelInfo:
