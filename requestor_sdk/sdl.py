@@ -149,13 +149,18 @@ def _load(text: str, source: str) -> _Node:
         raise ManifestError(source, None, "", f"a manifest is at most {MAX_MANIFEST_BYTES // 1024} KiB")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is None:
+            raise ManifestError(source, 1, "", "the manifest is empty")
+        return _convert(root, source, depth=0)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ManifestError(source, mark.line + 1 if mark else None, "", f"not valid YAML: "
                             f"{getattr(exc, 'problem', None) or exc}") from None
-    if root is None:
-        raise ManifestError(source, 1, "", "the manifest is empty")
-    return _convert(root, source, depth=0)
+    except (ValueError, TypeError, UnicodeError, RecursionError) as exc:
+        if isinstance(exc, ManifestError):
+            raise
+        # a scalar PyYAML cannot build (`!!int x`), a lone surrogate, nesting too deep for its composer
+        raise ManifestError(source, None, "", f"not valid YAML: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def _convert(node: Any, source: str, depth: int) -> _Node:

@@ -207,3 +207,10 @@ deployment:
         with pytest.raises(ManifestError) as info:
             parse_manifest(base.replace("HEALTH", health), source="a.yaml")
         assert info.value.key == f"services.web.{key}" and info.value.line == 6 and words in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["a: !!int x", "<<: 1", "[" * 5000, 'version: "\\ud800"'])
+def test_yaml_the_loader_cannot_build_is_a_manifest_error(text: str) -> None:
+    """PyYAML raised ValueError, ConstructorError or RecursionError past our checks (found by the pipeline parser's fuzzing)."""
+    with pytest.raises(ManifestError):
+        parse_manifest(text, source="a.yaml")
