@@ -89,6 +89,9 @@ for applet in $(/bin/busybox --list); do
     [ -e "$root/usr/bin/$applet" ] || [ -e "$root/usr/local/bin/$applet" ] || ln -s busybox "$root/usr/local/bin/$applet"
 done
 [ -e "$root/usr/bin/sh" ] || ln -s ../local/bin/busybox "$root/usr/bin/sh"
+# Debian names the compiler `cc` through /etc/alternatives (made by postinst scripts, not in dpkg -L)
+[ -e "$root/usr/bin/cc" ] || ln -s gcc "$root/usr/bin/cc"
+[ -e "$root/usr/bin/c99" ] || ln -s gcc "$root/usr/bin/c99"
 printf 'root:x:0:0:root:/root:/bin/sh\nyagna:x:1000:1000:yagna:/work:/bin/sh\n' > "$root/etc/passwd"
 printf 'root:x:0:\nyagna:x:1000:\n' > "$root/etc/group"
 chmod 1777 "$root/tmp"

@@ -390,6 +390,9 @@ def _register_devnet() -> None:
     from yagna.cli.deploy_cmd import deploy
 
     cli.add_command(deploy)
+    from yagna.cli.pipeline_cmd import pipeline
+
+    cli.add_command(pipeline)
 
 
 _register_devnet()

@@ -1,0 +1,355 @@
+"""Running a CI pipeline on the network (``yagna pipeline run``): one job per matrix combination.
+
+A job leases one provider (the market's best offer within the budget), deploys the pipeline's
+image, uploads the packed workspace once (``transfer_in``, checked by sha256) and unpacks it in
+``/work/ws``, then runs each step as its own ``run`` command in that one container (so state carries
+from step to step), streaming the output live with the secrets masked; a failing step stops the job
+unless it may fail (``continue_on_error``). At the end the artifacts are packed in the container,
+brought back by hash and unpacked under the output folder; the activity is destroyed and the
+agreement terminated (the provider invoices, the channel settles). Jobs of a matrix run at once, on
+different providers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets as _secrets
+import tarfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from requestor_sdk.client import Api
+from requestor_sdk.errors import ApiError, SdkError
+
+log = logging.getLogger("requestor_sdk.pipeline")
+
+WORKSPACE_DIR = "/work/ws"
+ARTIFACTS_TAR = "/work/out/artifacts.tar"
+MASK = "***"
+
+
+class PipelineRunError(SdkError):
+    """The job could not run (no provider, the upload failed, ...): not a step's failure."""
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str = "skipped"
+    """``passed``, ``failed``, ``failed (allowed)``, ``timed-out``, ``skipped``."""
+    exit_code: int | None = None
+    seconds: float = 0.0
+
+    def view(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "exit_code": self.exit_code, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class JobResult:
+    run_id: str
+    combo: dict[str, str]
+    status: str = "error"
+    """``passed``, ``failed`` or ``error`` (the job could not run)."""
+    exit_code: int = 1
+    steps: list[StepResult] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    provider_id: str | None = None
+    agreement_id: str | None = None
+    cost_units: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+    def view(self) -> dict[str, Any]:
+        from yagna.core.money import format_amount
+
+        out: dict[str, Any] = {"run_id": self.run_id, "status": self.status, "exit_code": self.exit_code,
+                               "steps": [s.view() for s in self.steps], "artifacts": self.artifacts,
+                               "cost": format_amount(self.cost_units), "cost_units": self.cost_units,
+                               "provider_id": self.provider_id, "seconds": round(self.seconds, 3)}
+        if self.combo:
+            out["matrix"] = dict(self.combo)
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+Output = Callable[[str, str, str], None]
+"""(job label, ``stdout`` | ``stderr`` | ``step`` | ``yagna``, text) -> shown to the user."""
+
+
+class Masker:
+    """Replaces every secret value (and its base64 form) in text with ``***``."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        found = {v for v in values if len(v) >= 3}
+        found |= {base64.b64encode(v.encode()).decode() for v in found}
+        self._values = sorted(found, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for v in self._values:
+            text = text.replace(v, MASK)
+        return text
+
+
+@dataclass
+class JobSpec:
+    """What one job runs: the image, its steps (already substituted for the combination), env, artifacts."""
+
+    label: str
+    image: str
+    steps: Sequence[Any]
+    """Each with ``name``, ``run``, ``timeout_s``, ``env``, ``continue_on_error``, ``workdir``."""
+    env: dict[str, str]
+    artifacts: Sequence[str]
+    combo: dict[str, str]
+    timeout_s: float
+
+
+async def run_job(api: Api, spec: JobSpec, workspace: Path, workspace_sha256: str, out_dir: Path, *,
+                  secrets: dict[str, str], output: Output, budget_units: int | None, subnet: str = "public",
+                  deny: frozenset[str] = frozenset(), taken: set[str] | None = None) -> JobResult:
+    """Run one job to its end; never raises for a failing step (the result says), raises only when cancelled."""
+    result = JobResult(run_id=_secrets.token_hex(6), combo=spec.combo,
+                       steps=[StepResult(getattr(s, "name")) for s in spec.steps])
+    t0 = time.monotonic()
+    mask = Masker(list(secrets.values()))
+    activity_id: str | None = None
+    try:
+        with trio.fail_after(spec.timeout_s):
+            result.agreement_id, result.provider_id = await _lease(api, spec, budget_units, subnet,
+                                                                  deny | frozenset(taken or ()))
+            if taken is not None:
+                taken.add(result.provider_id)
+            output(spec.label, "yagna", f"running on {result.provider_id}")
+            activity_id = await api.create_activity(result.agreement_id)
+            await _batch(api, activity_id, [
+                {"deploy": {"image": spec.image}}, {"start": {}},
+                {"transfer_in": {"from": str(workspace), "to": "/work/in/workspace.tar"}},
+                {"run": {"argv": ["sh", "-ec", f"mkdir -p {WORKSPACE_DIR} && tar -xf /work/in/workspace.tar -C "
+                                              f"{WORKSPACE_DIR} && rm /work/in/workspace.tar"], "timeout": 600.0}},
+            ], spec.label, output, mask, what="setting up the workspace")
+            failed = False
+            for step, res in zip(spec.steps, result.steps):
+                if failed:
+                    continue
+                await _step(api, activity_id, step, res, spec, secrets, output, mask)
+                if res.status in ("failed", "timed-out"):
+                    failed = True
+                    result.exit_code = res.exit_code if res.exit_code not in (None, 0) else 1
+            result.status = "failed" if failed else "passed"
+            if not failed:
+                result.exit_code = 0
+            if spec.artifacts:
+                try:
+                    result.artifacts = await _artifacts(api, activity_id, spec, out_dir, output, mask)
+                except (ApiError, PipelineRunError, OSError) as exc:  # the steps' result stands; say what is missing
+                    result.error = f"artifacts not brought back: {exc}"
+                    output(spec.label, "yagna", result.error)
+                    if result.status == "passed":
+                        result.status, result.exit_code = "failed", 1
+    except trio.TooSlowError:
+        result.status, result.error = "failed", f"the job's timeout of {spec.timeout_s:g} s passed"
+        result.exit_code = 124
+        output(spec.label, "yagna", result.error)
+    except (ApiError, PipelineRunError, OSError) as exc:
+        result.status, result.error = "error", str(exc)
+        output(spec.label, "yagna", f"error: {exc}")
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(30):
+            await _teardown(api, activity_id, result.agreement_id)
+            result.cost_units = await _cost(api, result.agreement_id)
+        result.seconds = time.monotonic() - t0
+    return result
+
+
+async def _lease(api: Api, spec: JobSpec, budget_units: int | None, subnet: str,
+                 deny: frozenset[str]) -> tuple[str, str]:
+    demand = await api.create_demand(properties={}, constraints="", subnet=subnet,
+                                     expiration_s=max(300, int(spec.timeout_s) + 300))
+    try:
+        strategy: dict[str, Any] = {"deny": sorted(deny)}
+        if budget_units is not None:
+            from yagna.core.money import format_amount
+
+            strategy.update({"max_estimate": format_amount(budget_units),
+                             "expected_duration_s": max(1, int(spec.timeout_s))})
+        last: list[dict[str, Any]] = []
+        for attempt in range(20):
+            reply = await api.negotiate(str(demand["demand_id"]), count=1, timeout_s=10.0, strategy=strategy)
+            agreements = reply.get("agreements") or []
+            if agreements:
+                return str(agreements[0]["agreement_id"]), str(agreements[0]["provider_id"])
+            last = list(reply.get("failures") or [])
+            await trio.sleep(min(0.25 * (attempt + 1), 2.0))
+        why = "; ".join(f"{str(f.get('provider_id', '?'))[:16]}: {f.get('code')}" for f in last[:4])
+        raise PipelineRunError(f"no provider took the job ({why or 'no matching offer'})")
+    finally:
+        try:
+            await api.delete_demand(str(demand["demand_id"]))
+        except ApiError:
+            pass
+
+
+async def _batch(api: Api, activity_id: str, script: list[dict[str, Any]], label: str, output: Output,
+                 mask: Masker, *, what: str) -> dict[str, Any]:
+    batch_id = await api.exec(activity_id, script)
+    done = await _follow(api, activity_id, batch_id, label, output, mask, show=False)
+    for r in done.get("results") or []:
+        if r and (r.get("error") or r.get("exit_code") not in (None, 0)):
+            detail = r.get("error") or f"exit code {r.get('exit_code')}: {mask(str(r.get('stderr', '')))[-500:]}"
+            raise PipelineRunError(f"{what} failed ({r.get('command')}): {detail}")
+    if done.get("error"):
+        raise PipelineRunError(f"{what} failed: {done['error']}")
+    return done
+
+
+async def _follow(api: Api, activity_id: str, batch_id: str, label: str, output: Output, mask: Masker, *,
+                  show: bool) -> dict[str, Any]:
+    """Stream a batch's output (when ``show``) until it is done; its final view."""
+    after = 0
+    partial: dict[str, str] = {}
+    while True:
+        events = await api.events(activity_id, batch_id, after, timeout=20.0)
+        ended = False
+        for e in events:
+            after = max(after, int(e.get("seq", after)))
+            kind = e.get("kind")
+            if kind in ("stdout", "stderr") and show:
+                text = partial.pop(kind, "") + str(e.get("data", ""))
+                *lines, rest = text.split("\n")
+                for line in lines:
+                    output(label, kind, mask(line))
+                if rest:
+                    partial[kind] = rest
+            elif kind == "batch_done":
+                ended = True
+        if ended:
+            break
+    for kind, rest in partial.items():
+        output(label, kind, mask(rest))
+    return await api.wait_batch(activity_id, batch_id, timeout=30.0)
+
+
+async def _step(api: Api, activity_id: str, step: Any, res: StepResult, spec: JobSpec, secrets: dict[str, str],
+                output: Output, mask: Masker) -> None:
+    output(spec.label, "step", f"{res.name}")
+    env = {**spec.env, **dict(step.env), **secrets}
+    workdir = WORKSPACE_DIR + ("/" + step.workdir.strip("/") if getattr(step, "workdir", "") not in ("", ".") else "")
+    t0 = time.monotonic()
+    batch_id = await api.exec(activity_id, [{"run": {"argv": ["sh", "-ec", step.run], "env": env, "workdir": workdir,
+                                                     "timeout": float(step.timeout_s)}}])
+    done = await _follow(api, activity_id, batch_id, spec.label, output, mask, show=True)
+    res.seconds = time.monotonic() - t0
+    r = (done.get("results") or [None])[0] or {}
+    res.exit_code = r.get("exit_code")
+    if r.get("timed_out"):
+        res.status = "timed-out"
+    elif r.get("error") and res.exit_code is None:
+        res.status = "failed"
+        output(spec.label, "yagna", mask(str(r["error"])))
+    elif res.exit_code == 0:
+        res.status = "passed"
+    else:
+        res.status = "failed"
+    if res.status != "passed" and step.continue_on_error:
+        res.status = "failed (allowed)"
+    output(spec.label, "yagna", f"{res.name}: {res.status} (exit code {res.exit_code}) in {res.seconds:.1f} s")
+
+
+async def _artifacts(api: Api, activity_id: str, spec: JobSpec, out_dir: Path, output: Output,
+                     mask: Masker) -> list[dict[str, Any]]:
+    """Pack the artifacts in the container, bring the archive back by hash, unpack it under ``out_dir``.
+    Paths that match nothing are said and skipped (after a failed step, some may not exist)."""
+    quoted = " ".join(_sh_word(p) for p in spec.artifacts)
+    script = (f"cd {WORKSPACE_DIR}; set --; for p in {quoted}; do if [ -e \"$p\" ]; then set -- \"$@\" \"$p\"; "
+              f"else echo \"no artifact matches $p\" >&2; fi; done; "
+              f"if [ $# -eq 0 ]; then echo none; exit 0; fi; tar -cf {ARTIFACTS_TAR} -- \"$@\"")
+    done = await _batch(api, activity_id, [{"run": {"argv": ["sh", "-c", script], "timeout": 600.0}}],
+                        spec.label, output, mask, what="collecting the artifacts")
+    result = (done.get("results") or [None])[0] or {}
+    for line in str(result.get("stderr", "")).splitlines():
+        output(spec.label, "yagna", mask(line))
+    if str(result.get("stdout", "")).strip() == "none":
+        return []
+    local = out_dir / f".artifacts-{_secrets.token_hex(4)}.tar"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        await _batch(api, activity_id, [{"transfer_out": {"from": ARTIFACTS_TAR, "to": str(local)}}],
+                     spec.label, output, mask, what="bringing the artifacts back")
+        files = await trio.to_thread.run_sync(_unpack, local, out_dir)
+    finally:
+        local.unlink(missing_ok=True)
+    for f in files:
+        output(spec.label, "yagna", f"artifact {f['path']} ({f['size']} bytes, sha256 {f['sha256'][:16]})")
+    return files
+
+
+def _sh_word(pattern: str) -> str:
+    """A path or glob for ``sh``: globbing kept, everything else quoted."""
+    out = []
+    for ch in pattern:
+        out.append(ch if ch.isalnum() or ch in "*?[]/._-" else "\\" + ch)
+    return "".join(out)
+
+
+def _unpack(archive: Path, out_dir: Path) -> list[dict[str, Any]]:
+    files = []
+    root = out_dir.resolve()
+    with tarfile.open(archive) as tf:
+        for member in tf.getmembers():
+            target = (root / member.name).resolve()
+            if not (target == root or root in target.parents) or member.issym() or member.islnk() or \
+                    not (member.isfile() or member.isdir()):
+                continue  # only plain files and folders, inside the output folder
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(member)
+            assert src is not None
+            digest = hashlib.sha256()
+            with open(target, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    dst.write(chunk)
+            target.chmod(0o755 if member.mode & 0o111 else 0o644)
+            files.append({"path": member.name, "sha256": digest.hexdigest(), "size": member.size})
+    return sorted(files, key=lambda f: str(f["path"]))
+
+
+async def _teardown(api: Api, activity_id: str | None, agreement_id: str | None) -> None:
+    if activity_id is not None:
+        try:
+            await api.destroy_activity(activity_id)
+        except ApiError as exc:
+            log.info("destroy %s: %s", activity_id, exc)
+    if agreement_id is not None:
+        try:
+            await api.terminate_agreement(agreement_id, "pipeline finished")
+        except ApiError as exc:
+            log.info("terminate %s: %s", agreement_id, exc)
+
+
+async def _cost(api: Api, agreement_id: str | None) -> int:
+    """What the agreement cost: the amount due the provider asked for (its final debit note)."""
+    if agreement_id is None:
+        return 0
+    deadline = trio.current_time() + 10
+    while True:
+        try:
+            status = await api.payment_status()
+        except ApiError:
+            return 0
+        row = next((a for a in status.get("agreements", []) if a.get("agreement_id") == agreement_id), None)
+        if row is None:
+            return 0
+        if row.get("state") == "closed" or trio.current_time() > deadline:
+            return int(row.get("paid_units") or row.get("due_units") or 0)
+        await trio.sleep(0.2)
