@@ -29,8 +29,10 @@ target, and so do fifos, sockets and devices.
 
 The archive is an uncompressed POSIX (pax) tar with entries sorted by path, owner ``0:0`` with no
 names, mtime 0 and the modes above, so the same tree always gives the same bytes whatever the
-files' times, owners or umask. (Uncompressed: gzip cost ~4x the packing time for ~3x less on a
-source tree, and its bytes would depend on the zlib version; the transfer is the runner's.) It is
+files' times, owners or umask. (Uncompressed on purpose: on this project's own tree, 480 files in a
+4.6 MB tar packed in 0.12 s, gzip -6 gave 3.9x less for 0.15 s more and gzip -1 3.2x less for
+0.05 s more, but compressed bytes depend on the zlib build, so the same tree could get another name
+elsewhere, and busybox reads gzip only when built to; compressing the transfer is the runner's.) It is
 written to ``dest_dir/<sha256>.tar`` through a temporary file and a rename; an archive already there
 with that name is reused. File contents are streamed, never read whole.
 
@@ -327,6 +329,7 @@ def _collect_folder(real_root: Path, prefixes: list[str], col: _Collector) -> No
             if child.name == ".git" or _excluded(rel, prefixes):
                 col.skip(rel)
                 continue
+            _check_rel(rel)
             try:
                 st = child.stat(follow_symlinks=False)
             except FileNotFoundError:  # gone since the listing
@@ -337,7 +340,6 @@ def _collect_folder(real_root: Path, prefixes: list[str], col: _Collector) -> No
             if _ignored(rel, directory, specs):
                 col.skip(rel + "/" if directory else rel)
                 continue
-            _check_rel(rel)
             if directory:
                 col.add_dir(rel)
                 subdirs.append(rel)
