@@ -124,3 +124,18 @@ def containers_of(node_id: str) -> list[str]:
                                                      ignore_removed=True)]  # one removed meanwhile is gone
     finally:
         client.close()
+
+
+def devnet(tmp_path: Path, daemons: list[Daemon], *, providers: int = 3, fund: str = "100") -> tuple[Daemon, list[Daemon]]:
+    """``providers`` providers (a 10 s activity keep-alive) and a funded requestor that sees every offer."""
+    first = Daemon(tmp_path / "prov-1", ["--role", "provider", "--activity-keepalive", "10"]).start()
+    provs = [first] + [Daemon(tmp_path / f"prov-{i}", ["--role", "provider", "--activity-keepalive", "10",
+                                                       "--bootstrap", first.p2p_addr]).start()
+                       for i in range(2, providers + 1)]
+    daemons.extend(provs)
+    req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", first.p2p_addr]).start()
+    daemons.append(req)
+    wait_until(lambda: len(req.api("GET", "/market/offers")) == providers, timeout=30,
+               what="the requestor sees every offer")
+    run_cli("payment", "fund", "--amount", fund, data_dir=req.data_dir)
+    return req, provs

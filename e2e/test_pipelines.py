@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.daemons import YAGNA, Daemon, containers_of, run_cli, wait_until
+from e2e.daemons import YAGNA, Daemon, containers_of, devnet, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,21 +85,9 @@ def _pipeline(req: Daemon, repo: Path, *args: str, env: dict[str, str] | None = 
                           env={**os.environ, **(env or {})})
 
 
-def _network(tmp_path: Path, daemons: list[Daemon]) -> tuple[Daemon, list[Daemon]]:
-    first = Daemon(tmp_path / "prov-1", ["--role", "provider", "--activity-keepalive", "10"]).start()
-    provs = [first] + [Daemon(tmp_path / f"prov-{i}", ["--role", "provider", "--activity-keepalive", "10",
-                                                       "--bootstrap", first.p2p_addr]).start() for i in (2, 3)]
-    daemons.extend(provs)
-    req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", first.p2p_addr]).start()
-    daemons.append(req)
-    wait_until(lambda: len(req.api("GET", "/market/offers")) == 3, timeout=30, what="the requestor sees every offer")
-    run_cli("payment", "fund", "--amount", "100", data_dir=req.data_dir)
-    return req, provs
-
-
 def test_build_test_and_bring_back_a_c_program(tmp_path: Path, daemons: list[Daemon], test_image: str,
                                                toolchain_image: str) -> None:
-    req, provs = _network(tmp_path, daemons)
+    req, provs = devnet(tmp_path, daemons)
     repo = _repo(tmp_path / "repo")
 
     proc = _pipeline(req, repo, env={"DEPLOY_TOKEN": "s3cr3t-value"})

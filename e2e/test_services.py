@@ -16,7 +16,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from e2e.daemons import Daemon, containers_of, run_cli, wait_until
+from e2e.daemons import Daemon, containers_of, devnet, run_cli, wait_until
 
 MANIFEST = """\
 version: "2.0"
@@ -104,14 +104,7 @@ def _payments(d: Daemon) -> dict[str, dict]:  # type: ignore[type-arg]
 
 
 def test_deploy_two_replicas_fetch_fail_over_and_close(tmp_path: Path, daemons: list[Daemon], test_image: str) -> None:
-    first = Daemon(tmp_path / "prov-1", ["--role", "provider", "--activity-keepalive", "10"]).start()
-    provs = [first] + [Daemon(tmp_path / f"prov-{i}", ["--role", "provider", "--activity-keepalive", "10",
-                                                       "--bootstrap", first.p2p_addr]).start() for i in (2, 3)]
-    daemons.extend(provs)
-    req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", first.p2p_addr]).start()
-    daemons.append(req)
-    wait_until(lambda: len(req.api("GET", "/market/offers")) == 3, timeout=30, what="the requestor sees every offer")
-    run_cli("payment", "fund", "--amount", "100", data_dir=req.data_dir)
+    req, provs = devnet(tmp_path, daemons)
     app = tmp_path / "app.yaml"
     app.write_text(MANIFEST)
     base = _free_port_pair()
