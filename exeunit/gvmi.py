@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from exeunit.errors import ImageError, RuntimeFailure
+from yagna.core.links import climbs_out
 
 MAX_METADATA = 1024 * 1024
 """The largest metadata JSON we read or write (gvmkit-build's trailer could say 99,999,999)."""
@@ -455,15 +456,7 @@ def _escapes(rel: str, target: str) -> bool:
     """Does a relative symlink at ``rel`` (from the root) climb above the root?"""
     if target.startswith("/"):
         return False  # resolved against the container's root, which it cannot leave
-    depth = len([p for p in posixpath.dirname(rel).split("/") if p])
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
+    return climbs_out(rel, target)
 
 
 def _walk(root: str) -> Iterator[tuple[str, str]]:

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 from requestor_sdk.errors import SdkError
+from yagna.core.links import climbs_out
 
 __all__ = ["MAX_PATH_BYTES", "Workspace", "WorkspaceError", "pack_workspace", "unpack_command"]
 
@@ -400,24 +401,11 @@ def _link_target(real_root: Path, rel: str) -> str:
         raise WorkspaceError(f"{rel}: the link points outside the tree: {rel} -> {written} (resolves to "
                              f"{resolved}); copy the target in, or ignore the link", path=rel)
     target = written
-    if os.path.isabs(written) or _climbs_out(rel, written):
+    if os.path.isabs(written) or climbs_out(rel, written):
         target = os.path.relpath(resolved, parent)
     if len(target.encode("utf-8")) > MAX_PATH_BYTES:
         raise WorkspaceError(f"{rel}: the link's target is longer than {MAX_PATH_BYTES} bytes", path=rel)
     return target
-
-
-def _climbs_out(rel: str, target: str) -> bool:
-    """Whether the relative ``target`` of the link ``rel``, read lexically, ever goes above the root."""
-    depth = rel.count("/")
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                return True
-        elif part not in ("", "."):
-            depth += 1
-    return False
 
 
 # --- names --------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,10 +182,7 @@ def _abort(sock: trio.abc.HalfCloseableStream) -> None:
     if raw is None:
         return
     try:
-        import socket as _socket
-        import struct
-
-        raw.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
         pass
 
