@@ -39,7 +39,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exeunit.commands import Command, Deploy, Run, Serve, Start, Terminate, TransferIn, TransferOut
+from exeunit.commands import (
+    CacheRestore,
+    CacheSave,
+    Command,
+    Deploy,
+    Run,
+    Serve,
+    Start,
+    Terminate,
+    TransferIn,
+    TransferOut,
+)
 from exeunit.errors import ExeUnitError, IllegalTransition
 from exeunit.runtime import ExecResult
 
@@ -116,6 +127,8 @@ COMMAND_STATES: Mapping[type, frozenset[State]] = {
     Serve: frozenset({State.READY}),
     TransferIn: frozenset({State.READY}),
     TransferOut: frozenset({State.READY}),
+    CacheRestore: frozenset({State.READY}),
+    CacheSave: frozenset({State.READY}),
     Terminate: frozenset(State),
 }
 """Command type -> the states it may be issued in (``terminate`` always: idempotent)."""

@@ -9,6 +9,11 @@ An exe-script is a list of one-key dicts, as in Golem's exe-script::
      {"transfer_out": {"from": "/work/out/result.json"}},
      {"terminate": {}}]
 
+Pipelines add two (the provider keeps caches per requestor and key, ``yagna/activity_service/job_caches.py``)::
+
+    {"cache_restore": {"key": "repo/deps-<hash>", "to": "/work/in/cache-0.tar"}}   # exit code 1: no such cache
+    {"cache_save": {"key": "repo/deps-<hash>", "from": "/work/out/cache-0.tar"}}
+
 Scripts arrive from peers, so :func:`parse_script` is a total function in the
 h11 sense: on *any* input it either returns commands or raises
 :class:`~exeunit.errors.ScriptError` (with ``index`` = the command's position
@@ -52,6 +57,8 @@ __all__ = [
     "TRANSFER_IN_DIR",
     "TRANSFER_OUT_DIR",
     "WORKDIR_ROOTS",
+    "CacheRestore",
+    "CacheSave",
     "Command",
     "Deploy",
     "MAX_PORTS",
@@ -89,6 +96,8 @@ VOLUME_DIR = "/work/vol"
 MAX_TRANSFER_BYTES = 1 << 40
 """Sanity cap on a declared transfer size; the real cap is the agreement's storage."""
 
+MAX_CACHE_KEY_BYTES = 512
+"""Longest pipeline cache key (UTF-8); the provider stores it by its sha256."""
 MAX_PORTS = 16
 """Most container ports one service exposes through its provider's tunnel."""
 MAX_VOLUMES = 8
@@ -469,6 +478,44 @@ class TransferOut:
         _set(self, "src", _check_path(self.src, "from", TRANSFER_OUT_DIR))
 
 
+def _check_cache_key(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _Invalid("key", "must be a non-empty string")
+    if _utf8_len(value, "key") > MAX_CACHE_KEY_BYTES:
+        raise _Invalid("key", f"is at most {MAX_CACHE_KEY_BYTES} bytes of UTF-8")
+    return value
+
+
+@dataclass(frozen=True)
+class CacheRestore:
+    """Copy the requestor's cache saved under ``key`` on this provider into ``/work/in/``.
+
+    Exit code 0 with the file's sha256 and size when it was there, 1 when the provider has no such cache."""
+
+    kind: ClassVar[str] = "cache_restore"
+    key: str
+    dest: str
+
+    @_validated
+    def __post_init__(self) -> None:
+        _check_cache_key(self.key)
+        _set(self, "dest", _check_path(self.dest, "to", TRANSFER_IN_DIR))
+
+
+@dataclass(frozen=True)
+class CacheSave:
+    """Keep a file of ``/work/out/`` on this provider as the requestor's cache under ``key``."""
+
+    kind: ClassVar[str] = "cache_save"
+    key: str
+    src: str
+
+    @_validated
+    def __post_init__(self) -> None:
+        _check_cache_key(self.key)
+        _set(self, "src", _check_path(self.src, "from", TRANSFER_OUT_DIR))
+
+
 @dataclass(frozen=True)
 class Terminate:
     """End the activity: kill and remove the container."""
@@ -476,9 +523,9 @@ class Terminate:
     kind: ClassVar[str] = "terminate"
 
 
-Command: TypeAlias = Deploy | Start | Run | Serve | TransferIn | TransferOut | Terminate
+Command: TypeAlias = Deploy | Start | Run | Serve | TransferIn | TransferOut | CacheRestore | CacheSave | Terminate
 COMMAND_TYPES: dict[str, type[Command]] = {
-    cls.kind: cls for cls in (Deploy, Start, Run, Serve, TransferIn, TransferOut, Terminate)
+    cls.kind: cls for cls in (Deploy, Start, Run, Serve, TransferIn, TransferOut, CacheRestore, CacheSave, Terminate)
 }
 """Wire name -> command class."""
 
@@ -495,6 +542,8 @@ _FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
     "run": {"argv": (True, "argv"), "env": (False, "env"), "workdir": (False, "workdir"), "timeout": (False, "timeout_s")},
     "transfer_in": {"to": (True, "dest"), "sha256": (True, "sha256"), "size": (True, "size")},
     "transfer_out": {"from": (True, "src")},
+    "cache_restore": {"key": (True, "key"), "to": (True, "dest")},
+    "cache_save": {"key": (True, "key"), "from": (True, "src")},
     "terminate": {},
 }
 
@@ -581,6 +630,10 @@ def command_to_wire(cmd: Command) -> dict[str, object]:
         body = {"to": cmd.dest, "sha256": cmd.sha256, "size": cmd.size}
     elif isinstance(cmd, TransferOut):
         body = {"from": cmd.src}
+    elif isinstance(cmd, CacheRestore):
+        body = {"key": cmd.key, "to": cmd.dest}
+    elif isinstance(cmd, CacheSave):
+        body = {"key": cmd.key, "from": cmd.src}
     elif isinstance(cmd, (Start, Terminate)):
         body = {}
     else:

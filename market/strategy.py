@@ -167,7 +167,7 @@ def record_outcome(
 # -- config ------------------------------------------------------------------------------
 
 _CAPS = ("max_start_fee", "max_per_cpu_sec", "max_per_duration_sec", "max_estimate")
-_WEIGHTS = ("price_weight", "reputation_weight", "latency_weight")
+_WEIGHTS = ("price_weight", "reputation_weight", "latency_weight", "prefer_weight")
 _COUNTS = {  # name -> lowest allowed value
     "expected_duration_s": 1,
     "max_consecutive_failures": 1,
@@ -175,6 +175,8 @@ _COUNTS = {  # name -> lowest allowed value
     "max_attempts_per_provider": 1,
 }
 _MAX_COUNT = 2**31
+MAX_ID_LIST = 10_000
+"""``deny`` and ``prefer`` hold at most this many node ids (a strategy comes over REST)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,11 @@ class StrategyConfig:
     max_consecutive_failures: int = 3
     failure_cooldown_ms: int = 60_000
     max_attempts_per_provider: int = 2
+    prefer: frozenset[str] = field(default_factory=frozenset)
+    """Providers worth more to this demand (e.g. one that holds a pipeline's cache): each gets
+    ``prefer_weight`` added to its score. With the default weights a preferred provider wins over
+    one twice as cheap (price scores 0.5 + 1.0 against 1.0), never over the caps or the deny list."""
+    prefer_weight: float = 1.0
 
     def __post_init__(self) -> None:
         for name in _CAPS:
@@ -208,13 +215,14 @@ class StrategyConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= _MAX_COUNT:
                 raise StrategyError(f"{name} must be an integer from {low} to {_MAX_COUNT}, got {value!r}")
-        deny = self.deny
-        if isinstance(deny, (str, bytes)) or not isinstance(deny, Iterable):
-            raise StrategyError(f"deny must be a list of node ids, got {type(deny).__name__}")
-        items = list(deny)
-        if not all(isinstance(d, str) and d for d in items):  # before hashing: a list is not hashable
-            raise StrategyError("deny must hold non-empty node id strings")
-        object.__setattr__(self, "deny", frozenset(items))
+        for name in ("deny", "prefer"):
+            ids = getattr(self, name)
+            if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+                raise StrategyError(f"{name} must be a list of node ids, got {type(ids).__name__}")
+            items = list(ids)
+            if len(items) > MAX_ID_LIST or not all(isinstance(d, str) and d for d in items):  # before hashing
+                raise StrategyError(f"{name} must hold at most {MAX_ID_LIST} non-empty node id strings")
+            object.__setattr__(self, name, frozenset(items))
 
     def to_json(self) -> dict[str, object]:
         """Caps as decimal token strings (or ``None``), the rest as plain numbers."""
@@ -223,7 +231,7 @@ class StrategyConfig:
             value = getattr(self, f.name)
             if f.name in _CAPS:
                 value = None if value is None else format_amount(value)
-            elif f.name == "deny":
+            elif f.name in ("deny", "prefer"):
                 value = sorted(value)
             out[f.name] = value
         return out
@@ -344,6 +352,8 @@ class Strategy:
                 latency = _latency(record.latency_ms)
             speed = 0.5 if latency is None else 1 / (1 + latency / 100)
             score = c.price_weight * price + c.reputation_weight * record.reputation + c.latency_weight * speed
+            if candidate.provider_id in c.prefer:
+                score += c.prefer_weight
             ranked.append(Ranked(candidate, score, estimate))
         ranked.sort(key=lambda r: (-r.score, r.price_estimate, r.candidate.offer_id))
         return ranked, dropped

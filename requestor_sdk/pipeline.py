@@ -4,7 +4,11 @@ A job leases one provider (the market's best offer within the budget), deploys t
 image, uploads the packed workspace once (``transfer_in``, checked by sha256) and unpacks it in
 ``/work/ws``, then runs each step as its own ``run`` command in that one container (so state carries
 from step to step), streaming the output live with the secrets masked; a failing step stops the job
-unless it may fail (``continue_on_error``). At the end the artifacts are packed in the container,
+unless it may fail (``continue_on_error``). Caches (``cache: {key, paths}``) are restored before the
+first step, from the provider itself when it holds them (``cache_restore``; the lease prefers the
+provider that saved them) or uploaded from the requestor's own copy, and saved after a job that
+passed (``cache_save`` on the provider, and a copy kept locally: ``requestor_sdk.pipeline_cache``).
+At the end the artifacts are packed in the container,
 brought back by hash and unpacked under the output folder; the activity is destroyed and the
 agreement terminated (the provider invoices, the channel settles). Jobs of a matrix run at once, on
 different providers.
@@ -18,7 +22,8 @@ import logging
 import secrets as _secrets
 import tarfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +32,14 @@ import trio
 
 from requestor_sdk.client import Api
 from requestor_sdk.errors import ApiError, SdkError
+from requestor_sdk.pipeline_cache import LocalCaches
 
 log = logging.getLogger("requestor_sdk.pipeline")
 
 WORKSPACE_DIR = "/work/ws"
 ARTIFACTS_TAR = "/work/out/artifacts.tar"
+CACHE_IN = "/work/in/cache-{}.tar"
+CACHE_OUT = "/work/out/cache-{}.tar"
 MASK = "***"
 
 
@@ -52,6 +60,22 @@ class StepResult:
 
 
 @dataclass
+class CacheResult:
+    key: str
+    """The key's value (``deps-<hash>``), without the repository."""
+    paths: Sequence[str]
+    status: str = "miss"
+    """``hit`` (the provider had it), ``uploaded`` (from the requestor's copy) or ``miss``."""
+    saved: bool = False
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def view(self) -> dict[str, Any]:
+        return {"key": self.key, "paths": list(self.paths), "status": self.status, "saved": self.saved,
+                "bytes": self.bytes, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
 class JobResult:
     run_id: str
     combo: dict[str, str]
@@ -65,23 +89,64 @@ class JobResult:
     cost_units: int = 0
     error: str | None = None
     seconds: float = 0.0
+    caches: list[CacheResult] = field(default_factory=list)
+    verify: dict[str, Any] | None = None
+    """``--verify``: the second provider's run and how it compares (:func:`compare_runs`)."""
 
     def view(self) -> dict[str, Any]:
         from yagna.core.money import format_amount
 
         out: dict[str, Any] = {"run_id": self.run_id, "status": self.status, "exit_code": self.exit_code,
                                "steps": [s.view() for s in self.steps], "artifacts": self.artifacts,
+                               "caches": [c.view() for c in self.caches],
                                "cost": format_amount(self.cost_units), "cost_units": self.cost_units,
                                "provider_id": self.provider_id, "seconds": round(self.seconds, 3)}
         if self.combo:
             out["matrix"] = dict(self.combo)
         if self.error:
             out["error"] = self.error
+        if self.verify is not None:
+            out["verify"] = self.verify
         return out
 
 
 Output = Callable[[str, str, str], None]
 """(job label, ``stdout`` | ``stderr`` | ``step`` | ``yagna``, text) -> shown to the user."""
+
+
+def compare_runs(primary: JobResult, check: JobResult | None) -> None:
+    """``--verify``: compare the same job's run on a second provider; differences fail ``primary``.
+
+    Compared: each step's status and exit code, whether the job could run, and the artifacts'
+    paths and sha256 (timings, costs and logs are not: they differ on any two machines). What
+    differs is listed in words; making a build reproducible is the pipeline author's business."""
+    differences: list[str] = []
+    if check is None:
+        differences.append("the second run did not finish")
+    else:
+        if check.status == "error" or primary.status == "error":
+            differences.append(f"the job ran {primary.status} on {primary.provider_id or '-'} but {check.status} on "
+                               f"{check.provider_id or '-'}" + (f" ({check.error})" if check.error else ""))
+        for a, b in zip(primary.steps, check.steps):
+            if (a.status, a.exit_code) != (b.status, b.exit_code):
+                differences.append(f"step {a.name!r}: {a.status} (exit code {a.exit_code}) vs {b.status} "
+                                   f"(exit code {b.exit_code})")
+        mine = {str(f["path"]): str(f["sha256"]) for f in primary.artifacts}
+        theirs = {str(f["path"]): str(f["sha256"]) for f in check.artifacts}
+        for path in sorted(mine.keys() | theirs.keys()):
+            if path not in theirs:
+                differences.append(f"artifact {path}: only from the first provider")
+            elif path not in mine:
+                differences.append(f"artifact {path}: only from the second provider")
+            elif mine[path] != theirs[path]:
+                differences.append(f"artifact {path}: sha256 {mine[path][:16]}... vs {theirs[path][:16]}...")
+    primary.verify = {"provider_id": check.provider_id if check else None, "match": not differences,
+                      "differences": differences, "run": check.view() if check else None}
+    if differences:
+        if primary.status == "passed":
+            primary.status, primary.exit_code = "failed", 1
+        note = f"the two providers disagree ({len(differences)} difference(s))"
+        primary.error = f"{primary.error}; {note}" if primary.error else note
 
 
 class Masker:
@@ -110,23 +175,33 @@ class JobSpec:
     artifacts: Sequence[str]
     combo: dict[str, str]
     timeout_s: float
+    caches: Sequence[tuple[str, Sequence[str]]] = ()
+    """Each cache's key value (``deps-<hash>``, the repository not included) and paths."""
 
 
 async def run_job(api: Api, spec: JobSpec, workspace: Path, workspace_sha256: str, out_dir: Path, *,
                   secrets: dict[str, str], output: Output, budget_units: int | None, subnet: str = "public",
-                  deny: frozenset[str] = frozenset(), taken: set[str] | None = None) -> JobResult:
-    """Run one job to its end; never raises for a failing step (the result says), raises only when cancelled."""
+                  deny: frozenset[str] = frozenset(), taken: set[str] | None = None,
+                  lease_lock: trio.Lock | None = None, local_caches: LocalCaches | None = None) -> JobResult:
+    """Run one job to its end; never raises for a failing step (the result says), raises only when cancelled.
+
+    ``taken``: providers other jobs of this run have (avoided; this job's is added); ``lease_lock``
+    makes concurrent jobs lease one after the other, so that they see each other's providers."""
     result = JobResult(run_id=_secrets.token_hex(6), combo=spec.combo,
-                       steps=[StepResult(getattr(s, "name")) for s in spec.steps])
+                       steps=[StepResult(getattr(s, "name")) for s in spec.steps],
+                       caches=[CacheResult(key, paths) for key, paths in spec.caches])
     t0 = time.monotonic()
     mask = Masker(list(secrets.values()))
     activity_id: str | None = None
+    full_keys = [local_caches.full_key(c.key) if local_caches else c.key for c in result.caches]
+    prefer = local_caches.holders(full_keys) if local_caches is not None and full_keys else []
     try:
         with trio.fail_after(spec.timeout_s):
-            result.agreement_id, result.provider_id = await _lease(api, spec, budget_units, subnet,
-                                                                  deny | frozenset(taken or ()))
-            if taken is not None:
-                taken.add(result.provider_id)
+            async with lease_lock if lease_lock is not None else _no_lock():
+                result.agreement_id, result.provider_id = await _lease(api, spec, budget_units, subnet,
+                                                                      deny | frozenset(taken or ()), prefer)
+                if taken is not None:
+                    taken.add(result.provider_id)
             output(spec.label, "yagna", f"running on {result.provider_id}")
             activity_id = await api.create_activity(result.agreement_id)
             await _batch(api, activity_id, [
@@ -135,6 +210,8 @@ async def run_job(api: Api, spec: JobSpec, workspace: Path, workspace_sha256: st
                 {"run": {"argv": ["sh", "-ec", f"mkdir -p {WORKSPACE_DIR} && tar -xf /work/in/workspace.tar -C "
                                               f"{WORKSPACE_DIR} && rm /work/in/workspace.tar"], "timeout": 600.0}},
             ], spec.label, output, mask, what="setting up the workspace")
+            for i, (cache, full_key) in enumerate(zip(result.caches, full_keys)):
+                await _restore_cache(api, activity_id, i, cache, full_key, local_caches, spec.label, output, mask)
             failed = False
             for step, res in zip(spec.steps, result.steps):
                 if failed:
@@ -146,6 +223,12 @@ async def run_job(api: Api, spec: JobSpec, workspace: Path, workspace_sha256: st
             result.status = "failed" if failed else "passed"
             if not failed:
                 result.exit_code = 0
+                for i, (cache, full_key) in enumerate(zip(result.caches, full_keys)):
+                    try:
+                        await _save_cache(api, activity_id, i, cache, full_key, local_caches, result.provider_id,
+                                          spec.label, output, mask)
+                    except (ApiError, PipelineRunError, OSError) as exc:  # a cache is an optimisation
+                        output(spec.label, "yagna", f"cache {cache.key}: not saved: {exc}")
             if spec.artifacts:
                 try:
                     result.artifacts = await _artifacts(api, activity_id, spec, out_dir, output, mask)
@@ -169,12 +252,19 @@ async def run_job(api: Api, spec: JobSpec, workspace: Path, workspace_sha256: st
     return result
 
 
+@asynccontextmanager
+async def _no_lock() -> AsyncIterator[None]:
+    yield
+
+
 async def _lease(api: Api, spec: JobSpec, budget_units: int | None, subnet: str,
-                 deny: frozenset[str]) -> tuple[str, str]:
+                 deny: frozenset[str], prefer: Sequence[str] = ()) -> tuple[str, str]:
     demand = await api.create_demand(properties={}, constraints="", subnet=subnet,
                                      expiration_s=max(300, int(spec.timeout_s) + 300))
     try:
         strategy: dict[str, Any] = {"deny": sorted(deny)}
+        if prefer:
+            strategy["prefer"] = list(prefer)  # it holds our caches: worth a little more
         if budget_units is not None:
             from yagna.core.money import format_amount
 
@@ -289,6 +379,72 @@ async def _artifacts(api: Api, activity_id: str, spec: JobSpec, out_dir: Path, o
     for f in files:
         output(spec.label, "yagna", f"artifact {f['path']} ({f['size']} bytes, sha256 {f['sha256'][:16]})")
     return files
+
+
+async def _restore_cache(api: Api, activity_id: str, i: int, cache: CacheResult, full_key: str,
+                         local: LocalCaches | None, label: str, output: Output, mask: Masker) -> None:
+    """The provider's copy if it has one, else the requestor's own, unpacked into the workspace."""
+    t0 = time.monotonic()
+    into = CACHE_IN.format(i)
+    try:
+        done = await _batch(api, activity_id, [{"cache_restore": {"key": full_key, "to": into}}], label, output,
+                            mask, what="restoring a cache")
+        r = (done.get("results") or [None])[0] or {}
+        if r.get("exit_code") == 0:
+            cache.status, cache.bytes = "hit", int(r.get("size") or 0)
+    except PipelineRunError as exc:  # an older provider without caches: as good as a miss
+        log.info("cache_restore: %s", exc)
+    entry = local.get(full_key) if local is not None and cache.status == "miss" else None
+    if entry is not None and entry.sha256 is not None and local is not None:
+        await _batch(api, activity_id, [{"transfer_in": {"from": str(local.file_of(full_key)), "to": into}}],
+                     label, output, mask, what="uploading a cache")
+        cache.status, cache.bytes = "uploaded", entry.size
+    if cache.status != "miss":
+        await _batch(api, activity_id, [{"run": {"argv": ["sh", "-ec", f"tar -xf {into} -C {WORKSPACE_DIR} && rm {into}"],
+                                                 "timeout": 600.0}}], label, output, mask, what="unpacking a cache")
+    cache.seconds = time.monotonic() - t0
+    how = {"hit": "restored on the provider", "uploaded": "uploaded from this machine",
+           "miss": "not found (it is saved if the job passes)"}[cache.status]
+    output(label, "yagna", f"cache {cache.key}: {how}" + (f", {cache.bytes} bytes" if cache.bytes else "")
+           + f" in {cache.seconds:.1f} s")
+
+
+async def _save_cache(api: Api, activity_id: str, i: int, cache: CacheResult, full_key: str,
+                      local: LocalCaches | None, provider_id: str | None, label: str, output: Output,
+                      mask: Masker) -> None:
+    """After a job that passed: a cache the provider did not have is packed and kept there (and here)."""
+    if cache.status == "hit":
+        if local is not None:
+            await trio.to_thread.run_sync(lambda: local.remember(full_key, provider_id))
+        return
+    t0 = time.monotonic()
+    packed = CACHE_OUT.format(i)
+    quoted = " ".join(_sh_word(p) for p in cache.paths)
+    script = (f"cd {WORKSPACE_DIR}; set --; for p in {quoted}; do if [ -e \"$p\" ]; then set -- \"$@\" \"$p\"; fi; "
+              f"done; if [ $# -eq 0 ]; then echo none; exit 0; fi; mkdir -p /work/out; tar -cf {packed} -- \"$@\"")
+    done = await _batch(api, activity_id, [{"run": {"argv": ["sh", "-c", script], "timeout": 600.0}}], label, output,
+                        mask, what="packing a cache")
+    if str(((done.get("results") or [None])[0] or {}).get("stdout", "")).strip() == "none":
+        output(label, "yagna", f"cache {cache.key}: nothing to save ({', '.join(cache.paths)} not found)")
+        return
+    script_out: list[dict[str, Any]] = [{"cache_save": {"key": full_key, "from": packed}}]
+    copy: Path | None = None
+    if local is not None and cache.status == "miss":  # keep a copy here too, for a job on another provider
+        local.dir.mkdir(parents=True, exist_ok=True)
+        copy = local.dir / f".incoming-{_secrets.token_hex(4)}.tar"
+        script_out.append({"transfer_out": {"from": packed, "to": str(copy)}})
+    try:
+        done = await _batch(api, activity_id, script_out, label, output, mask, what="saving a cache")
+        saved = (done.get("results") or [None])[0] or {}
+        cache.saved, cache.bytes = True, int(saved.get("size") or 0)
+        if local is not None:
+            digest = str(saved.get("sha256")) if copy is not None else None
+            await trio.to_thread.run_sync(lambda: local.remember(full_key, provider_id, copy=copy, sha256=digest))
+    finally:
+        if copy is not None:
+            copy.unlink(missing_ok=True)
+    cache.seconds += time.monotonic() - t0
+    output(label, "yagna", f"cache {cache.key}: saved, {cache.bytes} bytes in {time.monotonic() - t0:.1f} s")
 
 
 def _sh_word(pattern: str) -> str:

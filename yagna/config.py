@@ -55,6 +55,10 @@ class NodeConfig:
     ``kill-after-redeem-sent`` (erc20: the process SIGKILLs itself right after a redeem/close transaction
     went out, before its receipt: the crash the driver's journal recovers from)."""
     activity_keepalive_s: float = 30.0
+    job_cache_gib: float = 4.0
+    """Provider: pipelines' caches kept for all requestors together, GiB (least recently used go first)."""
+    job_cache_per_requestor_gib: float = 1.0
+    """Provider: pipelines' caches kept for one requestor, GiB."""
     relay_service: str = "auto"
     """Serve circuit relay v2: ``auto`` while publicly reachable, ``on`` always, ``off`` never."""
     relay_limits: RelayLimits | None = None

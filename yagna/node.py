@@ -204,6 +204,8 @@ class Node:
                 requestor=self.role in ("requestor", "both"),
                 work_dir=self.data.path / "exeunit",
                 keepalive_s=self.config.activity_keepalive_s,
+                job_cache_bytes=int(self.config.job_cache_gib * 2**30),
+                job_cache_per_requestor_bytes=int(self.config.job_cache_per_requestor_gib * 2**30),
                 faults=self.config.test_faults,
             ),
             rr=self.network.rr,

@@ -20,7 +20,18 @@ from exeunit.activity import (
     State,
     Transition,
 )
-from exeunit.commands import Command, Deploy, Run, Serve, Start, Terminate, TransferIn, TransferOut
+from exeunit.commands import (
+    CacheRestore,
+    CacheSave,
+    Command,
+    Deploy,
+    Run,
+    Serve,
+    Start,
+    Terminate,
+    TransferIn,
+    TransferOut,
+)
 from exeunit.errors import ExeUnitError, IllegalTransition
 from yagna.core.wire import decode, encode
 
@@ -63,6 +74,8 @@ COMMANDS: dict[type, Command] = {
     Serve: Serve(),
     TransferIn: TransferIn(dest="/work/in/x", sha256="00" * 32, size=0),
     TransferOut: TransferOut(src="/work/out/x"),
+    CacheRestore: CacheRestore(key="k", dest="/work/in/x"),
+    CacheSave: CacheSave(key="k", src="/work/out/x"),
     Terminate: Terminate(),
 }
 EXPECTED_COMMANDS: dict[type, set[State]] = {
@@ -71,6 +84,8 @@ EXPECTED_COMMANDS: dict[type, set[State]] = {
     Run: {S.READY},
     Serve: {S.READY},
     TransferIn: {S.READY},
+    CacheRestore: {S.READY},
+    CacheSave: {S.READY},
     TransferOut: {S.READY},
     Terminate: set(State),
 }

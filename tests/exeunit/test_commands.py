@@ -102,7 +102,8 @@ def test_workdirs_accepted(workdir: str) -> None:
 
 
 def test_kinds_name_the_commands() -> None:
-    assert sorted(COMMAND_TYPES) == ["deploy", "run", "serve", "start", "terminate", "transfer_in", "transfer_out"]
+    assert sorted(COMMAND_TYPES) == ["cache_restore", "cache_save", "deploy", "run", "serve", "start", "terminate",
+                                     "transfer_in", "transfer_out"]
     for kind, cls in COMMAND_TYPES.items():
         assert cls.kind == kind
 

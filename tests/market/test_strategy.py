@@ -393,3 +393,34 @@ def test_config_is_frozen_and_records_are_not() -> None:
     record = ProviderRecord()
     record.successes = 3  # the daemon maps store rows to records
     assert record.reputation == pytest.approx(0.8)
+
+
+# -- preference (a pipeline's cache holder) --------------------------------------------------
+
+
+def test_a_preferred_provider_wins_over_a_cheaper_one_within_the_caps() -> None:
+    cheap, dear = cand("cheap", "p-cheap", cpu=10, dur=2), cand("dear", "p-dear", cpu=18, dur=4)
+    ranked, _ = rank(Strategy(StrategyConfig()), [cheap, dear])
+    assert ids(ranked) == ["cheap", "dear"]
+    ranked, _ = rank(Strategy(StrategyConfig(prefer=frozenset({"p-dear"}))), [cheap, dear])
+    assert ids(ranked) == ["dear", "cheap"]
+    # a weight of 0 turns the preference off; the caps and the deny list still win over it
+    ranked, _ = rank(Strategy(StrategyConfig(prefer=frozenset({"p-dear"}), prefer_weight=0)), [cheap, dear])
+    assert ids(ranked) == ["cheap", "dear"]
+    capped = StrategyConfig(prefer=frozenset({"p-dear"}), max_per_cpu_sec=10)
+    ranked, dropped = rank(Strategy(capped), [cheap, dear])
+    assert ids(ranked) == ["cheap"] and dropped_codes(dropped) == {"dear": "over-price-cap"}
+    ranked, _ = rank(Strategy(StrategyConfig(prefer=frozenset({"p-dear"}), deny=frozenset({"p-dear"}))), [cheap, dear])
+    assert ids(ranked) == ["cheap"]
+
+
+def test_prefer_round_trips_and_is_checked() -> None:
+    c = StrategyConfig(prefer=frozenset({"b", "a"}), prefer_weight=2)
+    data = c.to_json()
+    assert data["prefer"] == ["a", "b"] and data["prefer_weight"] == 2.0
+    assert StrategyConfig.from_json(data) == c
+    for bad in ("a", [""], [1], ["x"] * 10_001):
+        with pytest.raises(StrategyError, match="prefer"):
+            StrategyConfig(prefer=bad)  # type: ignore[arg-type]
+    with pytest.raises(StrategyError, match="prefer_weight"):
+        StrategyConfig(prefer_weight=-1)

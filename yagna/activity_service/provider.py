@@ -34,7 +34,18 @@ from typing import Any
 import trio
 
 from exeunit.activity import Activity, Batch, Event, State
-from exeunit.commands import Command, Deploy, Run, Serve, Start, Terminate, TransferIn, TransferOut
+from exeunit.commands import (
+    CacheRestore,
+    CacheSave,
+    Command,
+    Deploy,
+    Run,
+    Serve,
+    Start,
+    Terminate,
+    TransferIn,
+    TransferOut,
+)
 from exeunit.errors import ExeUnitError, ImageError, RuntimeFailure, ScriptError, TransferRefused
 from exeunit.image_gc import ImageCollector
 from exeunit.limits import limits_from_agreement
@@ -62,6 +73,7 @@ from exeunit.staging import Staging
 from exeunit.transfer import sha256_file
 from market.agreement import verify_agreement
 from yagna.activity_service.blobs import BlobServer, fetch_blob, open_blob
+from yagna.activity_service.job_caches import JobCaches
 from yagna.activity_service.packages import Packages
 from yagna.activity_service.services import ServiceRunner, ServiceState
 from yagna.activity_service.tunnel import SocketDir, TunnelRefused, TunnelServer
@@ -141,9 +153,11 @@ class ProviderActivities:
         faults: frozenset[str] = frozenset(),
         tunnels: Path | None = None,
         forwarder: Callable[[], Path | None] | None = None,
+        caches: JobCaches | None = None,
     ) -> None:
         """``tunnels``: where services' socket directories go (default: beside ``staging``);
-        ``forwarder``: finds the static forwarder binary (default: :func:`exeunit.forwarder.find_binary`)."""
+        ``forwarder``: finds the static forwarder binary (default: :func:`exeunit.forwarder.find_binary`);
+        ``caches``: pipelines' caches (default: ``caches/`` beside ``staging``, default bounds)."""
         self.node_id = node_id
         self._key = key
         self._faults = faults
@@ -164,6 +178,7 @@ class ProviderActivities:
         """Golem VM packages (``deploy {package}``): downloaded, verified, imported, collected like images."""
         self._tunnels = tunnels if tunnels is not None else staging.parent / "tunnels"
         self._volumes = self._tunnels.parent / "volumes"
+        self.caches = caches if caches is not None else JobCaches(staging.parent / "caches")
         if forwarder is None:
             from exeunit.forwarder import find_binary
 
@@ -181,6 +196,7 @@ class ProviderActivities:
     # -- lifecycle --------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await self.staged.open()  # empties what a previous run left
+        await self.caches.open()  # pipelines' caches are kept across restarts
         for left in (self._tunnels, self._volumes):  # sockets and volumes of services before a restart
             await trio.to_thread.run_sync(shutil.rmtree, left, True)
         await self._end_previous_activities()
@@ -529,9 +545,13 @@ class ProviderActivities:
             finally:
                 if act.state is State.RUNNING:
                     act.apply(Event.RUN_END, now=time.time())
-        if isinstance(cmd, (TransferIn, TransferOut)):
+        if isinstance(cmd, (TransferIn, TransferOut, CacheRestore, CacheSave)):
             act.apply(Event.RUN_BEGIN, now=time.time())  # one command at a time works in the container
             try:
+                if isinstance(cmd, CacheRestore):
+                    return await self._cache_restore(running, batch, index, cmd)
+                if isinstance(cmd, CacheSave):
+                    return await self._cache_save(running, batch, index, cmd)
                 return await self._transfer(running, batch, index, cmd)
             finally:
                 if act.state is State.RUNNING:
@@ -579,6 +599,67 @@ class ProviderActivities:
         await self._blobs.offer_staged(running.requestor_id, f"file:{digest}", out, owner=running.activity.activity_id,
                                        on_gone=self.staged.remove)
         return batch.finish(index, now=time.time(), file=(digest, size))
+
+    # -- pipeline caches ----------------------------------------------------------------
+    async def _cache_restore(self, running: _Running, batch: Batch, index: int, cmd: CacheRestore) -> dict[str, Any]:
+        """The requestor's own cache under ``cmd.key`` into the container (exit code 1 when there is none)."""
+        container = running.container_id
+        assert container is not None
+        entry = self.caches.lookup(running.requestor_id, cmd.key)
+        if entry is not None and entry.size > running.limits.storage_bytes:
+            entry = None  # it would not fit this agreement: as good as none
+        src = None
+        if entry is not None:
+            try:
+                src = await trio.to_thread.run_sync(open, self.caches.path_of(running.requestor_id, cmd.key), "rb")
+            except OSError:
+                entry = None  # removed by hand: a miss
+        if entry is None or src is None:
+            batch.output(index, "stderr", b"no cache for this key on this provider\n")
+            return batch.finish(index, now=time.time(), exit_code=1)
+        t0 = time.monotonic()
+        digest = hashlib.sha256()
+        try:
+            size = await trio.to_thread.run_sync(lambda: os.fstat(src.fileno()).st_size)
+            started = False
+            try:
+                async with self._runtime.upload(container, cmd.dest, size) as upload:
+                    started = True
+
+                    def copy() -> None:
+                        while chunk := src.read(1 << 20):
+                            digest.update(chunk)
+                            upload.write([chunk])
+
+                    await trio.to_thread.run_sync(copy)
+            except BaseException:
+                if started:
+                    with trio.CancelScope(shield=True), trio.move_on_after(10):
+                        await self._remove_partial(container, cmd.dest)
+                raise
+        finally:
+            src.close()
+        await self.caches.touch(entry)
+        log.info("cache_restore %s: %d bytes in %.0f ms", cmd.dest, size, (time.monotonic() - t0) * 1000)
+        return batch.finish(index, now=time.time(), exit_code=0, file=(digest.hexdigest(), size))
+
+    async def _cache_save(self, running: _Running, batch: Batch, index: int, cmd: CacheSave) -> dict[str, Any]:
+        """A file of ``/work/out`` becomes the requestor's cache under ``cmd.key`` (bounded; oldest evicted)."""
+        container = running.container_id
+        assert container is not None
+        limit = min(running.limits.storage_bytes, self.caches.per_requestor_bytes)
+        partial = await trio.to_thread.run_sync(self.caches.partial_path, running.requestor_id)
+        digest = hashlib.sha256()
+        try:
+            size = await self._runtime.get_file(container, cmd.src, str(partial), max_bytes=limit, digest=digest)
+            entry = await self.caches.commit(running.requestor_id, cmd.key, partial, size)
+        except ValueError as exc:
+            raise TransferRefused("too-large", str(exc)) from None
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.caches.discard(partial)
+            raise
+        return batch.finish(index, now=time.time(), exit_code=0, file=(digest.hexdigest(), entry.size))
 
     # -- services ----------------------------------------------------------------------
     async def _tunnel_mounts(self, running: _Running, ports: tuple[int, ...]) -> TunnelMounts:

@@ -16,6 +16,7 @@ import trio
 from exeunit.runtime import Runtime
 from yagna.core.identity import NodeKey
 from yagna.activity_service.blobs import BlobServer
+from yagna.activity_service.job_caches import JobCaches
 from yagna.activity_service.protocol import ACTIVITY
 from yagna.activity_service.provider import ProviderActivities
 from yagna.activity_service.requestor import RequestorActivities
@@ -38,6 +39,10 @@ class ActivityConfig:
     """Provider: an activity whose requestor was silent this long is terminated and its container removed."""
     agreement_check_s: float = 2.0
     """Provider: how often activities of ended agreements are looked for."""
+    job_cache_bytes: int = 4 << 30
+    """Provider: pipelines' caches kept for all requestors together (least recently used go first)."""
+    job_cache_per_requestor_bytes: int = 1 << 30
+    """Provider: pipelines' caches kept for one requestor."""
     faults: frozenset[str] = frozenset()
     """Test-only fault injection: ``wrong-results`` (a provider that returns wrong outputs)."""
 
@@ -59,6 +64,8 @@ class ActivityService:
                 faults=config.faults,
                 activities=rows, agreements=agreements, staging=config.work_dir / "provider",
                 keepalive_s=config.keepalive_s, agreement_check_s=config.agreement_check_s,
+                caches=JobCaches(config.work_dir / "caches", total_bytes=config.job_cache_bytes,
+                                 per_requestor_bytes=config.job_cache_per_requestor_bytes),
             )
         if config.requestor:
             self.requestor = RequestorActivities(

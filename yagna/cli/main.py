@@ -101,6 +101,10 @@ def service() -> None:
               help="Test only: inject a fault.")
 @click.option("--activity-keepalive", type=click.FloatRange(min=1), default=30.0, show_default=True,
               help="Provider: seconds of requestor silence after which its activity is stopped and its container removed.")
+@click.option("--job-cache-gib", type=click.FloatRange(min=0), default=4.0, show_default=True,
+              help="Provider: disk for pipelines' caches, all requestors together, GiB (least recently used go first).")
+@click.option("--job-cache-per-requestor-gib", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Provider: disk for pipelines' caches of one requestor, GiB.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -112,8 +116,8 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
                 contract: str | None, config_path: Path | None,
                 network_id: str, subnets: tuple[str, ...], offer_ttl: int, anti_entropy_interval: float | None,
                 max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
-                test_faults: tuple[str, ...], activity_keepalive: float, log_level: str, log_format: str,
-                log_file: Path | None) -> None:
+                test_faults: tuple[str, ...], activity_keepalive: float, job_cache_gib: float,
+                job_cache_per_requestor_gib: float, log_level: str, log_format: str, log_file: Path | None) -> None:
     """Start a node in the foreground; Ctrl-C or SIGTERM stops it."""
     import gc
 
@@ -168,6 +172,8 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
         max_mem_gib=max_mem_gib,
         max_storage_gib=max_storage_gib,
         activity_keepalive_s=activity_keepalive,
+        job_cache_gib=job_cache_gib,
+        job_cache_per_requestor_gib=job_cache_per_requestor_gib,
         test_faults=frozenset(test_faults),
         relay_service=relay_service or from_file.net.relay_service or "auto",
         relay_limits=config_file.relay_limits(from_file.net),
