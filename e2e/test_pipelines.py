@@ -162,7 +162,7 @@ steps:
         echo "deps built"; fi
   - name: build
     run: mkdir -p out && cat .deps/lib.txt src.txt > out/app.txt
-artifacts: [out/app.txt]
+artifacts: ["out/**/*.txt"]
 """
 
 

@@ -357,10 +357,7 @@ async def _artifacts(api: Api, activity_id: str, spec: JobSpec, out_dir: Path, o
                      mask: Masker) -> list[dict[str, Any]]:
     """Pack the artifacts in the container, bring the archive back by hash, unpack it under ``out_dir``.
     Paths that match nothing are said and skipped (after a failed step, some may not exist)."""
-    quoted = " ".join(_sh_word(p) for p in spec.artifacts)
-    script = (f"cd {WORKSPACE_DIR}; set --; for p in {quoted}; do if [ -e \"$p\" ]; then set -- \"$@\" \"$p\"; "
-              f"else echo \"no artifact matches $p\" >&2; fi; done; "
-              f"if [ $# -eq 0 ]; then echo none; exit 0; fi; tar -cf {ARTIFACTS_TAR} -- \"$@\"")
+    script = collect_script(spec.artifacts, ARTIFACTS_TAR, say_missing="no artifact matches")
     done = await _batch(api, activity_id, [{"run": {"argv": ["sh", "-c", script], "timeout": 600.0}}],
                         spec.label, output, mask, what="collecting the artifacts")
     result = (done.get("results") or [None])[0] or {}
@@ -419,9 +416,7 @@ async def _save_cache(api: Api, activity_id: str, i: int, cache: CacheResult, fu
         return
     t0 = time.monotonic()
     packed = CACHE_OUT.format(i)
-    quoted = " ".join(_sh_word(p) for p in cache.paths)
-    script = (f"cd {WORKSPACE_DIR}; set --; for p in {quoted}; do if [ -e \"$p\" ]; then set -- \"$@\" \"$p\"; fi; "
-              f"done; if [ $# -eq 0 ]; then echo none; exit 0; fi; mkdir -p /work/out; tar -cf {packed} -- \"$@\"")
+    script = collect_script(cache.paths, packed)
     done = await _batch(api, activity_id, [{"run": {"argv": ["sh", "-c", script], "timeout": 600.0}}], label, output,
                         mask, what="packing a cache")
     if str(((done.get("results") or [None])[0] or {}).get("stdout", "")).strip() == "none":
@@ -445,6 +440,72 @@ async def _save_cache(api: Api, activity_id: str, i: int, cache: CacheResult, fu
             copy.unlink(missing_ok=True)
     cache.seconds += time.monotonic() - t0
     output(label, "yagna", f"cache {cache.key}: saved, {cache.bytes} bytes in {time.monotonic() - t0:.1f} s")
+
+
+def collect_script(patterns: Sequence[str], archive: str, *, say_missing: str | None = None) -> str:
+    """A ``sh`` script that packs what ``patterns`` match in the workspace into ``archive`` (prints
+    ``none`` when nothing matched).
+
+    Globs as in GitHub's paths: ``*`` and ``?`` within a name, ``[...]``, and ``**`` across folders
+    (``out/**/*.o``: any depth, ``out/**``: everything below). Plain and one-level patterns are
+    expanded by the shell (a matched folder is packed whole); ``**`` patterns are matched by
+    ``grep -E`` against ``find``'s list of files and links (busybox has no ``globstar``). Names with
+    a newline are not collected."""
+    plain = [p for p in patterns if "**" not in p]
+    deep = [p for p in patterns if "**" in p]
+    lines = [f"cd {WORKSPACE_DIR}", "set --"]
+    if plain:
+        words = " ".join(_sh_word(p) for p in plain)
+        missing = f"else echo \"{say_missing} $p\" >&2; " if say_missing else ""
+        lines.append(f"for p in {words}; do if [ -e \"$p\" ]; then set -- \"$@\" \"$p\"; {missing}fi; done")
+    for p in deep:
+        regex = _sh_quote(glob_ere(p))
+        lines.append(f"found=0; while IFS= read -r f; do [ -z \"$f\" ] || {{ set -- \"$@\" \"$f\"; found=1; }}; done <<EOF\n"
+                     f"$(find . \\( -type f -o -type l \\) | sed 's|^\\./||' | grep -E {regex})\nEOF")
+        if say_missing:
+            lines.append(f"[ $found = 1 ] || echo {_sh_quote(say_missing + ' ' + p)} >&2")
+    lines.append("if [ $# -eq 0 ]; then echo none; exit 0; fi")
+    lines.append(f"mkdir -p {archive.rsplit('/', 1)[0]}; tar -cf {archive} -- \"$@\"")
+    return "\n".join(lines)
+
+
+def glob_ere(pattern: str) -> str:
+    """A path glob as an anchored POSIX extended regex (``**`` spans folders, ``*`` and ``?`` do not);
+    a match of a folder's path also matches everything below it."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 2)
+            if end == -1:
+                out.append("\\[")
+            else:
+                body = pattern[i + 1:end]
+                body = "^" + body[1:] if body.startswith("!") else body
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        elif ch in ".^$+(){}|\\":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+        i += 1
+    return "^" + "".join(out) + "(/.*)?$"
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _sh_word(pattern: str) -> str:
