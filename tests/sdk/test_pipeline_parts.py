@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_the_repository_id_follows_the_origin_url(tmp_path: Path) -> None:
     assert repository_id(plain) != repository_id(a) and len(repository_id(plain)) == 16
 
 
-def _job(provider: str, steps: list[tuple[str, str, int | None]], artifacts: dict[str, str]) -> JobResult:
+def _job(provider: str, steps: Sequence[tuple[str, str, int | None]], artifacts: dict[str, str]) -> JobResult:
     return JobResult(run_id="r", combo={}, status="passed" if all(s[1] == "passed" for s in steps) else "failed",
                      exit_code=0, steps=[StepResult(n, st, code) for n, st, code in steps], provider_id=provider,
                      artifacts=[{"path": p, "sha256": h, "size": 1} for p, h in artifacts.items()])
