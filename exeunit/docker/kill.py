@@ -129,12 +129,15 @@ class Killer:
 
     @staticmethod
     def _thaw(api: Any, container_id: str) -> None:
-        """Unpause and make sure it took: under load the next exec otherwise met a paused container (409)."""
+        """Unpause and make sure it took: under load the next exec otherwise met a paused container (409).
+
+        An unpause that took can still be reported as paused by the next inspect; the unpause tried
+        again then fails with "is not paused" (409, or 500 from Docker 28): that is success too."""
         for _ in range(50):
             try:
                 api.unpause(container_id)
             except docker.errors.APIError as e:
-                if e.status_code != 409:  # 409: not paused (any more)
+                if e.status_code != 409 and "is not paused" not in str(e.explanation or e):
                     raise
             if not api.inspect_container(container_id)["State"].get("Paused"):
                 return
