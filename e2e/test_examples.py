@@ -30,10 +30,19 @@ def devnet(tmp_path: Path, test_image: str):  # type: ignore[no-untyped-def]
         run_cli("devnet", "down", "--root", str(root), timeout=60, check=False)
 
 
-def test_minimal_sdk_script(devnet: dict) -> None:  # type: ignore[type-arg]
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "minimal.py"), "--data-dir", devnet["data_dir"]],
-                          capture_output=True, text=True, timeout=240)
+def test_minimal_sdk_script(tmp_path: Path, test_image: str) -> None:
+    """As the README says: `yagna devnet up`, then the script with no settings (the SDK finds the devnet's
+    requestor under the default root, funds it if short, downloads nothing into the current folder)."""
+    run_cli("devnet", "up", "--providers", "3", timeout=90)  # the default root, under the test's XDG_DATA_HOME
+    try:
+        proc = subprocess.run([sys.executable, str(ROOT / "examples" / "minimal.py")], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=240)
+    finally:
+        run_cli("devnet", "down", timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    for n in (2, 3, 4):
+        assert f"square-{n} ok {n * n} agreed by 2 providers" in proc.stdout, proc.stdout
+    assert "spent " in proc.stdout and not (tmp_path / "yagna-results").exists()
 
 
 def test_render_job_and_gif(devnet: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]

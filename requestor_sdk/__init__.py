@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "requestor_sdk.budget": ("Budget", "Pricing", "parse_tokens", "tokens"),
     "requestor_sdk.jobfile": ("Job", "load_job", "parse_job"),
+    "requestor_sdk.local_node": ("find_node",),
     "requestor_sdk.requestor": ("InsufficientFunds", "Market", "Requestor"),
     "requestor_sdk.services": (
         "DeployFailed", "Deployment", "DeploymentEnded", "DeploymentStatus", "LogLine", "LogStream", "NoSuchEndpoint",
@@ -43,6 +44,7 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 if TYPE_CHECKING:
     from requestor_sdk.budget import Budget, Pricing, parse_tokens, tokens
     from requestor_sdk.jobfile import Job, load_job, parse_job
+    from requestor_sdk.local_node import find_node
     from requestor_sdk.requestor import InsufficientFunds, Market, Requestor
     from requestor_sdk.services import (
         DeployFailed, Deployment, DeploymentEnded, DeploymentStatus, LogLine, LogStream, NoSuchEndpoint, NotHealthy,
@@ -73,6 +75,6 @@ __all__ = [
     "DeploymentEnded", "DeploymentStatus", "Event", "InsufficientFunds", "Job", "JobFileError", "LogLine",
     "LogStream", "Market", "MarketNote", "NoSuchEndpoint", "NotHealthy", "Output", "PortMap", "Pricing",
     "ProviderJoined", "ProviderLeft", "ReplicaStatus", "Requestor", "SdkError", "Services", "Spend", "Task",
-    "TaskFinished", "TaskResult", "decide", "load_job", "locate", "parse_job", "parse_tokens", "result_digest",
-    "run_tasks", "tokens",
+    "TaskFinished", "TaskResult", "decide", "find_node", "load_job", "locate", "parse_job", "parse_tokens",
+    "result_digest", "run_tasks", "tokens",
 ]

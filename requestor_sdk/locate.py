@@ -1,7 +1,9 @@
 """Finding the local daemon: the same conventions as Golem's tools.
 
 Order: an explicit data dir; else ``YAGNA_API_URL`` + ``YAGNA_APPKEY``; else
-``YAGNA_DATA_DIR``; else the default data dir. A data dir gives the API URL
+``YAGNA_DATA_DIR``; else the user's default data dir when a node runs there;
+else ``/var/lib/yagna`` (a node installed by ``yagna service install``) when a
+node runs there; else the user's default data dir. A data dir gives the API URL
 (``node.json``, written by the running daemon) and the local app key
 (``app-key``), so scripts need no other settings.
 """
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from requestor_sdk.errors import DaemonNotFound
-from yagna.core.paths import DataDir, default_data_dir, process_alive
+from yagna.core import paths
+from yagna.core.paths import DataDir, process_alive
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,16 @@ def locate(data_dir: Path | str | None = None) -> DaemonLocation:
         url, key = os.environ.get("YAGNA_API_URL"), os.environ.get("YAGNA_APPKEY")
         if url and key:
             return DaemonLocation(api_url=url.rstrip("/"), app_key=key)
-    return locate_in(DataDir(data_dir if data_dir is not None else default_data_dir()))
+    if data_dir is not None:
+        return locate_in(DataDir(data_dir))
+    try:
+        return locate_in(DataDir(paths.client_data_dir()))
+    except DaemonNotFound as exc:
+        system = paths.SYSTEM_DATA_DIR
+        if not os.environ.get("YAGNA_DATA_DIR") and system.is_dir() and not os.access(system, os.R_OK | os.X_OK):
+            raise DaemonNotFound(f"{exc}; a node installed as a service keeps its data in {system}, readable "
+                                 "only by its user: run this command with sudo (or as that user)") from None
+        raise
 
 
 def locate_in(data: DataDir) -> DaemonLocation:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ import trio
 from requestor_sdk.budget import Budget, Pricing, parse_tokens, tokens
 from requestor_sdk.client import Api
 from requestor_sdk.errors import ApiError, DaemonUnreachable, SdkError
-from requestor_sdk.locate import DaemonLocation, locate
+from requestor_sdk.funding import ensure_funds
+from requestor_sdk.local_node import find_node
+from requestor_sdk.locate import DaemonLocation
 from requestor_sdk.tasks import (
     Attempt, AttemptFinished, AttemptStarted, BudgetStopped, Event, MarketNote, Output, ProviderJoined,
     ProviderLeft, Spend, Task, TaskFinished, TaskResult,
@@ -149,24 +152,34 @@ class Requestor:
     """A batch requestor on a local daemon; use as ``async with Requestor(...) as r``.
 
     ``budget`` (decimal tokens) is never exceeded: see :mod:`requestor_sdk.budget`.
+    The node: ``location``, else ``data_dir``, else :func:`~requestor_sdk.local_node.find_node`
+    (``YAGNA_API_URL`` + ``YAGNA_APPKEY``, ``YAGNA_DATA_DIR``, the default data dir, the devnet's requestor).
+    ``fund``: on a test network, a free balance below the budget is topped up on entry
+    (:attr:`funded`; said by a :class:`~requestor_sdk.tasks.MarketNote`); ``False`` to never fund.
     ``work_dir`` receives downloaded outputs (``<work_dir>/<task id>/``; a
-    temporary folder per attempt under ``<work_dir>/.attempts/``).
+    temporary folder per attempt under ``<work_dir>/.attempts/``); without it, a temporary
+    folder made on entry and removed on exit (read the outputs inside the ``async with`` block).
     ``on_event`` is a callable (called synchronously, keep it quick) or a
     trio memory channel (sent to with back-pressure; the caller reads it).
     """
 
     def __init__(self, *, image: str, budget: str | int, max_providers: int = 3, market: Market | None = None,
                  data_dir: Path | str | None = None, location: DaemonLocation | None = None,
-                 work_dir: Path | str = "yagna-results", on_event: EventSink | None = None,
+                 work_dir: Path | str | None = None, on_event: EventSink | None = None,
                  idle_s: float = 5.0, transfer_margin_s: float = 20.0, deploy_margin_s: float = 60.0,
-                 settle_timeout_s: float = 20.0, teardown_timeout_s: float = 20.0) -> None:
+                 settle_timeout_s: float = 20.0, teardown_timeout_s: float = 20.0, fund: bool = True) -> None:
         if max_providers < 1:
             raise SdkError("max_providers must be >= 1")
         self.image = image
         self.limit = parse_tokens(budget, "budget")
         self.max_providers = max_providers
         self.market = market or Market()
-        self.work_dir = Path(work_dir).absolute()
+        self._work_dir = Path(work_dir).absolute() if work_dir is not None else None
+        self._own_work_dir = False
+        self.fund = fund
+        self.funded = 0
+        """Base units funded on entry (test networks, free balance below the budget), else 0."""
+        self._notes: list[str] = []
         self._data_dir = data_dir
         self._location = location
         self._on_event = on_event
@@ -192,16 +205,31 @@ class Requestor:
         self._clock = time.monotonic
 
     # -- lifecycle -----------------------------------------------------------------------------
+    @property
+    def work_dir(self) -> Path:
+        """Where outputs are downloaded (a temporary folder between entry and exit when none was given)."""
+        if self._work_dir is None:
+            raise SdkError("the Requestor's temporary work dir exists only inside `async with Requestor(...)`")
+        return self._work_dir
+
     async def __aenter__(self) -> Requestor:
-        location = self._location or locate(self._data_dir)
+        location = self._location or find_node(self._data_dir)
         self.api = Api(location)
         try:
+            if self.fund:
+                self.funded, free = await ensure_funds(self.api, self.limit)
+                if self.funded:
+                    self._notes.append(f"funded {tokens(self.funded)} test tokens (no value): the free balance "
+                                       f"({tokens(free)}) was below the budget ({tokens(self.limit)})")
             demand = await self.api.create_demand(properties={}, constraints=self.market.constraints,
                                                   subnet=self.market.subnet, expiration_s=self.market.expiration_s)
         except BaseException:
             await self.api.aclose()
+            self.api = None
             raise
         self.demand_id = str(demand["demand_id"])
+        if self._work_dir is None:
+            self._work_dir, self._own_work_dir = Path(tempfile.mkdtemp(prefix="yagna-requestor-")), True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -227,6 +255,9 @@ class Requestor:
             self._assign_costs()
             await api.aclose()
             self.api = None
+        if self._own_work_dir and self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+            self._work_dir, self._own_work_dir = None, False
 
     def results(self) -> list[TaskResult]:
         """Results of every task given to :meth:`run` so far (after an interruption too: unfinished ones failed)."""
@@ -283,6 +314,8 @@ class Requestor:
         states = [_TaskState(t, redundancy, bound, retries) for t in tasks]
         self._results.extend(states)
         self.stopped = None
+        while self._notes:  # what happened on entry (funding), told once
+            await self._emit(MarketNote(self._notes.pop(0)))
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._recruit, states, nursery)

@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 
 # iproute2, iptables, procps: the NAT testbed (yagna devnet up --topology nat, e2e/test_nat_*.py)
 # squashfs-tools: Golem VM images (.gvmi: yagna image pack, providers running Golem packages)
-PACKAGES=(docker.io gcc libc6-dev libgmp-dev make python3-venv busybox-static iproute2 iptables procps squashfs-tools)
+# chromium: the dashboard in a real headless browser (e2e/test_dashboard.py)
+PACKAGES=(docker.io gcc libc6-dev libgmp-dev make python3-venv busybox-static iproute2 iptables procps squashfs-tools chromium)
 DOCKERD_ARGS=(--bridge=none --iptables=false --ip-masq=false)
 DOCKERD_LOG=${YAGNA_DOCKERD_LOG:-/var/log/yagna-dockerd.log}
 

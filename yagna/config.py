@@ -10,6 +10,7 @@ from yagna.core.errors import YagnaError
 from yagna.core.paths import DataDir, default_data_dir, user_data_root  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
+    from market.presets import Preset
     from yagna.net.relay_core import RelayLimits
 
 DEFAULT_API_PORT = 7465  # Golem's convention, so existing tools find us
@@ -74,6 +75,8 @@ class NodeConfig:
     contract: str | None = None
     """erc20: the PaymentChannels contract's address."""
     """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
+    provider_preset: Preset | None = None
+    """Provider: the preset of ``[provider.preset]`` in the config file, created or updated at start."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

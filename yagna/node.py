@@ -25,6 +25,7 @@ from market.properties import RUNTIME_GOLEM_VM
 from yagna import __version__
 from yagna.activity_service import ActivityConfig, ActivityService
 from yagna.api.app import create_app
+from yagna.api.dashboard.log_ring import RecentLogs
 from yagna.api.server import ApiServer, bind_api_socket
 from yagna.config import DataDir, NodeConfig
 from yagna.core.identity import NodeKey
@@ -102,6 +103,7 @@ class Node:
         self.role = config.role
         self.node_id = ""
         self.info: NodeInfo | None = None
+        self.recent_logs = RecentLogs()  # the last warnings and errors, for the dashboard (attached in run)
 
     # -- facade for the API ----------------------------------------------------
     def net_status(self) -> dict[str, object]:
@@ -144,9 +146,11 @@ class Node:
         self.node_id = key.node_id
         log.info("%s node identity %s", "created" if created else "loaded", key.node_id)
         store = await Store.open(self.data.db_file)
+        logging.getLogger().addHandler(self.recent_logs)
         try:
             await self._run_with_store(key, store, task_status)
         finally:
+            logging.getLogger().removeHandler(self.recent_logs)
             with trio.CancelScope(shield=True):
                 await store.close()
                 _remove_quietly(self.data.node_file)
@@ -190,6 +194,7 @@ class Node:
                 capabilities={RUNTIME_GOLEM_VM: True} if sells and shutil.which("unsquashfs") else {},
                 # a dedicated provider sells something out of the box; edit it with `yagna provider preset`
                 default_preset=Preset(name="default", subnet=self.config.subnets[0]) if self.role == "provider" else None,
+                managed_preset=self.config.provider_preset,  # [provider.preset] of the config file
             ),
             rr=self.network.rr,
             gossip=self.network.gossip,

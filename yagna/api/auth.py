@@ -32,6 +32,9 @@ Auth = Annotated[AppKeyInfo, Depends(require_key)]
 PUBLIC_PATHS = frozenset({f"{PREFIX}/health", f"{PREFIX}/openapi.json", f"{PREFIX}/docs"})
 """Paths that answer without an app key (no body is read on any of them)."""
 
+SELF_CHECKED = "/dashboard"
+"""The dashboard's paths check the app key or their own session cookie (yagna/api/dashboard/routes.py)."""
+
 MAX_BODY = 1 << 20
 """Default request body cap (1 MiB): every JSON body of the API is a few KiB."""
 
@@ -85,7 +88,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path not in PUBLIC_PATHS:
+        if path not in PUBLIC_PATHS and path != SELF_CHECKED and not path.startswith(SELF_CHECKED + "/"):
             info = await _check(self._keys(), _header(scope, b"authorization"))
             if isinstance(info, str):
                 await _answer(send, 401, "unauthorized", info, ((b"www-authenticate", b"Bearer"),))

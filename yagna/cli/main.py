@@ -16,6 +16,7 @@ import click
 
 from yagna import __version__
 from yagna.cli.output import emit
+from yagna.cli.settings_cli import SettingsCommand, YagnaGroup, given_flags
 from yagna.core.errors import YagnaError
 
 # Heavy modules (libp2p, FastAPI) are imported inside the commands that need
@@ -32,12 +33,13 @@ class Ctx:
         return NodeClient.for_data_dir(self.data_dir)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=YagnaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path),
     envvar="YAGNA_DATA_DIR",
-    help="The node's data directory [env YAGNA_DATA_DIR; default ~/.local/share/yagna/node].",
+    help="The node's data directory, before or after the command [env YAGNA_DATA_DIR; default "
+         "~/.local/share/yagna/node; clients also find a node installed as a service in /var/lib/yagna].",
 )
 @click.version_option(__version__, prog_name="yagna")
 @click.pass_context
@@ -52,76 +54,72 @@ def service() -> None:
     """Run the node daemon."""
 
 
-@service.command("run")
-@click.option("--role", type=click.Choice(["requestor", "provider", "both"]), default="both", show_default=True)
-@click.option("--api-port", type=int, default=7465, show_default=True, envvar="YAGNA_API_PORT",
-              help="REST API port on 127.0.0.1 (0 = any free port).")
-@click.option("--listen", "listen", multiple=True, metavar="MULTIADDR",
-              help="libp2p listen address (repeatable) [default /ip4/127.0.0.1/tcp/<last port or any>].")
+@service.command("run", cls=SettingsCommand)
+@click.option("--role", type=click.Choice(["requestor", "provider", "both"]))
+@click.option("--api-port", type=int, help="REST API port on 127.0.0.1 (0 = any free port).")
+@click.option("--listen", "listen", multiple=True, metavar="MULTIADDR", help="libp2p listen address (repeatable).")
 @click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
-              help="Peer to join through, /ip4/.../tcp/.../p2p/<node id> (repeatable).")
-@click.option("--px-interval", type=float, default=5.0, show_default=True, help="Seconds between peer exchanges.")
-@click.option("--target-peers", type=click.IntRange(1, 10_000), default=None,
-              help="Connections to keep up by own dials; bootstrap peers are always dialed [default 8, or net.target_peers].")
-@click.option("--max-peers", type=click.IntRange(1, 10_000), default=None,
-              help="Connections at most, inbound included [default 64, or net.max_peers].")
-@click.option("--relay-service", type=click.Choice(["auto", "on", "off"]), default=None,
+              help="Peer to join through, /ip4/.../tcp/.../p2p/<node id> (repeatable; adds to the config file's).")
+@click.option("--px-interval", type=float, help="Seconds between peer exchanges.")
+@click.option("--target-peers", type=click.IntRange(1, 10_000),
+              help="Connections to keep up by own dials; bootstrap peers are always dialed.")
+@click.option("--max-peers", type=click.IntRange(1, 10_000), help="Connections at most, inbound included.")
+@click.option("--relay-service", type=click.Choice(["auto", "on", "off"]),
               help="Serve circuit relay v2 to private nodes: auto = while publicly reachable, on = always, "
-                   "off = never [default auto, or net.relay_service]; limits in the config file (docs/behind-nat.md).")
+                   "off = never; limits in the config file (docs/behind-nat.md).")
 @click.option("--hole-punching/--no-hole-punching", "hole_punching", default=None,
-              help="Upgrade relayed connections to direct ones by hole punching (DCUtR) where the NATs allow it "
-                   "[default on, or net.hole_punching].")
-@click.option("--payment-driver", type=click.Choice(["testnet-ledger", "erc20"]), default=None,
-              envvar="YAGNA_PAYMENT_DRIVER",
+              help="Upgrade relayed connections to direct ones by hole punching (DCUtR) where the NATs allow it.")
+@click.option("--payment-driver", type=click.Choice(["testnet-ledger", "erc20"]),
               help="testnet-ledger: test tokens of no value, in the node's own file; erc20: payment channels in a "
-                   "contract on an EVM chain (needs --rpc-url, --token, --contract) [default testnet-ledger, or "
-                   "payment.driver].")
-@click.option("--rpc-url", default=None, envvar="YAGNA_RPC_URL", metavar="URL",
-              help="erc20: the chain's JSON-RPC endpoint, e.g. http://127.0.0.1:8545 [or payment.rpc_url].")
-@click.option("--token", default=None, envvar="YAGNA_TOKEN", metavar="ADDRESS",
-              help="erc20: the ERC-20 token's 0x address [or payment.token].")
-@click.option("--contract", default=None, envvar="YAGNA_CONTRACT", metavar="ADDRESS",
-              help="erc20: the PaymentChannels contract's 0x address (docs/payments.md) [or payment.contract].")
+                   "contract on an EVM chain (needs --rpc-url, --token, --contract).")
+@click.option("--rpc-url", metavar="URL", help="erc20: the chain's JSON-RPC endpoint, e.g. http://127.0.0.1:8545.")
+@click.option("--token", metavar="ADDRESS", help="erc20: the ERC-20 token's 0x address.")
+@click.option("--contract", metavar="ADDRESS", help="erc20: the PaymentChannels contract's 0x address (docs/payments.md).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Config file [default <data dir>/yagna.toml if it exists]; flags win, --bootstrap adds to it.")
-@click.option("--network-id", default="testnet", show_default=True, envvar="YAGNA_NETWORK_ID",
-              help="Market network; offers, demands and agreements of other networks are refused.")
-@click.option("--subnet", "subnets", multiple=True, default=["public"], show_default=True,
+              envvar="YAGNA_CONFIG",
+              help="Config file [env YAGNA_CONFIG; default <data dir>/config.toml, or <data dir>/yagna.toml, its "
+                   "older name]. Precedence: flags, then YAGNA_* variables, then the file (docs/configuration.md).")
+@click.option("--network-id", help="Market network; offers, demands and agreements of other networks are refused.")
+@click.option("--subnet", "subnets", multiple=True,
               help="Subnet whose offers to follow (repeatable); presets choose where they offer.")
-@click.option("--offer-ttl", type=int, default=1800, show_default=True,
-              help="Seconds an offer lives; it is re-announced halfway.")
-@click.option("--anti-entropy-interval", type=click.FloatRange(min=0, max=3600), default=None,
+@click.option("--offer-ttl", type=int, help="Seconds an offer lives; it is re-announced halfway.")
+@click.option("--anti-entropy-interval", type=click.FloatRange(min=0, max=3600),
               help="Mean seconds between offer anti-entropy rounds with one random neighbour per subnet "
-                   "(jittered +-50%; 0: only with each new peer) [default 3, or market.anti_entropy_interval].")
-@click.option("--max-threads", type=click.IntRange(min=0), help="Provider: most CPU threads to sell [default: all but one].")
-@click.option("--max-mem-gib", type=click.FloatRange(min=0), help="Provider: most memory to sell, GiB [default: 70%].")
-@click.option("--max-storage-gib", type=click.FloatRange(min=0), help="Provider: most disk to sell, GiB [default: 80% of free].")
+                   "(jittered +-50%; 0: only with each new peer).")
+@click.option("--max-threads", type=click.IntRange(min=0), help="Provider: most CPU threads to sell.")
+@click.option("--max-mem-gib", type=click.FloatRange(min=0), help="Provider: most memory to sell, GiB.")
+@click.option("--max-storage-gib", type=click.FloatRange(min=0), help="Provider: most disk to sell, GiB.")
 @click.option("--test-fault", "test_faults", multiple=True, hidden=True,
               type=click.Choice(["withhold-payments", "wrong-results", "drop-offer-gossip", "kill-after-redeem-sent"]),
               help="Test only: inject a fault.")
-@click.option("--activity-keepalive", type=click.FloatRange(min=1), default=30.0, show_default=True,
+@click.option("--activity-keepalive", type=click.FloatRange(min=1),
               help="Provider: seconds of requestor silence after which its activity is stopped and its container removed.")
-@click.option("--job-cache-gib", type=click.FloatRange(min=0), default=4.0, show_default=True,
+@click.option("--job-cache-gib", type=click.FloatRange(min=0),
               help="Provider: disk for pipelines' caches, all requestors together, GiB (least recently used go first).")
-@click.option("--job-cache-per-requestor-gib", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--job-cache-per-requestor-gib", type=click.FloatRange(min=0),
               help="Provider: disk for pipelines' caches of one requestor, GiB.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", type=click.Choice(["text", "json"]))
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Log to this file, rotated at 10 MiB with 4 old files kept [default: stderr].")
+              help="Log to this file, rotated at 10 MiB with 4 old files kept.")
 @click.pass_obj
-def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], bootstrap: tuple[str, ...],
-                px_interval: float, target_peers: int | None, max_peers: int | None, relay_service: str | None,
-                hole_punching: bool | None, payment_driver: str | None, rpc_url: str | None, token: str | None,
-                contract: str | None, config_path: Path | None,
-                network_id: str, subnets: tuple[str, ...], offer_ttl: int, anti_entropy_interval: float | None,
-                max_threads: int | None, max_mem_gib: float | None, max_storage_gib: float | None,
-                test_faults: tuple[str, ...], activity_keepalive: float, job_cache_gib: float,
-                job_cache_per_requestor_gib: float, log_level: str, log_format: str, log_file: Path | None) -> None:
-    """Start a node in the foreground; Ctrl-C or SIGTERM stops it."""
-    import gc
+def service_run(obj: Ctx, config_path: Path | None, test_faults: tuple[str, ...], **flags: Any) -> None:
+    """Start a node in the foreground; Ctrl-C or SIGTERM stops it.
 
+    Every option is also a key of the config file and a YAGNA_* environment variable
+    (`yagna config show --origin` says which one each value came from)."""
+    import gc
+    import os
+
+    from yagna import settings
     from yagna.cli import dataclass_cache
+    from yagna.core.paths import default_data_dir
+
+    # The settings first: a bad config file stops the daemon before it imports anything heavy.
+    data_dir = obj.data_dir or default_data_dir()
+    resolved = settings.load(data_dir, explicit=config_path, env=os.environ,
+                             flags=given_flags(click.get_current_context(), flags))
+    config = settings.node_config(resolved, data_dir, test_faults=test_faults)
 
     # ~1,200 methods of dataclasses are generated and compiled while importing: their code comes
     # from a cache after the first start (yagna/cli/dataclass_cache.py).
@@ -137,52 +135,15 @@ def service_run(obj: Ctx, role: str, api_port: int, listen: tuple[str, ...], boo
     gc.freeze()
     gc.enable()
 
-    from yagna.config import NodeConfig
-    from yagna.core.paths import default_data_dir
     from yagna.logs import setup_logging
     from yagna.net.host import parse_multiaddr, parse_peer_addr
 
-    from yagna import config_file
-
-    setup_logging(log_level, log_format, log_file)
-    data_dir = obj.data_dir or default_data_dir()
-    from_file = config_file.load(config_path or config_file.default_path(data_dir), required=config_path is not None)
-    listen = listen or tuple(from_file.net.listen)
-    bootstrap = tuple(dict.fromkeys([*from_file.net.bootstrap, *bootstrap]))
-    for addr in listen:
+    log_file = resolved["log.file"]
+    setup_logging(resolved["log.level"], resolved["log.format"], Path(log_file) if log_file else None)
+    for addr in config.listen:
         parse_multiaddr(addr)
-    for addr in bootstrap:
+    for addr in config.bootstrap:
         parse_peer_addr(addr)
-    config = NodeConfig(
-        data_dir=data_dir,
-        role=role,
-        api_port=api_port,
-        listen=list(listen),
-        bootstrap=list(bootstrap),
-        px_interval=px_interval,
-        target_peers=target_peers or from_file.net.target_peers or 8,
-        max_peers=max_peers or from_file.net.max_peers or 64,
-        network_id=network_id,
-        subnets=list(subnets),
-        offer_ttl_s=offer_ttl,
-        anti_entropy_s=(anti_entropy_interval if anti_entropy_interval is not None
-                        else from_file.market.anti_entropy_interval if from_file.market.anti_entropy_interval is not None
-                        else 3.0),
-        max_threads=max_threads,
-        max_mem_gib=max_mem_gib,
-        max_storage_gib=max_storage_gib,
-        activity_keepalive_s=activity_keepalive,
-        job_cache_gib=job_cache_gib,
-        job_cache_per_requestor_gib=job_cache_per_requestor_gib,
-        test_faults=frozenset(test_faults),
-        relay_service=relay_service or from_file.net.relay_service or "auto",
-        relay_limits=config_file.relay_limits(from_file.net),
-        hole_punching=hole_punching if hole_punching is not None else from_file.net.hole_punching is not False,
-        payment_driver=payment_driver or from_file.payment.driver or "testnet-ledger",
-        rpc_url=rpc_url or from_file.payment.rpc_url,
-        token=token or from_file.payment.token,
-        contract=contract or from_file.payment.contract,
-    )
     trio.run(_serve, config)
     gc.freeze()
 
@@ -232,13 +193,13 @@ def id_show(obj: Ctx, as_json: bool) -> None:
     """Show the node id (works whether or not the node is running)."""
     from requestor_sdk.errors import DaemonNotFound
     from yagna.core.identity import NodeKey
-    from yagna.core.paths import DataDir, default_data_dir
+    from yagna.core.paths import DataDir, client_data_dir
 
     try:
         data = obj.client().call("GET", "/id")
         data["running"] = True
     except DaemonNotFound:
-        path = DataDir(obj.data_dir or default_data_dir())
+        path = DataDir(obj.data_dir or client_data_dir())
         if not path.key_file.exists():
             raise YagnaError(
                 f"no node identity in {path.path}; start a node once with: yagna service run --data-dir {path.path}"
@@ -384,6 +345,15 @@ def _register_devnet() -> None:
 
     cli.add_command(activity)
     provider.add_command(provider_activities)
+    from yagna.cli.provider_init import provider_doctor, provider_init
+
+    provider.add_command(provider_init)
+    provider.add_command(provider_doctor)
+    from yagna.cli.config_cmd import config
+    from yagna.cli.service_install import service_install
+
+    cli.add_command(config)
+    service.add_command(service_install)
     from yagna.cli.payment_cmd import payment
 
     cli.add_command(payment)
@@ -399,6 +369,12 @@ def _register_devnet() -> None:
     from yagna.cli.pipeline_cmd import pipeline
 
     cli.add_command(pipeline)
+    from yagna.cli.dashboard_cmd import dashboard
+
+    cli.add_command(dashboard)
+    from yagna.cli.run_cmd import run
+
+    cli.add_command(run)
 
 
 _register_devnet()

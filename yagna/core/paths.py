@@ -8,6 +8,7 @@ running daemon: node id, pid, API URL, p2p addresses; removed on clean exit),
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,6 +25,33 @@ def default_data_dir() -> Path:
     """``$YAGNA_DATA_DIR``, else ``<user data root>/node``."""
     env = os.environ.get("YAGNA_DATA_DIR")
     return Path(env) if env else user_data_root() / "node"
+
+
+SYSTEM_DATA_DIR = Path("/var/lib/yagna")
+"""The data dir of a node installed as a system service (``yagna service install``)."""
+
+
+def client_data_dir() -> Path:
+    """The data dir a client command uses when ``--data-dir`` is not given, in this order:
+    ``$YAGNA_DATA_DIR``; the user's default (:func:`default_data_dir`) when a node runs there;
+    :data:`SYSTEM_DATA_DIR` when a node runs there; the user's default."""
+    env = os.environ.get("YAGNA_DATA_DIR")
+    if env:
+        return Path(env)
+    user = user_data_root() / "node"
+    if not node_running(user) and node_running(SYSTEM_DATA_DIR):
+        return SYSTEM_DATA_DIR
+    return user
+
+
+def node_running(path: Path) -> bool:
+    """Whether the ``node.json`` of data dir ``path`` names a live process (False when unreadable)."""
+    try:
+        info = json.loads((Path(path) / "node.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    pid = info.get("pid") if isinstance(info, dict) else None
+    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 and process_alive(pid)
 
 
 class DataDir:

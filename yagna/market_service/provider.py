@@ -106,6 +106,7 @@ class ProviderMarket:
         node_name: str,
         offer_ttl_ms: int = 30 * 60 * 1000,
         default_preset: Preset | None = None,
+        managed_preset: Preset | None = None,
         settings: Settings | None = None,
         clock_ms: Callable[[], int] = now_ms,
         payment_platforms: Mapping[str, str] | None = None,
@@ -125,6 +126,8 @@ class ProviderMarket:
         self.node_name = node_name
         self.offer_ttl_ms = offer_ttl_ms
         self._default_preset = default_preset
+        self._managed_preset = managed_preset
+        """The config file's preset (``[provider.preset]``): created or updated at start."""
         self._settings = settings
         self._clock_ms = clock_ms
         self.presets: dict[str, Preset] = {}
@@ -154,6 +157,7 @@ class ProviderMarket:
                 self.presets[stored.name] = Preset.from_json(stored.body)
             except MarketError as exc:
                 log.error("preset %s in the database is invalid and is skipped: %s", stored.name, exc)
+        await self._apply_managed_preset()
         if not self.presets and self._default_preset is not None:
             await self._presets_repo.create(self._default_preset.name, self._default_preset.to_json())
             self.presets[self._default_preset.name] = self._default_preset
@@ -173,6 +177,19 @@ class ProviderMarket:
             task_status.started()
 
     # -- presets ---------------------------------------------------------------------
+    async def _apply_managed_preset(self) -> None:
+        """Store the config file's preset under its name, unless the database holds it already as it is."""
+        preset = self._managed_preset
+        if preset is None or self.presets.get(preset.name) == preset:
+            return
+        if preset.name in self.presets:
+            await self._presets_repo.update(preset.name, preset.to_json())
+            log.info("updated preset %r from the config file", preset.name)
+        else:
+            await self._presets_repo.create(preset.name, preset.to_json())
+            log.info("created preset %r from the config file", preset.name)
+        self.presets[preset.name] = preset
+
     async def create_preset(self, preset: Preset) -> Preset:
         async with self._lock:
             if not await self._presets_repo.create(preset.name, preset.to_json()):

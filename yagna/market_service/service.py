@@ -45,6 +45,8 @@ class MarketConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     offer_ttl_s: int = 30 * 60
     default_preset: Preset | None = None
+    managed_preset: Preset | None = None
+    """The config file's preset (``[provider.preset]``), created or updated at start."""
     node_name: str = ""
     agreement_check_s: float = 10.0
     """How often the requestor side looks for its agreements past their expiration."""
@@ -80,7 +82,8 @@ class MarketService:
                 presets=Presets(store), agreements=self.agreements,
                 capacity=config.capacity or Capacity(0, 0, 0), policy=Policy(config.policy),
                 node_name=config.node_name or key.node_id[-8:], offer_ttl_ms=config.offer_ttl_s * 1000,
-                default_preset=config.default_preset, settings=Settings(store), clock_ms=clock_ms,
+                default_preset=config.default_preset, managed_preset=config.managed_preset,
+                settings=Settings(store), clock_ms=clock_ms,
                 payment_platforms=config.payment_platforms, capabilities=config.capabilities,
             )
         if config.requestor:
@@ -144,15 +147,18 @@ class MarketService:
         return {}
 
     # -- agreements (both roles) ---------------------------------------------------------
-    async def list_agreements(self, *, role: str | None = None, state: str | None = None) -> list[dict[str, object]]:
+    async def list_agreements(self, *, role: str | None = None, state: str | None = None,
+                              limit: int = 1000) -> list[dict[str, object]]:
+        """The newest ``limit`` agreements (``created_at``/``updated_at``: unix seconds of the store)."""
         out = []
-        for row in await self.agreements.list(role=role, state=state):
+        for row in await self.agreements.list(role=role, state=state, limit=limit):
             try:
                 agreement = verify_agreement(row.raw, network_id=self.network_id)
             except AgreementInvalid as exc:  # pragma: no cover - verified before storing
                 log.error("stored agreement %s does not verify: %s", row.agreement_id, exc)
                 continue
-            out.append(agreement_view(agreement, state=row.state, role=row.role, reason=row.reason))
+            out.append({**agreement_view(agreement, state=row.state, role=row.role, reason=row.reason),
+                        "created_at": row.created_at, "updated_at": row.updated_at})
         return out
 
     async def get_agreement(self, agreement_id: str) -> dict[str, object]:

@@ -148,6 +148,7 @@ class PaymentService:
                 "acked_seq": c.acked_seq, "enforcement": live.get("enforcement"), "reason": c.reason,
                 "deposit_units": c.deposit, "paid_units": c.paid if c.role == Role.PAYEE else c.best_amount,
                 "due_units": live.get("due", c.due),
+                "created_at": c.created_at, "updated_at": c.updated_at,
             })
         out: dict[str, Any] = {"driver": self.driver.name, "test_network": self.driver.test_network, "account": self.node_id,
                "balance": _balance_view(balance), "agreements": rows}

@@ -128,6 +128,11 @@ class Agreements:
         )
         return [_agreement(r) for r in rows]
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many agreements are in each state (all of them, not a page)."""
+        rows = await self._store.fetchall("SELECT state, COUNT(*) AS n FROM agreements GROUP BY state ORDER BY state", ())
+        return {r["state"]: int(r["n"]) for r in rows}
+
 
 def _agreement(row: sqlite3.Row) -> StoredAgreement:
     return StoredAgreement(
