@@ -31,6 +31,8 @@ class NodeConfig:
     role: str = "both"
     api_host: str = "127.0.0.1"
     api_port: int = DEFAULT_API_PORT
+    metrics_listen: str | None = None
+    """``HOST:PORT`` of a listener serving ``/metrics`` without an app key, for a remote Prometheus; None: off."""
     listen: list[str] = field(default_factory=list)
     """Empty: 127.0.0.1 on the port used last time if free, else an OS-chosen one."""
     bootstrap: list[str] = field(default_factory=list)
@@ -56,6 +58,7 @@ class NodeConfig:
     ``kill-after-redeem-sent`` (erc20: the process SIGKILLs itself right after a redeem/close transaction
     went out, before its receipt: the crash the driver's journal recovers from)."""
     activity_keepalive_s: float = 30.0
+    """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
     job_cache_gib: float = 4.0
     """Provider: pipelines' caches kept for all requestors together, GiB (least recently used go first)."""
     job_cache_per_requestor_gib: float = 1.0
@@ -74,7 +77,6 @@ class NodeConfig:
     """erc20: the ERC-20 token's address."""
     contract: str | None = None
     """erc20: the PaymentChannels contract's address."""
-    """Provider: an activity whose requestor is silent this long is terminated (its container removed)."""
     provider_preset: Preset | None = None
     """Provider: the preset of ``[provider.preset]`` in the config file, created or updated at start."""
 
@@ -83,6 +85,13 @@ class NodeConfig:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}, not {self.role!r}")
         if not 0 <= self.api_port <= 65535:
             raise ConfigError(f"API port {self.api_port} is out of range 0-65535")
+        if self.metrics_listen is not None:
+            from yagna.metrics.address import parse_listen
+
+            try:
+                parse_listen(self.metrics_listen)
+            except ValueError as exc:
+                raise ConfigError(f"--metrics-listen {exc}") from None
         if self.payment_driver not in PAYMENT_DRIVERS:
             raise ConfigError(f"payment driver must be one of {', '.join(PAYMENT_DRIVERS)}, not {self.payment_driver!r}")
         if self.payment_driver == "erc20":

@@ -30,6 +30,7 @@ from yagna.api.server import ApiServer, bind_api_socket
 from yagna.config import DataDir, NodeConfig
 from yagna.core.identity import NodeKey
 from yagna.market_service import MarketConfig, MarketService
+from yagna.metrics.registry import NodeMetrics
 from yagna.net.errors import ListenError
 from yagna.net.host import check_tcp_listen_addr, parse_multiaddr
 from yagna.net.network import NetConfig, Network
@@ -104,6 +105,7 @@ class Node:
         self.node_id = ""
         self.info: NodeInfo | None = None
         self.recent_logs = RecentLogs()  # the last warnings and errors, for the dashboard (attached in run)
+        self.metrics = NodeMetrics()  # /metrics (docs/metrics.md); its log counter is attached in run
 
     # -- facade for the API ----------------------------------------------------
     def net_status(self) -> dict[str, object]:
@@ -147,10 +149,12 @@ class Node:
         log.info("%s node identity %s", "created" if created else "loaded", key.node_id)
         store = await Store.open(self.data.db_file)
         logging.getLogger().addHandler(self.recent_logs)
+        logging.getLogger().addHandler(self.metrics.log_counter)
         try:
             await self._run_with_store(key, store, task_status)
         finally:
             logging.getLogger().removeHandler(self.recent_logs)
+            logging.getLogger().removeHandler(self.metrics.log_counter)
             with trio.CancelScope(shield=True):
                 await store.close()
                 _remove_quietly(self.data.node_file)
@@ -241,6 +245,10 @@ class Node:
                                                  config=DeployConfig(subnet=self.config.subnets[0]))
         async with trio.open_nursery() as nursery:
             self.user_topics = UserTopics(self.network.gossip, nursery)
+            if self.config.metrics_listen:  # first: a bad or busy address stops the node before it joins the network
+                from yagna.metrics.listener import serve_metrics
+
+                await nursery.start(serve_metrics, self, self.config.metrics_listen)
             await nursery.start(self.network.run)
             await nursery.start(self.market.run)
             await nursery.start(self.activity.run)

@@ -314,6 +314,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("node.role", Choice(("requestor", "provider", "both")), "both",
       "What this node does: buys compute, sells it, or both.", flag="--role"),
     S("node.api_port", Int(0, 65535), 7465, "REST API port on 127.0.0.1 (0 = any free port).", flag="--api-port"),
+    S("node.metrics_listen", Text(r"(\[[0-9A-Fa-f:.]+\]|[0-9.]+):[0-9]{1,5}", "HOST:PORT with an IP address, e.g. "
+                                  "0.0.0.0:9464 or [::1]:9464", max_len=64), None,
+      "Also serve /metrics (Prometheus) on this address WITHOUT an app key, for a scraper on another machine; "
+      "firewall it to that scraper (docs/metrics.md).", flag="--metrics-listen", default_text="off"),
     # [net]
     S("net.listen", StrList(), [], "libp2p listen addresses (multiaddrs).", flag="--listen",
       default_text="/ip4/127.0.0.1/tcp/<last port or any>"),
@@ -675,6 +679,7 @@ def node_config(resolved: Resolved, data_dir: Path, *, test_faults: Iterable[str
         data_dir=data_dir,
         role=v["node.role"],
         api_port=v["node.api_port"],
+        metrics_listen=v["node.metrics_listen"],
         listen=list(v["net.listen"]),
         bootstrap=list(v["net.bootstrap"]),
         px_interval=v["net.px_interval"],

@@ -822,6 +822,12 @@ class ProviderActivities:
         return n
 
     # -- status ----------------------------------------------------------------------------
+    def containers(self) -> dict[str, int]:
+        """Containers of live activities now: ``running`` and ``paused`` (by payments); in memory (metrics)."""
+        with_container = [r for r in self._live.values() if r.container_id is not None]
+        paused = sum(r.paused_at is not None for r in with_container)
+        return {"running": len(with_container) - paused, "paused": paused}
+
     async def list(self) -> list[dict[str, Any]]:
         out = []
         for row in await self._rows.list(role="provider", limit=200):

@@ -54,6 +54,7 @@ class ActivityService:
         self.config = config
         self.blobs = BlobServer(rr)
         rows, agreements = Activities(store), Agreements(store)
+        self._rows = rows
         self.provider: ProviderActivities | None = None
         self.requestor: RequestorActivities | None = None
         if config.provider:
@@ -85,6 +86,10 @@ class ActivityService:
             if self.requestor is not None:
                 await nursery.start(self.requestor.run)
             task_status.started()
+
+    async def count_by_state(self) -> dict[tuple[str, str], int]:
+        """Activities by ``(role, state)``, both sides, all of them (metrics)."""
+        return await self._rows.count_by_state()
 
     async def _handle(self, request: Request) -> object:
         if self.provider is None:

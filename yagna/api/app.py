@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from yagna import __version__
-from yagna.api import activity_routes, dashboard, deploy_routes, golem, market_routes, payment_routes
+from yagna.api import activity_routes, dashboard, deploy_routes, golem, market_routes, metrics_routes, payment_routes
 from yagna.api.auth import PREFIX, Auth, RequestGuard
 from yagna.core.errors import YagnaError
 from yagna.net.errors import GossipError
@@ -240,6 +240,7 @@ def create_app(node: NodeFacade) -> FastAPI:
     deploy_routes.install(app)
     golem.install(app)
     dashboard.install(app)
+    metrics_routes.install(app)
 
     @app.exception_handler(YagnaError)
     async def yagna_error(request: Request, exc: YagnaError) -> JSONResponse:

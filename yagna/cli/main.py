@@ -57,6 +57,11 @@ def service() -> None:
 @service.command("run", cls=SettingsCommand)
 @click.option("--role", type=click.Choice(["requestor", "provider", "both"]))
 @click.option("--api-port", type=int, help="REST API port on 127.0.0.1 (0 = any free port).")
+@click.option("--metrics-listen", metavar="HOST:PORT",
+              help="Also serve Prometheus metrics at http://HOST:PORT/metrics, bound to exactly that IP address "
+                   "(e.g. 0.0.0.0:9464, [::1]:9464), WITHOUT an app key: it is for a Prometheus on another machine, "
+                   "so let only that machine reach it. Off by default; /metrics on the API port needs the app key "
+                   "(docs/metrics.md).")
 @click.option("--listen", "listen", multiple=True, metavar="MULTIADDR", help="libp2p listen address (repeatable).")
 @click.option("--bootstrap", "bootstrap", multiple=True, metavar="MULTIADDR",
               help="Peer to join through, /ip4/.../tcp/.../p2p/<node id> (repeatable; adds to the config file's).")

@@ -56,6 +56,7 @@ from yagna.core import wire
 from yagna.core.identity import NodeKey
 from yagna.core.money import format_amount
 from yagna.market_service.requestor import NegotiationFailed
+from yagna.metrics.histogram import Histogram
 from yagna.net.errors import RemoteError, RequestError, RequestRejected
 from yagna.payment_service.protocol import (
     MIN_CHANNEL_LIFE_S,
@@ -126,6 +127,10 @@ class ProviderPayments:
         self._payees: dict[str, _Payee] = {}  # by agreement id
         self.round_trips: deque[dict[str, float]] = deque(maxlen=1000)
         """Per debit note, ms from signing it: voucher durably stored, acknowledgement delivered."""
+        self.voucher_round_trips = Histogram()
+        """Seconds from signing a debit note to holding the voucher that pays it, all notes (metrics)."""
+        self.notes_unanswered = 0
+        """Debit notes the requestor did not answer (unreachable, timed out, refused), since start."""
         self.usage: UsageSource | None = None
         self.pause: Pauser | None = None
         self.resume: Resumer | None = None
@@ -367,6 +372,7 @@ class ProviderPayments:
                 answer = decode_answer(reply)
                 t_answered = time.perf_counter()
             except (RequestError, MessageRejected) as exc:
+                self.notes_unanswered += 1
                 log.info("debit note %d of %s not answered: %s", seq, payee.terms.agreement_id[:12], exc)
                 if isinstance(exc, RemoteError) and exc.code == "unknown-channel" and not final:
                     # The requestor has ended its side (it settled, e.g. while we were down): end ours,
@@ -385,6 +391,7 @@ class ProviderPayments:
             if (answer.voucher_seq is not None and answer.voucher_seq > held
                     and await self._voucher_arrived(payee, answer.voucher_seq)):
                 stored = (time.perf_counter() - t0) * 1000
+                self.voucher_round_trips.observe(stored / 1000)
                 # The acknowledgement is the reply to the voucher message, sent after the commit.
                 self.round_trips.append({"voucher_stored_ms": stored, "acked_ms": stored,
                                          "usage_ms": (t_usage - t0) * 1000, "sent_ms": (t_sent - t0) * 1000,

@@ -178,6 +178,12 @@ class PaymentService:
                         "transactions": await self.driver.transactions(r["channel_id"])})  # type: ignore[attr-defined]
         return out
 
+    async def channel_totals(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Channels and their amounts (base units) summed per ``(role, state)``, roles ``provider``/``requestor``:
+        from the store alone, no driver or chain read (metrics)."""
+        return {("provider" if role == Role.PAYEE else "requestor", state): sums
+                for (role, state), sums in (await self._channels.totals()).items()}
+
     async def channels(self) -> list[dict[str, Any]]:
         return [{"channel_id": c.channel_id, "agreement_id": c.agreement_id, "role": c.role, "peer_id": c.peer_id,
                  "state": c.state, "deposit": format_amount(c.deposit), "best_seq": c.best_seq,

@@ -98,6 +98,12 @@ class Activities:
         )
         return [_activity(r) for r in rows]
 
+    async def count_by_state(self) -> dict[tuple[str, str], int]:
+        """How many activities are in each ``(role, state)`` (all of them, not a page; for metrics)."""
+        rows = await self._store.fetchall(
+            "SELECT role, state, COUNT(*) AS n FROM activities GROUP BY role, state ORDER BY role, state", ())
+        return {(r["role"], r["state"]): int(r["n"]) for r in rows}
+
 
 def _activity(row: sqlite3.Row) -> StoredActivity:
     return StoredActivity(

@@ -432,6 +432,19 @@ class PayChannels:
         )
         return [_pay_channel(r) for r in rows]
 
+    async def totals(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Per ``(role, state)``: ``channels`` and the sums of ``deposit``, ``due``, ``paid``, ``best_amount``,
+        over every channel (metrics). Summed here, exactly: the columns are decimal text, which SQL's SUM
+        would round through a float. Reads no blobs."""
+        rows = await self._store.fetchall("SELECT role, state, deposit, due, paid, best_amount FROM pay_channels", ())
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for r in rows:
+            t = out.setdefault((r["role"], r["state"]), dict.fromkeys(("channels", "deposit", "due", "paid", "best_amount"), 0))
+            t["channels"] += 1
+            for column in ("deposit", "due", "paid", "best_amount"):
+                t[column] += amount_from_db(r[column])
+        return out
+
     async def save_best(self, channel_id: str, seq: int, amount: int, raw: bytes, paid: int) -> bool:
         """Payee: keep a verified voucher as the best. Durable: acknowledge only after this returns.
 
