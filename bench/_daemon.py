@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from _util import PYTHON, Procs, tail
+from _util import PYTHON, REPO, Procs, tail
 
 OFFERS_TOPIC = "yagna/market/1/testnet/public/offers"
 MATCH_ALL = "(golem.inf.cpu.threads>=1)"
@@ -170,3 +170,46 @@ def report_logs(tmp: Path, names: list[str] | None = None) -> None:
         if bad:
             print(f"\n{path.name}: {len(bad)} ERROR/Traceback lines; last lines of its log:\n"
                   f"{tail(path, 25)}", file=sys.stderr)
+
+
+class Devnet:
+    """Two providers and a requestor bootstrapped to both, funded with 100 test tokens (``up``)."""
+
+    def __init__(self, procs: Procs, tmp: Path) -> None:
+        self.procs, self.tmp = procs, tmp
+        self.env = child_env(tmp)
+        self.provs: list[Daemon] = []
+        self.req: Daemon | None = None
+
+    def up(self) -> Devnet:
+        args = ["--role", "provider", "--px-interval", "2", "--activity-keepalive", "10"]
+        first = Daemon(self.procs, self.tmp, "prov-1", args).start()
+        second = Daemon(self.procs, self.tmp, "prov-2", [*args, "--bootstrap", first.p2p_addr]).start()
+        self.provs = [first, second]
+        req = self.req = Daemon(self.procs, self.tmp, "req", ["--role", "requestor", "--px-interval", "2",
+                                                             "--bootstrap", first.p2p_addr,
+                                                             "--bootstrap", second.p2p_addr]).start()
+        wait_for(lambda: {o["provider_id"] for o in req.get("/market/offers")} >= {first.node_id, second.node_id},
+                 30, "the requestor lists both providers' offers")
+        self.cli("payment", "fund", "--amount", "100")
+        return self
+
+    def argv(self, *args: str) -> list[str]:
+        """``yagna --data-dir <the requestor's> ARGS``."""
+        assert self.req is not None
+        return [PYTHON, "-m", "yagna", "--data-dir", str(self.req.data_dir), *args]
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        out = subprocess.run(self.argv(*args), cwd=str(REPO), env=self.env, capture_output=True, text=True,
+                             timeout=timeout, stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            raise SystemExit(f"yagna {' '.join(args[:3])}: exit {out.returncode}: {out.stderr.strip()[-2000:]}")
+        return out.stdout
+
+    @property
+    def node_ids(self) -> list[str]:
+        """The daemons that started (for clean-up after a failed ``up`` too)."""
+        return [d.node_id for d in (*self.provs, self.req) if d is not None and d.info]
+
+    def provider(self, node_id: str) -> Daemon:
+        return next(d for d in self.provs if d.node_id == node_id)

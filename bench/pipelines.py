@@ -73,8 +73,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _daemon import Daemon, child_env, report_logs, wait_for  # noqa: E402
-from _util import PYTHON, REPO, SMOKE_HELP, Procs, apply_smoke, machine, table, time_budget  # noqa: E402
+from _daemon import Devnet, report_logs, wait_for  # noqa: E402
+from _util import REPO, SMOKE_HELP, Procs, apply_smoke, machine, table, time_budget  # noqa: E402
 from exeunit_activity import IMAGE, LABEL_BENCH, LABEL_NODE, cleanup_docker, ensure_image, run_tag  # noqa: E402
 
 sys.path.insert(0, str(REPO))
@@ -192,41 +192,9 @@ def local_job(job: Job, artifacts: tuple[str, ...], tree: Path, out: Path, tag: 
 
 
 # -- network: yagna pipeline run --------------------------------------------------------------------
-class Net:
-    """2 providers and a funded requestor bootstrapped to both."""
-
-    def __init__(self, procs: Procs, tmp: Path) -> None:
-        self.procs, self.tmp = procs, tmp
-        self.env = child_env(tmp)
-        self.provs: list[Daemon] = []
-        self.req: Daemon | None = None
-
-    def up(self) -> Net:
-        args = ["--role", "provider", "--px-interval", "2", "--activity-keepalive", "10"]
-        first = Daemon(self.procs, self.tmp, "prov-1", args).start()
-        second = Daemon(self.procs, self.tmp, "prov-2", [*args, "--bootstrap", first.p2p_addr]).start()
-        self.provs = [first, second]
-        req = self.req = Daemon(self.procs, self.tmp, "req", ["--role", "requestor", "--px-interval", "2",
-                                                             "--bootstrap", first.p2p_addr,
-                                                             "--bootstrap", second.p2p_addr]).start()
-        wait_for(lambda: {o["provider_id"] for o in req.get("/market/offers")} >= {first.node_id, second.node_id},
-                 30, "the requestor lists both providers' offers")
-        out = subprocess.run(self.argv("payment", "fund", "--amount", "100"), cwd=str(REPO), env=self.env,
-                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        if out.returncode != 0:
-            raise SystemExit(f"yagna payment fund: exit {out.returncode}: {out.stderr.strip()[-2000:]}")
-        return self
-
-    def argv(self, *args: str) -> list[str]:
-        assert self.req is not None
-        return [PYTHON, "-m", "yagna", "--data-dir", str(self.req.data_dir), *args]
-
+class Net(Devnet):
     def name_of(self, node_id: str | None) -> str:
         return next((d.name for d in self.provs if d.node_id == node_id), str(node_id)[:12])
-
-    @property
-    def node_ids(self) -> list[str]:
-        return [d.node_id for d in (*self.provs, self.req) if d is not None and d.info]
 
 
 @dataclass

@@ -55,8 +55,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _daemon import Daemon, child_env, cpu_seconds, report_logs, wait_for  # noqa: E402
-from _util import PYTHON, REPO, SMOKE_HELP, Procs, apply_smoke, machine, pct, table, time_budget  # noqa: E402
+from _daemon import Daemon, Devnet, cpu_seconds, report_logs, wait_for  # noqa: E402
+from _util import SMOKE_HELP, Procs, apply_smoke, machine, pct, table, time_budget  # noqa: E402
 from exeunit_activity import IMAGE, LABEL_NODE, cleanup_docker, ensure_image  # noqa: E402
 
 PORT = 8080
@@ -170,45 +170,10 @@ def poll_page(connect: Connect, until: float, interval: float = 0.02, attempt_ti
 
 
 # -- the devnet ------------------------------------------------------------------------------------
-class Net:
-    def __init__(self, procs: Procs, tmp: Path) -> None:
-        self.procs, self.tmp = procs, tmp
-        self.env = child_env(tmp)
-        self.provs: list[Daemon] = []
-        self.req: Daemon | None = None
-        self.node_ids: set[str] = set()
-
-    def up(self) -> Net:
-        args = ["--role", "provider", "--px-interval", "2", "--activity-keepalive", "10"]
-        first = Daemon(self.procs, self.tmp, "prov-1", args).start()
-        second = Daemon(self.procs, self.tmp, "prov-2", [*args, "--bootstrap", first.p2p_addr]).start()
-        self.provs = [first, second]
-        self.req = Daemon(self.procs, self.tmp, "req", ["--role", "requestor", "--px-interval", "2",
-                                                        "--bootstrap", first.p2p_addr,
-                                                        "--bootstrap", second.p2p_addr]).start()
-        self.node_ids = {d.node_id for d in (*self.provs, self.req)}
-        wait_for(lambda: {o["provider_id"] for o in self.req.get("/market/offers")} >= {first.node_id, second.node_id},  # type: ignore[union-attr]
-                 30, "the requestor lists both providers' offers")
-        self.cli("payment", "fund", "--amount", "100")
-        return self
-
-    def argv(self, *args: str) -> list[str]:
-        assert self.req is not None
-        return [PYTHON, "-m", "yagna", "--data-dir", str(self.req.data_dir), *args]
-
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        out = subprocess.run(self.argv(*args), cwd=str(REPO), env=self.env, capture_output=True, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
-        if out.returncode != 0:
-            raise SystemExit(f"yagna {' '.join(args[:3])}: exit {out.returncode}: {out.stderr.strip()[-2000:]}")
-        return out.stdout
-
+class Net(Devnet):
     def status(self, deployment_id: str) -> dict[str, Any]:
         assert self.req is not None
         return self.req.get(f"/deployments/{deployment_id}")  # type: ignore[no-any-return]
-
-    def provider(self, node_id: str) -> Daemon:
-        return next(d for d in self.provs if d.node_id == node_id)
 
 
 def free_port() -> int:

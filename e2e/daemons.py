@@ -139,3 +139,20 @@ def devnet(tmp_path: Path, daemons: list[Daemon], *, providers: int = 3, fund: s
                what="the requestor sees every offer")
     run_cli("payment", "fund", "--amount", fund, data_dir=req.data_dir)
     return req, provs
+
+
+def paid_sleeper(tmp_path: Path, daemons: list[Daemon], terms: list[str]) -> tuple[Daemon, Daemon, str, str]:
+    """A provider and a funded requestor with one agreement under ``terms`` (``market negotiate`` flags) and one
+    activity running ``sleep 600`` in ``local/busybox:1``: (provider, requestor, agreement id, activity id)."""
+    prov = Daemon(tmp_path / "prov", ["--role", "provider", "--activity-keepalive", "60"]).start()
+    daemons.append(prov)
+    req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", prov.p2p_addr]).start()
+    daemons.append(req)
+    wait_until(lambda: len(req.api("GET", "/market/offers")) == 1, timeout=20, what="the requestor sees the offer")
+    run_cli("payment", "fund", "--amount", "10", data_dir=req.data_dir)
+    out = run_cli("market", "negotiate", *terms, "--json", data_dir=req.data_dir, timeout=60)
+    agreement_id = json.loads(out.stdout)["agreements"][0]["agreement_id"]
+    act = req.api("POST", "/activity", json={"agreement_id": agreement_id})
+    req.api("POST", f"/activity/{act['activity_id']}/exec", json={"script": [
+        {"deploy": {"image": "local/busybox:1"}}, {"start": {}}, {"run": {"argv": ["sleep", "600"], "timeout": 600}}]})
+    return prov, req, agreement_id, act["activity_id"]

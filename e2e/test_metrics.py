@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.daemons import YAGNA, Daemon, run_cli, wait_until
+from e2e.daemons import YAGNA, Daemon, paid_sleeper, run_cli, wait_until
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -137,17 +137,7 @@ TERMS = ["--property", "golem.com.scheme.payu.debit-note.interval-sec?=1",
 
 def test_earnings_spend_containers_and_voucher_round_trips_of_a_paid_run(tmp_path: Path, daemons: list[Daemon],
                                                                        test_image: str) -> None:
-    prov = Daemon(tmp_path / "prov", ["--role", "provider", "--activity-keepalive", "60"]).start()
-    daemons.append(prov)
-    req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", prov.p2p_addr]).start()
-    daemons.append(req)
-    wait_until(lambda: len(req.api("GET", "/market/offers")) == 1, timeout=20, what="the requestor sees the offer")
-    run_cli("payment", "fund", "--amount", "10", data_dir=req.data_dir)
-    out = run_cli("market", "negotiate", *TERMS, "--json", data_dir=req.data_dir, timeout=60)
-    agreement_id = json.loads(out.stdout)["agreements"][0]["agreement_id"]
-    act = req.api("POST", "/activity", json={"agreement_id": agreement_id})
-    req.api("POST", f"/activity/{act['activity_id']}/exec", json={"script": [
-        {"deploy": {"image": "local/busybox:1"}}, {"start": {}}, {"run": {"argv": ["sleep", "600"], "timeout": 600}}]})
+    prov, req, agreement_id, _ = paid_sleeper(tmp_path, daemons, TERMS)
 
     def paid(fams: dict[str, Any]) -> bool:
         return _value(fams, "yagna_payment_voucher_round_trip_seconds_count") >= 2

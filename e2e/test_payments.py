@@ -11,25 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from e2e.daemons import Daemon, run_cli, wait_until
+from e2e.daemons import Daemon, paid_sleeper, run_cli, wait_until
 
 TERMS = ["--property", "golem.com.scheme.payu.debit-note.interval-sec?=1",
          "--property", "golem.com.scheme.payu.payment-timeout-sec?=2"]
 
 
 def _setup(tmp_path: Path, daemons: list[Daemon], terms: list[str] = TERMS) -> tuple[Daemon, Daemon, str, str]:
-    prov = Daemon(tmp_path / "prov", ["--role", "provider", "--activity-keepalive", "60"]).start()
-    daemons.append(prov)
-    req = Daemon(tmp_path / "req", ["--role", "requestor", "--bootstrap", prov.p2p_addr]).start()
-    daemons.append(req)
-    wait_until(lambda: len(req.api("GET", "/market/offers")) == 1, timeout=15, what="requestor sees the offer")
-    run_cli("payment", "fund", "--amount", "10", data_dir=req.data_dir)
-    out = run_cli("market", "negotiate", *terms, "--json", data_dir=req.data_dir, timeout=60)
-    agreement_id = json.loads(out.stdout)["agreements"][0]["agreement_id"]
-    act = req.api("POST", "/activity", json={"agreement_id": agreement_id})
-    req.api("POST", f"/activity/{act['activity_id']}/exec", json={"script": [
-        {"deploy": {"image": "local/busybox:1"}}, {"start": {}}, {"run": {"argv": ["sleep", "600"], "timeout": 600}}]})
-    return prov, req, agreement_id, act["activity_id"]
+    return paid_sleeper(tmp_path, daemons, terms)
 
 
 def _row(d: Daemon, agreement_id: str) -> dict:  # type: ignore[type-arg]
