@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.daemons import YAGNA, Daemon, paid_sleeper, run_cli, wait_until
+from tests.metrics.families import families as _parse, value as _value
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -40,15 +40,6 @@ def _scrape(node: Daemon) -> dict[str, Any]:
     return _parse(_text(node))
 
 
-def _parse(text: str) -> dict[str, Any]:
-    return {f.name: f for f in text_string_to_metric_families(text)}
-
-
-def _value(fams: dict[str, Any], sample: str, **labels: str) -> float:
-    found = [s.value for f in fams.values() for s in f.samples
-             if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())]
-    assert len(found) == 1, (sample, labels, found)
-    return float(found[0])
 
 
 def _healthy(fams: dict[str, Any], node: Daemon, role: str) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
 from yagna.api.app import create_app
 from yagna.config import ConfigError, NodeConfig
@@ -20,18 +19,9 @@ from yagna.metrics.exposition import CONTENT_TYPE, Family
 from yagna.metrics.histogram import Histogram
 from yagna.metrics.listener import bind_metrics_socket, create_metrics_app, serve_metrics
 from yagna.metrics.registry import CACHE_S, COLLECTOR_TIMEOUT_S, NodeMetrics
+from tests.metrics.families import families as _families, value as _value
 
 
-def _families(text: str) -> dict[str, Any]:
-    return {f.name: f for f in text_string_to_metric_families(text)}
-
-
-def _value(fams: dict[str, Any], sample: str, **labels: str) -> float:
-    """The one sample named ``sample`` (with its _total, _bucket, ...) that has ``labels``."""
-    found = [s.value for f in fams.values() for s in f.samples
-             if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())]
-    assert len(found) == 1, (sample, labels, found)
-    return float(found[0])
 
 
 async def _good(node: Any) -> list[Family]:
