@@ -179,6 +179,11 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, for a bench's header."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine() -> str:
     import platform
 

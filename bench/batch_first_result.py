@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import SMOKE_HELP, apply_smoke, PYTHON, REPO, machine, summary, table, time_budget  # noqa: E402
+from _util import PYTHON, REPO, SMOKE_HELP, apply_smoke, loadavg, machine, summary, table, time_budget  # noqa: E402
 from exeunit_activity import IMAGE, LABEL_NODE, cleanup_docker, ensure_image  # noqa: E402
 
 YAGNA = [PYTHON, "-m", "yagna"]
@@ -132,10 +132,6 @@ def write_job(path: Path, command: list[str], params: list[dict[str, str]], *, b
         lines += ["[[task]]", f"params = {{ {inner} }}"]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # -- CLI runs -----------------------------------------------------------------------------------

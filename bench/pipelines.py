@@ -74,7 +74,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import Devnet, report_logs, wait_for  # noqa: E402
-from _util import REPO, SMOKE_HELP, Procs, apply_smoke, machine, table, time_budget  # noqa: E402
+from _util import REPO, SMOKE_HELP, Procs, apply_smoke, loadavg, machine, table, time_budget  # noqa: E402
 from exeunit_activity import IMAGE, LABEL_BENCH, LABEL_NODE, cleanup_docker, ensure_image, run_tag  # noqa: E402
 
 sys.path.insert(0, str(REPO))
@@ -272,10 +272,6 @@ def best(values: list[float]) -> float:
 
 def each(values: list[Any]) -> str:
     return ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
-
-
-def loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def plain_tables(net: Net, locs: list[Local], nets: list[Remote], names: list[str]) -> None:

@@ -56,7 +56,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _daemon import Daemon, Devnet, cpu_seconds, report_logs, wait_for  # noqa: E402
-from _util import SMOKE_HELP, Procs, apply_smoke, machine, pct, table, time_budget  # noqa: E402
+from _util import SMOKE_HELP, Procs, apply_smoke, loadavg, machine, pct, table, time_budget  # noqa: E402
 from exeunit_activity import IMAGE, LABEL_NODE, cleanup_docker, ensure_image  # noqa: E402
 
 PORT = 8080
@@ -284,10 +284,6 @@ def ms(values: list[float], p: float) -> float:
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "-"
-
-
-def loadavg() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def run(args: argparse.Namespace) -> None:
